@@ -1,0 +1,458 @@
+//! The command line: one Args struct per command (clap derive; every flag also reads a
+//! `DARKPOOL_*` environment variable), and the glue from flags to the library.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::{Engine, EngineError, EngineOptions};
+use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
+use crate::lake::{self, Table, WriterOptions};
+use crate::output::{self, OutputFormat};
+use crate::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
+use crate::source::Format;
+use crate::time::{parse_duration_micros, parse_timestamp};
+use crate::venue::Registry;
+use crate::window::WindowSpec;
+
+/// darkpool: where equity liquidity trades — lit exchanges vs dark pools, ATSs and OTC prints.
+#[derive(Debug, Parser)]
+#[command(name = "darkpool", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate realistic synthetic trades (deterministic per seed) as NDJSON or CSV.
+    Simulate(SimulateArgs),
+    /// Land trade files (CSV, NDJSON, Parquet; `-` = stdin) in the lake and compute windows.
+    Ingest(IngestArgs),
+    /// Run read-only SQL (or a named query from sql/) over the lake.
+    Query(QueryArgs),
+}
+
+/// The lake location.
+#[derive(Debug, Clone, Args)]
+pub struct LakeArgs {
+    /// Lake root folder (Parquet tables trades/, windows/, late/, rejects/).
+    #[arg(long, env = "DARKPOOL_LAKE", default_value = "lake")]
+    pub lake: PathBuf,
+}
+
+/// The venue registry.
+#[derive(Debug, Clone, Args)]
+pub struct VenueArgs {
+    /// Venue registry CSV (code,name,kind,latitude,longitude[,site,notes]); default: the built-in data/venues.csv.
+    #[arg(long, env = "DARKPOOL_VENUES")]
+    pub venues: Option<PathBuf>,
+}
+
+impl VenueArgs {
+    fn load(&self) -> Result<Arc<Registry>> {
+        Ok(Arc::new(Registry::load(self.venues.as_deref())?))
+    }
+}
+
+/// Window shape.
+#[derive(Debug, Clone, Args)]
+pub struct WindowArgs {
+    /// Window length (event time), e.g. 5m, 1m, 30s.
+    #[arg(long, env = "DARKPOOL_WINDOW", default_value = "5m")]
+    pub window: String,
+    /// Hop between window starts for hopping windows (default: the window length, i.e. tumbling).
+    #[arg(long, env = "DARKPOOL_SLIDE")]
+    pub slide: Option<String>,
+    /// How far behind the newest event time a trade may arrive before its window is final.
+    #[arg(long, env = "DARKPOOL_ALLOWED_LATENESS", default_value = "5s")]
+    pub allowed_lateness: String,
+}
+
+impl WindowArgs {
+    fn spec(&self) -> Result<WindowSpec> {
+        Ok(WindowSpec::parse(&self.window, self.slide.as_deref(), &self.allowed_lateness)?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Number of trades (default: run until stopped).
+    #[arg(long, env = "DARKPOOL_COUNT")]
+    pub count: Option<u64>,
+    /// Random seed: the same seed and flags give byte-identical output.
+    #[arg(long, env = "DARKPOOL_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// First event time (ISO-8601) or `now` for wall-clock timestamps [default: 2024-01-01T09:30:00Z with --count, else now].
+    #[arg(long, env = "DARKPOOL_START")]
+    pub start: Option<String>,
+    /// Pacing in trades per wall-clock second; 0 = as fast as possible [default: 0 with --count, else 50].
+    #[arg(long, env = "DARKPOOL_RATE")]
+    pub rate: Option<f64>,
+    /// Average trades per second of market time on the synthetic clock.
+    #[arg(long, env = "DARKPOOL_MARKET_RATE", default_value_t = 50.0)]
+    pub market_rate: f64,
+    /// Output shape.
+    #[arg(long, env = "DARKPOOL_SIM_FORMAT", value_enum, default_value = "ndjson")]
+    pub format: SimFormat,
+    /// Output file (default: stdout). Written to a temporary name and renamed when complete.
+    #[arg(long, short, env = "DARKPOOL_OUTPUT")]
+    pub output: Option<PathBuf>,
+    /// Comma-separated symbols [default: SYNTH_SPY,SYNTH_AMZN,SYNTH_TSLA,SYNTH_AAPL,SYNTH_NVDA,SYNTH_MSFT,SYNTH_META,SYNTH_QQQ].
+    #[arg(long, env = "DARKPOOL_SYMBOLS", value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    #[command(flatten)]
+    pub venues: VenueArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Input files (.csv, .ndjson/.jsonl/.json, .parquet); `-` reads standard input.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Input format, overriding the file extension.
+    #[arg(long, env = "DARKPOOL_FORMAT", value_enum)]
+    pub format: Option<Format>,
+    #[command(flatten)]
+    pub venues: VenueArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Re-emit a final window as a new version when late trades change it.
+    #[arg(long, env = "DARKPOOL_REEMIT_LATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reemit_late: bool,
+    /// Rows per Arrow micro-batch.
+    #[arg(long, env = "DARKPOOL_BATCH_ROWS", default_value_t = 128 * 1024)]
+    pub batch_rows: usize,
+    /// Longest accepted input line in bytes; longer lines are rejected (their first bytes kept).
+    #[arg(long, env = "DARKPOOL_MAX_LINE_BYTES", default_value_t = 1 << 20)]
+    pub max_line_bytes: usize,
+    /// Roll to a new Parquet file after this many rows.
+    #[arg(long, env = "DARKPOOL_FILE_ROWS", default_value_t = 2_000_000)]
+    pub file_rows: usize,
+    /// Roll to a new Parquet file after about this many bytes (e.g. 256M).
+    #[arg(long, env = "DARKPOOL_FILE_BYTES", default_value = "256M")]
+    pub file_bytes: String,
+    /// Never draw a progress bar.
+    #[arg(long, env = "DARKPOOL_NO_PROGRESS")]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// SQL text, or the name of a query in sql/ (see --list).
+    pub query: Option<String>,
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Read the SQL from this file.
+    #[arg(long, short, env = "DARKPOOL_QUERY_FILE", conflicts_with = "query")]
+    pub file: Option<PathBuf>,
+    /// List tables with their columns, and the named queries.
+    #[arg(long)]
+    pub list: bool,
+    /// Output format.
+    #[arg(long, env = "DARKPOOL_QUERY_FORMAT", value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Write to this file instead of stdout (appears complete or not at all).
+    #[arg(long, short, env = "DARKPOOL_QUERY_OUTPUT")]
+    pub output: Option<PathBuf>,
+    /// Rows to print (0 = all) [default: 40 for table, all for other formats].
+    #[arg(long, env = "DARKPOOL_MAXROWS")]
+    pub maxrows: Option<usize>,
+    /// Most rows a query may return before it is cut off.
+    #[arg(long, env = "DARKPOOL_ROW_LIMIT", default_value_t = 1_000_000)]
+    pub row_limit: usize,
+    /// Query time limit, e.g. 30s, 2m.
+    #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "60s")]
+    pub timeout: String,
+    /// Memory a query may use, e.g. 512M, 4G.
+    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G")]
+    pub memory_limit: String,
+    /// Folder of named queries (*.sql) overriding the built-in ones.
+    #[arg(long, env = "DARKPOOL_SQL_DIR", default_value = "sql")]
+    pub sql_dir: PathBuf,
+    #[command(flatten)]
+    pub venues: VenueArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// An error with the exit code it should produce.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Parse `512M`, `4G`, `1000` into bytes.
+pub fn parse_bytes(text: &str) -> Result<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().map_err(|_| anyhow!("'{text}' is not a size like 512M or 4G"))?;
+    let scale = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "K" | "KB" | "KIB" => 1024.0,
+        "M" | "MB" | "MIB" => 1024.0 * 1024.0,
+        "G" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        _ => bail!("'{text}' is not a size like 512M or 4G"),
+    };
+    Ok((value * scale) as usize)
+}
+
+/// Thousands separators: 1234567 -> 1,234,567.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Write `bytes` to `path` so it appears complete or not at all.
+fn write_file_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(|e| anyhow!("writing {}: {}", path.display(), e.error()))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn simulate(args: SimulateArgs) -> Result<()> {
+    let registry = args.venues.load()?;
+    let clock = match args.start.as_deref() {
+        Some("now") => Clock::Now,
+        Some(text) => Clock::Market(parse_timestamp(text).map_err(|e| anyhow!("--start '{text}': {e}"))?),
+        None if args.count.is_some() => Clock::Market(parse_timestamp("2024-01-01T09:30:00Z").unwrap_or(0)),
+        None => Clock::Now,
+    };
+    let symbols: Vec<String> = if args.symbols.is_empty() {
+        DEFAULT_SYMBOLS.iter().map(|s| s.0.to_string()).collect()
+    } else {
+        args.symbols.iter().map(|s| s.trim().to_string()).collect()
+    };
+    if let Some(bad) = symbols.iter().find(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"')) {
+        bail!("--symbols: '{bad}' is not a symbol (no spaces or quotes)");
+    }
+    if !(args.market_rate > 0.0 && args.market_rate.is_finite()) {
+        bail!("--market-rate must be a positive number of trades per second");
+    }
+    let rate = args.rate.unwrap_or(if args.count.is_some() { 0.0 } else { 50.0 });
+    if !(rate >= 0.0 && rate.is_finite()) {
+        bail!("--rate must be 0 (as fast as possible) or a positive number of trades per second");
+    }
+    let config = SimConfig {
+        seed: args.seed,
+        clock,
+        symbols,
+        market_rate: args.market_rate,
+    };
+    let run = |out: &mut dyn Write| -> Result<()> {
+        let n = simulator::write_trades(&config, &registry, args.format, args.count, rate, out)?;
+        tracing::info!("wrote {n} trades");
+        Ok(())
+    };
+    match &args.output {
+        Some(path) if args.count.is_some() => write_file_atomic(path, run),
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            run(&mut std::io::BufWriter::new(file))
+        }
+        None => run(&mut std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())),
+    }
+}
+
+pub async fn ingest(args: IngestArgs) -> Result<()> {
+    let mut options = IngestOptions::new(&args.lake.lake, args.inputs.clone());
+    options.format = args.format;
+    options.venues = args.venues.load()?;
+    options.window = args.window.spec()?;
+    options.reemit_late = args.reemit_late;
+    options.batch_rows = args.batch_rows.max(1);
+    options.max_line_bytes = args.max_line_bytes;
+    options.writer = WriterOptions {
+        file_rows: args.file_rows.max(1),
+        file_bytes: parse_bytes(&args.file_bytes)?.max(1 << 20),
+        ..WriterOptions::default()
+    };
+    options.progress = !args.no_progress;
+    let summary = ingest_files(options).await?;
+    eprint!("{}", format_summary(&summary, &args.lake.lake));
+    Ok(())
+}
+
+/// The end-of-ingest report.
+pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
+    let mut out = String::new();
+    let skipped: Vec<&crate::ingest::InputReport> = s.inputs.iter().filter(|i| i.already_ingested.is_some()).collect();
+    for input in &skipped {
+        let _ = writeln!(
+            out,
+            "skipped {}: the lake already holds this content (run {}); nothing was counted twice",
+            input.path.display(),
+            input.already_ingested.as_deref().unwrap_or("?")
+        );
+    }
+    let ingested = s.inputs.len() - skipped.len();
+    if ingested == 0 {
+        let _ = writeln!(out, "nothing new to ingest into {}", lake.display());
+        return out;
+    }
+    let t = &s.totals;
+    let rejected = t.rejected_total();
+    let reasons: Vec<String> = t.rejected.iter().map(|(k, v)| format!("{k} {}", grouped(*v))).collect();
+    let _ = writeln!(out, "ingested {ingested} input(s) into {} in {:.2} s", lake.display(), s.elapsed.as_secs_f64());
+    let _ = writeln!(out, "  read      {:>12} records ({:.1} MB)", grouped(t.records), t.bytes as f64 / 1e6);
+    let _ = writeln!(out, "  accepted  {:>12}", grouped(t.accepted));
+    let _ = write!(out, "  rejected  {:>12}", grouped(rejected));
+    if rejected > 0 {
+        let _ = write!(out, "  ({}; see the rejects table)", reasons.join(", "));
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "  late      {:>12}  (corrected window versions: {})",
+        grouped(s.windows.late_trades),
+        grouped(s.windows.corrections)
+    );
+    let _ = writeln!(out, "  windows   {:>12} rows written", grouped(s.rows.get(&Table::Windows).copied().unwrap_or(0)));
+    if !t.unknown_venues.is_empty() {
+        let list: Vec<String> = t.unknown_venues.iter().take(10).map(|(k, v)| format!("{k} ({})", grouped(*v))).collect();
+        let _ = writeln!(out, "  unknown venues (kept, kind 'unknown'): {}", list.join(", "));
+    }
+    if t.blank_lines > 0 {
+        let _ = writeln!(out, "  blank lines skipped: {}", grouped(t.blank_lines));
+    }
+    let _ = writeln!(
+        out,
+        "  speed     {:>12} trades/s, {:.1} MB/s ({} files, run {})",
+        grouped(s.trades_per_second() as u64),
+        s.megabytes_per_second(),
+        s.files,
+        s.run.as_deref().unwrap_or("-")
+    );
+    out
+}
+
+fn engine_error(e: EngineError) -> anyhow::Error {
+    let code = match e {
+        EngineError::Refused { .. } => 2,
+        _ => 1,
+    };
+    Exit {
+        code,
+        message: e.to_string(),
+    }
+    .into()
+}
+
+pub async fn query(args: QueryArgs) -> Result<()> {
+    let mut options = EngineOptions::new(&args.lake.lake);
+    options.venues = args.venues.load()?;
+    options.window = args.window.spec()?;
+    options.max_rows = args.row_limit.max(1);
+    options.timeout = Duration::from_micros(
+        parse_duration_micros(&args.timeout).map_err(|e| anyhow!("--timeout: {e}"))?.max(1000) as u64,
+    );
+    options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
+    options.sql_dir = Some(args.sql_dir.clone());
+    let lake_dir = args.lake.lake.clone();
+    let engine = Engine::open(options).await.map_err(engine_error)?;
+    if args.list {
+        let text = list(&engine).await.map_err(engine_error)?;
+        print!("{text}");
+        return Ok(());
+    }
+    let sql = match (&args.query, &args.file) {
+        (_, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("cannot read --file {}", file.display()))?,
+        (Some(text), None) if crate::engine::named::looks_like_name(text) => {
+            engine.named_sql(text.trim()).map_err(engine_error)?
+        }
+        (Some(text), None) => text.clone(),
+        (None, None) => bail!("give SQL text, a query name, --file FILE or --list (see darkpool query --help)"),
+    };
+    if args.format == OutputFormat::Parquet && args.output.is_none() && std::io::stdout().is_terminal() {
+        bail!("Parquet is binary: give --output FILE or pipe the output");
+    }
+    if !engine.has_trades() {
+        if lake_dir.is_dir() {
+            eprintln!("note: the lake {} holds no trades yet; ingest some first (darkpool ingest --lake {} FILE)", lake_dir.display(), lake_dir.display());
+        } else {
+            eprintln!("note: no lake at {}; results are empty (create one with darkpool ingest --lake {} FILE)", lake_dir.display(), lake_dir.display());
+        }
+    }
+    let result = engine.sql(&sql).await.map_err(engine_error)?;
+    let total = result.num_rows();
+    let maxrows = args.maxrows.unwrap_or(if args.format == OutputFormat::Table { 40 } else { 0 });
+    let shown = output::head(&result.batches, maxrows);
+    let shown_rows: usize = shown.iter().map(|b| b.num_rows()).sum();
+    let write = |out: &mut dyn Write| -> Result<()> {
+        output::write(args.format, &result.schema, &shown, out)?;
+        Ok(())
+    };
+    match &args.output {
+        Some(path) => write_file_atomic(path, write)?,
+        None => write(&mut std::io::BufWriter::new(std::io::stdout().lock()))?,
+    }
+    if result.truncated {
+        eprintln!("warning: the result was cut at --row-limit {} rows; add LIMIT/WHERE or raise --row-limit", grouped(total as u64));
+    }
+    if args.format == OutputFormat::Table || args.output.is_some() {
+        let more = if shown_rows < total {
+            format!(" (showing {}; --maxrows 0 shows all)", grouped(shown_rows as u64))
+        } else {
+            String::new()
+        };
+        eprintln!("{} row(s){more}. Query took {:.3} seconds.", grouped(total as u64), result.elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
+async fn list(engine: &Engine) -> Result<String, EngineError> {
+    let mut out = String::from("Tables:\n");
+    for table in engine.tables().await? {
+        let _ = writeln!(out, "  {:<15} {}", table.name, table.description);
+        let columns: Vec<String> = table.schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+        let _ = writeln!(out, "      {}", columns.join(", "));
+    }
+    out.push_str("\nNamed queries (darkpool query NAME):\n");
+    for q in engine.named_queries() {
+        let _ = writeln!(out, "  {:<22} {}", q.name, q.description);
+    }
+    Ok(out)
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Simulate(args) => tokio::task::spawn_blocking(move || simulate(args)).await?,
+        Command::Ingest(args) => ingest(args).await,
+        Command::Query(args) => query(args).await,
+    }
+}
+
+/// The content id and size of a file (for tests and tools).
+pub fn file_id(path: &Path) -> Result<String> {
+    Ok(lake::content_id(path)?.0)
+}

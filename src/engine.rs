@@ -1,0 +1,437 @@
+//! The one DataFusion session setup (CLI, API, report) and the read-only guard every user SQL
+//! text goes through (DESIGN §5).
+//!
+//! Tables: `trades`, `late`, `rejects`, `window_history` (every version of every window),
+//! `windows` (the latest version per key: sums over it are right), `venues`.
+
+pub mod named;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{visit_relations, Statement as SqlStatement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::ParserError;
+use std::ops::ControlFlow;
+
+use crate::lake::{Lake, Table};
+use crate::model;
+use crate::venue::Registry;
+use crate::window::{self, WindowError, WindowSpec};
+pub use named::NamedQuery;
+
+/// Limits and inputs of a session.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub lake: PathBuf,
+    pub venues: Arc<Registry>,
+    pub window: WindowSpec,
+    /// Most rows a query returns; more are cut off and reported as truncated.
+    pub max_rows: usize,
+    pub timeout: Duration,
+    /// Bytes of memory a query may use (joins, sorts, aggregates).
+    pub memory_limit: usize,
+    /// A folder of `*.sql` named queries overriding the embedded ones.
+    pub sql_dir: Option<PathBuf>,
+}
+
+impl EngineOptions {
+    pub fn new(lake: impl Into<PathBuf>) -> EngineOptions {
+        EngineOptions {
+            lake: lake.into(),
+            venues: Arc::new(Registry::embedded()),
+            window: WindowSpec::default(),
+            max_rows: 1_000_000,
+            timeout: Duration::from_secs(60),
+            memory_limit: 4 << 30,
+            sql_dir: None,
+        }
+    }
+}
+
+/// Why a query did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A statement the read-only guard does not allow (CLI exit 2, HTTP 403).
+    #[error("refused: {what} is not allowed: darkpool queries are read-only (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE) over the lake tables")]
+    Refused { what: String },
+    #[error("{0}")]
+    Sql(String),
+    #[error("query timed out after {0:?}; narrow it (WHERE, LIMIT) or raise --timeout")]
+    Timeout(Duration),
+    #[error("no named query '{0}'; `darkpool query --list` shows them")]
+    UnknownQuery(String),
+    #[error("cannot read named queries: {0}")]
+    NamedQueries(std::io::Error),
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    #[error("cannot open the lake table {table}: {source}")]
+    Table {
+        table: &'static str,
+        source: DataFusionError,
+    },
+}
+
+impl EngineError {
+    fn sql(e: DataFusionError) -> EngineError {
+        // One line: DataFusion's message without the backtrace-ish context chain noise.
+        EngineError::Sql(e.strip_backtrace().replace('\n', " "))
+    }
+}
+
+/// Rows of a query, possibly cut at the row limit.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub truncated: bool,
+    pub elapsed: Duration,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A table of the session and its columns.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub name: String,
+    pub schema: SchemaRef,
+    pub description: &'static str,
+}
+
+/// The query session over one lake.
+pub struct Engine {
+    ctx: SessionContext,
+    options: EngineOptions,
+    named: Vec<NamedQuery>,
+    lake: Lake,
+    window_schema: SchemaRef,
+}
+
+/// Table names and what they hold.
+const TABLES: [(&str, &str); 6] = [
+    ("trades", "every accepted trade, with venue_kind and source position"),
+    ("windows", "latest version of each window (one row per window_start, symbol, venue)"),
+    ("window_history", "every emitted version of every window"),
+    ("late", "trades that arrived after their window was final"),
+    ("rejects", "input that was not a valid trade: raw bytes, reason, position"),
+    ("venues", "the venue registry: code, name, kind (dark/lit/otc), location"),
+];
+
+fn partitioned(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("date", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+impl Engine {
+    /// A session with the lake's tables registered. A missing or empty lake gives empty tables.
+    pub async fn open(options: EngineOptions) -> Result<Engine, EngineError> {
+        let mut config = SessionConfig::new().with_information_schema(true);
+        config.options_mut().execution.parquet.schema_force_view_types = false;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(options.memory_limit, 1.0)
+            .build_arc()
+            .map_err(EngineError::sql)?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let lake = Lake::new(&options.lake);
+        let row_schema = window::row_schema(&options.window).await?;
+        let window_schema = window::output_schema(&row_schema);
+        for (table, name, schema) in [
+            (Table::Trades, "trades", model::trades_schema()),
+            (Table::Late, "late", model::late_schema()),
+            (Table::Rejects, "rejects", model::rejects_schema()),
+            (Table::Windows, "window_history", window_schema.clone()),
+        ] {
+            register_lake_table(&ctx, &lake, table, name, schema).await?;
+        }
+        let table_err = |table| move |source| EngineError::Table { table, source };
+        let latest = "CREATE VIEW windows AS SELECT * EXCLUDE (version_rank) FROM (\
+             SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, symbol, venue \
+             ORDER BY version DESC) AS version_rank FROM window_history) WHERE version_rank = 1";
+        ctx.sql(latest).await.map_err(table_err("windows"))?;
+        let venues = options.venues.to_record_batch();
+        let mem = MemTable::try_new(venues.schema(), vec![vec![venues]]).map_err(table_err("venues"))?;
+        ctx.register_table("venues", Arc::new(mem)).map_err(table_err("venues"))?;
+        let named = named::load(options.sql_dir.as_deref()).map_err(EngineError::NamedQueries)?;
+        Ok(Engine {
+            ctx,
+            options,
+            named,
+            lake,
+            window_schema,
+        })
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Does the lake hold any trades yet?
+    pub fn has_trades(&self) -> bool {
+        self.lake.has_data(Table::Trades)
+    }
+
+    /// The `window_history` schema (window columns + is_final + version).
+    pub fn window_schema(&self) -> SchemaRef {
+        self.window_schema.clone()
+    }
+
+    pub fn named_queries(&self) -> &[NamedQuery] {
+        &self.named
+    }
+
+    /// A named query's SQL with the session's window parameters filled in.
+    pub fn named_sql(&self, name: &str) -> Result<String, EngineError> {
+        self.named
+            .iter()
+            .find(|q| q.name == name)
+            .map(|q| self.options.window.render(&q.sql))
+            .ok_or_else(|| EngineError::UnknownQuery(name.to_string()))
+    }
+
+    /// Tables with their columns.
+    pub async fn tables(&self) -> Result<Vec<TableInfo>, EngineError> {
+        let mut out = Vec::new();
+        for (name, description) in TABLES {
+            let table = self.ctx.table(name).await.map_err(EngineError::sql)?;
+            out.push(TableInfo {
+                name: name.to_string(),
+                schema: Arc::new(table.schema().as_arrow().clone()),
+                description,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Run a named query.
+    pub async fn run_named(&self, name: &str) -> Result<QueryResult, EngineError> {
+        let sql = self.named_sql(name)?;
+        self.sql(&sql).await
+    }
+
+    /// Run user SQL: the one way user text reaches DataFusion. Read-only statements only, with
+    /// the row limit, memory limit and timeout applied.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult, EngineError> {
+        guard(sql)?;
+        let started = Instant::now();
+        let options = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let work = async {
+            let df = self.ctx.sql_with_options(sql, options).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let df = df.limit(0, Some(self.options.max_rows.saturating_add(1)))?;
+            Ok::<_, DataFusionError>((schema, df.collect().await?))
+        };
+        let (schema, batches) = tokio::time::timeout(self.options.timeout, work)
+            .await
+            .map_err(|_| EngineError::Timeout(self.options.timeout))?
+            .map_err(EngineError::sql)?;
+        let (batches, truncated) = cut(batches, self.options.max_rows);
+        Ok(QueryResult {
+            schema,
+            batches,
+            truncated,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Run trusted SQL of darkpool itself (no row limit), e.g. loading windows for ingest.
+    pub(crate) async fn internal(&self, sql: &str) -> Result<Vec<RecordBatch>, EngineError> {
+        let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
+        df.collect().await.map_err(EngineError::sql)
+    }
+}
+
+fn cut(batches: Vec<RecordBatch>, max_rows: usize) -> (Vec<RecordBatch>, bool) {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut left = max_rows;
+    let mut truncated = false;
+    for batch in batches {
+        if batch.num_rows() <= left {
+            left -= batch.num_rows();
+            out.push(batch);
+        } else {
+            out.push(batch.slice(0, left));
+            left = 0;
+            truncated = true;
+        }
+    }
+    out.retain(|b| b.num_rows() > 0);
+    (out, truncated)
+}
+
+async fn register_lake_table(
+    ctx: &SessionContext,
+    lake: &Lake,
+    table: Table,
+    name: &'static str,
+    schema: SchemaRef,
+) -> Result<(), EngineError> {
+    let err = |source| EngineError::Table { table: name, source };
+    let dir = lake.table_dir(table);
+    if !dir.is_dir() {
+        let empty = MemTable::try_new(partitioned(&schema), vec![vec![]]).map_err(err)?;
+        ctx.register_table(name, Arc::new(empty)).map_err(err)?;
+        return Ok(());
+    }
+    let url = ListingTableUrl::parse(format!("{}/", absolute(&dir).display())).map_err(err)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let listing = ListingTable::try_new(config).map_err(err)?;
+    ctx.register_table(name, Arc::new(listing)).map_err(err)?;
+    Ok(())
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The statement kind, as a user would name it (`INSERT`, `CREATE TABLE`, `SET`).
+fn statement_kind(statement: &SqlStatement) -> String {
+    let text = statement.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(3).collect();
+    let take = match words.first().map(|w| w.to_ascii_uppercase()).as_deref() {
+        Some("CREATE" | "DROP" | "ALTER") if words.get(1).is_some_and(|w| w.eq_ignore_ascii_case("OR")) => 3,
+        Some("CREATE" | "DROP" | "ALTER" | "DELETE") => 2,
+        _ => 1,
+    };
+    words.iter().take(take).map(|w| w.to_ascii_uppercase()).collect::<Vec<_>>().join(" ")
+}
+
+/// Does a relation name point at a file or URL rather than a lake table?
+fn is_path(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.contains('/')
+        || name.contains('\\')
+        || lower.contains("://")
+        || [".parquet", ".csv", ".json", ".ndjson", ".arrow", ".avro"].iter().any(|e| lower.ends_with(e))
+}
+
+fn check_statement(statement: &SqlStatement) -> Result<(), EngineError> {
+    match statement {
+        SqlStatement::Query(_) => {}
+        SqlStatement::Explain { statement, .. } => return check_statement(statement),
+        SqlStatement::ShowTables { .. } | SqlStatement::ShowColumns { .. } | SqlStatement::ExplainTable { .. } => {}
+        other => {
+            return Err(EngineError::Refused {
+                what: statement_kind(other),
+            })
+        }
+    }
+    let flow = visit_relations(statement, |relation| {
+        let name = relation.to_string();
+        if is_path(name.trim_matches(|c| c == '\'' || c == '"')) {
+            ControlFlow::Break(name)
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    match flow {
+        ControlFlow::Break(name) => Err(EngineError::Refused {
+            what: format!("reading {name} (a file or URL outside the lake)"),
+        }),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn check_df_statement(statement: &DfStatement) -> Result<(), EngineError> {
+    match statement {
+        DfStatement::Statement(s) => check_statement(s),
+        DfStatement::Explain(e) => check_df_statement(&e.statement),
+        DfStatement::CreateExternalTable(_) => Err(EngineError::Refused {
+            what: "CREATE EXTERNAL TABLE".into(),
+        }),
+        DfStatement::CopyTo(_) => Err(EngineError::Refused { what: "COPY".into() }),
+        DfStatement::Reset(_) => Err(EngineError::Refused { what: "RESET".into() }),
+    }
+}
+
+/// The read-only guard: exactly one statement, and it only reads lake tables.
+pub fn guard(sql: &str) -> Result<(), EngineError> {
+    let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| {
+        let message = match e {
+            DataFusionError::SQL(ref p, _) => match p.as_ref() {
+                ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
+                ParserError::RecursionLimitExceeded => "statement nested too deeply".into(),
+            },
+            other => other.strip_backtrace(),
+        };
+        EngineError::Sql(format!("SQL error: {message}"))
+    })?;
+    match statements.len() {
+        0 => Err(EngineError::Sql("empty query: give a SELECT statement".into())),
+        1 => check_df_statement(&statements[0]),
+        n => Err(EngineError::Refused {
+            what: format!("{n} statements in one query (send one at a time)"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(sql: &str) -> String {
+        match guard(sql) {
+            Err(EngineError::Refused { what }) => what,
+            other => panic!("{sql}: expected refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn guard_allows_reads() {
+        for sql in [
+            "SELECT 1",
+            "WITH x AS (SELECT * FROM trades) SELECT count(*) FROM x",
+            "EXPLAIN SELECT * FROM windows",
+            "SHOW TABLES",
+            "SELECT * FROM generate_series(1, 3)",
+        ] {
+            guard(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[test]
+    fn guard_refuses_writes_settings_and_paths() {
+        assert_eq!(refused("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x'"), "CREATE EXTERNAL TABLE");
+        assert_eq!(refused("COPY (SELECT 1) TO '/tmp/x.parquet'"), "COPY");
+        assert_eq!(refused("INSERT INTO trades VALUES (1)"), "INSERT");
+        assert_eq!(refused("DROP TABLE trades"), "DROP TABLE");
+        assert_eq!(refused("SET datafusion.execution.batch_size = 1"), "SET");
+        assert_eq!(refused("CREATE TABLE t AS SELECT 1"), "CREATE TABLE");
+        assert_eq!(refused("CREATE VIEW v AS SELECT 1"), "CREATE VIEW");
+        assert_eq!(refused("DELETE FROM trades"), "DELETE FROM");
+        assert!(refused("SELECT * FROM '/etc/passwd'").contains("outside the lake"));
+        assert!(refused("SELECT * FROM 'data/x.parquet'").contains("outside the lake"));
+        assert!(refused("EXPLAIN COPY (SELECT 1) TO 'x.csv'").contains("COPY"));
+        assert!(refused("SELECT 1; DROP TABLE trades").contains("2 statements"));
+    }
+
+    #[test]
+    fn guard_reports_syntax_errors_on_one_line() {
+        match guard("SELEC 1") {
+            Err(EngineError::Sql(m)) => assert!(m.starts_with("SQL error") && !m.contains('\n'), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! `ingest` from files: decode -> trades/rejects -> windows -> one atomic lake commit.
+//!
+//! Three threads of work: decoding (a blocking thread), the window operator (async, DataFusion),
+//! and Parquet writing (a blocking thread), joined by bounded channels so memory stays flat.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::engine::{Engine, EngineError, EngineOptions};
+use crate::lake::{self, Lake, LakeError, SourceRecord, Table, Transaction, WriterOptions};
+use crate::source::{self, DecodeOptions, DecodeStats, Format, SourceError};
+use crate::venue::Registry;
+use crate::window::{WindowError, WindowOperator, WindowSpec, WindowStats};
+
+/// What to ingest and how.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub lake: PathBuf,
+    /// Files; `-` is standard input.
+    pub inputs: Vec<PathBuf>,
+    /// Overrides the format the extension names.
+    pub format: Option<Format>,
+    pub venues: Arc<Registry>,
+    pub window: WindowSpec,
+    /// Re-emit a window as a new version when late trades change it.
+    pub reemit_late: bool,
+    pub batch_rows: usize,
+    pub max_line_bytes: usize,
+    pub writer: WriterOptions,
+    /// Draw a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl IngestOptions {
+    pub fn new(lake: impl Into<PathBuf>, inputs: Vec<PathBuf>) -> IngestOptions {
+        IngestOptions {
+            lake: lake.into(),
+            inputs,
+            format: None,
+            venues: Arc::new(Registry::embedded()),
+            window: WindowSpec::default(),
+            reemit_late: true,
+            batch_rows: 128 * 1024,
+            max_line_bytes: 1 << 20,
+            writer: WriterOptions::default(),
+            progress: false,
+        }
+    }
+}
+
+/// Why an ingest run failed (nothing of it is left in the lake).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("reading standard input: {0}")]
+    Stdin(std::io::Error),
+    #[error("no input files given")]
+    NoInput,
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// An input and what became of it.
+#[derive(Debug, Clone)]
+pub struct InputReport {
+    pub path: PathBuf,
+    pub format: Format,
+    /// `Some(run)` when the lake already held this content (skipped).
+    pub already_ingested: Option<String>,
+    pub stats: DecodeStats,
+}
+
+/// The end-of-run summary.
+#[derive(Debug, Clone, Default)]
+pub struct IngestSummary {
+    pub inputs: Vec<InputReport>,
+    pub totals: DecodeStats,
+    pub windows: WindowStats,
+    pub rows: BTreeMap<Table, u64>,
+    pub files: usize,
+    pub run: Option<String>,
+    pub elapsed: Duration,
+}
+
+impl IngestSummary {
+    pub fn trades_per_second(&self) -> f64 {
+        self.totals.accepted as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn megabytes_per_second(&self) -> f64 {
+        self.totals.bytes as f64 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+enum Decoded {
+    Chunk(source::Decoded),
+    InputDone(usize, DecodeStats),
+}
+
+enum WriteMsg {
+    Batch(Table, RecordBatch),
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Copy standard input into the run's staging folder so it is hashed and read like a file.
+fn spool_stdin(staging: &Path) -> Result<PathBuf, IngestError> {
+    let path = staging.join("stdin.input");
+    let mut file = std::fs::File::create(&path).map_err(IngestError::Stdin)?;
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(IngestError::Stdin(e)),
+        };
+        file.write_all(&buf[..n]).map_err(IngestError::Stdin)?;
+    }
+    Ok(path)
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Load the windows the lake already holds, so new trades merge into them.
+async fn existing_windows(options: &IngestOptions) -> Result<Vec<RecordBatch>, IngestError> {
+    let lake = Lake::new(&options.lake);
+    if !lake.has_data(Table::Windows) {
+        return Ok(Vec::new());
+    }
+    let mut engine_options = EngineOptions::new(&options.lake);
+    engine_options.window = options.window;
+    let engine = Engine::open(engine_options).await?;
+    Ok(engine.internal("SELECT * FROM windows").await?)
+}
+
+/// Ingest files into the lake as one atomic run. Inputs whose content the lake already holds
+/// are skipped, so re-ingesting never double counts.
+pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, IngestError> {
+    if options.inputs.is_empty() {
+        return Err(IngestError::NoInput);
+    }
+    let started = Instant::now();
+    let lake = Lake::new(&options.lake);
+    let recovery = lake.recover()?;
+    for run in &recovery.rolled_forward {
+        tracing::info!("finished the interrupted commit of run {run}");
+    }
+    let mut tx = Transaction::begin(&lake, options.writer)?;
+    let mut summary = IngestSummary::default();
+
+    // Resolve, check and de-duplicate every input before writing anything.
+    let mut plan: Vec<(PathBuf, Format, String, u64)> = Vec::new();
+    for input in &options.inputs {
+        let (path, label) = if input.as_os_str() == "-" {
+            (spool_stdin(&lake.staging_dir(tx.run_id()))?, PathBuf::from("-"))
+        } else {
+            (input.clone(), input.clone())
+        };
+        let format = match options.format.or_else(|| Format::from_path(&path)) {
+            Some(f) => f,
+            None if label.as_os_str() == "-" => {
+                let mut head = [0u8; 8];
+                let n = std::fs::File::open(&path)
+                    .and_then(|mut f| f.read(&mut head))
+                    .map_err(IngestError::Stdin)?;
+                Format::sniff(&head[..n])
+            }
+            None => return Err(SourceError::UnknownFormat { path: label }.into()),
+        };
+        source::check(&path, format).map_err(|e| relabel(e, &path, &label))?;
+        let (id, bytes) = lake::content_id(&path)?;
+        let seen_in_run = plan.iter().any(|(_, _, other, _)| *other == id);
+        let previous = lake.source(&id)?;
+        if previous.is_some() || seen_in_run {
+            summary.inputs.push(InputReport {
+                path: label,
+                format,
+                already_ingested: Some(previous.map_or_else(|| tx.run_id().to_string(), |p| p.run)),
+                stats: DecodeStats::default(),
+            });
+            continue;
+        }
+        summary.inputs.push(InputReport {
+            path: label,
+            format,
+            already_ingested: None,
+            stats: DecodeStats::default(),
+        });
+        plan.push((path, format, id, bytes));
+    }
+    if plan.is_empty() {
+        summary.elapsed = started.elapsed();
+        return Ok(summary);
+    }
+
+    let mut windows = WindowOperator::new(options.window, options.reemit_late).await?;
+    windows.preload(&existing_windows(&options).await?)?;
+
+    let total_bytes: u64 = plan.iter().map(|p| p.3).sum();
+    let bar = progress_bar(options.progress, total_bytes);
+
+    // Writer thread: owns the transaction until the end of input.
+    let (write_tx, mut write_rx) = mpsc::channel::<WriteMsg>(8);
+    let writer = tokio::task::spawn_blocking(move || {
+        while let Some(WriteMsg::Batch(table, batch)) = write_rx.blocking_recv() {
+            tx.write(table, &batch)?;
+        }
+        Ok::<Transaction, LakeError>(tx)
+    });
+
+    // Decoder thread.
+    let (decoded_tx, mut decoded_rx) = mpsc::channel::<Decoded>(4);
+    let decode_plan: Vec<(PathBuf, Format)> = plan.iter().map(|(p, f, _, _)| (p.clone(), *f)).collect();
+    let registry = options.venues.clone();
+    let decode_options = DecodeOptions {
+        batch_rows: options.batch_rows.max(1),
+        max_line_bytes: options.max_line_bytes.max(64),
+        rejected_at: now_micros(),
+    };
+    let decoder = tokio::task::spawn_blocking(move || {
+        for (index, (path, format)) in decode_plan.iter().enumerate() {
+            let mut sink = |chunk: source::Decoded| {
+                decoded_tx
+                    .blocking_send(Decoded::Chunk(chunk))
+                    .map_err(|_| SourceError::Sink("the pipeline stopped".into()))
+            };
+            let stats = source::decode(path, *format, &registry, decode_options, &mut sink)?;
+            if decoded_tx.blocking_send(Decoded::InputDone(index, stats)).is_err() {
+                break;
+            }
+        }
+        Ok::<(), SourceError>(())
+    });
+
+    let send = |table, batch: RecordBatch| {
+        let write_tx = write_tx.clone();
+        async move {
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
+            write_tx
+                .send(WriteMsg::Batch(table, batch))
+                .await
+                .map_err(|_| IngestError::Internal("the lake writer stopped".into()))
+        }
+    };
+    let mut done_bytes = 0u64;
+    let mut per_input: Vec<DecodeStats> = vec![DecodeStats::default(); plan.len()];
+    let pipeline = async {
+        while let Some(message) = decoded_rx.recv().await {
+            match message {
+                Decoded::Chunk(chunk) => {
+                    bar.set_position(done_bytes + chunk.bytes_read);
+                    let pushed = windows.push(&chunk.trades).await?;
+                    send(Table::Trades, chunk.trades).await?;
+                    send(Table::Rejects, chunk.rejects).await?;
+                    if let Some(late) = pushed.late {
+                        send(Table::Late, late).await?;
+                    }
+                    if let Some(w) = pushed.windows {
+                        send(Table::Windows, w).await?;
+                    }
+                }
+                Decoded::InputDone(index, stats) => {
+                    done_bytes += stats.bytes;
+                    bar.set_position(done_bytes);
+                    per_input[index] = stats;
+                }
+            }
+        }
+        if let Some(w) = windows.finish().await? {
+            send(Table::Windows, w).await?;
+        }
+        Ok::<(), IngestError>(())
+    };
+    let pipeline_result = pipeline.await;
+    drop(write_tx);
+    drop(decoded_rx);
+    let decode_result = decoder
+        .await
+        .map_err(|e| IngestError::Internal(format!("decoder: {e}")))?;
+    let writer_result = writer
+        .await
+        .map_err(|e| IngestError::Internal(format!("writer: {e}")))?;
+    // Report the root cause: a decode error explains a stopped pipeline, and so on.
+    decode_result?;
+    let mut tx = writer_result?;
+    pipeline_result?;
+    bar.finish_and_clear();
+
+    let committed_at = crate::time::date_of(now_micros());
+    let mut stats_iter = per_input.into_iter();
+    for (report, (_, _, id, bytes)) in summary
+        .inputs
+        .iter_mut()
+        .filter(|r| r.already_ingested.is_none())
+        .zip(&plan)
+    {
+        report.stats = stats_iter.next().unwrap_or_default();
+        summary.totals.absorb(&report.stats);
+        tx.add_source(SourceRecord {
+            id: id.clone(),
+            path: report.path.display().to_string(),
+            bytes: *bytes,
+            records: report.stats.records,
+            accepted: report.stats.accepted,
+            rejected: report.stats.rejected_total(),
+            run: tx.run_id().to_string(),
+            committed_at: committed_at.clone(),
+        });
+    }
+    let committed = tx.commit()?;
+    summary.windows = windows.stats();
+    summary.rows = committed.rows;
+    summary.files = committed.files;
+    summary.run = Some(committed.run);
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Errors about the spooled stdin file should name `-`, not the staging path.
+fn relabel(error: SourceError, path: &Path, label: &Path) -> SourceError {
+    if path == label {
+        return error;
+    }
+    let text = error.to_string().replace(&path.display().to_string(), &label.display().to_string());
+    SourceError::Relabeled(text)
+}

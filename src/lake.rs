@@ -1,0 +1,338 @@
+//! The lake: Parquet tables in Hive-style date partitions under one root. This module is the
+//! one place lake paths are built.
+//!
+//! ```text
+//! LAKE/trades/date=2024-01-01/part-<run>-00001.parquet   data, visible to readers
+//! LAKE/_staging/<run>/...                                  a run's files before commit
+//! LAKE/_commits/<run>.json                                 commit log: files + sources
+//! LAKE/_sources/<xxh3 of content>.json                     inputs the lake already holds
+//! ```
+//!
+//! A run writes its files into `_staging/<run>/` (invisible to readers). Commit writes the
+//! commit log atomically, then renames every file into place, then records its sources. A crash
+//! before the log leaves only staging (garbage, removed later); a crash after it is rolled
+//! forward by [`Lake::recover`]. Readers never see a torn file: a file appears by rename.
+
+pub mod writer;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use writer::{Transaction, WriterOptions};
+
+/// A table of the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Trades,
+    Windows,
+    Late,
+    Rejects,
+}
+
+impl Table {
+    pub const ALL: [Table; 4] = [Table::Trades, Table::Windows, Table::Late, Table::Rejects];
+
+    /// The folder name (and, except for windows, the SQL table name).
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Table::Trades => "trades",
+            Table::Windows => "windows",
+            Table::Late => "late",
+            Table::Rejects => "rejects",
+        }
+    }
+
+    /// The timestamp column whose UTC date is the partition.
+    pub fn date_column(self) -> &'static str {
+        match self {
+            Table::Trades | Table::Late => "timestamp",
+            Table::Windows => "window_start",
+            Table::Rejects => "rejected_at",
+        }
+    }
+}
+
+/// Why the lake could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("lake {path}: corrupt record: {message}")]
+    Record { path: PathBuf, message: String },
+    #[error("writing Parquet {path}: {message}")]
+    Parquet { path: PathBuf, message: String },
+}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> LakeError + '_ {
+    move |source| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An input the lake holds, keyed by a hash of its content.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceRecord {
+    pub id: String,
+    pub path: String,
+    pub bytes: u64,
+    pub records: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub run: String,
+    pub committed_at: String,
+}
+
+/// The commit log entry of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub run: String,
+    /// Data files, relative to the lake root.
+    pub files: Vec<String>,
+    pub sources: Vec<SourceRecord>,
+}
+
+/// What [`Lake::recover`] did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Recovery {
+    pub rolled_forward: Vec<String>,
+    pub removed_staging: Vec<String>,
+}
+
+/// A lake rooted at a folder.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+impl Lake {
+    pub fn new(root: impl Into<PathBuf>) -> Lake {
+        Lake { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn table_dir(&self, table: Table) -> PathBuf {
+        self.root.join(table.dir_name())
+    }
+
+    /// `table/date=YYYY-MM-DD/part-<run>-<seq>.parquet`, relative to the root.
+    pub fn data_file(table: Table, date: &str, run: &str, seq: u32) -> PathBuf {
+        PathBuf::from(table.dir_name())
+            .join(format!("date={date}"))
+            .join(format!("part-{run}-{seq:05}.parquet"))
+    }
+
+    pub fn staging_dir(&self, run: &str) -> PathBuf {
+        self.root.join("_staging").join(run)
+    }
+
+    fn commits_dir(&self) -> PathBuf {
+        self.root.join("_commits")
+    }
+
+    fn sources_dir(&self) -> PathBuf {
+        self.root.join("_sources")
+    }
+
+    /// Does the table hold any data file?
+    pub fn has_data(&self, table: Table) -> bool {
+        fn any_parquet(dir: &Path) -> bool {
+            fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
+                let path = entry.path();
+                if path.is_dir() {
+                    any_parquet(&path)
+                } else {
+                    path.extension().is_some_and(|e| e == "parquet")
+                }
+            })
+        }
+        any_parquet(&self.table_dir(table))
+    }
+
+    /// The record of an input already in the lake, by content id.
+    pub fn source(&self, id: &str) -> Result<Option<SourceRecord>, LakeError> {
+        let path = self.sources_dir().join(format!("{id}.json"));
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| LakeError::Record {
+                path,
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&path)(e)),
+        }
+    }
+
+    /// Finish commits a crash interrupted, and remove staging left by dead runs of this host.
+    pub fn recover(&self) -> Result<Recovery, LakeError> {
+        let mut report = Recovery::default();
+        let commits = self.commits_dir();
+        for entry in fs::read_dir(&commits).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(io_error(&path))?;
+            let record: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| LakeError::Record {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            if self.staging_dir(&record.run).exists() {
+                self.publish(&record)?;
+                report.rolled_forward.push(record.run);
+            }
+        }
+        let staging_root = self.root.join("_staging");
+        for entry in fs::read_dir(&staging_root).into_iter().flatten().flatten() {
+            let dir = entry.path();
+            let run = entry.file_name().to_string_lossy().to_string();
+            if commits.join(format!("{run}.json")).exists() {
+                continue;
+            }
+            if !owner_alive(&dir) {
+                fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
+                report.removed_staging.push(run);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Make a committed run visible: move its files into place, record its sources, drop its
+    /// staging. Idempotent, so recovery can repeat it after a crash at any step.
+    fn publish(&self, record: &CommitRecord) -> Result<(), LakeError> {
+        let staging = self.staging_dir(&record.run);
+        let mut dirs = std::collections::BTreeSet::new();
+        for rel in &record.files {
+            let from = staging.join(rel);
+            let to = self.root.join(rel);
+            if from.exists() {
+                let parent = to.parent().unwrap_or(&self.root).to_path_buf();
+                fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+                fs::rename(&from, &to).map_err(io_error(&to))?;
+                dirs.insert(parent);
+            }
+        }
+        for dir in &dirs {
+            sync_dir(dir)?;
+        }
+        let sources = self.sources_dir();
+        fs::create_dir_all(&sources).map_err(io_error(&sources))?;
+        for source in &record.sources {
+            let bytes = serde_json::to_vec_pretty(source).unwrap_or_default();
+            write_atomic(&sources.join(format!("{}.json", source.id)), &bytes)?;
+        }
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
+        }
+        Ok(())
+    }
+
+    /// Commit a run whose files are closed in its staging folder.
+    pub(crate) fn commit(&self, record: &CommitRecord) -> Result<(), LakeError> {
+        let commits = self.commits_dir();
+        fs::create_dir_all(&commits).map_err(io_error(&commits))?;
+        let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+        write_atomic(&commits.join(format!("{}.json", record.run)), &bytes)?;
+        self.publish(record)
+    }
+}
+
+/// Is the process that owns a staging folder still running on this host?
+fn owner_alive(dir: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(dir.join("owner")) else {
+        // No owner file: the run died before writing anything that matters.
+        return false;
+    };
+    let mut parts = text.split_whitespace();
+    let (host, pid) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if host != hostname() {
+        return true; // another machine's run: not ours to judge
+    }
+    Path::new("/proc").join(pid).exists()
+}
+
+pub(crate) fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LakeError> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// Write a small file so it appears whole or not at all: temp name, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = fs::File::create(&tmp).map_err(io_error(&tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_error(path))?;
+    sync_dir(dir)
+}
+
+/// Content id of an input file: xxh3-128 of its bytes, as hex.
+pub fn content_id(path: &Path) -> Result<(String, u64), LakeError> {
+    let mut file = fs::File::open(path).map_err(io_error(path))?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(path)(e)),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((format!("{:032x}", hasher.digest128()), total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_rolls_a_logged_commit_forward_and_drops_dead_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        // A run that logged its commit, then crashed before moving its file.
+        let rel = Lake::data_file(Table::Trades, "2024-01-01", "run1", 1);
+        let staged = lake.staging_dir("run1").join(&rel);
+        fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        fs::write(&staged, b"PAR1").unwrap();
+        let record = CommitRecord {
+            run: "run1".into(),
+            files: vec![rel.to_string_lossy().into()],
+            sources: vec![],
+        };
+        fs::create_dir_all(lake.commits_dir()).unwrap();
+        write_atomic(&lake.commits_dir().join("run1.json"), &serde_json::to_vec(&record).unwrap()).unwrap();
+        // A run that died before committing.
+        let dead = lake.staging_dir("run2");
+        fs::create_dir_all(&dead).unwrap();
+        fs::write(dead.join("owner"), format!("{} 999999999", hostname())).unwrap();
+
+        let report = lake.recover().unwrap();
+        assert_eq!(report.rolled_forward, vec!["run1"]);
+        assert_eq!(report.removed_staging, vec!["run2"]);
+        assert!(dir.path().join(&rel).exists());
+        assert!(!lake.staging_dir("run1").exists());
+        assert!(lake.has_data(Table::Trades));
+        assert!(!lake.has_data(Table::Windows));
+        // Idempotent.
+        assert_eq!(lake.recover().unwrap(), Recovery::default());
+    }
+}

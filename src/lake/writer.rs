@@ -1,0 +1,320 @@
+//! A run's writes: Arrow batches -> zstd Parquet files in date partitions, rolled by rows and
+//! bytes, staged until [`Transaction::commit`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::path::PathBuf;
+
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::TimestampMicrosecondType;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
+
+use super::{hostname, io_error, CommitRecord, Lake, LakeError, SourceRecord, Table};
+use crate::time::{date_of, MICROS_PER_DAY};
+
+/// File rolling and encoding.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Start a new file after this many rows.
+    pub file_rows: usize,
+    /// Start a new file after this many bytes (compressed, approximate).
+    pub file_bytes: usize,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            file_rows: 2_000_000,
+            file_bytes: 256 << 20,
+            row_group_rows: 256 * 1024,
+        }
+    }
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    rows: usize,
+    last_used: u64,
+}
+
+/// Open files per table before the least recently used is closed (bounds memory when input
+/// spans many dates).
+const OPEN_FILES_PER_TABLE: usize = 2;
+
+/// The files and sources of one run, staged until commit.
+pub struct Transaction {
+    lake: Lake,
+    run: String,
+    staging: PathBuf,
+    options: WriterOptions,
+    props: WriterProperties,
+    open: HashMap<(Table, String), (PathBuf, OpenFile)>,
+    files: Vec<String>,
+    seq: u32,
+    tick: u64,
+    sources: Vec<SourceRecord>,
+    rows: BTreeMap<Table, u64>,
+    done: bool,
+}
+
+/// What a commit made visible.
+#[derive(Debug, Clone, Default)]
+pub struct CommitSummary {
+    pub run: String,
+    pub files: usize,
+    pub rows: BTreeMap<Table, u64>,
+}
+
+fn new_run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let salt = xxhash_rust::xxh3::xxh3_64(
+        format!("{}{}{}", now.as_nanos(), std::process::id(), hostname()).as_bytes(),
+    );
+    format!("{:x}-{:08x}", now.as_secs(), salt as u32)
+}
+
+impl Transaction {
+    /// Start a run: a fresh staging folder owned by this process.
+    pub fn begin(lake: &Lake, options: WriterOptions) -> Result<Transaction, LakeError> {
+        let run = new_run_id();
+        let staging = lake.staging_dir(&run);
+        fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        let owner = staging.join("owner");
+        fs::write(&owner, format!("{} {}\n", hostname(), std::process::id())).map_err(io_error(&owner))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .set_max_row_group_row_count(Some(options.row_group_rows.max(1024)))
+            .set_key_value_metadata(Some(vec![KeyValue::new("darkpool.run".into(), run.clone())]))
+            .set_created_by(format!("darkpool {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Transaction {
+            lake: lake.clone(),
+            run,
+            staging,
+            options,
+            props,
+            open: HashMap::new(),
+            files: Vec::new(),
+            seq: 0,
+            tick: 0,
+            sources: Vec::new(),
+            rows: BTreeMap::new(),
+            done: false,
+        })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run
+    }
+
+    pub fn add_source(&mut self, source: SourceRecord) {
+        self.sources.push(source);
+    }
+
+    /// Rows written so far per table.
+    pub fn rows(&self) -> &BTreeMap<Table, u64> {
+        &self.rows
+    }
+
+    /// Append a batch to `table`, split by the UTC date of the table's date column.
+    pub fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<(), LakeError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        *self.rows.entry(table).or_default() += batch.num_rows() as u64;
+        let column = batch
+            .column_by_name(table.date_column())
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+            .ok_or_else(|| LakeError::Parquet {
+                path: self.lake.table_dir(table),
+                message: format!("batch lacks the timestamp column {}", table.date_column()),
+            })?;
+        let days: Vec<i64> = column.values().iter().map(|t| t.div_euclid(MICROS_PER_DAY)).collect();
+        let first = days[0];
+        if days.iter().all(|&d| d == first) {
+            return self.write_day(table, first, batch);
+        }
+        let mut distinct = days.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for day in distinct {
+            let mask = BooleanArray::from_iter(days.iter().map(|&d| Some(d == day)));
+            let part = filter_record_batch(batch, &mask).map_err(|e| LakeError::Parquet {
+                path: self.lake.table_dir(table),
+                message: e.to_string(),
+            })?;
+            self.write_day(table, day, &part)?;
+        }
+        Ok(())
+    }
+
+    fn write_day(&mut self, table: Table, day: i64, batch: &RecordBatch) -> Result<(), LakeError> {
+        let date = date_of(day * MICROS_PER_DAY);
+        let key = (table, date.clone());
+        self.tick += 1;
+        if !self.open.contains_key(&key) {
+            self.evict(table)?;
+            self.seq += 1;
+            let rel = Lake::data_file(table, &date, &self.run, self.seq);
+            let path = self.staging.join(&rel);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(io_error(parent))?;
+            }
+            let file = File::create(&path).map_err(io_error(&path))?;
+            let writer = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone())).map_err(|e| {
+                LakeError::Parquet {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            self.open.insert(
+                key.clone(),
+                (
+                    rel,
+                    OpenFile {
+                        writer,
+                        rows: 0,
+                        last_used: 0,
+                    },
+                ),
+            );
+        }
+        let (rel, open) = self.open.get_mut(&key).ok_or_else(|| LakeError::Parquet {
+            path: PathBuf::from(table.dir_name()),
+            message: "file vanished".into(),
+        })?;
+        open.writer.write(batch).map_err(|e| LakeError::Parquet {
+            path: rel.clone(),
+            message: e.to_string(),
+        })?;
+        open.rows += batch.num_rows();
+        open.last_used = self.tick;
+        let size = open.writer.bytes_written() + open.writer.in_progress_size();
+        if open.rows >= self.options.file_rows || size >= self.options.file_bytes {
+            self.close(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Close the least recently used file of `table` if it has too many open.
+    fn evict(&mut self, table: Table) -> Result<(), LakeError> {
+        let mine: Vec<(&(Table, String), u64)> = self
+            .open
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|(k, (_, f))| (k, f.last_used))
+            .collect();
+        if mine.len() < OPEN_FILES_PER_TABLE {
+            return Ok(());
+        }
+        if let Some(key) = mine.iter().min_by_key(|(_, used)| *used).map(|(k, _)| (*k).clone()) {
+            self.close(&key)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, key: &(Table, String)) -> Result<(), LakeError> {
+        if let Some((rel, open)) = self.open.remove(key) {
+            let path = self.staging.join(&rel);
+            let file = open.writer.into_inner().map_err(|e| LakeError::Parquet {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            file.sync_all().map_err(io_error(&path))?;
+            self.files.push(rel.to_string_lossy().into_owned());
+        }
+        Ok(())
+    }
+
+    /// Close every file and make the run visible atomically (see the module docs of `lake`).
+    pub fn commit(mut self) -> Result<CommitSummary, LakeError> {
+        let keys: Vec<(Table, String)> = self.open.keys().cloned().collect();
+        for key in keys {
+            self.close(&key)?;
+        }
+        let record = CommitRecord {
+            run: self.run.clone(),
+            files: self.files.clone(),
+            sources: std::mem::take(&mut self.sources),
+        };
+        self.lake.commit(&record)?;
+        self.done = true;
+        Ok(CommitSummary {
+            run: self.run.clone(),
+            files: self.files.len(),
+            rows: std::mem::take(&mut self.rows),
+        })
+    }
+}
+
+impl Drop for Transaction {
+    /// A run that ends without commit (an error, Ctrl-C) leaves nothing in the lake.
+    fn drop(&mut self) {
+        if !self.done {
+            self.open.clear();
+            let _ = fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::trades_schema;
+    use crate::source::{decode_lines, DecodeOptions, Format};
+    use crate::venue::Registry;
+    use std::sync::Arc;
+
+    #[test]
+    fn files_appear_only_at_commit_split_by_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.ndjson");
+        let line = |ts: &str| {
+            format!(r#"{{"timestamp":"{ts}","symbol":"S","price":1.5,"quantity":10,"venue":"LIT"}}"#) + "\n"
+        };
+        fs::write(&input, line("2024-01-01T23:59:59") + &line("2024-01-02T00:00:01")).unwrap();
+        let registry = Arc::new(Registry::embedded());
+        let mut batches = Vec::new();
+        let options = DecodeOptions {
+            batch_rows: 100,
+            max_line_bytes: 1 << 20,
+            rejected_at: 0,
+        };
+        decode_lines(&input, Format::Ndjson, &registry, options, &mut |d| {
+            batches.push(d.trades);
+            Ok(())
+        })
+        .unwrap();
+        let lake = Lake::new(dir.path().join("lake"));
+        let mut tx = Transaction::begin(&lake, WriterOptions::default()).unwrap();
+        for b in &batches {
+            assert_eq!(b.schema(), trades_schema());
+            tx.write(Table::Trades, b).unwrap();
+        }
+        assert!(!lake.has_data(Table::Trades), "nothing visible before commit");
+        let summary = tx.commit().unwrap();
+        assert_eq!(summary.files, 2);
+        assert!(lake.table_dir(Table::Trades).join("date=2024-01-01").is_dir());
+        assert!(lake.table_dir(Table::Trades).join("date=2024-01-02").is_dir());
+        assert!(!lake.staging_dir(&summary.run).exists());
+    }
+
+    #[test]
+    fn dropped_transaction_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let tx = Transaction::begin(&lake, WriterOptions::default()).unwrap();
+        let staging = lake.staging_dir(tx.run_id());
+        assert!(staging.exists());
+        drop(tx);
+        assert!(!staging.exists());
+    }
+}

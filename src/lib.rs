@@ -1,0 +1,16 @@
+//! darkpool: where equity liquidity trades — lit exchanges vs dark pools / ATSs and OTC prints.
+//!
+//! The chain (see `README.md` and DESIGN): trade input -> decode + validate ([`source`]) ->
+//! Arrow batches ([`model`]) -> Parquet lake ([`lake`]) and event-time windows defined in SQL
+//! ([`window`]) -> DataFusion SQL over the lake ([`engine`]) -> `query` output ([`output`]).
+
+pub mod cli;
+pub mod engine;
+pub mod ingest;
+pub mod lake;
+pub mod model;
+pub mod output;
+pub mod source;
+pub mod time;
+pub mod venue;
+pub mod window;

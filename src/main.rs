@@ -1,0 +1,44 @@
+//! The `darkpool` binary: parse the command line, set up logging, run, map the outcome to an
+//! exit code (0 ok, 1 error, 2 refused or bad usage; a closed stdout pipe is not an error).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use darkpool::cli::{self, Cli, Exit};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DARKPOOL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let code = e.downcast_ref::<Exit>().map_or(1, |x| x.code);
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+            }
+            eprintln!("error: {message}");
+            ExitCode::from(code as u8)
+        }
+    }
+}

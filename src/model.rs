@@ -1,0 +1,405 @@
+//! Trades, rejects and late trades: the only place their schemas are spelled out, and the Arrow
+//! builders that fill them. (The window schema is whatever `sql/window_aggregate.sql` returns,
+//! plus `is_final` and `version`; see [`crate::window`].)
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::venue::Registry;
+
+/// UTC microsecond timestamps: the one time type of darkpool.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn source_fields() -> [Field; 5] {
+    [
+        Field::new("source_file", DataType::Utf8, true),
+        Field::new("source_line", DataType::Int64, true),
+        Field::new("source_topic", DataType::Utf8, true),
+        Field::new("source_partition", DataType::Int32, true),
+        Field::new("source_offset", DataType::Int64, true),
+    ]
+}
+
+fn trade_fields() -> Vec<Field> {
+    let mut fields = vec![
+        Field::new("timestamp", timestamp_type(), false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("price", DataType::Float64, false),
+        Field::new("quantity", DataType::Int64, false),
+        Field::new("venue", DataType::Utf8, false),
+        Field::new("venue_kind", DataType::Utf8, false),
+        Field::new("side", DataType::Utf8, true),
+        Field::new("order_type", DataType::Utf8, true),
+        Field::new("order_id", DataType::Utf8, true),
+        Field::new("algo_fingerprint", DataType::Utf8, true),
+        Field::new("is_spoof", DataType::Boolean, false),
+        Field::new("trade_value", DataType::Float64, false),
+        Field::new("latitude", DataType::Float64, true),
+        Field::new("longitude", DataType::Float64, true),
+    ];
+    fields.extend(source_fields());
+    fields
+}
+
+static TRADES: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::new(trade_fields())));
+
+static LATE: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = trade_fields();
+    fields.push(Field::new("watermark", timestamp_type(), false));
+    Arc::new(Schema::new(fields))
+});
+
+static REJECTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("rejected_at", timestamp_type(), false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("raw", DataType::Binary, false),
+        Field::new("raw_bytes", DataType::Int64, false),
+    ];
+    fields.extend(source_fields());
+    Arc::new(Schema::new(fields))
+});
+
+/// The `trades` table: the original message fields, `venue_kind`, and where each row came from.
+pub fn trades_schema() -> SchemaRef {
+    TRADES.clone()
+}
+
+/// The `late` table: trades that arrived after their window was final, with the watermark then.
+pub fn late_schema() -> SchemaRef {
+    LATE.clone()
+}
+
+/// The `rejects` table: raw input that was not a valid trade, with the reason and its position.
+pub fn rejects_schema() -> SchemaRef {
+    REJECTS.clone()
+}
+
+/// The `venues` table (the registry).
+pub fn venues_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("latitude", DataType::Float64, false),
+        Field::new("longitude", DataType::Float64, false),
+        Field::new("site", DataType::Utf8, false),
+        Field::new("notes", DataType::Utf8, false),
+    ]))
+}
+
+/// Where a row came from: a file and line, or a topic, partition and offset.
+#[derive(Debug, Clone, Default)]
+pub struct SourcePos {
+    pub file: Option<Arc<str>>,
+    pub line: Option<i64>,
+    pub topic: Option<Arc<str>>,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+}
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        }
+    }
+}
+
+/// A validated trade, borrowing its text from the input line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trade<'a> {
+    pub timestamp: i64,
+    pub symbol: &'a str,
+    pub price: f64,
+    pub quantity: i64,
+    pub venue: &'a str,
+    pub side: Option<Side>,
+    pub order_type: Option<&'a str>,
+    pub order_id: Option<&'a str>,
+    pub algo_fingerprint: Option<&'a str>,
+    pub is_spoof: bool,
+    pub trade_value: f64,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+}
+
+#[derive(Default)]
+struct SourceBuilders {
+    file: StringBuilder,
+    line: Int64Builder,
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+}
+
+impl SourceBuilders {
+    fn append(&mut self, pos: &SourcePos) {
+        self.file.append_option(pos.file.as_deref());
+        self.line.append_option(pos.line);
+        self.topic.append_option(pos.topic.as_deref());
+        self.partition.append_option(pos.partition);
+        self.offset.append_option(pos.offset);
+    }
+
+    fn finish_into(&mut self, columns: &mut Vec<ArrayRef>) {
+        columns.push(Arc::new(self.file.finish()));
+        columns.push(Arc::new(self.line.finish()));
+        columns.push(Arc::new(self.topic.finish()));
+        columns.push(Arc::new(self.partition.finish()));
+        columns.push(Arc::new(self.offset.finish()));
+    }
+}
+
+/// Counts of trades whose venue is not in the registry.
+pub type UnknownVenues = std::collections::BTreeMap<String, u64>;
+
+/// Appends validated trades to Arrow columns of [`trades_schema`], filling `venue_kind` and
+/// missing coordinates from the registry.
+pub struct TradeBuilder {
+    registry: Arc<Registry>,
+    timestamp: TimestampMicrosecondBuilder,
+    symbol: StringBuilder,
+    price: Float64Builder,
+    quantity: Int64Builder,
+    venue: StringBuilder,
+    venue_kind: StringBuilder,
+    side: StringBuilder,
+    order_type: StringBuilder,
+    order_id: StringBuilder,
+    algo_fingerprint: StringBuilder,
+    is_spoof: BooleanBuilder,
+    trade_value: Float64Builder,
+    latitude: Float64Builder,
+    longitude: Float64Builder,
+    source: SourceBuilders,
+    rows: usize,
+    /// Trades per venue code the registry does not know.
+    pub unknown_venues: UnknownVenues,
+}
+
+impl TradeBuilder {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        TradeBuilder {
+            registry,
+            timestamp: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            symbol: StringBuilder::new(),
+            price: Float64Builder::new(),
+            quantity: Int64Builder::new(),
+            venue: StringBuilder::new(),
+            venue_kind: StringBuilder::new(),
+            side: StringBuilder::new(),
+            order_type: StringBuilder::new(),
+            order_id: StringBuilder::new(),
+            algo_fingerprint: StringBuilder::new(),
+            is_spoof: BooleanBuilder::new(),
+            trade_value: Float64Builder::new(),
+            latitude: Float64Builder::new(),
+            longitude: Float64Builder::new(),
+            source: SourceBuilders::default(),
+            rows: 0,
+            unknown_venues: UnknownVenues::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn append(&mut self, trade: &Trade<'_>, pos: &SourcePos) {
+        let venue = self.registry.lookup(trade.venue);
+        let (kind, lat, lon) = match venue {
+            Some(v) => (v.kind.as_str(), Some(v.latitude), Some(v.longitude)),
+            None => {
+                match self.unknown_venues.get_mut(trade.venue) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.unknown_venues.insert(trade.venue.to_string(), 1);
+                    }
+                }
+                ("unknown", None, None)
+            }
+        };
+        self.timestamp.append_value(trade.timestamp);
+        self.symbol.append_value(trade.symbol);
+        self.price.append_value(trade.price);
+        self.quantity.append_value(trade.quantity);
+        self.venue.append_value(trade.venue);
+        self.venue_kind.append_value(kind);
+        self.side.append_option(trade.side.map(Side::as_str));
+        self.order_type.append_option(trade.order_type);
+        self.order_id.append_option(trade.order_id);
+        self.algo_fingerprint.append_option(trade.algo_fingerprint);
+        self.is_spoof.append_value(trade.is_spoof);
+        self.trade_value.append_value(trade.trade_value);
+        self.latitude.append_option(trade.latitude.or(lat));
+        self.longitude.append_option(trade.longitude.or(lon));
+        self.source.append(pos);
+        self.rows += 1;
+    }
+
+    /// The rows appended so far as one batch; the builder starts empty again.
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.timestamp.finish()),
+            Arc::new(self.symbol.finish()),
+            Arc::new(self.price.finish()),
+            Arc::new(self.quantity.finish()),
+            Arc::new(self.venue.finish()),
+            Arc::new(self.venue_kind.finish()),
+            Arc::new(self.side.finish()),
+            Arc::new(self.order_type.finish()),
+            Arc::new(self.order_id.finish()),
+            Arc::new(self.algo_fingerprint.finish()),
+            Arc::new(self.is_spoof.finish()),
+            Arc::new(self.trade_value.finish()),
+            Arc::new(self.latitude.finish()),
+            Arc::new(self.longitude.finish()),
+        ];
+        self.source.finish_into(&mut columns);
+        self.rows = 0;
+        RecordBatch::try_new(trades_schema(), columns)
+            .unwrap_or_else(|e| unreachable!("trade columns follow trades_schema: {e}"))
+    }
+}
+
+/// Why an input record was rejected: a stable code (the `reason` column) for grouping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectReason {
+    InvalidUtf8,
+    InvalidJson,
+    NotAnObject,
+    LineTooLong,
+    MissingField,
+    WrongType,
+    BadTimestamp,
+    BadPrice,
+    BadQuantity,
+    BadSymbol,
+    BadVenue,
+    BadSide,
+    BadCoordinates,
+    TradeValueMismatch,
+    BadField,
+    WrongFieldCount,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::NotAnObject => "not_an_object",
+            RejectReason::LineTooLong => "line_too_long",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::BadPrice => "bad_price",
+            RejectReason::BadQuantity => "bad_quantity",
+            RejectReason::BadSymbol => "bad_symbol",
+            RejectReason::BadVenue => "bad_venue",
+            RejectReason::BadSide => "bad_side",
+            RejectReason::BadCoordinates => "bad_coordinates",
+            RejectReason::TradeValueMismatch => "trade_value_mismatch",
+            RejectReason::BadField => "bad_field",
+            RejectReason::WrongFieldCount => "wrong_field_count",
+        }
+    }
+}
+
+/// A record that is not a valid trade.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl Reject {
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Reject {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Appends rejected records to Arrow columns of [`rejects_schema`].
+pub struct RejectBuilder {
+    rejected_at: TimestampMicrosecondBuilder,
+    reason: StringBuilder,
+    detail: StringBuilder,
+    raw: BinaryBuilder,
+    raw_bytes: Int64Builder,
+    source: SourceBuilders,
+    rows: usize,
+}
+
+impl Default for RejectBuilder {
+    fn default() -> Self {
+        RejectBuilder {
+            rejected_at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            reason: StringBuilder::new(),
+            detail: StringBuilder::new(),
+            raw: BinaryBuilder::new(),
+            raw_bytes: Int64Builder::new(),
+            source: SourceBuilders::default(),
+            rows: 0,
+        }
+    }
+}
+
+impl RejectBuilder {
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// `raw` is what was kept of the record, `raw_bytes` its full length (longer when an
+    /// oversize line was cut at the line limit).
+    pub fn append(&mut self, at: i64, reject: &Reject, raw: &[u8], raw_bytes: usize, pos: &SourcePos) {
+        self.rejected_at.append_value(at);
+        self.reason.append_value(reject.reason.as_str());
+        self.detail.append_value(&reject.detail);
+        self.raw.append_value(raw);
+        self.raw_bytes.append_value(raw_bytes as i64);
+        self.source.append(pos);
+        self.rows += 1;
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.rejected_at.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.detail.finish()),
+            Arc::new(self.raw.finish()),
+            Arc::new(self.raw_bytes.finish()),
+        ];
+        self.source.finish_into(&mut columns);
+        self.rows = 0;
+        RecordBatch::try_new(rejects_schema(), columns)
+            .unwrap_or_else(|e| unreachable!("reject columns follow rejects_schema: {e}"))
+    }
+}

@@ -1,0 +1,106 @@
+//! Query results as text or files: table, CSV, JSON, NDJSON, Parquet.
+
+use std::io::Write;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+/// How `query` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned text table (like datafusion-cli).
+    Table,
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// A zstd Parquet file (needs --output or a pipe).
+    Parquet,
+}
+
+/// Why results could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("writing results: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("formatting results: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
+/// The first `max_rows` rows of `batches` (0 = all).
+pub fn head(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {
+    if max_rows == 0 {
+        return batches.to_vec();
+    }
+    let mut left = max_rows;
+    let mut out = Vec::new();
+    for batch in batches {
+        if left == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(left);
+        out.push(batch.slice(0, take));
+        left -= take;
+    }
+    out
+}
+
+/// Write `batches` in `format`.
+pub fn write(
+    format: OutputFormat,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    out: &mut dyn Write,
+) -> Result<(), OutputError> {
+    match format {
+        OutputFormat::Table => {
+            let text = arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)?;
+            writeln!(out, "{text}")?;
+        }
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            if batches.is_empty() {
+                writer.write(&RecordBatch::new_empty(schema.clone()))?;
+            }
+            for batch in batches {
+                writer.write(batch)?;
+            }
+        }
+        OutputFormat::Json if batches.iter().all(|b| b.num_rows() == 0) => out.write_all(b"[]\n")?,
+        OutputFormat::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(&mut *out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            out.write_all(b"\n")?;
+        }
+        OutputFormat::Ndjson => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+        }
+        OutputFormat::Parquet => {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            let mut buffer = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(props))?;
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.close()?;
+            out.write_all(&buffer)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! Where trades come from: files (CSV, NDJSON, Parquet) and the simulator. Each input is decoded
+//! line by line into Arrow batches of valid trades and of rejects; nothing is dropped silently.
+
+pub mod csv;
+pub mod decode;
+pub mod parquet_file;
+pub mod simulator;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use crate::model::{Reject, RejectBuilder, RejectReason, SourcePos, TradeBuilder, UnknownVenues};
+use crate::venue::Registry;
+
+/// An input file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per line, the Kafka message shape.
+    Ndjson,
+    /// The original CSV columns, with a header line.
+    Csv,
+    /// darkpool's trades schema (or any Parquet with the required columns).
+    Parquet,
+}
+
+impl Format {
+    /// The format a file's extension names.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
+            "csv" => Some(Format::Csv),
+            "parquet" | "pq" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+
+    /// Guess from the first bytes of a stream: `{` means NDJSON, `PAR1` Parquet, else CSV.
+    pub fn sniff(head: &[u8]) -> Format {
+        let first = head.iter().find(|b| !b.is_ascii_whitespace());
+        if head.starts_with(b"PAR1") {
+            Format::Parquet
+        } else if first == Some(&b'{') {
+            Format::Ndjson
+        } else {
+            Format::Csv
+        }
+    }
+}
+
+/// Why an input could not be read at all (bad records are rejects, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a darkpool CSV: the header lacks {missing}; expected columns {expected}")]
+    CsvHeader {
+        path: PathBuf,
+        missing: String,
+        expected: &'static str,
+    },
+    #[error("{path}: not NDJSON: expected one JSON object per line, but the first line starts with '{start}'")]
+    NotNdjson { path: PathBuf, start: String },
+    #[error("{path}: the file is empty")]
+    Empty { path: PathBuf },
+    #[error("{path}: cannot tell the format from the extension; pass --format ndjson|csv|parquet")]
+    UnknownFormat { path: PathBuf },
+    #[error("{path}: {message}")]
+    Parquet { path: PathBuf, message: String },
+    #[error("stopped: {0}")]
+    Sink(String),
+    #[error("{0}")]
+    Relabeled(String),
+}
+
+/// Limits for decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeOptions {
+    /// Rows per Arrow batch handed on.
+    pub batch_rows: usize,
+    /// A longer line is rejected as `line_too_long` (its first bytes are kept).
+    pub max_line_bytes: usize,
+    /// Timestamp stamped on rejects.
+    pub rejected_at: i64,
+}
+
+/// What decoding one input produced.
+#[derive(Debug, Default, Clone)]
+pub struct DecodeStats {
+    pub records: u64,
+    pub blank_lines: u64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub bytes: u64,
+    pub unknown_venues: UnknownVenues,
+}
+
+impl DecodeStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn absorb(&mut self, other: &DecodeStats) {
+        self.records += other.records;
+        self.blank_lines += other.blank_lines;
+        self.accepted += other.accepted;
+        self.bytes += other.bytes;
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.unknown_venues {
+            *self.unknown_venues.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// One decoded chunk of an input.
+pub struct Decoded {
+    pub trades: RecordBatch,
+    pub rejects: RecordBatch,
+    /// Bytes of input consumed so far (for progress).
+    pub bytes_read: u64,
+}
+
+/// Receives decoded chunks; an error stops decoding.
+pub type Sink<'s> = dyn FnMut(Decoded) -> Result<(), SourceError> + 's;
+
+/// Check that `path` can be read as `format` (readable, recognisable header) before anything
+/// is written, so a bad file fails the run up front.
+pub fn check(path: &Path, format: Format) -> Result<(), SourceError> {
+    let io_err = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if format == Format::Parquet {
+        return parquet_file::check(path);
+    }
+    let mut reader = BufReader::new(File::open(path).map_err(io_err)?);
+    let mut first = Vec::new();
+    loop {
+        first.clear();
+        let n = reader
+            .by_ref()
+            .take(64 * 1024)
+            .read_until(b'\n', &mut first)
+            .map_err(io_err)?;
+        if n == 0 {
+            return Err(SourceError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        if !first.iter().all(u8::is_ascii_whitespace) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&first);
+    let text = text.trim();
+    match format {
+        Format::Csv => csv::Header::parse(text).map(|_| ()).map_err(|missing| SourceError::CsvHeader {
+            path: path.to_path_buf(),
+            missing: missing.join(", "),
+            expected: csv::ORIGINAL_HEADER,
+        }),
+        Format::Ndjson if text.starts_with('{') => Ok(()),
+        Format::Ndjson => Err(SourceError::NotNdjson {
+            path: path.to_path_buf(),
+            start: text.chars().take(40).collect(),
+        }),
+        Format::Parquet => unreachable!("handled above"),
+    }
+}
+
+/// Reads `\n`-terminated lines, never holding more than `max` bytes of one line.
+struct LineReader<R> {
+    inner: R,
+    max: usize,
+    bytes: u64,
+}
+
+impl<R: BufRead> LineReader<R> {
+    /// The next line (without `\r\n`) into `buf`; returns its full length, `None` at the end.
+    fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        buf.clear();
+        let mut full = 0usize;
+        let mut seen_any = false;
+        loop {
+            let available = match self.inner.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                break;
+            }
+            seen_any = true;
+            let (chunk, done) = match memchr::memchr(b'\n', available) {
+                Some(i) => (&available[..i], Some(i + 1)),
+                None => (available, None),
+            };
+            let room = self.max.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            full += chunk.len();
+            let consumed = done.unwrap_or(available.len());
+            self.inner.consume(consumed);
+            self.bytes += consumed as u64;
+            if done.is_some() {
+                break;
+            }
+        }
+        if !seen_any {
+            return Ok(None);
+        }
+        if buf.last() == Some(&b'\r') && full <= self.max {
+            buf.pop();
+            full -= 1;
+        }
+        Ok(Some(full))
+    }
+}
+
+/// Decode a CSV or NDJSON file (or `-` for stdin) into trades and rejects.
+pub fn decode_lines(
+    path: &Path,
+    format: Format,
+    registry: &Arc<Registry>,
+    options: DecodeOptions,
+    sink: &mut Sink<'_>,
+) -> Result<DecodeStats, SourceError> {
+    let io_err = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let mut lines = LineReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        max: options.max_line_bytes,
+        bytes: 0,
+    };
+    let label: Arc<str> = Arc::from(path.display().to_string());
+    let mut trades = TradeBuilder::new(registry.clone());
+    let mut rejects = RejectBuilder::default();
+    let mut stats = DecodeStats::default();
+    let mut header: Option<csv::Header> = None;
+    let mut buf = Vec::with_capacity(1024);
+    let mut line_no = 0i64;
+    let mut pos = SourcePos {
+        file: Some(label),
+        ..SourcePos::default()
+    };
+    while let Some(full_len) = lines.next_line(&mut buf).map_err(io_err)? {
+        line_no += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) && full_len == buf.len() {
+            stats.blank_lines += 1;
+            continue;
+        }
+        pos.line = Some(line_no);
+        if format == Format::Csv && header.is_none() {
+            let text = String::from_utf8_lossy(&buf);
+            header = Some(csv::Header::parse(text.trim()).map_err(|missing| SourceError::CsvHeader {
+                path: path.to_path_buf(),
+                missing: missing.join(", "),
+                expected: csv::ORIGINAL_HEADER,
+            })?);
+            continue;
+        }
+        stats.records += 1;
+        let outcome = if full_len > buf.len() {
+            Err(Reject::new(
+                RejectReason::LineTooLong,
+                format!("line of {full_len} bytes exceeds the {} byte limit (--max-line-bytes); first bytes kept", options.max_line_bytes),
+            ))
+        } else {
+            match std::str::from_utf8(&buf) {
+                Err(e) => Err(Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}"))),
+                Ok(text) => {
+                    let raw = match &header {
+                        Some(h) => h.record(text),
+                        None => decode::parse_json(text),
+                    };
+                    raw.and_then(|raw| decode::validate(&raw).map(|t| trades.append(&t, &pos)))
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => stats.accepted += 1,
+            Err(reject) => {
+                *stats.rejected.entry(reject.reason.as_str()).or_default() += 1;
+                rejects.append(options.rejected_at, &reject, &buf, full_len, &pos);
+            }
+        }
+        if trades.len() + rejects.len() >= options.batch_rows {
+            sink(Decoded {
+                trades: trades.finish(),
+                rejects: rejects.finish(),
+                bytes_read: lines.bytes,
+            })?;
+        }
+    }
+    stats.bytes = lines.bytes;
+    if !trades.is_empty() || !rejects.is_empty() {
+        sink(Decoded {
+            trades: trades.finish(),
+            rejects: rejects.finish(),
+            bytes_read: lines.bytes,
+        })?;
+    }
+    stats.unknown_venues = std::mem::take(&mut trades.unknown_venues);
+    Ok(stats)
+}
+
+/// Decode any supported input.
+pub fn decode(
+    path: &Path,
+    format: Format,
+    registry: &Arc<Registry>,
+    options: DecodeOptions,
+    sink: &mut Sink<'_>,
+) -> Result<DecodeStats, SourceError> {
+    match format {
+        Format::Parquet => parquet_file::decode(path, registry, options, sink),
+        Format::Csv | Format::Ndjson => decode_lines(path, format, registry, options, sink),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_reader_caps_long_lines_and_strips_crlf() {
+        let data = b"short\r\n0123456789ABCDEF\nlast".to_vec();
+        let mut r = LineReader {
+            inner: BufReader::with_capacity(4, &data[..]),
+            max: 8,
+            bytes: 0,
+        };
+        let mut buf = Vec::new();
+        assert_eq!(r.next_line(&mut buf).unwrap(), Some(5));
+        assert_eq!(buf, b"short");
+        assert_eq!(r.next_line(&mut buf).unwrap(), Some(16));
+        assert_eq!(buf, b"01234567");
+        assert_eq!(r.next_line(&mut buf).unwrap(), Some(4));
+        assert_eq!(buf, b"last");
+        assert_eq!(r.next_line(&mut buf).unwrap(), None);
+        assert_eq!(r.bytes, data.len() as u64);
+    }
+
+    #[test]
+    fn formats_from_extension_and_content() {
+        assert_eq!(Format::from_path(Path::new("a.JSONL")), Some(Format::Ndjson));
+        assert_eq!(Format::from_path(Path::new("a.csv")), Some(Format::Csv));
+        assert_eq!(Format::from_path(Path::new("a.txt")), None);
+        assert_eq!(Format::sniff(b"  {\"a\":1}"), Format::Ndjson);
+        assert_eq!(Format::sniff(b"PAR1...."), Format::Parquet);
+        assert_eq!(Format::sniff(b"timestamp,symbol"), Format::Csv);
+    }
+}

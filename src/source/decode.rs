@@ -1,0 +1,484 @@
+//! Decode and validate one trade record (DESIGN §1). Every format fills a [`RawTrade`] of
+//! loosely typed fields; [`validate`] is the one place that decides what a valid trade is.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::model::{Reject, RejectReason, Side, Trade};
+use crate::time;
+
+/// The fields of a trade message, in the original producer's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Timestamp,
+    Symbol,
+    Price,
+    Quantity,
+    Venue,
+    IsSpoof,
+    AlgoFingerprint,
+    OrderType,
+    OrderId,
+    Side,
+    TradeValue,
+    Latitude,
+    Longitude,
+}
+
+pub const FIELD_COUNT: usize = 13;
+
+impl Field {
+    pub const ALL: [Field; FIELD_COUNT] = [
+        Field::Timestamp,
+        Field::Symbol,
+        Field::Price,
+        Field::Quantity,
+        Field::Venue,
+        Field::IsSpoof,
+        Field::AlgoFingerprint,
+        Field::OrderType,
+        Field::OrderId,
+        Field::Side,
+        Field::TradeValue,
+        Field::Latitude,
+        Field::Longitude,
+    ];
+
+    /// The fields a record must have.
+    pub const REQUIRED: [Field; 5] = [
+        Field::Timestamp,
+        Field::Symbol,
+        Field::Price,
+        Field::Quantity,
+        Field::Venue,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Timestamp => "timestamp",
+            Field::Symbol => "symbol",
+            Field::Price => "price",
+            Field::Quantity => "quantity",
+            Field::Venue => "venue",
+            Field::IsSpoof => "is_spoof",
+            Field::AlgoFingerprint => "algo_fingerprint",
+            Field::OrderType => "order_type",
+            Field::OrderId => "order_id",
+            Field::Side => "side",
+            Field::TradeValue => "trade_value",
+            Field::Latitude => "latitude",
+            Field::Longitude => "longitude",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// One field value as it arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    /// A JSON string.
+    Str(Cow<'a, str>),
+    /// Untyped text (a CSV cell): numbers are parsed from it.
+    Text(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// Microseconds since the epoch, from a typed timestamp column.
+    Micros(i64),
+    Null,
+    /// A JSON array or object.
+    Composite,
+}
+
+impl Scalar<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Str(_) => "a string",
+            Scalar::Text(_) => "text",
+            Scalar::Int(_) | Scalar::Float(_) => "a number",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Micros(_) => "a timestamp",
+            Scalar::Null => "null",
+            Scalar::Composite => "an array or object",
+        }
+    }
+}
+
+/// A record's fields before validation, indexed by [`Field`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawTrade<'a> {
+    fields: [Option<Scalar<'a>>; FIELD_COUNT],
+}
+
+impl<'a> RawTrade<'a> {
+    pub fn set(&mut self, field: Field, value: Scalar<'a>) {
+        self.fields[field as usize] = Some(value);
+    }
+
+    fn get(&self, field: Field) -> Option<&Scalar<'a>> {
+        match &self.fields[field as usize] {
+            None | Some(Scalar::Null) => None,
+            Some(value) => Some(value),
+        }
+    }
+}
+
+/// Decode one NDJSON line (already checked to be UTF-8) into raw fields.
+pub fn parse_json(line: &str) -> Result<RawTrade<'_>, Reject> {
+    serde_json::from_str::<RawTrade<'_>>(line).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            Reject::new(RejectReason::NotAnObject, format!("expected a JSON object: {e}"))
+        } else {
+            Reject::new(RejectReason::InvalidJson, e.to_string())
+        }
+    })
+}
+
+struct KeyVisitor;
+
+/// A JSON object key: a known field, or one to skip.
+struct Key(Option<Field>);
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+        Ok(Key(Field::from_name(v)))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'de>, E> {
+        Ok(i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Float(v))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Composite)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Composite)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar<'de>, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct TradeVisitor;
+
+impl<'de> Visitor<'de> for TradeVisitor {
+    type Value = RawTrade<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a trade object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTrade<'de>, A::Error> {
+        let mut raw = RawTrade::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0 {
+                Some(field) => raw.set(field, map.next_value::<Scalar<'de>>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(raw)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for RawTrade<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawTrade<'de>, D::Error> {
+        d.deserialize_map(TradeVisitor)
+    }
+}
+
+fn missing(field: Field) -> Reject {
+    Reject::new(RejectReason::MissingField, format!("required field '{}' is missing or null", field.name()))
+}
+
+fn wrong_type(field: Field, expected: &str, got: &Scalar<'_>) -> Reject {
+    Reject::new(
+        RejectReason::WrongType,
+        format!("'{}' must be {expected}, got {}", field.name(), got.type_name()),
+    )
+}
+
+fn number(raw: &RawTrade<'_>, field: Field) -> Result<Option<f64>, Reject> {
+    match raw.get(field) {
+        None => Ok(None),
+        Some(Scalar::Int(v)) => Ok(Some(*v as f64)),
+        Some(Scalar::Float(v)) => Ok(Some(*v)),
+        Some(Scalar::Text(t)) if t.trim().is_empty() => Ok(None),
+        Some(Scalar::Text(t)) => t.trim().parse::<f64>().map(Some).map_err(|_| {
+            Reject::new(RejectReason::WrongType, format!("'{}' must be a number, got '{t}'", field.name()))
+        }),
+        Some(other) => Err(wrong_type(field, "a number", other)),
+    }
+}
+
+fn text<'r>(raw: &'r RawTrade<'_>, field: Field) -> Result<Option<&'r str>, Reject> {
+    match raw.get(field) {
+        None => Ok(None),
+        Some(Scalar::Str(s) | Scalar::Text(s)) => {
+            let s = s.trim();
+            if s.chars().any(char::is_control) {
+                return Err(Reject::new(
+                    RejectReason::BadField,
+                    format!("'{}' contains control characters", field.name()),
+                ));
+            }
+            Ok(if s.is_empty() { None } else { Some(s) })
+        }
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+/// Longest symbol / venue code accepted.
+const MAX_CODE_CHARS: usize = 32;
+
+fn code<'r>(raw: &'r RawTrade<'_>, field: Field, reason: RejectReason) -> Result<&'r str, Reject> {
+    let value = text(raw, field)?.ok_or_else(|| missing(field))?;
+    if value.chars().count() > MAX_CODE_CHARS || value.contains(char::is_whitespace) {
+        return Err(Reject::new(
+            reason,
+            format!("'{}' must be a code of at most {MAX_CODE_CHARS} characters without spaces, got '{value}'", field.name()),
+        ));
+    }
+    Ok(value)
+}
+
+fn timestamp(raw: &RawTrade<'_>) -> Result<i64, Reject> {
+    let bad = |value: &dyn fmt::Display, e: time::TimestampError| {
+        Reject::new(RejectReason::BadTimestamp, format!("timestamp '{value}': {e}"))
+    };
+    match raw.get(Field::Timestamp) {
+        None => Err(missing(Field::Timestamp)),
+        Some(Scalar::Str(s) | Scalar::Text(s)) => time::parse_timestamp(s).map_err(|e| bad(s, e)),
+        Some(Scalar::Int(ms)) => time::epoch_millis_to_micros(*ms).map_err(|e| bad(ms, e)),
+        Some(Scalar::Float(ms)) if ms.fract() == 0.0 && ms.abs() < 1e15 => {
+            time::epoch_millis_to_micros(*ms as i64).map_err(|e| bad(ms, e))
+        }
+        Some(Scalar::Micros(us)) => Ok(*us),
+        Some(other) => Err(wrong_type(Field::Timestamp, "an ISO-8601 text or epoch milliseconds", other)),
+    }
+}
+
+fn quantity(raw: &RawTrade<'_>) -> Result<i64, Reject> {
+    let bad = |detail: String| Reject::new(RejectReason::BadQuantity, detail);
+    let value = match raw.get(Field::Quantity) {
+        None => return Err(missing(Field::Quantity)),
+        Some(Scalar::Int(v)) => *v,
+        Some(Scalar::Text(t)) if t.trim().is_empty() => return Err(missing(Field::Quantity)),
+        Some(Scalar::Float(_) | Scalar::Text(_)) => {
+            let v = number(raw, Field::Quantity)?.unwrap_or(f64::NAN);
+            if !(v.is_finite() && v.fract() == 0.0 && v.abs() < 9e15) {
+                return Err(bad(format!("quantity {v} is not a whole number of shares")));
+            }
+            v as i64
+        }
+        Some(other) => return Err(wrong_type(Field::Quantity, "a whole number", other)),
+    };
+    if value <= 0 {
+        return Err(bad(format!("quantity {value} must be > 0")));
+    }
+    Ok(value)
+}
+
+/// Round to cents, as the original producer did for `trade_value`.
+pub fn round_cents(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn flag(raw: &RawTrade<'_>, field: Field) -> Result<bool, Reject> {
+    let bad = |got: &dyn fmt::Display| {
+        Reject::new(RejectReason::BadField, format!("'{}' must be 0/1 or true/false, got '{got}'", field.name()))
+    };
+    match raw.get(field) {
+        None => Ok(false),
+        Some(Scalar::Bool(b)) => Ok(*b),
+        Some(Scalar::Int(0)) => Ok(false),
+        Some(Scalar::Int(1)) => Ok(true),
+        Some(Scalar::Int(v)) => Err(bad(v)),
+        Some(Scalar::Float(v)) if *v == 0.0 || *v == 1.0 => Ok(*v == 1.0),
+        Some(Scalar::Str(s) | Scalar::Text(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "" | "0" | "false" | "0.0" => Ok(false),
+            "1" | "true" | "1.0" => Ok(true),
+            _ => Err(bad(s)),
+        },
+        Some(other) => Err(wrong_type(field, "0/1 or a boolean", other)),
+    }
+}
+
+fn coordinate(raw: &RawTrade<'_>, field: Field, limit: f64) -> Result<Option<f64>, Reject> {
+    match number(raw, field)? {
+        None => Ok(None),
+        Some(v) if v.is_finite() && v.abs() <= limit => Ok(Some(v)),
+        Some(v) => Err(Reject::new(
+            RejectReason::BadCoordinates,
+            format!("{} {v} is outside ±{limit}", field.name()),
+        )),
+    }
+}
+
+/// Check a record against DESIGN §1 and produce the trade, or the reason it is not one.
+pub fn validate<'r>(raw: &'r RawTrade<'_>) -> Result<Trade<'r>, Reject> {
+    for field in Field::REQUIRED {
+        if raw.get(field).is_none() {
+            return Err(missing(field));
+        }
+    }
+    let timestamp = timestamp(raw)?;
+    let symbol = code(raw, Field::Symbol, RejectReason::BadSymbol)?;
+    let venue = code(raw, Field::Venue, RejectReason::BadVenue)?;
+    let price = number(raw, Field::Price)?.ok_or_else(|| missing(Field::Price))?;
+    if !(price.is_finite() && price > 0.0) {
+        return Err(Reject::new(RejectReason::BadPrice, format!("price {price} must be a finite number > 0")));
+    }
+    let quantity = quantity(raw)?;
+    let trade_value = round_cents(price * quantity as f64);
+    if let Some(supplied) = number(raw, Field::TradeValue)? {
+        // The original rounds to cents; anything further off is a different trade.
+        if !((supplied - trade_value).abs() <= 0.011 + trade_value.abs() * 1e-12) {
+            return Err(Reject::new(
+                RejectReason::TradeValueMismatch,
+                format!("trade_value {supplied} != price {price} x quantity {quantity} = {trade_value}"),
+            ));
+        }
+    }
+    let side = match text(raw, Field::Side)? {
+        None => None,
+        Some(s) if s.eq_ignore_ascii_case("BUY") || s.eq_ignore_ascii_case("B") => Some(Side::Buy),
+        Some(s) if s.eq_ignore_ascii_case("SELL") || s.eq_ignore_ascii_case("S") => Some(Side::Sell),
+        Some(s) => {
+            return Err(Reject::new(RejectReason::BadSide, format!("side '{s}' is not BUY or SELL")));
+        }
+    };
+    Ok(Trade {
+        timestamp,
+        symbol,
+        price,
+        quantity,
+        venue,
+        side,
+        order_type: text(raw, Field::OrderType)?,
+        order_id: text(raw, Field::OrderId)?,
+        algo_fingerprint: text(raw, Field::AlgoFingerprint)?,
+        is_spoof: flag(raw, Field::IsSpoof)?,
+        trade_value,
+        latitude: coordinate(raw, Field::Latitude, 90.0)?,
+        longitude: coordinate(raw, Field::Longitude, 180.0)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"timestamp":"2024-01-01T11:50:03.120000","symbol":"SYNTH_AMZN","price":262.39,"quantity":3143,"venue":"DARK2","is_spoof":0,"algo_fingerprint":"A7","order_type":"LIMIT","order_id":"o123","side":"BUY","trade_value":824691.77,"latitude":40.7128,"longitude":-74.006}"#;
+
+    fn reason(line: &str) -> RejectReason {
+        match parse_json(line) {
+            Err(r) => r.reason,
+            Ok(raw) => validate(&raw).map(|_| ()).unwrap_err().reason,
+        }
+    }
+
+    #[test]
+    fn accepts_the_original_message() {
+        let raw = parse_json(GOOD).unwrap();
+        let t = validate(&raw).unwrap();
+        assert_eq!(t.symbol, "SYNTH_AMZN");
+        assert_eq!(t.quantity, 3143);
+        assert_eq!(t.trade_value, 824691.77);
+        assert_eq!(t.side, Some(Side::Buy));
+        assert_eq!(t.latitude, Some(40.7128));
+        assert_eq!(t.timestamp, 1_704_109_803_120_000);
+    }
+
+    #[test]
+    fn classifies_bad_records() {
+        let with = |from: &str, to: &str| GOOD.replace(from, to);
+        assert_eq!(reason("{not json"), RejectReason::InvalidJson);
+        assert_eq!(reason("[1,2]"), RejectReason::NotAnObject);
+        assert_eq!(reason(&with(r#""symbol":"SYNTH_AMZN","#, "")), RejectReason::MissingField);
+        assert_eq!(reason(&with(r#""symbol":"SYNTH_AMZN""#, r#""symbol":null"#)), RejectReason::MissingField);
+        assert_eq!(reason(&with("262.39", r#""262.39""#)), RejectReason::WrongType);
+        assert_eq!(reason(&with("262.39", "-1")), RejectReason::BadPrice);
+        assert_eq!(reason(&with("262.39", "0")), RejectReason::BadPrice);
+        assert_eq!(reason(&with("3143", "31.5")), RejectReason::BadQuantity);
+        assert_eq!(reason(&with("3143", "0")), RejectReason::BadQuantity);
+        assert_eq!(reason(&with("2024-01-01T11:50", "yesterday")), RejectReason::BadTimestamp);
+        assert_eq!(reason(&with("824691.77", "1.0")), RejectReason::TradeValueMismatch);
+        assert_eq!(reason(&with(r#""BUY""#, r#""HOLD""#)), RejectReason::BadSide);
+        assert_eq!(reason(&with("40.7128", "400")), RejectReason::BadCoordinates);
+        assert_eq!(reason(&with(r#""is_spoof":0"#, r#""is_spoof":7"#)), RejectReason::BadField);
+        assert_eq!(reason(&with(r#""venue":"DARK2""#, r#""venue":{"a":1}"#)), RejectReason::WrongType);
+    }
+
+    #[test]
+    fn text_cells_are_parsed_as_numbers() {
+        let mut raw = RawTrade::default();
+        for (f, v) in [
+            (Field::Timestamp, "1704109803120"),
+            (Field::Symbol, "SPY"),
+            (Field::Price, " 10.5 "),
+            (Field::Quantity, "100"),
+            (Field::Venue, "LIT"),
+            (Field::IsSpoof, "1"),
+            (Field::Side, "sell"),
+        ] {
+            raw.set(f, Scalar::Text(Cow::Borrowed(v)));
+        }
+        let t = validate(&raw).unwrap();
+        assert_eq!((t.price, t.quantity, t.is_spoof, t.side), (10.5, 100, true, Some(Side::Sell)));
+        raw.set(Field::Price, Scalar::Text("NaN".into()));
+        assert_eq!(validate(&raw).unwrap_err().reason, RejectReason::BadPrice);
+        raw.set(Field::Price, Scalar::Text("inf".into()));
+        assert_eq!(validate(&raw).unwrap_err().reason, RejectReason::BadPrice);
+    }
+}

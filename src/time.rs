@@ -1,0 +1,335 @@
+//! Event time: parsing the timestamp forms trades arrive in, formatting them back, and durations.
+//!
+//! All time inside darkpool is UTC with microsecond precision, held as `i64` microseconds since
+//! the Unix epoch.
+
+use std::fmt::Write as _;
+
+pub const MICROS_PER_SECOND: i64 = 1_000_000;
+pub const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+
+/// Earliest and latest accepted event times (years 1900..=2199): anything outside is a typo or a
+/// unit mistake (seconds vs milliseconds), not a trade.
+const MIN_MICROS: i64 = -2_208_988_800 * MICROS_PER_SECOND;
+const MAX_MICROS: i64 = 7_258_118_400 * MICROS_PER_SECOND;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// (year, month, day) of a day number since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Why a timestamp text was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    #[error("expected ISO-8601 like 2024-01-01T11:50:03.120000[Z|+HH:MM] or epoch milliseconds")]
+    Syntax,
+    #[error("date or time out of range")]
+    Range,
+    #[error("outside the accepted years 1900..=2199")]
+    Era,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn digits(&mut self, n: usize) -> Result<u32, TimestampError> {
+        let end = self.pos + n;
+        let slice = self.bytes.get(self.pos..end).ok_or(TimestampError::Syntax)?;
+        let mut value = 0u32;
+        for &b in slice {
+            if !b.is_ascii_digit() {
+                return Err(TimestampError::Syntax);
+            }
+            value = value * 10 + u32::from(b - b'0');
+        }
+        self.pos = end;
+        Ok(value)
+    }
+
+    fn eat(&mut self, expected: u8) -> bool {
+        if self.bytes.get(self.pos) == Some(&expected) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+}
+
+/// Parse an ISO-8601 timestamp (`T` or space separator, optional seconds and fraction, optional
+/// `Z` or `±HH:MM` offset; no offset means UTC) or an all-digit epoch-milliseconds text into
+/// microseconds since the epoch.
+pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    if !bytes.is_empty() && bytes.len() <= 15 && bytes.iter().all(u8::is_ascii_digit) {
+        let millis: i64 = text.parse().map_err(|_| TimestampError::Syntax)?;
+        return epoch_millis_to_micros(millis);
+    }
+    let mut c = Cursor { bytes, pos: 0 };
+    let year = i64::from(c.digits(4)?);
+    if !c.eat(b'-') {
+        return Err(TimestampError::Syntax);
+    }
+    let month = c.digits(2)?;
+    if !c.eat(b'-') {
+        return Err(TimestampError::Syntax);
+    }
+    let day = c.digits(2)?;
+    if !(c.eat(b'T') || c.eat(b't') || c.eat(b' ')) {
+        return Err(TimestampError::Syntax);
+    }
+    let hour = c.digits(2)?;
+    if !c.eat(b':') {
+        return Err(TimestampError::Syntax);
+    }
+    let minute = c.digits(2)?;
+    let mut second = 0;
+    let mut micros = 0i64;
+    if c.eat(b':') {
+        second = c.digits(2)?;
+        if c.eat(b'.') || c.eat(b',') {
+            let mut scale = 100_000i64;
+            let mut count = 0;
+            while let Some(b) = c.peek().filter(u8::is_ascii_digit) {
+                micros += i64::from(b - b'0') * scale;
+                scale /= 10;
+                c.pos += 1;
+                count += 1;
+            }
+            if count == 0 || count > 9 {
+                return Err(TimestampError::Syntax);
+            }
+        }
+    }
+    let offset_seconds: i64 = match c.peek() {
+        None => 0,
+        Some(b'Z' | b'z') => {
+            c.pos += 1;
+            0
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            c.pos += 1;
+            let oh = i64::from(c.digits(2)?);
+            c.eat(b':');
+            let om = if c.peek().is_some() {
+                i64::from(c.digits(2)?)
+            } else {
+                0
+            };
+            if oh > 23 || om > 59 {
+                return Err(TimestampError::Range);
+            }
+            let magnitude = oh * 3600 + om * 60;
+            if sign == b'+' {
+                magnitude
+            } else {
+                -magnitude
+            }
+        }
+        Some(_) => return Err(TimestampError::Syntax),
+    };
+    if c.pos != bytes.len() {
+        return Err(TimestampError::Syntax);
+    }
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(TimestampError::Range);
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400
+        + i64::from(hour) * 3600
+        + i64::from(minute) * 60
+        + i64::from(second)
+        - offset_seconds;
+    check_era(seconds * MICROS_PER_SECOND + micros)
+}
+
+/// Epoch milliseconds (the other accepted timestamp form) to microseconds.
+pub fn epoch_millis_to_micros(millis: i64) -> Result<i64, TimestampError> {
+    millis
+        .checked_mul(1000)
+        .ok_or(TimestampError::Era)
+        .and_then(check_era)
+}
+
+fn check_era(micros: i64) -> Result<i64, TimestampError> {
+    if (MIN_MICROS..MAX_MICROS).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(TimestampError::Era)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffff` (the original producer's form: UTC, no offset).
+pub fn format_iso_micros(micros: i64, out: &mut String) {
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let in_day = micros.rem_euclid(MICROS_PER_DAY);
+    let (y, m, d) = civil_from_days(days);
+    let secs = in_day / MICROS_PER_SECOND;
+    let frac = in_day % MICROS_PER_SECOND;
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+}
+
+/// `YYYY-MM-DD` of an event time: the lake's date partition.
+pub fn date_of(micros: i64) -> String {
+    let (y, m, d) = civil_from_days(micros.div_euclid(MICROS_PER_DAY));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Why a duration text was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a duration: use a number with a unit, like 500ms, 5s, 5m, 1h")]
+pub struct DurationError(pub String);
+
+/// Parse `500ms`, `5s`, `5m`, `1h`, `1d` (or a bare number of seconds) into microseconds.
+pub fn parse_duration_micros(text: &str) -> Result<i64, DurationError> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().map_err(|_| DurationError(text.into()))?;
+    let scale = match unit.trim() {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "" | "s" | "sec" => 1e6,
+        "m" | "min" => 60e6,
+        "h" => 3600e6,
+        "d" => 86_400e6,
+        _ => return Err(DurationError(text.into())),
+    };
+    let micros = value * scale;
+    if !micros.is_finite() || micros < 0.0 || micros > 3.65e13 {
+        return Err(DurationError(text.into()));
+    }
+    Ok(micros.round() as i64)
+}
+
+/// Human form of a duration in microseconds, e.g. `5m`, `30s`, `1500ms`.
+pub fn format_duration(micros: i64) -> String {
+    for (unit, scale) in [("h", 3600e6 as i64), ("m", 60_000_000), ("s", 1_000_000)] {
+        if micros != 0 && micros % scale == 0 {
+            return format!("{}{unit}", micros / scale);
+        }
+    }
+    if micros % 1000 == 0 {
+        format!("{}ms", micros / 1000)
+    } else {
+        format!("{micros}us")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(text: &str) -> i64 {
+        parse_timestamp(text).unwrap()
+    }
+
+    #[test]
+    fn parses_the_original_producer_form_as_utc() {
+        // 2024-01-01T11:50:03.12 UTC = 1704109803.12 s
+        assert_eq!(micros("2024-01-01T11:50:03.120000"), 1_704_109_803_120_000);
+        assert_eq!(micros("2024-01-01 11:50:03.12Z"), 1_704_109_803_120_000);
+    }
+
+    #[test]
+    fn applies_offsets_and_epoch_millis() {
+        assert_eq!(
+            micros("2024-01-01T06:50:03.120-05:00"),
+            micros("2024-01-01T11:50:03.12")
+        );
+        assert_eq!(micros("2024-01-01T13:50:03.12+0200"), micros("2024-01-01T11:50:03.12"));
+        assert_eq!(micros("1704109803120"), 1_704_109_803_120_000);
+        assert_eq!(micros("2024-01-01T11:50"), 1_704_109_800_000_000);
+    }
+
+    #[test]
+    fn rejects_bad_timestamps() {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00",
+            "2024-02-30T00:00:00",
+            "2024-01-01T24:00:00",
+            "2024-01-01T00:00:00+25:00",
+            "2024-01-01T00:00:00.",
+            "2024-01-01T00:00:00 junk",
+            "1800-01-01T00:00:00",
+        ] {
+            assert!(parse_timestamp(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn civil_round_trip_and_formatting() {
+        for days in [-800_000, -1, 0, 1, 19_723, 60_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        let mut s = String::new();
+        format_iso_micros(1_704_109_803_120_000, &mut s);
+        assert_eq!(s, "2024-01-01T11:50:03.120000");
+        assert_eq!(date_of(1_704_109_803_120_000), "2024-01-01");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_micros("5m").unwrap(), 300_000_000);
+        assert_eq!(parse_duration_micros("500ms").unwrap(), 500_000);
+        assert_eq!(parse_duration_micros("2").unwrap(), 2_000_000);
+        assert!(parse_duration_micros("5 parsecs").is_err());
+        assert!(parse_duration_micros("-5s").is_err());
+        assert_eq!(format_duration(300_000_000), "5m");
+        assert_eq!(format_duration(1_500_000), "1500ms");
+    }
+}
