@@ -62,6 +62,7 @@ static REJECTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("reason", DataType::Utf8, false),
         Field::new("detail", DataType::Utf8, false),
         Field::new("raw", DataType::Binary, false),
+        Field::new("raw_text", DataType::Utf8, false),
         Field::new("raw_bytes", DataType::Int64, false),
     ];
     fields.extend(source_fields());
@@ -349,6 +350,7 @@ pub struct RejectBuilder {
     reason: StringBuilder,
     detail: StringBuilder,
     raw: BinaryBuilder,
+    raw_text: StringBuilder,
     raw_bytes: Int64Builder,
     source: SourceBuilders,
     rows: usize,
@@ -361,6 +363,7 @@ impl Default for RejectBuilder {
             reason: StringBuilder::new(),
             detail: StringBuilder::new(),
             raw: BinaryBuilder::new(),
+            raw_text: StringBuilder::new(),
             raw_bytes: Int64Builder::new(),
             source: SourceBuilders::default(),
             rows: 0,
@@ -377,13 +380,15 @@ impl RejectBuilder {
         self.rows == 0
     }
 
-    /// `raw` is what was kept of the record, `raw_bytes` its full length (longer when an
-    /// oversize line was cut at the line limit).
+    /// `raw` is what was kept of the record (exact bytes; `raw_text` is the same as UTF-8 with
+    /// invalid bytes replaced), `raw_bytes` its full length (longer when an oversize line was
+    /// cut at the line limit).
     pub fn append(&mut self, at: i64, reject: &Reject, raw: &[u8], raw_bytes: usize, pos: &SourcePos) {
         self.rejected_at.append_value(at);
         self.reason.append_value(reject.reason.as_str());
         self.detail.append_value(&reject.detail);
         self.raw.append_value(raw);
+        self.raw_text.append_value(String::from_utf8_lossy(raw));
         self.raw_bytes.append_value(raw_bytes as i64);
         self.source.append(pos);
         self.rows += 1;
@@ -395,6 +400,7 @@ impl RejectBuilder {
             Arc::new(self.reason.finish()),
             Arc::new(self.detail.finish()),
             Arc::new(self.raw.finish()),
+            Arc::new(self.raw_text.finish()),
             Arc::new(self.raw_bytes.finish()),
         ];
         self.source.finish_into(&mut columns);
