@@ -15,8 +15,15 @@ fn main() {
     let mut code = String::from("/// Named queries compiled from `sql/*.sql`: (name, text).\npub const EMBEDDED: &[(&str, &str)] = &[\n");
     for path in entries {
         println!("cargo:rerun-if-changed={}", path.display());
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        let _ = writeln!(code, "    ({stem:?}, include_str!({:?})),", path.display().to_string());
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let _ = writeln!(
+            code,
+            "    ({stem:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
     }
     code.push_str("];\n");
     let out = Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("named_sql.rs");

@@ -1,6 +1,6 @@
 -- Trade windows: value, volume, VWAP, price range, block prints and spoof flags per (window_start, symbol, venue).
--- darkpool fills in {{size}} (window length), {{slide}} (hop) and {{lags}} (hop offsets); the
--- default is 5-minute tumbling windows. Blocks: >= 10,000 shares or >= $200,000 notional.
+-- darkpool fills in {{slide}} (the hop, an interval), {{size}} (the window length, a duration) and
+-- {{lags}} (the hop offsets, durations); the default is 5-minute tumbling windows. Blocks: >= 10,000 shares or >= $200,000 notional.
 -- latitude/longitude: the venue's location (MAX, in case messages carried differing coordinates).
 WITH assigned AS (
     SELECT

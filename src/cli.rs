@@ -76,7 +76,11 @@ pub struct WindowArgs {
 
 impl WindowArgs {
     fn spec(&self) -> Result<WindowSpec> {
-        Ok(WindowSpec::parse(&self.window, self.slide.as_deref(), &self.allowed_lateness)?)
+        Ok(WindowSpec::parse(
+            &self.window,
+            self.slide.as_deref(),
+            &self.allowed_lateness,
+        )?)
     }
 }
 
@@ -98,7 +102,12 @@ pub struct SimulateArgs {
     #[arg(long, env = "DARKPOOL_MARKET_RATE", default_value_t = 50.0)]
     pub market_rate: f64,
     /// Output shape.
-    #[arg(long, env = "DARKPOOL_SIM_FORMAT", value_enum, default_value = "ndjson")]
+    #[arg(
+        long,
+        env = "DARKPOOL_SIM_FORMAT",
+        value_enum,
+        default_value = "ndjson"
+    )]
     pub format: SimFormat,
     /// Output file (default: stdout). Written to a temporary name and renamed when complete.
     #[arg(long, short, env = "DARKPOOL_OUTPUT")]
@@ -157,7 +166,12 @@ pub struct QueryArgs {
     #[arg(long)]
     pub list: bool,
     /// Output format.
-    #[arg(long, env = "DARKPOOL_QUERY_FORMAT", value_enum, default_value = "table")]
+    #[arg(
+        long,
+        env = "DARKPOOL_QUERY_FORMAT",
+        value_enum,
+        default_value = "table"
+    )]
     pub format: OutputFormat,
     /// Write to this file instead of stdout (appears complete or not at all).
     #[arg(long, short, env = "DARKPOOL_QUERY_OUTPUT")]
@@ -194,9 +208,13 @@ pub struct Exit {
 /// Parse `512M`, `4G`, `1000` into bytes.
 pub fn parse_bytes(text: &str) -> Result<usize> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let value: f64 = number.parse().map_err(|_| anyhow!("'{text}' is not a size like 512M or 4G"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow!("'{text}' is not a size like 512M or 4G"))?;
     let scale = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1.0,
         "K" | "KB" | "KIB" => 1024.0,
@@ -212,7 +230,7 @@ pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -222,14 +240,23 @@ pub fn grouped(n: u64) -> String {
 
 /// Write `bytes` to `path` so it appears complete or not at all.
 fn write_file_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut out = std::io::BufWriter::new(file);
         write(&mut out)?;
-        let file = out.into_inner().map_err(|e| anyhow!("writing {}: {}", path.display(), e.error()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| anyhow!("writing {}: {}", path.display(), e.error()))?;
         file.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
     })();
@@ -243,8 +270,12 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     let registry = args.venues.load()?;
     let clock = match args.start.as_deref() {
         Some("now") => Clock::Now,
-        Some(text) => Clock::Market(parse_timestamp(text).map_err(|e| anyhow!("--start '{text}': {e}"))?),
-        None if args.count.is_some() => Clock::Market(parse_timestamp("2024-01-01T09:30:00Z").unwrap_or(0)),
+        Some(text) => {
+            Clock::Market(parse_timestamp(text).map_err(|e| anyhow!("--start '{text}': {e}"))?)
+        }
+        None if args.count.is_some() => {
+            Clock::Market(parse_timestamp("2024-01-01T09:30:00Z").unwrap_or(0))
+        }
         None => Clock::Now,
     };
     let symbols: Vec<String> = if args.symbols.is_empty() {
@@ -252,13 +283,18 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     } else {
         args.symbols.iter().map(|s| s.trim().to_string()).collect()
     };
-    if let Some(bad) = symbols.iter().find(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"')) {
+    if let Some(bad) = symbols
+        .iter()
+        .find(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"'))
+    {
         bail!("--symbols: '{bad}' is not a symbol (no spaces or quotes)");
     }
     if !(args.market_rate > 0.0 && args.market_rate.is_finite()) {
         bail!("--market-rate must be a positive number of trades per second");
     }
-    let rate = args.rate.unwrap_or(if args.count.is_some() { 0.0 } else { 50.0 });
+    let rate = args
+        .rate
+        .unwrap_or(if args.count.is_some() { 0.0 } else { 50.0 });
     if !(rate >= 0.0 && rate.is_finite()) {
         bail!("--rate must be 0 (as fast as possible) or a positive number of trades per second");
     }
@@ -276,10 +312,14 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     match &args.output {
         Some(path) if args.count.is_some() => write_file_atomic(path, run),
         Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
             run(&mut std::io::BufWriter::new(file))
         }
-        None => run(&mut std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())),
+        None => run(&mut std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout().lock(),
+        )),
     }
 }
 
@@ -305,7 +345,11 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
 /// The end-of-ingest report.
 pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
     let mut out = String::new();
-    let skipped: Vec<&crate::ingest::InputReport> = s.inputs.iter().filter(|i| i.already_ingested.is_some()).collect();
+    let skipped: Vec<&crate::ingest::InputReport> = s
+        .inputs
+        .iter()
+        .filter(|i| i.already_ingested.is_some())
+        .collect();
     for input in &skipped {
         let _ = writeln!(
             out,
@@ -321,9 +365,23 @@ pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
     }
     let t = &s.totals;
     let rejected = t.rejected_total();
-    let reasons: Vec<String> = t.rejected.iter().map(|(k, v)| format!("{k} {}", grouped(*v))).collect();
-    let _ = writeln!(out, "ingested {ingested} input(s) into {} in {:.2} s", lake.display(), s.elapsed.as_secs_f64());
-    let _ = writeln!(out, "  read      {:>12} records ({:.1} MB)", grouped(t.records), t.bytes as f64 / 1e6);
+    let reasons: Vec<String> = t
+        .rejected
+        .iter()
+        .map(|(k, v)| format!("{k} {}", grouped(*v)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "ingested {ingested} input(s) into {} in {:.2} s",
+        lake.display(),
+        s.elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "  read      {:>12} records ({:.1} MB)",
+        grouped(t.records),
+        t.bytes as f64 / 1e6
+    );
     let _ = writeln!(out, "  accepted  {:>12}", grouped(t.accepted));
     let _ = write!(out, "  rejected  {:>12}", grouped(rejected));
     if rejected > 0 {
@@ -336,10 +394,23 @@ pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
         grouped(s.windows.late_trades),
         grouped(s.windows.corrections)
     );
-    let _ = writeln!(out, "  windows   {:>12} rows written", grouped(s.rows.get(&Table::Windows).copied().unwrap_or(0)));
+    let _ = writeln!(
+        out,
+        "  windows   {:>12} rows written",
+        grouped(s.rows.get(&Table::Windows).copied().unwrap_or(0))
+    );
     if !t.unknown_venues.is_empty() {
-        let list: Vec<String> = t.unknown_venues.iter().take(10).map(|(k, v)| format!("{k} ({})", grouped(*v))).collect();
-        let _ = writeln!(out, "  unknown venues (kept, kind 'unknown'): {}", list.join(", "));
+        let list: Vec<String> = t
+            .unknown_venues
+            .iter()
+            .take(10)
+            .map(|(k, v)| format!("{k} ({})", grouped(*v)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  unknown venues (kept, kind 'unknown'): {}",
+            list.join(", ")
+        );
     }
     if t.blank_lines > 0 {
         let _ = writeln!(out, "  blank lines skipped: {}", grouped(t.blank_lines));
@@ -373,7 +444,9 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     options.window = args.window.spec()?;
     options.max_rows = args.row_limit.max(1);
     options.timeout = Duration::from_micros(
-        parse_duration_micros(&args.timeout).map_err(|e| anyhow!("--timeout: {e}"))?.max(1000) as u64,
+        parse_duration_micros(&args.timeout)
+            .map_err(|e| anyhow!("--timeout: {e}"))?
+            .max(1000) as u64,
     );
     options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
     options.sql_dir = Some(args.sql_dir.clone());
@@ -385,14 +458,20 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         return Ok(());
     }
     let sql = match (&args.query, &args.file) {
-        (_, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("cannot read --file {}", file.display()))?,
+        (_, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read --file {}", file.display()))?,
         (Some(text), None) if crate::engine::named::looks_like_name(text) => {
             engine.named_sql(text.trim()).map_err(engine_error)?
         }
         (Some(text), None) => text.clone(),
-        (None, None) => bail!("give SQL text, a query name, --file FILE or --list (see darkpool query --help)"),
+        (None, None) => {
+            bail!("give SQL text, a query name, --file FILE or --list (see darkpool query --help)")
+        }
     };
-    if args.format == OutputFormat::Parquet && args.output.is_none() && std::io::stdout().is_terminal() {
+    if args.format == OutputFormat::Parquet
+        && args.output.is_none()
+        && std::io::stdout().is_terminal()
+    {
         bail!("Parquet is binary: give --output FILE or pipe the output");
     }
     if !engine.has_trades() {
@@ -404,7 +483,13 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     }
     let result = engine.sql(&sql).await.map_err(engine_error)?;
     let total = result.num_rows();
-    let maxrows = args.maxrows.unwrap_or(if args.format == OutputFormat::Table { 40 } else { 0 });
+    let maxrows = args
+        .maxrows
+        .unwrap_or(if args.format == OutputFormat::Table {
+            40
+        } else {
+            0
+        });
     let shown = output::head(&result.batches, maxrows);
     let shown_rows: usize = shown.iter().map(|b| b.num_rows()).sum();
     let write = |out: &mut dyn Write| -> Result<()> {
@@ -420,11 +505,18 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     }
     if args.format == OutputFormat::Table || args.output.is_some() {
         let more = if shown_rows < total {
-            format!(" (showing {}; --maxrows 0 shows all)", grouped(shown_rows as u64))
+            format!(
+                " (showing {}; --maxrows 0 shows all)",
+                grouped(shown_rows as u64)
+            )
         } else {
             String::new()
         };
-        eprintln!("{} row(s){more}. Query took {:.3} seconds.", grouped(total as u64), result.elapsed.as_secs_f64());
+        eprintln!(
+            "{} row(s){more}. Query took {:.3} seconds.",
+            grouped(total as u64),
+            result.elapsed.as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -433,7 +525,12 @@ async fn list(engine: &Engine) -> Result<String, EngineError> {
     let mut out = String::from("Tables:\n");
     for table in engine.tables().await? {
         let _ = writeln!(out, "  {:<15} {}", table.name, table.description);
-        let columns: Vec<String> = table.schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+        let columns: Vec<String> = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
         let _ = writeln!(out, "      {}", columns.join(", "));
     }
     out.push_str("\nNamed queries (darkpool query NAME):\n");

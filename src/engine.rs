@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -123,12 +125,24 @@ pub struct Engine {
 
 /// Table names and what they hold.
 const TABLES: [(&str, &str); 6] = [
-    ("trades", "every accepted trade, with venue_kind and source position"),
-    ("windows", "latest version of each window (one row per window_start, symbol, venue)"),
+    (
+        "trades",
+        "every accepted trade, with venue_kind and source position",
+    ),
+    (
+        "windows",
+        "latest version of each window (one row per window_start, symbol, venue)",
+    ),
     ("window_history", "every emitted version of every window"),
     ("late", "trades that arrived after their window was final"),
-    ("rejects", "input that was not a valid trade: raw bytes, reason, position"),
-    ("venues", "the venue registry: code, name, kind (dark/lit/otc), location"),
+    (
+        "rejects",
+        "input that was not a valid trade: raw bytes, reason, position",
+    ),
+    (
+        "venues",
+        "the venue registry: code, name, kind (dark/lit/otc), location",
+    ),
 ];
 
 fn partitioned(schema: &SchemaRef) -> SchemaRef {
@@ -141,7 +155,11 @@ impl Engine {
     /// A session with the lake's tables registered. A missing or empty lake gives empty tables.
     pub async fn open(options: EngineOptions) -> Result<Engine, EngineError> {
         let mut config = SessionConfig::new().with_information_schema(true);
-        config.options_mut().execution.parquet.schema_force_view_types = false;
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(options.memory_limit, 1.0)
             .build_arc()
@@ -164,8 +182,10 @@ impl Engine {
              ORDER BY version DESC) AS version_rank FROM window_history) WHERE version_rank = 1";
         ctx.sql(latest).await.map_err(table_err("windows"))?;
         let venues = options.venues.to_record_batch();
-        let mem = MemTable::try_new(venues.schema(), vec![vec![venues]]).map_err(table_err("venues"))?;
-        ctx.register_table("venues", Arc::new(mem)).map_err(table_err("venues"))?;
+        let mem =
+            MemTable::try_new(venues.schema(), vec![vec![venues]]).map_err(table_err("venues"))?;
+        ctx.register_table("venues", Arc::new(mem))
+            .map_err(table_err("venues"))?;
         let named = named::load(options.sql_dir.as_deref()).map_err(EngineError::NamedQueries)?;
         Ok(Engine {
             ctx,
@@ -283,7 +303,10 @@ async fn register_lake_table(
     name: &'static str,
     schema: SchemaRef,
 ) -> Result<(), EngineError> {
-    let err = |source| EngineError::Table { table: name, source };
+    let err = |source| EngineError::Table {
+        table: name,
+        source,
+    };
     let dir = lake.table_dir(table);
     if !dir.is_dir() {
         let empty = MemTable::try_new(partitioned(&schema), vec![vec![]]).map_err(err)?;
@@ -311,11 +334,20 @@ fn statement_kind(statement: &SqlStatement) -> String {
     let text = statement.to_string();
     let words: Vec<&str> = text.split_whitespace().take(3).collect();
     let take = match words.first().map(|w| w.to_ascii_uppercase()).as_deref() {
-        Some("CREATE" | "DROP" | "ALTER") if words.get(1).is_some_and(|w| w.eq_ignore_ascii_case("OR")) => 3,
+        Some("CREATE" | "DROP" | "ALTER")
+            if words.get(1).is_some_and(|w| w.eq_ignore_ascii_case("OR")) =>
+        {
+            3
+        }
         Some("CREATE" | "DROP" | "ALTER" | "DELETE") => 2,
         _ => 1,
     };
-    words.iter().take(take).map(|w| w.to_ascii_uppercase()).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .take(take)
+        .map(|w| w.to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Does a relation name point at a file or URL rather than a lake table?
@@ -324,14 +356,18 @@ fn is_path(name: &str) -> bool {
     name.contains('/')
         || name.contains('\\')
         || lower.contains("://")
-        || [".parquet", ".csv", ".json", ".ndjson", ".arrow", ".avro"].iter().any(|e| lower.ends_with(e))
+        || [".parquet", ".csv", ".json", ".ndjson", ".arrow", ".avro"]
+            .iter()
+            .any(|e| lower.ends_with(e))
 }
 
 fn check_statement(statement: &SqlStatement) -> Result<(), EngineError> {
     match statement {
         SqlStatement::Query(_) => {}
         SqlStatement::Explain { statement, .. } => return check_statement(statement),
-        SqlStatement::ShowTables { .. } | SqlStatement::ShowColumns { .. } | SqlStatement::ExplainTable { .. } => {}
+        SqlStatement::ShowTables { .. }
+        | SqlStatement::ShowColumns { .. }
+        | SqlStatement::ExplainTable { .. } => {}
         other => {
             return Err(EngineError::Refused {
                 what: statement_kind(other),
@@ -361,8 +397,12 @@ fn check_df_statement(statement: &DfStatement) -> Result<(), EngineError> {
         DfStatement::CreateExternalTable(_) => Err(EngineError::Refused {
             what: "CREATE EXTERNAL TABLE".into(),
         }),
-        DfStatement::CopyTo(_) => Err(EngineError::Refused { what: "COPY".into() }),
-        DfStatement::Reset(_) => Err(EngineError::Refused { what: "RESET".into() }),
+        DfStatement::CopyTo(_) => Err(EngineError::Refused {
+            what: "COPY".into(),
+        }),
+        DfStatement::Reset(_) => Err(EngineError::Refused {
+            what: "RESET".into(),
+        }),
     }
 }
 
@@ -379,7 +419,9 @@ pub fn guard(sql: &str) -> Result<(), EngineError> {
         EngineError::Sql(format!("SQL error: {message}"))
     })?;
     match statements.len() {
-        0 => Err(EngineError::Sql("empty query: give a SELECT statement".into())),
+        0 => Err(EngineError::Sql(
+            "empty query: give a SELECT statement".into(),
+        )),
         1 => check_df_statement(&statements[0]),
         n => Err(EngineError::Refused {
             what: format!("{n} statements in one query (send one at a time)"),
@@ -413,7 +455,10 @@ mod tests {
 
     #[test]
     fn guard_refuses_writes_settings_and_paths() {
-        assert_eq!(refused("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x'"), "CREATE EXTERNAL TABLE");
+        assert_eq!(
+            refused("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x'"),
+            "CREATE EXTERNAL TABLE"
+        );
         assert_eq!(refused("COPY (SELECT 1) TO '/tmp/x.parquet'"), "COPY");
         assert_eq!(refused("INSERT INTO trades VALUES (1)"), "INSERT");
         assert_eq!(refused("DROP TABLE trades"), "DROP TABLE");
@@ -430,7 +475,9 @@ mod tests {
     #[test]
     fn guard_reports_syntax_errors_on_one_line() {
         match guard("SELEC 1") {
-            Err(EngineError::Sql(m)) => assert!(m.starts_with("SQL error") && !m.contains('\n'), "{m}"),
+            Err(EngineError::Sql(m)) => {
+                assert!(m.starts_with("SQL error") && !m.contains('\n'), "{m}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -145,9 +145,11 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar
 }
@@ -183,7 +185,10 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     let mut plan: Vec<(PathBuf, Format, String, u64)> = Vec::new();
     for input in &options.inputs {
         let (path, label) = if input.as_os_str() == "-" {
-            (spool_stdin(&lake.staging_dir(tx.run_id()))?, PathBuf::from("-"))
+            (
+                spool_stdin(&lake.staging_dir(tx.run_id()))?,
+                PathBuf::from("-"),
+            )
         } else {
             (input.clone(), input.clone())
         };
@@ -241,7 +246,8 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
 
     // Decoder thread.
     let (decoded_tx, mut decoded_rx) = mpsc::channel::<Decoded>(4);
-    let decode_plan: Vec<(PathBuf, Format)> = plan.iter().map(|(p, f, _, _)| (p.clone(), *f)).collect();
+    let decode_plan: Vec<(PathBuf, Format)> =
+        plan.iter().map(|(p, f, _, _)| (p.clone(), *f)).collect();
     let registry = options.venues.clone();
     let decode_options = DecodeOptions {
         batch_rows: options.batch_rows.max(1),
@@ -256,7 +262,10 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
                     .map_err(|_| SourceError::Sink("the pipeline stopped".into()))
             };
             let stats = source::decode(path, *format, &registry, decode_options, &mut sink)?;
-            if decoded_tx.blocking_send(Decoded::InputDone(index, stats)).is_err() {
+            if decoded_tx
+                .blocking_send(Decoded::InputDone(index, stats))
+                .is_err()
+            {
                 break;
             }
         }
@@ -354,6 +363,8 @@ fn relabel(error: SourceError, path: &Path, label: &Path) -> SourceError {
     if path == label {
         return error;
     }
-    let text = error.to_string().replace(&path.display().to_string(), &label.display().to_string());
+    let text = error
+        .to_string()
+        .replace(&path.display().to_string(), &label.display().to_string());
     SourceError::Relabeled(text)
 }

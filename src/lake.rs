@@ -143,14 +143,18 @@ impl Lake {
     /// Does the table hold any data file?
     pub fn has_data(&self, table: Table) -> bool {
         fn any_parquet(dir: &Path) -> bool {
-            fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
-                let path = entry.path();
-                if path.is_dir() {
-                    any_parquet(&path)
-                } else {
-                    path.extension().is_some_and(|e| e == "parquet")
-                }
-            })
+            fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        any_parquet(&path)
+                    } else {
+                        path.extension().is_some_and(|e| e == "parquet")
+                    }
+                })
         }
         any_parquet(&self.table_dir(table))
     }
@@ -159,10 +163,12 @@ impl Lake {
     pub fn source(&self, id: &str) -> Result<Option<SourceRecord>, LakeError> {
         let path = self.sources_dir().join(format!("{id}.json"));
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| LakeError::Record {
-                path,
-                message: e.to_string(),
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| LakeError::Record {
+                    path,
+                    message: e.to_string(),
+                }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(&path)(e)),
         }
@@ -178,10 +184,11 @@ impl Lake {
                 continue;
             }
             let bytes = fs::read(&path).map_err(io_error(&path))?;
-            let record: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| LakeError::Record {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let record: CommitRecord =
+                serde_json::from_slice(&bytes).map_err(|e| LakeError::Record {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
             if self.staging_dir(&record.run).exists() {
                 self.publish(&record)?;
                 report.rolled_forward.push(record.run);
@@ -271,7 +278,10 @@ fn sync_dir(dir: &Path) -> Result<(), LakeError> {
 /// Write a small file so it appears whole or not at all: temp name, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut file = fs::File::create(&tmp).map_err(io_error(&tmp))?;
     file.write_all(bytes)
@@ -319,7 +329,11 @@ mod tests {
             sources: vec![],
         };
         fs::create_dir_all(lake.commits_dir()).unwrap();
-        write_atomic(&lake.commits_dir().join("run1.json"), &serde_json::to_vec(&record).unwrap()).unwrap();
+        write_atomic(
+            &lake.commits_dir().join("run1.json"),
+            &serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
         // A run that died before committing.
         let dead = lake.staging_dir("run2");
         fs::create_dir_all(&dead).unwrap();

@@ -383,7 +383,14 @@ impl RejectBuilder {
     /// `raw` is what was kept of the record (exact bytes; `raw_text` is the same as UTF-8 with
     /// invalid bytes replaced), `raw_bytes` its full length (longer when an oversize line was
     /// cut at the line limit).
-    pub fn append(&mut self, at: i64, reject: &Reject, raw: &[u8], raw_bytes: usize, pos: &SourcePos) {
+    pub fn append(
+        &mut self,
+        at: i64,
+        reject: &Reject,
+        raw: &[u8],
+        raw_bytes: usize,
+        pos: &SourcePos,
+    ) {
         self.rejected_at.append_value(at);
         self.reason.append_value(reject.reason.as_str());
         self.detail.append_value(&reject.detail);

@@ -60,11 +60,14 @@ pub fn write(
 ) -> Result<(), OutputError> {
     match format {
         OutputFormat::Table => {
-            let text = arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)?;
+            let text =
+                arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)?;
             writeln!(out, "{text}")?;
         }
         OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             if batches.is_empty() {
                 writer.write(&RecordBatch::new_empty(schema.clone()))?;
             }
@@ -72,7 +75,9 @@ pub fn write(
                 writer.write(batch)?;
             }
         }
-        OutputFormat::Json if batches.iter().all(|b| b.num_rows() == 0) => out.write_all(b"[]\n")?,
+        OutputFormat::Json if batches.iter().all(|b| b.num_rows() == 0) => {
+            out.write_all(b"[]\n")?
+        }
         OutputFormat::Json => {
             let mut writer = arrow::json::ArrayWriter::new(&mut *out);
             for batch in batches {

@@ -161,11 +161,15 @@ pub fn check(path: &Path, format: Format) -> Result<(), SourceError> {
     let text = String::from_utf8_lossy(&first);
     let text = text.trim();
     match format {
-        Format::Csv => csv::Header::parse(text).map(|_| ()).map_err(|missing| SourceError::CsvHeader {
-            path: path.to_path_buf(),
-            missing: missing.join(", "),
-            expected: csv::ORIGINAL_HEADER,
-        }),
+        Format::Csv => {
+            csv::Header::parse(text)
+                .map(|_| ())
+                .map_err(|missing| SourceError::CsvHeader {
+                    path: path.to_path_buf(),
+                    missing: missing.join(", "),
+                    expected: csv::ORIGINAL_HEADER,
+                })
+        }
         Format::Ndjson if text.starts_with('{') => Ok(()),
         Format::Ndjson => Err(SourceError::NotNdjson {
             path: path.to_path_buf(),
@@ -261,10 +265,12 @@ pub fn decode_lines(
         pos.line = Some(line_no);
         if format == Format::Csv && header.is_none() {
             let text = String::from_utf8_lossy(&buf);
-            header = Some(csv::Header::parse(text.trim()).map_err(|missing| SourceError::CsvHeader {
-                path: path.to_path_buf(),
-                missing: missing.join(", "),
-                expected: csv::ORIGINAL_HEADER,
+            header = Some(csv::Header::parse(text.trim()).map_err(|missing| {
+                SourceError::CsvHeader {
+                    path: path.to_path_buf(),
+                    missing: missing.join(", "),
+                    expected: csv::ORIGINAL_HEADER,
+                }
             })?);
             continue;
         }
@@ -276,7 +282,10 @@ pub fn decode_lines(
             ))
         } else {
             match std::str::from_utf8(&buf) {
-                Err(e) => Err(Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}"))),
+                Err(e) => Err(Reject::new(
+                    RejectReason::InvalidUtf8,
+                    format!("not UTF-8: {e}"),
+                )),
                 Ok(text) => {
                     let raw = match &header {
                         Some(h) => h.record(text),
@@ -352,7 +361,10 @@ mod tests {
 
     #[test]
     fn formats_from_extension_and_content() {
-        assert_eq!(Format::from_path(Path::new("a.JSONL")), Some(Format::Ndjson));
+        assert_eq!(
+            Format::from_path(Path::new("a.JSONL")),
+            Some(Format::Ndjson)
+        );
         assert_eq!(Format::from_path(Path::new("a.csv")), Some(Format::Csv));
         assert_eq!(Format::from_path(Path::new("a.txt")), None);
         assert_eq!(Format::sniff(b"  {\"a\":1}"), Format::Ndjson);

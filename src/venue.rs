@@ -87,8 +87,9 @@ pub struct Registry {
 impl Registry {
     /// The registry compiled into the binary.
     pub fn embedded() -> Registry {
-        Registry::parse(DEFAULT_REGISTRY_CSV, "data/venues.csv (embedded)")
-            .unwrap_or_else(|e| unreachable!("the embedded venue registry is checked by tests: {e}"))
+        Registry::parse(DEFAULT_REGISTRY_CSV, "data/venues.csv (embedded)").unwrap_or_else(|e| {
+            unreachable!("the embedded venue registry is checked by tests: {e}")
+        })
     }
 
     /// `path` if given, else the embedded registry.
@@ -132,20 +133,26 @@ impl Registry {
             };
             let fields = split_line(line);
             if fields.len() < 5 {
-                return Err(row_error(format!("expected at least 5 fields, found {}", fields.len())));
+                return Err(row_error(format!(
+                    "expected at least 5 fields, found {}",
+                    fields.len()
+                )));
             }
             let code = fields[0].trim().to_string();
             if code.is_empty() {
                 return Err(row_error("empty venue code".into()));
             }
-            let kind = VenueKind::parse(&fields[2])
-                .ok_or_else(|| row_error(format!("kind '{}' is not dark, lit or otc", fields[2])))?;
+            let kind = VenueKind::parse(&fields[2]).ok_or_else(|| {
+                row_error(format!("kind '{}' is not dark, lit or otc", fields[2]))
+            })?;
             let coordinate = |text: &str, limit: f64, what: &str| {
                 text.trim()
                     .parse::<f64>()
                     .ok()
                     .filter(|v| v.abs() <= limit)
-                    .ok_or_else(|| row_error(format!("{what} '{text}' is not a number within ±{limit}")))
+                    .ok_or_else(|| {
+                        row_error(format!("{what} '{text}' is not a number within ±{limit}"))
+                    })
             };
             let latitude = coordinate(&fields[3], 90.0, "latitude")?;
             let longitude = coordinate(&fields[4], 180.0, "longitude")?;
@@ -158,8 +165,14 @@ impl Registry {
                 kind,
                 latitude,
                 longitude,
-                site: fields.get(5).map(|s| s.trim().to_string()).unwrap_or_default(),
-                notes: fields.get(6).map(|s| s.trim().to_string()).unwrap_or_default(),
+                site: fields
+                    .get(5)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default(),
+                notes: fields
+                    .get(6)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default(),
             });
         }
         Ok(Registry { venues, by_code })
@@ -203,11 +216,20 @@ mod tests {
     fn embedded_registry_has_the_original_three_and_real_venues() {
         let r = Registry::embedded();
         let dark1 = r.lookup("DARK1").unwrap();
-        assert_eq!((dark1.kind, dark1.latitude, dark1.longitude), (VenueKind::Dark, 34.0522, -118.2437));
+        assert_eq!(
+            (dark1.kind, dark1.latitude, dark1.longitude),
+            (VenueKind::Dark, 34.0522, -118.2437)
+        );
         let dark2 = r.lookup("DARK2").unwrap();
-        assert_eq!((dark2.kind, dark2.latitude, dark2.longitude), (VenueKind::Dark, 40.7128, -74.0060));
+        assert_eq!(
+            (dark2.kind, dark2.latitude, dark2.longitude),
+            (VenueKind::Dark, 40.7128, -74.0060)
+        );
         let lit = r.lookup("LIT").unwrap();
-        assert_eq!((lit.kind, lit.latitude, lit.longitude), (VenueKind::Lit, 41.8781, -87.6298));
+        assert_eq!(
+            (lit.kind, lit.latitude, lit.longitude),
+            (VenueKind::Lit, 41.8781, -87.6298)
+        );
         assert_eq!(r.lookup("XNAS").unwrap().kind, VenueKind::Lit);
         assert_eq!(r.lookup("UBSA").unwrap().kind, VenueKind::Dark);
         assert_eq!(r.lookup("FINN").unwrap().kind, VenueKind::Otc);
@@ -223,6 +245,9 @@ mod tests {
         let err = Registry::parse("a,b\n", "t.csv").unwrap_err().to_string();
         assert!(err.contains("header"), "{err}");
         let dup = "code,name,kind,latitude,longitude\nX,Y,dark,1,2\nX,Z,lit,1,2\n";
-        assert!(Registry::parse(dup, "t.csv").unwrap_err().to_string().contains("twice"));
+        assert!(Registry::parse(dup, "t.csv")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
     }
 }

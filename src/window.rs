@@ -65,9 +65,16 @@ impl Default for WindowSpec {
 
 impl WindowSpec {
     /// From flag texts (`5m`, slide defaults to the size: tumbling).
-    pub fn parse(size: &str, slide: Option<&str>, lateness: &str) -> Result<WindowSpec, WindowError> {
+    pub fn parse(
+        size: &str,
+        slide: Option<&str>,
+        lateness: &str,
+    ) -> Result<WindowSpec, WindowError> {
         let size_us = parse_duration_micros(size)?;
-        let slide_us = slide.map(parse_duration_micros).transpose()?.unwrap_or(size_us);
+        let slide_us = slide
+            .map(parse_duration_micros)
+            .transpose()?
+            .unwrap_or(size_us);
         let spec = WindowSpec {
             size: size_us,
             slide: slide_us,
@@ -112,13 +119,16 @@ impl WindowSpec {
     }
 
     /// The aggregate SQL with this spec's sizes filled in.
+    ///
+    /// Sizes and lags are Arrow durations: timestamp +/- duration is plain integer arithmetic,
+    /// where timestamp +/- interval goes through calendar code for every row.
     pub fn render(&self, sql: &str) -> String {
-        let interval = |us: i64| format!("INTERVAL '{} milliseconds'", us / 1000);
+        let duration = |us: i64| format!("arrow_cast({us}, 'Duration(Microsecond)')");
         let lags: Vec<String> = (0..self.hops())
-            .map(|j| format!("({})", interval(j * self.slide)))
+            .map(|j| format!("({})", duration(j * self.slide)))
             .collect();
-        sql.replace("{{size}}", &interval(self.size))
-            .replace("{{slide}}", &interval(self.slide))
+        sql.replace("{{size}}", &duration(self.size))
+            .replace("{{slide}}", &format!("INTERVAL '{} milliseconds'", self.slide / 1000))
             .replace("{{lags}}", &lags.join(", "))
     }
 }
@@ -126,7 +136,10 @@ impl WindowSpec {
 /// Key of a window row.
 type Key = (i64, i64, String, String);
 
-fn timestamps<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a TimestampMicrosecondArray, WindowError> {
+fn timestamps<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a TimestampMicrosecondArray, WindowError> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
@@ -138,7 +151,11 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, WindowError> 
         .column_by_name(name)
         .ok_or_else(|| WindowError::Schema(format!("no column {name}")))?;
     let utf8 = cast(column, &DataType::Utf8).map_err(|e| WindowError::Schema(e.to_string()))?;
-    Ok(utf8.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect())
+    Ok(utf8
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap_or_default().to_string())
+        .collect())
 }
 
 fn keys(batch: &RecordBatch) -> Result<Vec<Key>, WindowError> {
@@ -173,10 +190,14 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, W
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| WindowError::Schema(e.to_string()))
 }
 
-fn split(batch: &RecordBatch, mask: &BooleanArray) -> Result<(RecordBatch, RecordBatch), WindowError> {
+fn split(
+    batch: &RecordBatch,
+    mask: &BooleanArray,
+) -> Result<(RecordBatch, RecordBatch), WindowError> {
     let inverse = arrow::compute::not(mask).map_err(|e| WindowError::Schema(e.to_string()))?;
     let yes = filter_record_batch(batch, mask).map_err(|e| WindowError::Schema(e.to_string()))?;
-    let no = filter_record_batch(batch, &inverse).map_err(|e| WindowError::Schema(e.to_string()))?;
+    let no =
+        filter_record_batch(batch, &inverse).map_err(|e| WindowError::Schema(e.to_string()))?;
     Ok((yes, no))
 }
 
@@ -228,7 +249,14 @@ fn pipeline_context() -> SessionContext {
 pub async fn row_schema(spec: &WindowSpec) -> Result<SchemaRef, WindowError> {
     let ctx = pipeline_context();
     let empty = RecordBatch::new_empty(trades_schema());
-    let plan = run_on(&ctx, "trades", empty, &spec.render(AGGREGATE_SQL), "window_aggregate").await?;
+    let plan = run_on(
+        &ctx,
+        "trades",
+        empty,
+        &spec.render(AGGREGATE_SQL),
+        "window_aggregate",
+    )
+    .await?;
     Ok(nullable(plan.schema()))
 }
 
@@ -244,7 +272,11 @@ fn nullable(schema: SchemaRef) -> SchemaRef {
 
 /// The window table's schema: the aggregate's columns, `is_final` and `version`.
 pub fn output_schema(row_schema: &SchemaRef) -> SchemaRef {
-    let mut fields: Vec<Field> = row_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = row_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new("is_final", DataType::Boolean, false));
     fields.push(Field::new("version", DataType::Int64, false));
     Arc::new(Schema::new(fields))
@@ -306,29 +338,43 @@ impl WindowOperator {
                 .column_by_name("version")
                 .and_then(|c| cast(c, &DataType::Int64).ok())
                 .ok_or_else(|| WindowError::Schema("windows rows lack version".into()))?;
-            let versions = versions.as_primitive::<arrow::datatypes::Int64Type>().clone();
+            let versions = versions
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
             let rows = conform(batch, &self.row_schema)?;
             for (i, key) in keys(&rows)?.into_iter().enumerate() {
-                self.emitted.insert(key, (rows.slice(i, 1), versions.value(i)));
+                self.emitted
+                    .insert(key, (rows.slice(i, 1), versions.value(i)));
             }
         }
         Ok(())
     }
 
     async fn aggregate(&self, trades: &RecordBatch) -> Result<RecordBatch, WindowError> {
-        let rows = run_on(&self.ctx, "trades", trades.clone(), &self.aggregate_sql, "window_aggregate").await?;
+        let rows = run_on(
+            &self.ctx,
+            "trades",
+            trades.clone(),
+            &self.aggregate_sql,
+            "window_aggregate",
+        )
+        .await?;
         conform(&rows, &self.row_schema)
     }
 
     async fn merge(&self, parts: &[RecordBatch]) -> Result<RecordBatch, WindowError> {
-        let all = concat_batches(&self.row_schema, parts).map_err(|e| WindowError::Schema(e.to_string()))?;
+        let all = concat_batches(&self.row_schema, parts)
+            .map_err(|e| WindowError::Schema(e.to_string()))?;
         let rows = run_on(&self.ctx, "window_rows", all, MERGE_SQL, "window_merge").await?;
         conform(&rows, &self.row_schema)
     }
 
     fn ends_mask(rows: &RecordBatch, watermark: Option<i64>) -> Result<BooleanArray, WindowError> {
         let ends = timestamps(rows, "window_end")?;
-        Ok(ends.iter().map(|e| Some(matches!((e, watermark), (Some(e), Some(w)) if e <= w))).collect())
+        Ok(ends
+            .iter()
+            .map(|e| Some(matches!((e, watermark), (Some(e), Some(w)) if e <= w)))
+            .collect())
     }
 
     /// Feed a batch of trades (in arrival order). Returns windows that became final (and
@@ -341,16 +387,22 @@ impl WindowOperator {
         let ts = timestamps(trades, "timestamp")?;
         let mut out = Pushed::default();
         if let Some(wm) = old_wm {
-            let late_mask: BooleanArray = ts.values().iter().map(|&t| Some(self.spec.earliest_end(t) <= wm)).collect();
+            let late_mask: BooleanArray = ts
+                .values()
+                .iter()
+                .map(|&t| Some(self.spec.earliest_end(t) <= wm))
+                .collect();
             if late_mask.true_count() > 0 {
-                let late = filter_record_batch(trades, &late_mask).map_err(|e| WindowError::Schema(e.to_string()))?;
+                let late = filter_record_batch(trades, &late_mask)
+                    .map_err(|e| WindowError::Schema(e.to_string()))?;
                 self.stats.late_trades += late.num_rows() as u64;
                 let mut columns = late.columns().to_vec();
                 columns.push(Arc::new(
                     TimestampMicrosecondArray::from(vec![wm; late.num_rows()]).with_timezone("UTC"),
                 ));
                 out.late = Some(
-                    RecordBatch::try_new(late_schema(), columns).map_err(|e| WindowError::Schema(e.to_string()))?,
+                    RecordBatch::try_new(late_schema(), columns)
+                        .map_err(|e| WindowError::Schema(e.to_string()))?,
                 );
             }
         }
@@ -361,7 +413,9 @@ impl WindowOperator {
         parts.push(fresh);
         let open = self.merge(&parts).await?;
         let max_ts = ts.values().iter().copied().max().unwrap_or(i64::MIN);
-        let new_wm = old_wm.unwrap_or(i64::MIN).max(max_ts.saturating_sub(self.spec.lateness));
+        let new_wm = old_wm
+            .unwrap_or(i64::MIN)
+            .max(max_ts.saturating_sub(self.spec.lateness));
         self.watermark = Some(new_wm);
         let (closed, still_open) = split(&open, &Self::ends_mask(&open, Some(new_wm))?)?;
         self.open = Some(still_open);
@@ -383,13 +437,20 @@ impl WindowOperator {
 
     /// Emit rows as final windows: a key seen before becomes its next version, merged with
     /// the previous one.
-    async fn finalize(&mut self, parts: &[RecordBatch]) -> Result<Option<RecordBatch>, WindowError> {
-        let rows = concat_batches(&self.row_schema, parts).map_err(|e| WindowError::Schema(e.to_string()))?;
+    async fn finalize(
+        &mut self,
+        parts: &[RecordBatch],
+    ) -> Result<Option<RecordBatch>, WindowError> {
+        let rows = concat_batches(&self.row_schema, parts)
+            .map_err(|e| WindowError::Schema(e.to_string()))?;
         if rows.num_rows() == 0 {
             return Ok(None);
         }
         let row_keys = keys(&rows)?;
-        let known: BooleanArray = row_keys.iter().map(|k| Some(self.emitted.contains_key(k))).collect();
+        let known: BooleanArray = row_keys
+            .iter()
+            .map(|k| Some(self.emitted.contains_key(k)))
+            .collect();
         let (again, first) = split(&rows, &known)?;
         let mut versions: Vec<i64> = vec![1; first.num_rows()];
         let mut batches = vec![first];
@@ -407,7 +468,8 @@ impl WindowOperator {
             self.stats.corrections += merged.num_rows() as u64;
             batches.push(merged);
         }
-        let result = concat_batches(&self.row_schema, &batches).map_err(|e| WindowError::Schema(e.to_string()))?;
+        let result = concat_batches(&self.row_schema, &batches)
+            .map_err(|e| WindowError::Schema(e.to_string()))?;
         for (i, key) in keys(&result)?.into_iter().enumerate() {
             self.emitted.insert(key, (result.slice(i, 1), versions[i]));
         }
@@ -422,7 +484,9 @@ impl WindowOperator {
 
     /// The open windows as rows with `is_final = false` (for live views).
     pub fn open_windows(&self) -> Result<Option<RecordBatch>, WindowError> {
-        let Some(open) = &self.open else { return Ok(None) };
+        let Some(open) = &self.open else {
+            return Ok(None);
+        };
         let versions: Vec<i64> = keys(open)?
             .iter()
             .map(|k| self.emitted.get(k).map_or(1, |(_, v)| v + 1))
@@ -463,6 +527,9 @@ mod tests {
         assert!(WindowSpec::parse("5m", Some("10m"), "5s").is_err());
         assert!(WindowSpec::parse("5m", Some("1s"), "5s").is_err());
         assert!(WindowSpec::parse("5x", None, "5s").is_err());
-        assert_eq!(WindowSpec::parse("5m", None, "5s").unwrap(), WindowSpec::default());
+        assert_eq!(
+            WindowSpec::parse("5m", None, "5s").unwrap(),
+            WindowSpec::default()
+        );
     }
 }

@@ -16,7 +16,11 @@ fn darkpool() -> Command {
 }
 
 fn run(args: &[&str], dir: &Path) -> Output {
-    darkpool().args(args).current_dir(dir).output().expect("run darkpool")
+    darkpool()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run darkpool")
 }
 
 fn stderr(o: &Output) -> String {
@@ -29,7 +33,11 @@ fn stdout(o: &Output) -> String {
 
 fn ok(args: &[&str], dir: &Path) -> Output {
     let out = run(args, dir);
-    assert!(out.status.success(), "darkpool {args:?} failed: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "darkpool {args:?} failed: {}",
+        stderr(&out)
+    );
     out
 }
 
@@ -42,7 +50,12 @@ fn query_json(dir: &Path, lake: &str, sql: &str) -> Vec<serde_json::Value> {
 fn simulate(dir: &Path, count: u64, seed: u64, file: &str) -> PathBuf {
     let count = count.to_string();
     let seed = seed.to_string();
-    ok(&["simulate", "--count", &count, "--seed", &seed, "--output", file], dir);
+    ok(
+        &[
+            "simulate", "--count", &count, "--seed", &seed, "--output", file,
+        ],
+        dir,
+    );
     dir.join(file)
 }
 
@@ -70,12 +83,22 @@ fn parquet_totals(table_dir: &Path) -> (u64, i64, f64) {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "parquet") {
                 let file = std::fs::File::open(&path).unwrap();
-                for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
+                for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                {
                     let batch = batch.unwrap();
                     totals.0 += batch.num_rows() as u64;
-                    let q = batch.column_by_name("quantity").unwrap().as_primitive::<Int64Type>();
+                    let q = batch
+                        .column_by_name("quantity")
+                        .unwrap()
+                        .as_primitive::<Int64Type>();
                     totals.1 += q.values().iter().sum::<i64>();
-                    let v = batch.column_by_name("trade_value").unwrap().as_primitive::<Float64Type>();
+                    let v = batch
+                        .column_by_name("trade_value")
+                        .unwrap()
+                        .as_primitive::<Float64Type>();
                     totals.2 += v.values().iter().sum::<f64>();
                 }
             }
@@ -96,10 +119,17 @@ fn simulate_ingest_query_round_trip_matches_an_independent_reader() {
     assert_eq!(expected.0, 30_000);
     let out = ok(&["ingest", "--lake", "lake", "trades.ndjson"], dir.path());
     let summary = stderr(&out);
-    assert!(summary.contains("accepted") && summary.contains("30,000"), "{summary}");
+    assert!(
+        summary.contains("accepted") && summary.contains("30,000"),
+        "{summary}"
+    );
     assert!(summary.contains("trades/s"), "{summary}");
 
-    let rows = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n, SUM(quantity) AS q, SUM(trade_value) AS v FROM trades");
+    let rows = query_json(
+        dir.path(),
+        "lake",
+        "SELECT COUNT(*) AS n, SUM(quantity) AS q, SUM(trade_value) AS v FROM trades",
+    );
     assert_eq!(rows[0]["n"].as_u64(), Some(expected.0));
     assert_eq!(rows[0]["q"].as_i64(), Some(expected.1));
     assert!(close(rows[0]["v"].as_f64().unwrap(), expected.2));
@@ -109,7 +139,11 @@ fn simulate_ingest_query_round_trip_matches_an_independent_reader() {
     assert!(close(files.2, expected.2));
 
     // Windows hold every trade exactly once.
-    let w = query_json(dir.path(), "lake", "SELECT SUM(num_trades) AS n, SUM(total_quantity) AS q FROM windows");
+    let w = query_json(
+        dir.path(),
+        "lake",
+        "SELECT SUM(num_trades) AS n, SUM(total_quantity) AS q FROM windows",
+    );
     assert_eq!(w[0]["n"].as_u64(), Some(expected.0));
     assert_eq!(w[0]["q"].as_i64(), Some(expected.1));
 }
@@ -117,8 +151,20 @@ fn simulate_ingest_query_round_trip_matches_an_independent_reader() {
 #[test]
 fn simulate_is_byte_identical_per_seed_and_pipes_into_ingest() {
     let dir = tempfile::tempdir().unwrap();
-    let a = ok(&["simulate", "--count", "3000", "--seed", "5", "--format", "csv"], dir.path()).stdout;
-    let b = ok(&["simulate", "--count", "3000", "--seed", "5", "--format", "csv"], dir.path()).stdout;
+    let a = ok(
+        &[
+            "simulate", "--count", "3000", "--seed", "5", "--format", "csv",
+        ],
+        dir.path(),
+    )
+    .stdout;
+    let b = ok(
+        &[
+            "simulate", "--count", "3000", "--seed", "5", "--format", "csv",
+        ],
+        dir.path(),
+    )
+    .stdout;
     assert_eq!(a, b);
     assert_eq!(String::from_utf8_lossy(&a).lines().count(), 3001);
     // stdin, format sniffed from the content
@@ -141,10 +187,31 @@ fn reingesting_the_same_file_does_not_double_count() {
     let dir = tempfile::tempdir().unwrap();
     simulate(dir.path(), 5_000, 3, "a.ndjson");
     ok(&["ingest", "--lake", "lake", "a.ndjson"], dir.path());
-    std::fs::copy(dir.path().join("a.ndjson"), dir.path().join("same-content.ndjson")).unwrap();
-    let again = ok(&["ingest", "--lake", "lake", "a.ndjson", "same-content.ndjson"], dir.path());
-    assert!(stderr(&again).contains("skipped a.ndjson"), "{}", stderr(&again));
-    assert!(stderr(&again).contains("skipped same-content.ndjson"), "{}", stderr(&again));
+    std::fs::copy(
+        dir.path().join("a.ndjson"),
+        dir.path().join("same-content.ndjson"),
+    )
+    .unwrap();
+    let again = ok(
+        &[
+            "ingest",
+            "--lake",
+            "lake",
+            "a.ndjson",
+            "same-content.ndjson",
+        ],
+        dir.path(),
+    );
+    assert!(
+        stderr(&again).contains("skipped a.ndjson"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(
+        stderr(&again).contains("skipped same-content.ndjson"),
+        "{}",
+        stderr(&again)
+    );
     let rows = query_json(
         dir.path(),
         "lake",
@@ -184,7 +251,10 @@ fn every_kind_of_bad_row_lands_in_rejects_and_good_rows_are_kept() {
         }),
     ];
     for (i, (_, line)) in bad.iter().enumerate() {
-        data.extend_from_slice(GOOD.replace("14:30:00", &format!("14:30:{:02}", i)).as_bytes());
+        data.extend_from_slice(
+            GOOD.replace("14:30:00", &format!("14:30:{:02}", i))
+                .as_bytes(),
+        );
         data.push(b'\n');
         data.extend_from_slice(line);
         data.push(b'\n');
@@ -194,7 +264,11 @@ fn every_kind_of_bad_row_lands_in_rejects_and_good_rows_are_kept() {
     assert!(stderr(&out).contains("rejected"), "{}", stderr(&out));
 
     let trades = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM trades");
-    assert_eq!(trades[0]["n"].as_u64(), Some(bad.len() as u64), "every good row kept");
+    assert_eq!(
+        trades[0]["n"].as_u64(),
+        Some(bad.len() as u64),
+        "every good row kept"
+    );
     let rejects = query_json(
         dir.path(),
         "lake",
@@ -203,8 +277,16 @@ fn every_kind_of_bad_row_lands_in_rejects_and_good_rows_are_kept() {
     assert_eq!(rejects.len(), bad.len());
     for (i, ((reason, line), row)) in bad.iter().zip(&rejects).enumerate() {
         assert_eq!(row["reason"].as_str(), Some(*reason), "row {i}: {row}");
-        assert_eq!(row["source_line"].as_u64(), Some(2 * i as u64 + 2), "row {i}");
-        assert_eq!(row["raw_bytes"].as_u64(), Some(line.len() as u64), "row {i}");
+        assert_eq!(
+            row["source_line"].as_u64(),
+            Some(2 * i as u64 + 2),
+            "row {i}"
+        );
+        assert_eq!(
+            row["raw_bytes"].as_u64(),
+            Some(line.len() as u64),
+            "row {i}"
+        );
     }
     // The 10 MB line keeps its first MiB (the --max-line-bytes default) and its full length.
     let last = rejects.last().unwrap();
@@ -222,19 +304,43 @@ fn csv_in_the_original_columns_with_bad_cells() {
                2024-01-01T11:50:07,\"SYNTH_AMZN\",10,100,MYSTERY,1,A7,LIMIT,o5,SELL\n";
     std::fs::write(dir.path().join("orig.csv"), csv).unwrap();
     ok(&["ingest", "--lake", "lake", "orig.csv"], dir.path());
-    let trades = query_json(dir.path(), "lake", "SELECT venue, venue_kind, trade_value, latitude FROM trades ORDER BY \"timestamp\"");
+    let trades = query_json(
+        dir.path(),
+        "lake",
+        "SELECT venue, venue_kind, trade_value, latitude FROM trades ORDER BY \"timestamp\"",
+    );
     assert_eq!(trades.len(), 2);
     assert_eq!(trades[0]["venue_kind"].as_str(), Some("dark"));
-    assert_eq!(trades[0]["latitude"].as_f64(), Some(40.7128), "coordinates from the registry");
-    assert!(close(trades[0]["trade_value"].as_f64().unwrap(), 824_691.77));
-    assert_eq!(trades[1]["venue_kind"].as_str(), Some("unknown"), "unknown venue kept");
-    let rejects = query_json(dir.path(), "lake", "SELECT reason FROM rejects ORDER BY source_line");
-    let reasons: Vec<&str> = rejects.iter().filter_map(|r| r["reason"].as_str()).collect();
+    assert_eq!(
+        trades[0]["latitude"].as_f64(),
+        Some(40.7128),
+        "coordinates from the registry"
+    );
+    assert!(close(
+        trades[0]["trade_value"].as_f64().unwrap(),
+        824_691.77
+    ));
+    assert_eq!(
+        trades[1]["venue_kind"].as_str(),
+        Some("unknown"),
+        "unknown venue kept"
+    );
+    let rejects = query_json(
+        dir.path(),
+        "lake",
+        "SELECT reason FROM rejects ORDER BY source_line",
+    );
+    let reasons: Vec<&str> = rejects
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
     assert_eq!(reasons, ["bad_price", "bad_price", "wrong_field_count"]);
 }
 
 fn lake_is_empty(lake: &Path) -> bool {
-    ["trades", "windows", "late", "rejects"].iter().all(|t| !lake.join(t).exists())
+    ["trades", "windows", "late", "rejects"]
+        .iter()
+        .all(|t| !lake.join(t).exists())
 }
 
 #[test]
@@ -258,7 +364,10 @@ fn unreadable_inputs_fail_cleanly_and_write_nothing() {
         let err = stderr(&out);
         assert!(err.contains(expected), "{files:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
-        assert!(lake_is_empty(&dir.path().join("lake")), "{files:?} left data behind");
+        assert!(
+            lake_is_empty(&dir.path().join("lake")),
+            "{files:?} left data behind"
+        );
     }
 }
 
@@ -281,7 +390,11 @@ fn refused_sql_exits_2_and_creates_no_file() {
         let out = run(&["query", "--lake", "lake", sql], dir.path());
         assert_eq!(out.status.code(), Some(2), "{sql}: {}", stderr(&out));
         assert!(stderr(&out).contains("refused"), "{sql}: {}", stderr(&out));
-        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{sql} created a file");
+        assert_eq!(
+            std::fs::read_dir(&target).unwrap().count(),
+            0,
+            "{sql} created a file"
+        );
         assert!(!dir.path().join("lake").exists(), "{sql} created the lake");
     }
 }
@@ -289,7 +402,10 @@ fn refused_sql_exits_2_and_creates_no_file() {
 #[test]
 fn sql_errors_are_one_line_and_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&["query", "--lake", "lake", "SELECT nope FROM trades"], dir.path());
+    let out = run(
+        &["query", "--lake", "lake", "SELECT nope FROM trades"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
@@ -297,14 +413,30 @@ fn sql_errors_are_one_line_and_non_zero() {
     assert!(error_lines[0].contains("nope"), "{err}");
     let out = run(&["query", "--lake", "lake", "no_such_query"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no named query 'no_such_query'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no named query 'no_such_query'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn query_over_a_missing_lake_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ok(&["query", "--lake", "nowhere", "SELECT COUNT(*) AS n FROM trades"], dir.path());
-    assert!(stderr(&out).contains("no lake at nowhere"), "{}", stderr(&out));
+    let out = ok(
+        &[
+            "query",
+            "--lake",
+            "nowhere",
+            "SELECT COUNT(*) AS n FROM trades",
+        ],
+        dir.path(),
+    );
+    assert!(
+        stderr(&out).contains("no lake at nowhere"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!dir.path().join("nowhere").exists());
 }
 
@@ -314,21 +446,76 @@ fn query_lists_tables_and_named_queries_and_writes_formats() {
     simulate(dir.path(), 2_000, 2, "t.ndjson");
     ok(&["ingest", "--lake", "lake", "t.ndjson"], dir.path());
     let list = stdout(&ok(&["query", "--lake", "lake", "--list"], dir.path()));
-    for name in ["trades", "windows", "window_history", "late", "rejects", "venues", "dark_lit_share", "venue_hhi"] {
+    for name in [
+        "trades",
+        "windows",
+        "window_history",
+        "late",
+        "rejects",
+        "venues",
+        "dark_lit_share",
+        "venue_hhi",
+    ] {
         assert!(list.contains(name), "{name} missing from --list:\n{list}");
     }
     assert!(list.contains("Venue concentration per symbol"), "{list}");
-    let csv = stdout(&ok(&["query", "--lake", "lake", "--format", "csv", "venue_summary"], dir.path()));
+    let csv = stdout(&ok(
+        &[
+            "query",
+            "--lake",
+            "lake",
+            "--format",
+            "csv",
+            "venue_summary",
+        ],
+        dir.path(),
+    ));
     assert!(csv.starts_with("venue,venue_kind,total_value"), "{csv}");
-    let ndjson = stdout(&ok(&["query", "--lake", "lake", "--format", "ndjson", "--maxrows", "3", "block_trades"], dir.path()));
+    let ndjson = stdout(&ok(
+        &[
+            "query",
+            "--lake",
+            "lake",
+            "--format",
+            "ndjson",
+            "--maxrows",
+            "3",
+            "block_trades",
+        ],
+        dir.path(),
+    ));
     assert_eq!(ndjson.lines().count(), 3);
-    ok(&["query", "--lake", "lake", "--format", "parquet", "--output", "trades.parquet", "SELECT * FROM trades"], dir.path());
+    ok(
+        &[
+            "query",
+            "--lake",
+            "lake",
+            "--format",
+            "parquet",
+            "--output",
+            "trades.parquet",
+            "SELECT * FROM trades",
+        ],
+        dir.path(),
+    );
     // The exported Parquet round-trips through ingest into a second lake.
     ok(&["ingest", "--lake", "lake2", "trades.parquet"], dir.path());
     let rows = query_json(dir.path(), "lake2", "SELECT COUNT(*) AS n FROM trades");
     assert_eq!(rows[0]["n"].as_u64(), Some(2_000));
-    let table = stdout(&ok(&["query", "--lake", "lake", "SELECT symbol FROM trades ORDER BY symbol"], dir.path()));
-    assert_eq!(table.lines().filter(|l| l.starts_with("| SYNTH_")).count(), 40, "table output defaults to 40 rows");
+    let table = stdout(&ok(
+        &[
+            "query",
+            "--lake",
+            "lake",
+            "SELECT symbol FROM trades ORDER BY symbol",
+        ],
+        dir.path(),
+    ));
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("| SYNTH_")).count(),
+        40,
+        "table output defaults to 40 rows"
+    );
 }
 
 #[test]
@@ -336,7 +523,14 @@ fn a_killed_ingest_leaves_all_or_nothing_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     simulate(dir.path(), 200_000, 9, "big.ndjson");
     let mut child = darkpool()
-        .args(["ingest", "--lake", "lake", "--batch-rows", "5000", "big.ndjson"])
+        .args([
+            "ingest",
+            "--lake",
+            "lake",
+            "--batch-rows",
+            "5000",
+            "big.ndjson",
+        ])
         .current_dir(dir.path())
         .stderr(Stdio::null())
         .spawn()
@@ -344,8 +538,12 @@ fn a_killed_ingest_leaves_all_or_nothing_and_a_rerun_completes() {
     std::thread::sleep(std::time::Duration::from_millis(400));
     let _ = child.kill(); // SIGKILL: no cleanup code runs
     let _ = child.wait();
-    let visible = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM trades")[0]["n"].as_u64();
-    assert!(matches!(visible, Some(0) | Some(200_000)), "a torn run became visible: {visible:?}");
+    let visible =
+        query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM trades")[0]["n"].as_u64();
+    assert!(
+        matches!(visible, Some(0) | Some(200_000)),
+        "a torn run became visible: {visible:?}"
+    );
     ok(&["ingest", "--lake", "lake", "big.ndjson"], dir.path());
     let rows = query_json(
         dir.path(),
@@ -354,5 +552,12 @@ fn a_killed_ingest_leaves_all_or_nothing_and_a_rerun_completes() {
     );
     assert_eq!(rows[0]["t"].as_u64(), Some(200_000));
     assert_eq!(rows[0]["w"].as_u64(), Some(200_000));
-    assert!(!dir.path().join("lake/_staging").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false), "staging cleaned");
+    assert!(
+        !dir.path()
+            .join("lake/_staging")
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false),
+        "staging cleaned"
+    );
 }

@@ -14,7 +14,10 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use darkpool::engine::{Engine, EngineOptions};
 use darkpool::ingest::{ingest_files, IngestOptions};
-use sqllogictest::{default_column_validator, default_normalizer, default_validator, AsyncDB, DBOutput, DefaultColumnType, Runner};
+use sqllogictest::{
+    default_column_validator, default_normalizer, default_validator, AsyncDB, DBOutput,
+    DefaultColumnType, Runner,
+};
 
 #[derive(Debug)]
 struct SltError(String);
@@ -48,7 +51,10 @@ fn cell(array: &dyn Array, row: usize) -> String {
     match array.data_type() {
         // Six decimals: stable across summation orders, precise enough to catch real errors.
         DataType::Float64 => {
-            let v = array.as_any().downcast_ref::<arrow::array::Float64Array>().map_or(f64::NAN, |a| a.value(row));
+            let v = array
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .map_or(f64::NAN, |a| a.value(row));
             format!("{v:.6}")
         }
         _ => {
@@ -64,7 +70,13 @@ fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for batch in batches {
         for row in 0..batch.num_rows() {
-            out.push(batch.columns().iter().map(|c| cell(c.as_ref(), row)).collect());
+            out.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| cell(c.as_ref(), row))
+                    .collect(),
+            );
         }
     }
     out
@@ -84,7 +96,12 @@ impl AsyncDB for Darkpool {
         };
         let result = result.map_err(|e| SltError(e.to_string()))?;
         Ok(DBOutput::Rows {
-            types: result.schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
+            types: result
+                .schema
+                .fields()
+                .iter()
+                .map(|f| column_type(f.data_type()))
+                .collect(),
             rows: rows(&result.batches),
         })
     }
@@ -134,14 +151,26 @@ fn main() {
                 let engine = engine.clone();
                 async move { Ok::<_, SltError>(Darkpool { engine }) }
             });
-            let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             let outcome = if complete {
                 runner
-                    .update_test_file(&file, " ", default_validator, default_normalizer, default_column_validator)
+                    .update_test_file(
+                        &file,
+                        " ",
+                        default_validator,
+                        default_normalizer,
+                        default_column_validator,
+                    )
                     .await
                     .map_err(|e| e.to_string())
             } else {
-                runner.run_file_async(&file).await.map_err(|e| e.display(true).to_string())
+                runner
+                    .run_file_async(&file)
+                    .await
+                    .map_err(|e| e.display(true).to_string())
             };
             match outcome {
                 Ok(()) => {

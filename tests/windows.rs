@@ -23,7 +23,15 @@ fn simulate(path: &Path, count: u64, seed: u64) {
         market_rate: 50.0,
     };
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    simulator::write_trades(&config, &Registry::embedded(), SimFormat::Ndjson, Some(count), 0.0, &mut out).unwrap();
+    simulator::write_trades(
+        &config,
+        &Registry::embedded(),
+        SimFormat::Ndjson,
+        Some(count),
+        0.0,
+        &mut out,
+    )
+    .unwrap();
 }
 
 async fn ingest(lake: &Path, input: &Path, spec: WindowSpec, batch_rows: usize) -> IngestSummary {
@@ -58,7 +66,10 @@ fn assert_same(streamed: &RecordBatch, batch: &RecordBatch) {
     for (i, field) in streamed.schema().fields().iter().enumerate() {
         let (a, b) = (streamed.column(i), batch.column(i));
         if field.data_type() == &DataType::Float64 {
-            let (a, b) = (a.as_primitive::<Float64Type>(), b.as_primitive::<Float64Type>());
+            let (a, b) = (
+                a.as_primitive::<Float64Type>(),
+                b.as_primitive::<Float64Type>(),
+            );
             for row in 0..a.len() {
                 assert_eq!(a.is_null(row), b.is_null(row), "{} row {row}", field.name());
                 let (x, y) = (a.value(row), b.value(row));
@@ -72,7 +83,12 @@ fn assert_same(streamed: &RecordBatch, batch: &RecordBatch) {
             let fa = ArrayFormatter::try_new(a.as_ref(), &options).unwrap();
             let fb = ArrayFormatter::try_new(b.as_ref(), &options).unwrap();
             for row in 0..a.len() {
-                assert_eq!(fa.value(row).to_string(), fb.value(row).to_string(), "{} row {row}", field.name());
+                assert_eq!(
+                    fa.value(row).to_string(),
+                    fb.value(row).to_string(),
+                    "{} row {row}",
+                    field.name()
+                );
             }
         }
     }
@@ -83,7 +99,11 @@ async fn assert_streaming_equals_batch(lake: &Path, spec: WindowSpec) {
     let order = "ORDER BY window_start, window_end, symbol, venue";
     let streamed = table(&engine, &format!("SELECT {COLUMNS} FROM windows {order}")).await;
     let batch_sql = engine.named_sql("window_aggregate").unwrap();
-    let batch = table(&engine, &format!("SELECT {COLUMNS} FROM ({batch_sql}) {order}")).await;
+    let batch = table(
+        &engine,
+        &format!("SELECT {COLUMNS} FROM ({batch_sql}) {order}"),
+    )
+    .await;
     assert_same(&streamed, &batch);
 }
 
@@ -102,9 +122,25 @@ async fn streaming_windows_equal_batch_sql_with_late_trades_and_corrections() {
 
     let engine = engine(&lake, spec).await;
     let late = table(&engine, "SELECT COUNT(*) AS n FROM late").await;
-    assert_eq!(late.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0) as u64, summary.windows.late_trades);
-    let versions = table(&engine, "SELECT MAX(version) AS v, COUNT(*) AS n FROM window_history WHERE NOT is_final").await;
-    assert_eq!(versions.column(1).as_primitive::<arrow::datatypes::Int64Type>().value(0), 0, "the lake holds final windows only");
+    assert_eq!(
+        late.column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0) as u64,
+        summary.windows.late_trades
+    );
+    let versions = table(
+        &engine,
+        "SELECT MAX(version) AS v, COUNT(*) AS n FROM window_history WHERE NOT is_final",
+    )
+    .await;
+    assert_eq!(
+        versions
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0),
+        0,
+        "the lake holds final windows only"
+    );
 }
 
 #[tokio::test]
@@ -120,7 +156,12 @@ async fn hopping_windows_equal_batch_sql() {
     // Each trade is in 5 windows.
     let engine = engine(&lake, spec).await;
     let n = table(&engine, "SELECT SUM(num_trades) AS n FROM windows").await;
-    assert_eq!(n.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0), 5 * 20_000);
+    assert_eq!(
+        n.column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0),
+        5 * 20_000
+    );
 }
 
 #[tokio::test]
@@ -137,6 +178,9 @@ async fn a_second_run_merges_into_the_windows_of_the_first() {
     let spec = WindowSpec::default();
     ingest(&lake, &dir.path().join("first.ndjson"), spec, 4_000).await;
     let summary = ingest(&lake, &dir.path().join("second.ndjson"), spec, 4_000).await;
-    assert!(summary.windows.corrections > 0, "the window cut in half must get a version 2");
+    assert!(
+        summary.windows.corrections > 0,
+        "the window cut in half must get a version 2"
+    );
     assert_streaming_equals_batch(&lake, spec).await;
 }

@@ -32,7 +32,10 @@ impl NamedQuery {
 /// The embedded queries, with same-named files of `dir` (when it exists) taking precedence and
 /// new files added.
 pub fn load(dir: Option<&Path>) -> std::io::Result<Vec<NamedQuery>> {
-    let mut queries: Vec<NamedQuery> = EMBEDDED.iter().map(|(n, s)| NamedQuery::new(n, s)).collect();
+    let mut queries: Vec<NamedQuery> = EMBEDDED
+        .iter()
+        .map(|(n, s)| NamedQuery::new(n, s))
+        .collect();
     if let Some(dir) = dir.filter(|d| d.is_dir()) {
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
@@ -57,5 +60,7 @@ pub fn load(dir: Option<&Path>) -> std::io::Result<Vec<NamedQuery>> {
 /// Is `text` a query name rather than SQL?
 pub fn looks_like_name(text: &str) -> bool {
     let t = text.trim();
-    !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }

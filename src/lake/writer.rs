@@ -10,8 +10,9 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::TimestampMicrosecondType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::{hostname, io_error, CommitRecord, Lake, LakeError, SourceRecord, Table};
 use crate::time::{date_of, MICROS_PER_DAY};
@@ -88,12 +89,21 @@ impl Transaction {
         let staging = lake.staging_dir(&run);
         fs::create_dir_all(&staging).map_err(io_error(&staging))?;
         let owner = staging.join("owner");
-        fs::write(&owner, format!("{} {}\n", hostname(), std::process::id())).map_err(io_error(&owner))?;
+        fs::write(&owner, format!("{} {}\n", hostname(), std::process::id()))
+            .map_err(io_error(&owner))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
             .set_max_row_group_row_count(Some(options.row_group_rows.max(1024)))
-            .set_key_value_metadata(Some(vec![KeyValue::new("darkpool.run".into(), run.clone())]))
-            .set_created_by(format!("darkpool {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                "darkpool.run".into(),
+                run.clone(),
+            )]))
+            .set_created_by(format!("darkpool {}", env!("CARGO_PKG_VERSION")));
+        // Dictionary encoding only pays where values repeat; on near-unique columns it is
+        // wasted work (the writer falls back to plain after building the dictionary).
+        let props = ["timestamp", "order_id", "trade_value", "source_line", "source_offset", "raw", "raw_text", "rejected_at"]
+            .into_iter()
+            .fold(props, |p, column| p.set_column_dictionary_enabled(ColumnPath::from(column), false))
             .build();
         Ok(Transaction {
             lake: lake.clone(),
@@ -137,7 +147,11 @@ impl Transaction {
                 path: self.lake.table_dir(table),
                 message: format!("batch lacks the timestamp column {}", table.date_column()),
             })?;
-        let days: Vec<i64> = column.values().iter().map(|t| t.div_euclid(MICROS_PER_DAY)).collect();
+        let days: Vec<i64> = column
+            .values()
+            .iter()
+            .map(|t| t.div_euclid(MICROS_PER_DAY))
+            .collect();
         let first = days[0];
         if days.iter().all(|&d| d == first) {
             return self.write_day(table, first, batch);
@@ -169,12 +183,11 @@ impl Transaction {
                 fs::create_dir_all(parent).map_err(io_error(parent))?;
             }
             let file = File::create(&path).map_err(io_error(&path))?;
-            let writer = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone())).map_err(|e| {
-                LakeError::Parquet {
+            let writer = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))
+                .map_err(|e| LakeError::Parquet {
                     path: path.clone(),
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             self.open.insert(
                 key.clone(),
                 (
@@ -215,7 +228,11 @@ impl Transaction {
         if mine.len() < OPEN_FILES_PER_TABLE {
             return Ok(());
         }
-        if let Some(key) = mine.iter().min_by_key(|(_, used)| *used).map(|(k, _)| (*k).clone()) {
+        if let Some(key) = mine
+            .iter()
+            .min_by_key(|(_, used)| *used)
+            .map(|(k, _)| (*k).clone())
+        {
             self.close(&key)?;
         }
         Ok(())
@@ -278,9 +295,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.ndjson");
         let line = |ts: &str| {
-            format!(r#"{{"timestamp":"{ts}","symbol":"S","price":1.5,"quantity":10,"venue":"LIT"}}"#) + "\n"
+            format!(
+                r#"{{"timestamp":"{ts}","symbol":"S","price":1.5,"quantity":10,"venue":"LIT"}}"#
+            ) + "\n"
         };
-        fs::write(&input, line("2024-01-01T23:59:59") + &line("2024-01-02T00:00:01")).unwrap();
+        fs::write(
+            &input,
+            line("2024-01-01T23:59:59") + &line("2024-01-02T00:00:01"),
+        )
+        .unwrap();
         let registry = Arc::new(Registry::embedded());
         let mut batches = Vec::new();
         let options = DecodeOptions {
@@ -299,11 +322,20 @@ mod tests {
             assert_eq!(b.schema(), trades_schema());
             tx.write(Table::Trades, b).unwrap();
         }
-        assert!(!lake.has_data(Table::Trades), "nothing visible before commit");
+        assert!(
+            !lake.has_data(Table::Trades),
+            "nothing visible before commit"
+        );
         let summary = tx.commit().unwrap();
         assert_eq!(summary.files, 2);
-        assert!(lake.table_dir(Table::Trades).join("date=2024-01-01").is_dir());
-        assert!(lake.table_dir(Table::Trades).join("date=2024-01-02").is_dir());
+        assert!(lake
+            .table_dir(Table::Trades)
+            .join("date=2024-01-01")
+            .is_dir());
+        assert!(lake
+            .table_dir(Table::Trades)
+            .join("date=2024-01-02")
+            .is_dir());
         assert!(!lake.staging_dir(&summary.run).exists());
     }
 

@@ -90,7 +90,11 @@ impl Header {
         if cells.len() != self.columns.len() {
             return Err(Reject::new(
                 RejectReason::WrongFieldCount,
-                format!("expected {} fields as in the header, found {}", self.columns.len(), cells.len()),
+                format!(
+                    "expected {} fields as in the header, found {}",
+                    self.columns.len(),
+                    cells.len()
+                ),
             ));
         }
         let mut raw = RawTrade::default();
@@ -123,6 +127,9 @@ mod tests {
     #[test]
     fn header_names_missing_columns() {
         assert!(Header::parse(ORIGINAL_HEADER).is_ok());
-        assert_eq!(Header::parse("time,symbol,price").unwrap_err(), vec!["timestamp", "quantity", "venue"]);
+        assert_eq!(
+            Header::parse("time,symbol,price").unwrap_err(),
+            vec!["timestamp", "quantity", "venue"]
+        );
     }
 }

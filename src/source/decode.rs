@@ -74,7 +74,22 @@ impl Field {
     }
 
     pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name() == name)
+        Some(match name {
+            "timestamp" => Field::Timestamp,
+            "symbol" => Field::Symbol,
+            "price" => Field::Price,
+            "quantity" => Field::Quantity,
+            "venue" => Field::Venue,
+            "is_spoof" => Field::IsSpoof,
+            "algo_fingerprint" => Field::AlgoFingerprint,
+            "order_type" => Field::OrderType,
+            "order_id" => Field::OrderId,
+            "side" => Field::Side,
+            "trade_value" => Field::TradeValue,
+            "latitude" => Field::Latitude,
+            "longitude" => Field::Longitude,
+            _ => return None,
+        })
     }
 }
 
@@ -129,14 +144,156 @@ impl<'a> RawTrade<'a> {
 }
 
 /// Decode one NDJSON line (already checked to be UTF-8) into raw fields.
+///
+/// Flat objects of plain strings, numbers, booleans and nulls (what producers send) take a
+/// hand-written scanner; anything else (escapes, nested values, malformed JSON) goes through
+/// serde_json, which also produces the reject reasons. Both accept exactly valid JSON.
 pub fn parse_json(line: &str) -> Result<RawTrade<'_>, Reject> {
+    if let Some(raw) = FlatScanner::new(line).object() {
+        return Ok(raw);
+    }
     serde_json::from_str::<RawTrade<'_>>(line).map_err(|e| {
         if e.classify() == serde_json::error::Category::Data {
-            Reject::new(RejectReason::NotAnObject, format!("expected a JSON object: {e}"))
+            Reject::new(
+                RejectReason::NotAnObject,
+                format!("expected a JSON object: {e}"),
+            )
         } else {
             Reject::new(RejectReason::InvalidJson, e.to_string())
         }
     })
+}
+
+/// A strict scanner for flat JSON objects; `None` means "not handled here" (not "invalid").
+struct FlatScanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> FlatScanner<'a> {
+    fn new(text: &'a str) -> Self {
+        FlatScanner {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.skip_ws();
+        (self.bytes.get(self.pos) == Some(&byte)).then(|| self.pos += 1)
+    }
+
+    /// A string without escapes or control characters.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let end = start + memchr::memchr2(b'"', b'\\', self.bytes.get(start..)?)?;
+        if self.bytes[end] == b'\\' || self.bytes[start..end].iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        self.pos = end + 1;
+        self.text.get(start..end)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// A number in exact JSON grammar: integers as i64 (when they fit), others as f64.
+    fn number(&mut self) -> Option<Scalar<'a>> {
+        let start = self.pos;
+        if self.bytes.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        let n = self.digits();
+        if n == 0 || (n > 1 && self.bytes[int_start] == b'0') {
+            return None;
+        }
+        let mut integer = true;
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+            integer = false;
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+            integer = false;
+        }
+        let text = &self.text[start..self.pos];
+        if integer {
+            match text.parse::<i64>() {
+                // serde_json reads -0 as the float -0.0
+                Ok(0) if text.starts_with('-') => return Some(Scalar::Float(-0.0)),
+                Ok(v) => return Some(Scalar::Int(v)),
+                Err(_) => {}
+            }
+        }
+        let v: f64 = text.parse().ok()?;
+        v.is_finite().then_some(Scalar::Float(v))
+    }
+
+    fn literal(&mut self, word: &str, value: Scalar<'a>) -> Option<Scalar<'a>> {
+        let end = self.pos + word.len();
+        (self.bytes.get(self.pos..end)? == word.as_bytes()).then(|| {
+            self.pos = end;
+            value
+        })
+    }
+
+    fn value(&mut self) -> Option<Scalar<'a>> {
+        self.skip_ws();
+        match *self.bytes.get(self.pos)? {
+            b'"' => self.string().map(|s| Scalar::Str(Cow::Borrowed(s))),
+            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal("true", Scalar::Bool(true)),
+            b'f' => self.literal("false", Scalar::Bool(false)),
+            b'n' => self.literal("null", Scalar::Null),
+            _ => None,
+        }
+    }
+
+    fn object(mut self) -> Option<RawTrade<'a>> {
+        let mut raw = RawTrade::default();
+        self.eat(b'{')?;
+        if self.eat(b'}').is_none() {
+            loop {
+                let key = self.string()?;
+                self.eat(b':')?;
+                let value = self.value()?;
+                if let Some(field) = Field::from_name(key) {
+                    raw.set(field, value);
+                }
+                if self.eat(b',').is_some() {
+                    continue;
+                }
+                self.eat(b'}')?;
+                break;
+            }
+        }
+        self.skip_ws();
+        (self.pos == self.bytes.len()).then_some(raw)
+    }
 }
 
 struct KeyVisitor;
@@ -238,13 +395,20 @@ impl<'de> de::Deserialize<'de> for RawTrade<'de> {
 }
 
 fn missing(field: Field) -> Reject {
-    Reject::new(RejectReason::MissingField, format!("required field '{}' is missing or null", field.name()))
+    Reject::new(
+        RejectReason::MissingField,
+        format!("required field '{}' is missing or null", field.name()),
+    )
 }
 
 fn wrong_type(field: Field, expected: &str, got: &Scalar<'_>) -> Reject {
     Reject::new(
         RejectReason::WrongType,
-        format!("'{}' must be {expected}, got {}", field.name(), got.type_name()),
+        format!(
+            "'{}' must be {expected}, got {}",
+            field.name(),
+            got.type_name()
+        ),
     )
 }
 
@@ -255,7 +419,10 @@ fn number(raw: &RawTrade<'_>, field: Field) -> Result<Option<f64>, Reject> {
         Some(Scalar::Float(v)) => Ok(Some(*v)),
         Some(Scalar::Text(t)) if t.trim().is_empty() => Ok(None),
         Some(Scalar::Text(t)) => t.trim().parse::<f64>().map(Some).map_err(|_| {
-            Reject::new(RejectReason::WrongType, format!("'{}' must be a number, got '{t}'", field.name()))
+            Reject::new(
+                RejectReason::WrongType,
+                format!("'{}' must be a number, got '{t}'", field.name()),
+            )
         }),
         Some(other) => Err(wrong_type(field, "a number", other)),
     }
@@ -266,7 +433,12 @@ fn text<'r>(raw: &'r RawTrade<'_>, field: Field) -> Result<Option<&'r str>, Reje
         None => Ok(None),
         Some(Scalar::Str(s) | Scalar::Text(s)) => {
             let s = s.trim();
-            if s.chars().any(char::is_control) {
+            let control = if s.is_ascii() {
+                s.bytes().any(|b| b.is_ascii_control())
+            } else {
+                s.chars().any(char::is_control)
+            };
+            if control {
                 return Err(Reject::new(
                     RejectReason::BadField,
                     format!("'{}' contains control characters", field.name()),
@@ -283,7 +455,8 @@ const MAX_CODE_CHARS: usize = 32;
 
 fn code<'r>(raw: &'r RawTrade<'_>, field: Field, reason: RejectReason) -> Result<&'r str, Reject> {
     let value = text(raw, field)?.ok_or_else(|| missing(field))?;
-    if value.chars().count() > MAX_CODE_CHARS || value.contains(char::is_whitespace) {
+    let too_long = value.len() > MAX_CODE_CHARS && value.chars().count() > MAX_CODE_CHARS;
+    if too_long || value.contains(char::is_whitespace) {
         return Err(Reject::new(
             reason,
             format!("'{}' must be a code of at most {MAX_CODE_CHARS} characters without spaces, got '{value}'", field.name()),
@@ -294,7 +467,10 @@ fn code<'r>(raw: &'r RawTrade<'_>, field: Field, reason: RejectReason) -> Result
 
 fn timestamp(raw: &RawTrade<'_>) -> Result<i64, Reject> {
     let bad = |value: &dyn fmt::Display, e: time::TimestampError| {
-        Reject::new(RejectReason::BadTimestamp, format!("timestamp '{value}': {e}"))
+        Reject::new(
+            RejectReason::BadTimestamp,
+            format!("timestamp '{value}': {e}"),
+        )
     };
     match raw.get(Field::Timestamp) {
         None => Err(missing(Field::Timestamp)),
@@ -304,7 +480,11 @@ fn timestamp(raw: &RawTrade<'_>) -> Result<i64, Reject> {
             time::epoch_millis_to_micros(*ms as i64).map_err(|e| bad(ms, e))
         }
         Some(Scalar::Micros(us)) => Ok(*us),
-        Some(other) => Err(wrong_type(Field::Timestamp, "an ISO-8601 text or epoch milliseconds", other)),
+        Some(other) => Err(wrong_type(
+            Field::Timestamp,
+            "an ISO-8601 text or epoch milliseconds",
+            other,
+        )),
     }
 }
 
@@ -336,7 +516,10 @@ pub fn round_cents(value: f64) -> f64 {
 
 fn flag(raw: &RawTrade<'_>, field: Field) -> Result<bool, Reject> {
     let bad = |got: &dyn fmt::Display| {
-        Reject::new(RejectReason::BadField, format!("'{}' must be 0/1 or true/false, got '{got}'", field.name()))
+        Reject::new(
+            RejectReason::BadField,
+            format!("'{}' must be 0/1 or true/false, got '{got}'", field.name()),
+        )
     };
     match raw.get(field) {
         None => Ok(false),
@@ -377,25 +560,36 @@ pub fn validate<'r>(raw: &'r RawTrade<'_>) -> Result<Trade<'r>, Reject> {
     let venue = code(raw, Field::Venue, RejectReason::BadVenue)?;
     let price = number(raw, Field::Price)?.ok_or_else(|| missing(Field::Price))?;
     if !(price.is_finite() && price > 0.0) {
-        return Err(Reject::new(RejectReason::BadPrice, format!("price {price} must be a finite number > 0")));
+        return Err(Reject::new(
+            RejectReason::BadPrice,
+            format!("price {price} must be a finite number > 0"),
+        ));
     }
     let quantity = quantity(raw)?;
     let trade_value = round_cents(price * quantity as f64);
     if let Some(supplied) = number(raw, Field::TradeValue)? {
         // The original rounds to cents; anything further off is a different trade.
-        if !((supplied - trade_value).abs() <= 0.011 + trade_value.abs() * 1e-12) {
+        let off = (supplied - trade_value).abs();
+        if off.is_nan() || off > 0.011 + trade_value.abs() * 1e-12 {
             return Err(Reject::new(
                 RejectReason::TradeValueMismatch,
-                format!("trade_value {supplied} != price {price} x quantity {quantity} = {trade_value}"),
+                format!(
+                    "trade_value {supplied} != price {price} x quantity {quantity} = {trade_value}"
+                ),
             ));
         }
     }
     let side = match text(raw, Field::Side)? {
         None => None,
         Some(s) if s.eq_ignore_ascii_case("BUY") || s.eq_ignore_ascii_case("B") => Some(Side::Buy),
-        Some(s) if s.eq_ignore_ascii_case("SELL") || s.eq_ignore_ascii_case("S") => Some(Side::Sell),
+        Some(s) if s.eq_ignore_ascii_case("SELL") || s.eq_ignore_ascii_case("S") => {
+            Some(Side::Sell)
+        }
         Some(s) => {
-            return Err(Reject::new(RejectReason::BadSide, format!("side '{s}' is not BUY or SELL")));
+            return Err(Reject::new(
+                RejectReason::BadSide,
+                format!("side '{s}' is not BUY or SELL"),
+            ));
         }
     };
     Ok(Trade {
@@ -429,6 +623,13 @@ mod tests {
     }
 
     #[test]
+    fn field_names_round_trip() {
+        for f in Field::ALL {
+            assert_eq!(Field::from_name(f.name()), Some(f));
+        }
+    }
+
+    #[test]
     fn accepts_the_original_message() {
         let raw = parse_json(GOOD).unwrap();
         let t = validate(&raw).unwrap();
@@ -445,19 +646,78 @@ mod tests {
         let with = |from: &str, to: &str| GOOD.replace(from, to);
         assert_eq!(reason("{not json"), RejectReason::InvalidJson);
         assert_eq!(reason("[1,2]"), RejectReason::NotAnObject);
-        assert_eq!(reason(&with(r#""symbol":"SYNTH_AMZN","#, "")), RejectReason::MissingField);
-        assert_eq!(reason(&with(r#""symbol":"SYNTH_AMZN""#, r#""symbol":null"#)), RejectReason::MissingField);
-        assert_eq!(reason(&with("262.39", r#""262.39""#)), RejectReason::WrongType);
+        assert_eq!(
+            reason(&with(r#""symbol":"SYNTH_AMZN","#, "")),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(&with(r#""symbol":"SYNTH_AMZN""#, r#""symbol":null"#)),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(&with("262.39", r#""262.39""#)),
+            RejectReason::WrongType
+        );
         assert_eq!(reason(&with("262.39", "-1")), RejectReason::BadPrice);
         assert_eq!(reason(&with("262.39", "0")), RejectReason::BadPrice);
         assert_eq!(reason(&with("3143", "31.5")), RejectReason::BadQuantity);
         assert_eq!(reason(&with("3143", "0")), RejectReason::BadQuantity);
-        assert_eq!(reason(&with("2024-01-01T11:50", "yesterday")), RejectReason::BadTimestamp);
-        assert_eq!(reason(&with("824691.77", "1.0")), RejectReason::TradeValueMismatch);
-        assert_eq!(reason(&with(r#""BUY""#, r#""HOLD""#)), RejectReason::BadSide);
-        assert_eq!(reason(&with("40.7128", "400")), RejectReason::BadCoordinates);
-        assert_eq!(reason(&with(r#""is_spoof":0"#, r#""is_spoof":7"#)), RejectReason::BadField);
-        assert_eq!(reason(&with(r#""venue":"DARK2""#, r#""venue":{"a":1}"#)), RejectReason::WrongType);
+        assert_eq!(
+            reason(&with("2024-01-01T11:50", "yesterday")),
+            RejectReason::BadTimestamp
+        );
+        assert_eq!(
+            reason(&with("824691.77", "1.0")),
+            RejectReason::TradeValueMismatch
+        );
+        assert_eq!(
+            reason(&with(r#""BUY""#, r#""HOLD""#)),
+            RejectReason::BadSide
+        );
+        assert_eq!(
+            reason(&with("40.7128", "400")),
+            RejectReason::BadCoordinates
+        );
+        assert_eq!(
+            reason(&with(r#""is_spoof":0"#, r#""is_spoof":7"#)),
+            RejectReason::BadField
+        );
+        assert_eq!(
+            reason(&with(r#""venue":"DARK2""#, r#""venue":{"a":1}"#)),
+            RejectReason::WrongType
+        );
+    }
+
+    #[test]
+    fn the_fast_scanner_agrees_with_serde_json() {
+        let cases = [
+            GOOD,
+            r#" { "symbol" : "A" , "price" : -1.5e2 , "x": null, "y": true } "#,
+            r#"{}"#,
+            r#"{"price": 01}"#,
+            r#"{"price": 1.}"#,
+            r#"{"price": .5}"#,
+            r#"{"price": 1e}"#,
+            r#"{"price": 1,}"#,
+            r#"{"price": 1} x"#,
+            r#"{"symbol": "a\"b"}"#,
+            r#"{"symbol": "tab	here"}"#,
+            r#"{"symbol": ["nested"]}"#,
+            r#"{"quantity": 99999999999999999999}"#,
+            r#"{"price": 1e999}"#,
+            r#"{"price": -0}"#,
+            r#"{"a": tru}"#,
+            r#"{"symbol": "Ünïcode"}"#,
+        ];
+        for case in cases {
+            let fast = FlatScanner::new(case).object();
+            let slow = serde_json::from_str::<RawTrade<'_>>(case).ok();
+            if let Some(fast) = fast {
+                assert_eq!(Some(fast), slow, "{case}");
+            }
+            assert_eq!(parse_json(case).ok(), slow, "{case}");
+        }
+        assert!(FlatScanner::new(GOOD).object().is_some(), "the common shape takes the fast path");
     }
 
     #[test]
@@ -475,7 +735,10 @@ mod tests {
             raw.set(f, Scalar::Text(Cow::Borrowed(v)));
         }
         let t = validate(&raw).unwrap();
-        assert_eq!((t.price, t.quantity, t.is_spoof, t.side), (10.5, 100, true, Some(Side::Sell)));
+        assert_eq!(
+            (t.price, t.quantity, t.is_spoof, t.side),
+            (10.5, 100, true, Some(Side::Sell))
+        );
         raw.set(Field::Price, Scalar::Text("NaN".into()));
         assert_eq!(validate(&raw).unwrap_err().reason, RejectReason::BadPrice);
         raw.set(Field::Price, Scalar::Text("inf".into()));

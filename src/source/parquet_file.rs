@@ -58,7 +58,9 @@ fn canonical(array: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
         }
         DataType::Boolean => DataType::Boolean,
         t if t.is_integer() => DataType::Int64,
-        t if t.is_floating() || matches!(t, DataType::Decimal128(_, _) | DataType::Decimal256(_, _)) => {
+        t if t.is_floating()
+            || matches!(t, DataType::Decimal128(_, _) | DataType::Decimal256(_, _)) =>
+        {
             DataType::Float64
         }
         _ => DataType::Utf8,
@@ -71,7 +73,9 @@ fn scalar(array: &ArrayRef, row: usize) -> Scalar<'_> {
         return Scalar::Null;
     }
     match array.data_type() {
-        DataType::Timestamp(_, _) => Scalar::Micros(array.as_primitive::<TimestampMicrosecondType>().value(row)),
+        DataType::Timestamp(_, _) => {
+            Scalar::Micros(array.as_primitive::<TimestampMicrosecondType>().value(row))
+        }
         DataType::Boolean => Scalar::Bool(array.as_boolean().value(row)),
         DataType::Int64 => Scalar::Int(array.as_primitive::<Int64Type>().value(row)),
         DataType::Float64 => Scalar::Float(array.as_primitive::<Float64Type>().value(row)),
@@ -142,7 +146,13 @@ pub fn decode(
                 Err(reject) => {
                     *stats.rejected.entry(reject.reason.as_str()).or_default() += 1;
                     let text = raw_text(&columns, row);
-                    rejects.append(options.rejected_at, &reject, text.as_bytes(), text.len(), &pos);
+                    rejects.append(
+                        options.rejected_at,
+                        &reject,
+                        text.as_bytes(),
+                        text.len(),
+                        &pos,
+                    );
                 }
             }
         }

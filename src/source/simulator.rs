@@ -87,7 +87,9 @@ impl Rng {
     fn pick(&mut self, cumulative: &[f64]) -> usize {
         let total = cumulative.last().copied().unwrap_or(0.0);
         let x = self.unit() * total;
-        cumulative.partition_point(|&c| c <= x).min(cumulative.len().saturating_sub(1))
+        cumulative
+            .partition_point(|&c| c <= x)
+            .min(cumulative.len().saturating_sub(1))
     }
 }
 
@@ -111,9 +113,9 @@ struct SimVenue {
 /// Relative share of prints by venue; codes not listed get 1.0 within their kind.
 fn venue_weight(code: &str, kind: VenueKind) -> f64 {
     let kind_share = match kind {
-        VenueKind::Lit => 0.55,
-        VenueKind::Dark => 0.33,
-        VenueKind::Otc => 0.12,
+        VenueKind::Lit => 0.60,
+        VenueKind::Dark => 0.11,
+        VenueKind::Otc => 0.29,
         VenueKind::Unknown => 0.0,
     };
     let emphasis = match code {
@@ -275,26 +277,30 @@ impl Simulator {
         self.prices[symbol] = mid;
         let (price, quantity) = match kind {
             VenueKind::Dark => {
-                // Midpoint prints at half-cents; fewer, larger orders, some blocks.
+                // Midpoint prints at half-cents; fewer, larger orders, and rare blocks.
                 let price = (mid * 200.0).round() / 200.0;
-                let qty = if self.rng.unit() < 0.04 {
-                    10_000 + (self.rng.unit() * 50_000.0) as i64
+                let qty = if self.rng.unit() < 0.002 {
+                    10_000 + (self.rng.unit() * 40_000.0) as i64
                 } else {
-                    (((6.7 + 1.1 * self.rng.normal()).exp() / 100.0).round() as i64).max(1) * 100
+                    (((5.3 + 0.8 * self.rng.normal()).exp() / 100.0).round() as i64).max(1) * 100
                 };
                 (price, qty)
             }
             VenueKind::Otc => {
-                let price = ((mid + if self.rng.unit() < 0.5 { -0.01 } else { 0.01 }) * 100.0).round() / 100.0;
-                let qty = ((5.5 + 1.3 * self.rng.normal()).exp().round() as i64).max(1);
+                let price = ((mid + if self.rng.unit() < 0.5 { -0.01 } else { 0.01 }) * 100.0)
+                    .round()
+                    / 100.0;
+                let qty = ((4.3 + 1.1 * self.rng.normal()).exp().round() as i64).max(1);
                 (price, qty)
             }
             VenueKind::Lit | VenueKind::Unknown => {
-                let price = ((mid + if self.rng.unit() < 0.5 { -0.005 } else { 0.005 }) * 100.0).round() / 100.0;
+                let price = ((mid + if self.rng.unit() < 0.5 { -0.005 } else { 0.005 }) * 100.0)
+                    .round()
+                    / 100.0;
                 let qty = if self.rng.unit() < 0.3 {
                     1 + (self.rng.unit() * 99.0) as i64
                 } else {
-                    ((0.9 * self.rng.normal()).exp().ceil() as i64).max(1) * 100
+                    ((0.5 * self.rng.normal()).exp().round() as i64).max(1) * 100
                 };
                 (price, qty)
             }
@@ -487,14 +493,28 @@ mod tests {
 
     fn generate(seed: u64, n: u64, format: SimFormat) -> Vec<u8> {
         let mut out = Vec::new();
-        write_trades(&config(seed), &Registry::embedded(), format, Some(n), 0.0, &mut out).unwrap();
+        write_trades(
+            &config(seed),
+            &Registry::embedded(),
+            format,
+            Some(n),
+            0.0,
+            &mut out,
+        )
+        .unwrap();
         out
     }
 
     #[test]
     fn same_seed_same_bytes_other_seed_other_bytes() {
-        assert_eq!(generate(7, 2000, SimFormat::Ndjson), generate(7, 2000, SimFormat::Ndjson));
-        assert_ne!(generate(7, 2000, SimFormat::Ndjson), generate(8, 2000, SimFormat::Ndjson));
+        assert_eq!(
+            generate(7, 2000, SimFormat::Ndjson),
+            generate(7, 2000, SimFormat::Ndjson)
+        );
+        assert_ne!(
+            generate(7, 2000, SimFormat::Ndjson),
+            generate(8, 2000, SimFormat::Ndjson)
+        );
     }
 
     #[test]
@@ -510,7 +530,10 @@ mod tests {
             })
             .collect();
         let out_of_order = times.windows(2).filter(|w| w[1] < w[0]).count();
-        assert!((25..=400).contains(&out_of_order), "{out_of_order} out of order");
+        assert!(
+            (25..=400).contains(&out_of_order),
+            "{out_of_order} out of order"
+        );
         let csv = generate(1, 10, SimFormat::Csv);
         let text = String::from_utf8(csv).unwrap();
         assert!(text.starts_with(ORIGINAL_HEADER));
@@ -531,6 +554,9 @@ mod tests {
             acc.0 += t.quantity;
             acc.1 += 1;
         }
-        assert!(dark.0 / dark.1 > 3 * (lit.0 / lit.1), "dark {dark:?} lit {lit:?}");
+        assert!(
+            dark.0 / dark.1 > 2 * (lit.0 / lit.1),
+            "dark {dark:?} lit {lit:?}"
+        );
     }
 }
