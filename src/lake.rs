@@ -5,7 +5,7 @@
 //! LAKE/trades/date=2024-01-01/part-<run>-00001.parquet   data, visible to readers
 //! LAKE/_staging/<run>/...                                  a run's files before commit
 //! LAKE/_commits/<run>.json                                 commit log: files + sources
-//! LAKE/_sources/<xxh3 of content>.json                     inputs the lake already holds
+//! LAKE/_sources/<blake3 of content>.json                    inputs the lake already holds
 //! ```
 //!
 //! A run writes its files into `_staging/<run>/` (invisible to readers). Commit writes the
@@ -291,10 +291,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
     sync_dir(dir)
 }
 
-/// Content id of an input file: xxh3-128 of its bytes, as hex.
+/// Content id of an input file: BLAKE3 of its bytes, as hex (SIMD, several GB/s).
 pub fn content_id(path: &Path) -> Result<(String, u64), LakeError> {
     let mut file = fs::File::open(path).map_err(io_error(path))?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
@@ -307,7 +307,7 @@ pub fn content_id(path: &Path) -> Result<(String, u64), LakeError> {
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((format!("{:032x}", hasher.digest128()), total))
+    Ok((hasher.finalize().to_hex().to_string(), total))
 }
 
 #[cfg(test)]

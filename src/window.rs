@@ -128,13 +128,90 @@ impl WindowSpec {
             .map(|j| format!("({})", duration(j * self.slide)))
             .collect();
         sql.replace("{{size}}", &duration(self.size))
-            .replace("{{slide}}", &format!("INTERVAL '{} milliseconds'", self.slide / 1000))
+            .replace(
+                "{{slide}}",
+                &format!("INTERVAL '{} milliseconds'", self.slide / 1000),
+            )
             .replace("{{lags}}", &lags.join(", "))
     }
 }
 
-/// Key of a window row.
-type Key = (i64, i64, String, String);
+/// Key of a window row: start, end, and interned symbol and venue.
+type Key = (i64, i64, u32, u32);
+
+/// Where the latest emitted version of a window is kept, and its version number.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    chunk: usize,
+    row: usize,
+    version: i64,
+}
+
+/// The latest version of every emitted window, stored compactly: rows live in the batches they
+/// were emitted in (`chunks`), the index holds only interned keys and positions.
+#[derive(Default)]
+struct Emitted {
+    chunks: Vec<RecordBatch>,
+    index: HashMap<Key, Slot>,
+    names: HashMap<String, u32>,
+}
+
+impl Emitted {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.names.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.insert(name.to_string(), id);
+        id
+    }
+
+    fn keys(&mut self, batch: &RecordBatch) -> Result<Vec<Key>, WindowError> {
+        let starts = timestamps(batch, "window_start")?;
+        let ends = timestamps(batch, "window_end")?;
+        let symbols = strings(batch, "symbol")?;
+        let venues = strings(batch, "venue")?;
+        let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
+        Ok((0..batch.num_rows())
+            .map(|i| {
+                let symbol = self.intern(symbols.value(i));
+                let venue = self.intern(venues.value(i));
+                (starts.value(i), ends.value(i), symbol, venue)
+            })
+            .collect())
+    }
+
+    fn version(&self, key: &Key) -> Option<i64> {
+        self.index.get(key).map(|s| s.version)
+    }
+
+    /// Keep `rows` as the latest versions of their keys.
+    fn record(&mut self, rows: &RecordBatch, keys: &[Key], versions: &[i64]) {
+        let chunk = self.chunks.len();
+        self.chunks.push(rows.clone());
+        for (row, (key, &version)) in keys.iter().zip(versions).enumerate() {
+            self.index.insert(
+                *key,
+                Slot {
+                    chunk,
+                    row,
+                    version,
+                },
+            );
+        }
+    }
+
+    /// The latest emitted rows of `keys` (all of which must be present).
+    fn rows(&self, keys: &[Key]) -> Result<RecordBatch, WindowError> {
+        let positions: Vec<(usize, usize)> = keys
+            .iter()
+            .filter_map(|k| self.index.get(k).map(|s| (s.chunk, s.row)))
+            .collect();
+        let chunks: Vec<&RecordBatch> = self.chunks.iter().collect();
+        arrow::compute::interleave_record_batch(&chunks, &positions)
+            .map_err(|e| WindowError::Schema(e.to_string()))
+    }
+}
 
 fn timestamps<'a>(
     batch: &'a RecordBatch,
@@ -146,29 +223,11 @@ fn timestamps<'a>(
         .ok_or_else(|| WindowError::Schema(format!("no timestamp column {name}")))
 }
 
-fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, WindowError> {
+fn strings(batch: &RecordBatch, name: &str) -> Result<ArrayRef, WindowError> {
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| WindowError::Schema(format!("no column {name}")))?;
-    let utf8 = cast(column, &DataType::Utf8).map_err(|e| WindowError::Schema(e.to_string()))?;
-    Ok(utf8
-        .as_string::<i32>()
-        .iter()
-        .map(|s| s.unwrap_or_default().to_string())
-        .collect())
-}
-
-fn keys(batch: &RecordBatch) -> Result<Vec<Key>, WindowError> {
-    let starts = timestamps(batch, "window_start")?;
-    let ends = timestamps(batch, "window_end")?;
-    let symbols = strings(batch, "symbol")?;
-    let venues = strings(batch, "venue")?;
-    Ok(symbols
-        .into_iter()
-        .zip(venues)
-        .enumerate()
-        .map(|(i, (s, v))| (starts.value(i), ends.value(i), s, v))
-        .collect())
+    cast(column, &DataType::Utf8).map_err(|e| WindowError::Schema(e.to_string()))
 }
 
 /// `batch` with its columns cast to `schema`'s types (matched by name).
@@ -231,7 +290,7 @@ pub struct WindowOperator {
     /// `row_schema` + `is_final` + `version`.
     output_schema: SchemaRef,
     open: Option<RecordBatch>,
-    emitted: HashMap<Key, (RecordBatch, i64)>,
+    emitted: Emitted,
     watermark: Option<i64>,
     reemit_late: bool,
     stats: WindowStats,
@@ -311,7 +370,7 @@ impl WindowOperator {
             output_schema: output_schema(&row_schema),
             row_schema,
             open: None,
-            emitted: HashMap::new(),
+            emitted: Emitted::default(),
             watermark: None,
             reemit_late,
             stats: WindowStats::default(),
@@ -340,12 +399,11 @@ impl WindowOperator {
                 .ok_or_else(|| WindowError::Schema("windows rows lack version".into()))?;
             let versions = versions
                 .as_primitive::<arrow::datatypes::Int64Type>()
-                .clone();
+                .values()
+                .to_vec();
             let rows = conform(batch, &self.row_schema)?;
-            for (i, key) in keys(&rows)?.into_iter().enumerate() {
-                self.emitted
-                    .insert(key, (rows.slice(i, 1), versions.value(i)));
-            }
+            let keys = self.emitted.keys(&rows)?;
+            self.emitted.record(&rows, &keys, &versions);
         }
         Ok(())
     }
@@ -446,33 +504,28 @@ impl WindowOperator {
         if rows.num_rows() == 0 {
             return Ok(None);
         }
-        let row_keys = keys(&rows)?;
+        let row_keys = self.emitted.keys(&rows)?;
         let known: BooleanArray = row_keys
             .iter()
-            .map(|k| Some(self.emitted.contains_key(k)))
+            .map(|k| Some(self.emitted.version(k).is_some()))
             .collect();
         let (again, first) = split(&rows, &known)?;
         let mut versions: Vec<i64> = vec![1; first.num_rows()];
         let mut batches = vec![first];
         if again.num_rows() > 0 {
-            let mut inputs = vec![again.clone()];
-            for key in keys(&again)? {
-                if let Some((previous, _)) = self.emitted.get(&key) {
-                    inputs.push(previous.clone());
-                }
-            }
-            let merged = self.merge(&inputs).await?;
-            for key in keys(&merged)? {
-                versions.push(self.emitted.get(&key).map_or(1, |(_, v)| v + 1));
+            let again_keys = self.emitted.keys(&again)?;
+            let previous = self.emitted.rows(&again_keys)?;
+            let merged = self.merge(&[again, previous]).await?;
+            for key in self.emitted.keys(&merged)? {
+                versions.push(self.emitted.version(&key).map_or(1, |v| v + 1));
             }
             self.stats.corrections += merged.num_rows() as u64;
             batches.push(merged);
         }
         let result = concat_batches(&self.row_schema, &batches)
             .map_err(|e| WindowError::Schema(e.to_string()))?;
-        for (i, key) in keys(&result)?.into_iter().enumerate() {
-            self.emitted.insert(key, (result.slice(i, 1), versions[i]));
-        }
+        let result_keys = self.emitted.keys(&result)?;
+        self.emitted.record(&result, &result_keys, &versions);
         self.stats.rows_emitted += result.num_rows() as u64;
         let mut columns = result.columns().to_vec();
         columns.push(Arc::new(BooleanArray::from(vec![true; result.num_rows()])));
@@ -483,13 +536,15 @@ impl WindowOperator {
     }
 
     /// The open windows as rows with `is_final = false` (for live views).
-    pub fn open_windows(&self) -> Result<Option<RecordBatch>, WindowError> {
-        let Some(open) = &self.open else {
+    pub fn open_windows(&mut self) -> Result<Option<RecordBatch>, WindowError> {
+        let Some(open) = self.open.clone() else {
             return Ok(None);
         };
-        let versions: Vec<i64> = keys(open)?
+        let versions: Vec<i64> = self
+            .emitted
+            .keys(&open)?
             .iter()
-            .map(|k| self.emitted.get(k).map_or(1, |(_, v)| v + 1))
+            .map(|k| self.emitted.version(k).map_or(1, |v| v + 1))
             .collect();
         let mut columns = open.columns().to_vec();
         columns.push(Arc::new(BooleanArray::from(vec![false; open.num_rows()])));

@@ -76,10 +76,9 @@ fn new_run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let salt = xxhash_rust::xxh3::xxh3_64(
-        format!("{}{}{}", now.as_nanos(), std::process::id(), hostname()).as_bytes(),
-    );
-    format!("{:x}-{:08x}", now.as_secs(), salt as u32)
+    let salt =
+        blake3::hash(format!("{}{}{}", now.as_nanos(), std::process::id(), hostname()).as_bytes());
+    format!("{:x}-{}", now.as_secs(), &salt.to_hex()[..8])
 }
 
 impl Transaction {
@@ -101,10 +100,21 @@ impl Transaction {
             .set_created_by(format!("darkpool {}", env!("CARGO_PKG_VERSION")));
         // Dictionary encoding only pays where values repeat; on near-unique columns it is
         // wasted work (the writer falls back to plain after building the dictionary).
-        let props = ["timestamp", "order_id", "trade_value", "source_line", "source_offset", "raw", "raw_text", "rejected_at"]
-            .into_iter()
-            .fold(props, |p, column| p.set_column_dictionary_enabled(ColumnPath::from(column), false))
-            .build();
+        let props = [
+            "timestamp",
+            "order_id",
+            "trade_value",
+            "source_line",
+            "source_offset",
+            "raw",
+            "raw_text",
+            "rejected_at",
+        ]
+        .into_iter()
+        .fold(props, |p, column| {
+            p.set_column_dictionary_enabled(ColumnPath::from(column), false)
+        })
+        .build();
         Ok(Transaction {
             lake: lake.clone(),
             run,

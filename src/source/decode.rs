@@ -717,7 +717,10 @@ mod tests {
             }
             assert_eq!(parse_json(case).ok(), slow, "{case}");
         }
-        assert!(FlatScanner::new(GOOD).object().is_some(), "the common shape takes the fast path");
+        assert!(
+            FlatScanner::new(GOOD).object().is_some(),
+            "the common shape takes the fast path"
+        );
     }
 
     #[test]
