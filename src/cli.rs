@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
-use crate::lake::{self, Table, WriterOptions};
+use crate::lake::{Table, WriterOptions};
 use crate::output::{self, OutputFormat};
 use crate::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
 use crate::source::Format;
@@ -137,7 +137,7 @@ pub struct IngestArgs {
     #[arg(long, env = "DARKPOOL_REEMIT_LATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub reemit_late: bool,
     /// Rows per Arrow micro-batch.
-    #[arg(long, env = "DARKPOOL_BATCH_ROWS", default_value_t = 128 * 1024)]
+    #[arg(long, env = "DARKPOOL_BATCH_ROWS", default_value_t = 32 * 1024)]
     pub batch_rows: usize,
     /// Longest accepted input line in bytes; longer lines are rejected (their first bytes kept).
     #[arg(long, env = "DARKPOOL_MAX_LINE_BYTES", default_value_t = 1 << 20)]
@@ -547,9 +547,4 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => ingest(args).await,
         Command::Query(args) => query(args).await,
     }
-}
-
-/// The content id and size of a file (for tests and tools).
-pub fn file_id(path: &Path) -> Result<String> {
-    Ok(lake::content_id(path)?.0)
 }

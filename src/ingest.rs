@@ -47,7 +47,7 @@ impl IngestOptions {
             venues: Arc::new(Registry::embedded()),
             window: WindowSpec::default(),
             reemit_late: true,
-            batch_rows: 128 * 1024,
+            batch_rows: 32 * 1024,
             max_line_bytes: 1 << 20,
             writer: WriterOptions::default(),
             progress: false,
@@ -229,14 +229,15 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
         return Ok(summary);
     }
 
-    let mut windows = WindowOperator::new(options.window, options.reemit_late).await?;
+    let spill = lake.staging_dir(tx.run_id()).join("window-state");
+    let mut windows = WindowOperator::new(options.window, options.reemit_late, Some(spill)).await?;
     windows.preload(&existing_windows(&options).await?)?;
 
     let total_bytes: u64 = plan.iter().map(|p| p.3).sum();
     let bar = progress_bar(options.progress, total_bytes);
 
     // Writer thread: owns the transaction until the end of input.
-    let (write_tx, mut write_rx) = mpsc::channel::<WriteMsg>(8);
+    let (write_tx, mut write_rx) = mpsc::channel::<WriteMsg>(3);
     let writer = tokio::task::spawn_blocking(move || {
         while let Some(WriteMsg::Batch(table, batch)) = write_rx.blocking_recv() {
             tx.write(table, &batch)?;
@@ -245,7 +246,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     });
 
     // Decoder thread.
-    let (decoded_tx, mut decoded_rx) = mpsc::channel::<Decoded>(4);
+    let (decoded_tx, mut decoded_rx) = mpsc::channel::<Decoded>(2);
     let decode_plan: Vec<(PathBuf, Format)> =
         plan.iter().map(|(p, f, _, _)| (p.clone(), *f)).collect();
     let registry = options.venues.clone();

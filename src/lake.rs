@@ -33,8 +33,6 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::Trades, Table::Windows, Table::Late, Table::Rejects];
-
     /// The folder name (and, except for windows, the SQL table name).
     pub fn dir_name(self) -> &'static str {
         match self {

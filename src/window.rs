@@ -7,6 +7,7 @@
 //! window (for corrections). Streaming output equals the same SQL in batch over all trades.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -43,6 +44,8 @@ pub enum WindowError {
     },
     #[error("window rows do not match the window schema: {0}")]
     Schema(String),
+    #[error("window state spill: {0}")]
+    Spill(String),
 }
 
 /// Window size, slide and allowed lateness, in microseconds.
@@ -142,18 +145,38 @@ type Key = (i64, i64, u32, u32);
 /// Where the latest emitted version of a window is kept, and its version number.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    chunk: usize,
-    row: usize,
+    chunk: u32,
+    row: u32,
     version: i64,
 }
 
-/// The latest version of every emitted window, stored compactly: rows live in the batches they
-/// were emitted in (`chunks`), the index holds only interned keys and positions.
+/// A batch of emitted rows: in memory, or spilled to an Arrow IPC file (batch `batch` of it).
+enum Chunk {
+    Memory(RecordBatch),
+    Spilled { file: usize, batch: usize },
+}
+
+/// Rows kept in memory before the oldest are spilled to disk.
+const SPILL_AT_ROWS: usize = 32 * 1024;
+
+/// The latest version of every emitted window, kept for corrections. The index holds interned
+/// keys and positions only; the rows live in the batches they were emitted in, and the oldest
+/// of those move to Arrow IPC files in the spill folder, so memory stays bounded however long
+/// the run (corrections of old windows are rare and read them back).
 #[derive(Default)]
 struct Emitted {
-    chunks: Vec<RecordBatch>,
+    chunks: Vec<Chunk>,
+    memory_rows: usize,
+    /// In-memory rows that trigger a spill (0 means [`SPILL_AT_ROWS`]).
+    spill_at_rows: usize,
+    spill_dir: Option<PathBuf>,
+    spill_files: Vec<PathBuf>,
     index: HashMap<Key, Slot>,
     names: HashMap<String, u32>,
+}
+
+fn spill_error(path: &Path, e: impl std::fmt::Display) -> WindowError {
+    WindowError::Spill(format!("{}: {e}", path.display()))
 }
 
 impl Emitted {
@@ -186,10 +209,17 @@ impl Emitted {
     }
 
     /// Keep `rows` as the latest versions of their keys.
-    fn record(&mut self, rows: &RecordBatch, keys: &[Key], versions: &[i64]) {
-        let chunk = self.chunks.len();
-        self.chunks.push(rows.clone());
+    fn record(
+        &mut self,
+        rows: &RecordBatch,
+        keys: &[Key],
+        versions: &[i64],
+    ) -> Result<(), WindowError> {
+        let chunk = self.chunks.len() as u32;
+        self.chunks.push(Chunk::Memory(rows.clone()));
+        self.memory_rows += rows.num_rows();
         for (row, (key, &version)) in keys.iter().zip(versions).enumerate() {
+            let row = row as u32;
             self.index.insert(
                 *key,
                 Slot {
@@ -199,16 +229,89 @@ impl Emitted {
                 },
             );
         }
+        let limit = if self.spill_at_rows == 0 {
+            SPILL_AT_ROWS
+        } else {
+            self.spill_at_rows
+        };
+        if self.memory_rows > limit {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Move every in-memory chunk but the newest to one new IPC file.
+    fn spill(&mut self) -> Result<(), WindowError> {
+        let Some(dir) = self.spill_dir.clone() else {
+            return Ok(());
+        };
+        let newest = self.chunks.len().saturating_sub(1);
+        let victims: Vec<usize> = (0..newest)
+            .filter(|&i| matches!(self.chunks[i], Chunk::Memory(_)))
+            .collect();
+        let Some(Chunk::Memory(first)) = victims.first().map(|&i| &self.chunks[i]) else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| spill_error(&dir, e))?;
+        let path = dir.join(format!("emitted-{:05}.arrow", self.spill_files.len()));
+        let file = std::fs::File::create(&path).map_err(|e| spill_error(&path, e))?;
+        let mut writer =
+            arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &first.schema())
+                .map_err(|e| spill_error(&path, e))?;
+        let file_index = self.spill_files.len();
+        for (batch, &i) in victims.iter().enumerate() {
+            if let Chunk::Memory(rows) = std::mem::replace(
+                &mut self.chunks[i],
+                Chunk::Spilled {
+                    file: file_index,
+                    batch,
+                },
+            ) {
+                writer.write(&rows).map_err(|e| spill_error(&path, e))?;
+                self.memory_rows -= rows.num_rows();
+            }
+        }
+        writer.finish().map_err(|e| spill_error(&path, e))?;
+        self.spill_files.push(path);
+        Ok(())
+    }
+
+    fn load(&self, chunk: usize) -> Result<RecordBatch, WindowError> {
+        match &self.chunks[chunk] {
+            Chunk::Memory(rows) => Ok(rows.clone()),
+            Chunk::Spilled { file, batch } => {
+                let path = &self.spill_files[*file];
+                let reader = std::fs::File::open(path).map_err(|e| spill_error(path, e))?;
+                let mut reader =
+                    arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(reader), None)
+                        .map_err(|e| spill_error(path, e))?;
+                reader.set_index(*batch).map_err(|e| spill_error(path, e))?;
+                reader
+                    .next()
+                    .ok_or_else(|| spill_error(path, "batch missing"))?
+                    .map_err(|e| spill_error(path, e))
+            }
+        }
     }
 
     /// The latest emitted rows of `keys` (all of which must be present).
     fn rows(&self, keys: &[Key]) -> Result<RecordBatch, WindowError> {
-        let positions: Vec<(usize, usize)> = keys
-            .iter()
-            .filter_map(|k| self.index.get(k).map(|s| (s.chunk, s.row)))
-            .collect();
-        let chunks: Vec<&RecordBatch> = self.chunks.iter().collect();
-        arrow::compute::interleave_record_batch(&chunks, &positions)
+        let mut loaded: Vec<RecordBatch> = Vec::new();
+        let mut position_of: HashMap<u32, usize> = HashMap::new();
+        let mut positions = Vec::with_capacity(keys.len());
+        for slot in keys.iter().filter_map(|k| self.index.get(k)) {
+            let at = match position_of.get(&slot.chunk) {
+                Some(&at) => at,
+                None => {
+                    loaded.push(self.load(slot.chunk as usize)?);
+                    position_of.insert(slot.chunk, loaded.len() - 1);
+                    loaded.len() - 1
+                }
+            };
+            positions.push((at, slot.row as usize));
+        }
+        let batches: Vec<&RecordBatch> = loaded.iter().collect();
+        arrow::compute::interleave_record_batch(&batches, &positions)
             .map_err(|e| WindowError::Schema(e.to_string()))
     }
 }
@@ -360,7 +463,13 @@ async fn run_on(
 }
 
 impl WindowOperator {
-    pub async fn new(spec: WindowSpec, reemit_late: bool) -> Result<WindowOperator, WindowError> {
+    /// `spill_dir`: where the state of emitted windows goes once it outgrows memory (without
+    /// one, it all stays in memory).
+    pub async fn new(
+        spec: WindowSpec,
+        reemit_late: bool,
+        spill_dir: Option<PathBuf>,
+    ) -> Result<WindowOperator, WindowError> {
         spec.check()?;
         let row_schema = row_schema(&spec).await?;
         Ok(WindowOperator {
@@ -370,7 +479,10 @@ impl WindowOperator {
             output_schema: output_schema(&row_schema),
             row_schema,
             open: None,
-            emitted: Emitted::default(),
+            emitted: Emitted {
+                spill_dir,
+                ..Emitted::default()
+            },
             watermark: None,
             reemit_late,
             stats: WindowStats::default(),
@@ -383,10 +495,6 @@ impl WindowOperator {
 
     pub fn stats(&self) -> WindowStats {
         self.stats
-    }
-
-    pub fn watermark(&self) -> Option<i64> {
-        self.watermark
     }
 
     /// Remember windows already in the lake (rows of the `windows` table) so that new trades
@@ -403,7 +511,7 @@ impl WindowOperator {
                 .to_vec();
             let rows = conform(batch, &self.row_schema)?;
             let keys = self.emitted.keys(&rows)?;
-            self.emitted.record(&rows, &keys, &versions);
+            self.emitted.record(&rows, &keys, &versions)?;
         }
         Ok(())
     }
@@ -525,7 +633,7 @@ impl WindowOperator {
         let result = concat_batches(&self.row_schema, &batches)
             .map_err(|e| WindowError::Schema(e.to_string()))?;
         let result_keys = self.emitted.keys(&result)?;
-        self.emitted.record(&result, &result_keys, &versions);
+        self.emitted.record(&result, &result_keys, &versions)?;
         self.stats.rows_emitted += result.num_rows() as u64;
         let mut columns = result.columns().to_vec();
         columns.push(Arc::new(BooleanArray::from(vec![true; result.num_rows()])));
@@ -575,6 +683,128 @@ mod tests {
         assert_eq!(hopping.earliest_end(0), 60_000_000);
         assert_eq!(hopping.earliest_end(59_999_999), 60_000_000);
         assert_eq!(hopping.earliest_end(60_000_000), 120_000_000);
+    }
+
+    fn trades(rows: &[(&str, &str, f64, i64)]) -> RecordBatch {
+        use crate::model::{SourcePos, Trade, TradeBuilder};
+        let mut builder = TradeBuilder::new(Arc::new(crate::venue::Registry::embedded()));
+        for (ts, venue, price, quantity) in rows {
+            let trade = Trade {
+                timestamp: crate::time::parse_timestamp(ts).unwrap(),
+                symbol: "S",
+                price: *price,
+                quantity: *quantity,
+                venue,
+                side: None,
+                order_type: None,
+                order_id: None,
+                algo_fingerprint: None,
+                is_spoof: false,
+                trade_value: price * *quantity as f64,
+                latitude: None,
+                longitude: None,
+            };
+            builder.append(&trade, &SourcePos::default());
+        }
+        builder.finish()
+    }
+
+    fn column_i64(batch: &RecordBatch, name: &str) -> Vec<i64> {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn window_closes_on_watermark_and_emits_last_window_on_end_of_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut op =
+            WindowOperator::new(WindowSpec::default(), true, Some(dir.path().to_path_buf()))
+                .await
+                .unwrap();
+        let first = op
+            .push(&trades(&[
+                ("2024-01-02T10:00:01", "LIT", 10.0, 100),
+                ("2024-01-02T10:04:00", "LIT", 11.0, 300),
+            ]))
+            .await
+            .unwrap();
+        assert!(first.windows.is_none(), "10:00-10:05 is still open");
+        let open = op.open_windows().unwrap().unwrap();
+        assert_eq!(open.num_rows(), 1);
+        assert!(!open
+            .column_by_name("is_final")
+            .unwrap()
+            .as_boolean()
+            .value(0));
+        // 10:05:06 moves the watermark (minus 5 s lateness) past 10:05: the first window is final.
+        let second = op
+            .push(&trades(&[("2024-01-02T10:05:06", "LIT", 12.0, 50)]))
+            .await
+            .unwrap();
+        let closed = second.windows.unwrap();
+        assert_eq!(column_i64(&closed, "num_trades"), vec![2]);
+        assert_eq!(column_i64(&closed, "total_quantity"), vec![400]);
+        assert_eq!(column_i64(&closed, "version"), vec![1]);
+        // A trade for the final window is late: kept, and the window re-emitted as version 2.
+        let late = op
+            .push(&trades(&[("2024-01-02T10:01:00", "LIT", 10.0, 1)]))
+            .await
+            .unwrap();
+        assert_eq!(late.late.unwrap().num_rows(), 1);
+        let corrected = late.windows.unwrap();
+        assert_eq!(column_i64(&corrected, "num_trades"), vec![3]);
+        assert_eq!(column_i64(&corrected, "version"), vec![2]);
+        // End of input flushes the last, still open window.
+        let last = op.finish().await.unwrap().unwrap();
+        assert_eq!(column_i64(&last, "num_trades"), vec![1]);
+        assert_eq!(
+            op.stats(),
+            WindowStats {
+                late_trades: 1,
+                rows_emitted: 3,
+                corrections: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn emitted_windows_spill_to_disk_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut emitted = Emitted {
+            spill_at_rows: 2,
+            spill_dir: Some(dir.path().to_path_buf()),
+            ..Emitted::default()
+        };
+        let mut op = WindowOperator::new(WindowSpec::default(), true, None)
+            .await
+            .unwrap();
+        let mut all_keys = Vec::new();
+        for minute in 0..6 {
+            let ts = format!("2024-01-02T10:{:02}:00", minute * 5);
+            op.push(&trades(&[(&ts, "LIT", 10.0 + minute as f64, 100 + minute)]))
+                .await
+                .unwrap();
+            let rows = op.finish().await.unwrap().unwrap();
+            let rows = conform(&rows, &op.row_schema).unwrap();
+            let keys = emitted.keys(&rows).unwrap();
+            emitted.record(&rows, &keys, &[minute]).unwrap();
+            all_keys.extend(keys);
+        }
+        assert!(
+            !emitted.spill_files.is_empty(),
+            "the oldest rows went to disk"
+        );
+        assert!(emitted.memory_rows <= 2);
+        let back = emitted.rows(&all_keys).unwrap();
+        assert_eq!(
+            column_i64(&back, "total_quantity"),
+            vec![100, 101, 102, 103, 104, 105]
+        );
+        assert_eq!(emitted.version(&all_keys[3]), Some(3));
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl Transaction {
         self.tick += 1;
         if !self.open.contains_key(&key) {
             self.evict(table)?;
+            self.flush_others(table)?;
             self.seq += 1;
             let rel = Lake::data_file(table, &date, &self.run, self.seq);
             let path = self.staging.join(&rel);
@@ -223,6 +224,20 @@ impl Transaction {
         let size = open.writer.bytes_written() + open.writer.in_progress_size();
         if open.rows >= self.options.file_rows || size >= self.options.file_bytes {
             self.close(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Write out the buffered row groups of `table`'s other open files (input moved on to a
+    /// new date), so memory holds at most one partial row group per table.
+    fn flush_others(&mut self, table: Table) -> Result<(), LakeError> {
+        for ((t, _), (rel, open)) in self.open.iter_mut() {
+            if *t == table && open.writer.in_progress_rows() > 0 {
+                open.writer.flush().map_err(|e| LakeError::Parquet {
+                    path: rel.clone(),
+                    message: e.to_string(),
+                })?;
+            }
         }
         Ok(())
     }
