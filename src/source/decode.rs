@@ -723,6 +723,42 @@ mod tests {
         );
     }
 
+    /// Mutated messages (byte flips, insertions, cuts) never panic, and the fast scanner never
+    /// accepts what serde_json rejects or reads it differently.
+    #[test]
+    fn mutated_messages_never_panic_and_scanners_agree() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"{}[]\":,.-+eE0123456789 \\tnulltruefalse\x01\xff";
+        for _ in 0..20_000 {
+            let mut bytes = GOOD.as_bytes().to_vec();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() as usize) % bytes.len();
+                let b = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 3 {
+                    0 => bytes[at] = b,
+                    1 => bytes.insert(at, b),
+                    _ => bytes.truncate(at.max(1)),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let slow = serde_json::from_str::<RawTrade<'_>>(text).ok();
+            if let Some(fast) = FlatScanner::new(text).object() {
+                assert_eq!(Some(&fast), slow.as_ref(), "{text}");
+            }
+            if let Ok(raw) = parse_json(text) {
+                let _ = validate(&raw);
+            }
+        }
+    }
+
     #[test]
     fn text_cells_are_parsed_as_numbers() {
         let mut raw = RawTrade::default();
