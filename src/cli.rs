@@ -36,6 +36,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run read-only SQL (or a named query from sql/) over the lake.
     Query(QueryArgs),
+    /// Write a lake table, a named query or a JSON dump of windows as Parquet or CSV for BI tools.
+    Export(ExportArgs),
 }
 
 /// The lake location.
@@ -191,6 +193,44 @@ pub struct QueryArgs {
     /// Folder of named queries (*.sql) overriding the built-in ones.
     #[arg(long, env = "DARKPOOL_SQL_DIR", default_value = "sql")]
     pub sql_dir: PathBuf,
+    #[command(flatten)]
+    pub venues: VenueArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// What to export: trades, windows, window_history, late, rejects, venues, or a named query.
+    #[arg(
+        long,
+        env = "DARKPOOL_EXPORT_TABLE",
+        required_unless_present = "input",
+        conflicts_with = "input"
+    )]
+    pub table: Option<String>,
+    /// Convert this JSON dump (the original API's heatmap_data shape) instead of reading the lake.
+    #[arg(long, env = "DARKPOOL_EXPORT_INPUT")]
+    pub input: Option<PathBuf>,
+    /// Output format.
+    #[arg(
+        long,
+        env = "DARKPOOL_EXPORT_FORMAT",
+        value_enum,
+        default_value = "parquet"
+    )]
+    pub format: crate::export::ExportFormat,
+    /// Output file, or folder with --partition-by date. Appears complete or not at all.
+    #[arg(long, env = "DARKPOOL_EXPORT_OUT")]
+    pub out: PathBuf,
+    /// Split into date=YYYY-MM-DD/ folders.
+    #[arg(long, env = "DARKPOOL_EXPORT_PARTITION_BY", value_parser = ["date"])]
+    pub partition_by: Option<String>,
+    /// Never draw a progress indicator.
+    #[arg(long, env = "DARKPOOL_NO_PROGRESS")]
+    pub no_progress: bool,
     #[command(flatten)]
     pub venues: VenueArgs,
     #[command(flatten)]
@@ -540,11 +580,46 @@ async fn list(engine: &Engine) -> Result<String, EngineError> {
     Ok(out)
 }
 
+pub async fn export(args: ExportArgs) -> Result<()> {
+    let partition = args.partition_by.is_some();
+    let summary = match (&args.input, &args.table) {
+        (Some(input), _) => crate::export::export_json(input, args.format, &args.out, partition)?,
+        (None, Some(table)) => {
+            let mut options = EngineOptions::new(&args.lake.lake);
+            options.venues = args.venues.load()?;
+            options.window = args.window.spec()?;
+            let engine = Engine::open(options).await.map_err(engine_error)?;
+            crate::export::export_table(
+                &engine,
+                table,
+                args.format,
+                &args.out,
+                partition,
+                !args.no_progress,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::export::ExportError::Engine(e) => engine_error(e),
+                other => other.into(),
+            })?
+        }
+        (None, None) => bail!("give --table NAME or --input FILE"),
+    };
+    eprintln!(
+        "exported {} rows to {} ({} file(s))",
+        grouped(summary.rows),
+        args.out.display(),
+        summary.files
+    );
+    Ok(())
+}
+
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Simulate(args) => tokio::task::spawn_blocking(move || simulate(args)).await?,
         Command::Ingest(args) => ingest(args).await,
         Command::Query(args) => query(args).await,
+        Command::Export(args) => export(args).await,
     }
 }

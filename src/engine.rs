@@ -19,6 +19,7 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{visit_relations, Statement as SqlStatement};
@@ -248,12 +249,8 @@ impl Engine {
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, EngineError> {
         guard(sql)?;
         let started = Instant::now();
-        let options = datafusion::execution::context::SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
         let work = async {
-            let df = self.ctx.sql_with_options(sql, options).await?;
+            let df = self.ctx.sql_with_options(sql, read_only()).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let df = df.limit(0, Some(self.options.max_rows.saturating_add(1)))?;
             Ok::<_, DataFusionError>((schema, df.collect().await?))
@@ -271,11 +268,36 @@ impl Engine {
         })
     }
 
+    /// Stream user SQL through the same guard, without the row limit (for exports, which
+    /// write batches to disk as they come).
+    pub async fn sql_stream(
+        &self,
+        sql: &str,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream), EngineError> {
+        guard(sql)?;
+        let df = self
+            .ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(EngineError::sql)?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await.map_err(EngineError::sql)?;
+        Ok((schema, stream))
+    }
+
     /// Run trusted SQL of darkpool itself (no row limit), e.g. loading windows for ingest.
     pub(crate) async fn internal(&self, sql: &str) -> Result<Vec<RecordBatch>, EngineError> {
         let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
         df.collect().await.map_err(EngineError::sql)
     }
+}
+
+/// DataFusion's own second line of defence behind [`guard`].
+fn read_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 fn cut(batches: Vec<RecordBatch>, max_rows: usize) -> (Vec<RecordBatch>, bool) {

@@ -561,3 +561,177 @@ fn a_killed_ingest_leaves_all_or_nothing_and_a_rerun_completes() {
         "staging cleaned"
     );
 }
+
+#[test]
+fn export_writes_typed_parquet_and_spreadsheet_csv_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), 4_000, 6, "t.ndjson");
+    ok(&["ingest", "--lake", "lake", "t.ndjson"], dir.path());
+    ok(
+        &[
+            "export",
+            "--lake",
+            "lake",
+            "--table",
+            "trades",
+            "--out",
+            "trades.parquet",
+        ],
+        dir.path(),
+    );
+    // Read back with the parquet crate alone and compare with a query.
+    let file = std::fs::File::open(dir.path().join("trades.parquet")).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let ts = builder
+        .schema()
+        .field_with_name("timestamp")
+        .unwrap()
+        .data_type()
+        .clone();
+    assert_eq!(
+        ts,
+        arrow::datatypes::DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Microsecond,
+            Some("UTC".into())
+        )
+    );
+    let (mut rows, mut quantity) = (0u64, 0i64);
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        rows += batch.num_rows() as u64;
+        quantity += batch
+            .column_by_name("quantity")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .iter()
+            .sum::<i64>();
+    }
+    let expected = query_json(
+        dir.path(),
+        "lake",
+        "SELECT COUNT(*) AS n, SUM(quantity) AS q FROM trades",
+    );
+    assert_eq!(
+        (Some(rows), Some(quantity)),
+        (expected[0]["n"].as_u64(), expected[0]["q"].as_i64())
+    );
+
+    ok(
+        &[
+            "export",
+            "--lake",
+            "lake",
+            "--table",
+            "windows",
+            "--format",
+            "csv",
+            "--out",
+            "windows.csv",
+        ],
+        dir.path(),
+    );
+    let csv = std::fs::read_to_string(dir.path().join("windows.csv")).unwrap();
+    let second = csv.lines().nth(1).unwrap();
+    assert!(
+        second.starts_with("2024-01-01 09:30:00,2024-01-01 09:35:00,"),
+        "{second}"
+    );
+
+    ok(
+        &[
+            "export",
+            "--lake",
+            "lake",
+            "--table",
+            "dark_lit_share",
+            "--out",
+            "by_date",
+            "--partition-by",
+            "date",
+        ],
+        dir.path(),
+    );
+    assert!(dir
+        .path()
+        .join("by_date/date=2024-01-01/part-00000.parquet")
+        .is_file());
+
+    // A failing export leaves no file and no temporary behind.
+    let out = run(
+        &[
+            "export", "--lake", "lake", "--table", "no_such", "--out", "x.csv",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') || n == "x.csv")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn export_converts_a_json_dump_in_the_original_api_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/heatmap_data.json");
+    let sample = sample.to_str().unwrap();
+    ok(
+        &[
+            "export",
+            "--input",
+            sample,
+            "--format",
+            "csv",
+            "--out",
+            "heatmap.csv",
+        ],
+        dir.path(),
+    );
+    let csv = std::fs::read_to_string(dir.path().join("heatmap.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4);
+    assert!(
+        lines[0].starts_with("window_start,window_end,symbol,venue,total_trade_value"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(
+            "2024-01-01 11:50:00,2024-01-01 11:55:00,SYNTH_AMZN,DARK2,824691.77,3143,"
+        ),
+        "{}",
+        lines[1]
+    );
+    ok(
+        &["export", "--input", sample, "--out", "heatmap.parquet"],
+        dir.path(),
+    );
+    let file = std::fs::File::open(dir.path().join("heatmap.parquet")).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    assert!(matches!(
+        builder
+            .schema()
+            .field_with_name("window_start")
+            .unwrap()
+            .data_type(),
+        arrow::datatypes::DataType::Timestamp(_, _)
+    ));
+    std::fs::write(dir.path().join("bad.json"), "{\"not\": \"an array\"}").unwrap();
+    let out = run(
+        &[
+            "export", "--input", "bad.json", "--format", "csv", "--out", "bad.csv",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a JSON dump of windows"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("bad.csv").exists());
+}
