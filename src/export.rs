@@ -16,8 +16,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use crate::engine::{Engine, EngineError};
 use crate::time::parse_timestamp;
@@ -135,15 +133,14 @@ impl FileWriter {
             message: e.to_string(),
         };
         Ok(match format {
-            ExportFormat::Parquet => {
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                    .build();
-                FileWriter::Parquet(Box::new(
-                    ArrowWriter::try_new(file, schema.clone(), Some(props))
-                        .map_err(|e| write_err(&e))?,
-                ))
-            }
+            ExportFormat::Parquet => FileWriter::Parquet(Box::new(
+                ArrowWriter::try_new(
+                    file,
+                    schema.clone(),
+                    Some(crate::output::parquet_properties()),
+                )
+                .map_err(|e| write_err(&e))?,
+            )),
             ExportFormat::Csv => FileWriter::Csv(Box::new(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)

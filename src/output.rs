@@ -33,6 +33,13 @@ pub enum OutputError {
     Parquet(#[from] parquet::errors::ParquetError),
 }
 
+/// Parquet settings for files handed to users (query output, exports): zstd, defaults otherwise.
+pub fn parquet_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
+
 /// The first `max_rows` rows of `batches` (0 = all).
 pub fn head(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {
     if max_rows == 0 {
@@ -94,11 +101,9 @@ pub fn write(
             writer.finish()?;
         }
         OutputFormat::Parquet => {
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .build();
             let mut buffer = Vec::new();
-            let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(props))?;
+            let mut writer =
+                ArrowWriter::try_new(&mut buffer, schema.clone(), Some(parquet_properties()))?;
             for batch in batches {
                 writer.write(batch)?;
             }
