@@ -62,6 +62,8 @@ pub enum LakeError {
     Record { path: PathBuf, message: String },
     #[error("writing Parquet {path}: {message}")]
     Parquet { path: PathBuf, message: String },
+    #[error("{path} is being ingested right now by {owner}; try again when that run ends")]
+    Claimed { path: String, owner: String },
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> LakeError + '_ {
@@ -247,9 +249,69 @@ impl Lake {
     }
 }
 
-/// Is the process that owns a staging folder still running on this host?
-fn owner_alive(dir: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(dir.join("owner")) else {
+/// An exclusive claim on ingesting one input (by content id), so two processes never commit
+/// the same content. Released when dropped; a claim of a dead process is taken over.
+#[derive(Debug)]
+pub struct Claim {
+    path: PathBuf,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Lake {
+    /// Claim the input with content `id` (shown as `label` in errors) for this process.
+    pub fn claim(&self, id: &str, label: &str) -> Result<Claim, LakeError> {
+        let dir = self.sources_dir();
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let path = dir.join(format!(".{id}.claim"));
+        let me = format!("{} {}\n", hostname(), std::process::id());
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    file.write_all(me.as_bytes()).map_err(io_error(&path))?;
+                    return Ok(Claim { path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if owner_alive(&path) {
+                        let owner = fs::read_to_string(&path)
+                            .unwrap_or_default()
+                            .trim()
+                            .replace(' ', " pid ");
+                        return Err(LakeError::Claimed {
+                            path: label.to_string(),
+                            owner,
+                        });
+                    }
+                    // Left by a process that died: take it over.
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => return Err(io_error(&path)(e)),
+            }
+        }
+        Err(LakeError::Claimed {
+            path: label.to_string(),
+            owner: "another process".into(),
+        })
+    }
+}
+
+/// Is the process named in an owner file (a staging folder's `owner`, or a claim) still
+/// running on this host?
+fn owner_alive(path: &Path) -> bool {
+    let file = if path.is_dir() {
+        path.join("owner")
+    } else {
+        path.to_path_buf()
+    };
+    let Ok(text) = fs::read_to_string(file) else {
         // No owner file: the run died before writing anything that matters.
         return false;
     };
@@ -346,5 +408,23 @@ mod tests {
         assert!(!lake.has_data(Table::Windows));
         // Idempotent.
         assert_eq!(lake.recover().unwrap(), Recovery::default());
+    }
+
+    #[test]
+    fn claims_are_exclusive_released_on_drop_and_taken_from_the_dead() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let claim = lake.claim("abc", "a.ndjson").unwrap();
+        let err = lake.claim("abc", "a.ndjson").unwrap_err().to_string();
+        assert!(
+            err.contains("a.ndjson is being ingested right now"),
+            "{err}"
+        );
+        drop(claim);
+        let claim = lake.claim("abc", "a.ndjson").unwrap();
+        std::mem::forget(claim); // as if this process had died...
+        let path = dir.path().join("_sources/.abc.claim");
+        fs::write(&path, format!("{} 999999999", hostname())).unwrap(); // ...with this pid
+        assert!(lake.claim("abc", "a.ndjson").is_ok());
     }
 }

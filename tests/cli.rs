@@ -735,3 +735,26 @@ fn export_converts_a_json_dump_in_the_original_api_shape() {
     );
     assert!(!dir.path().join("bad.csv").exists());
 }
+
+#[test]
+fn two_processes_ingesting_the_same_file_commit_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), 150_000, 12, "same.ndjson");
+    let first = darkpool()
+        .args(["ingest", "--lake", "lake", "same.ndjson"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let second = run(&["ingest", "--lake", "lake", "same.ndjson"], dir.path());
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let err = stderr(&second);
+    assert!(
+        err.contains("is being ingested right now") || err.contains("skipped same.ndjson"),
+        "second ingest: {err}"
+    );
+    let rows = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM trades");
+    assert_eq!(rows[0]["n"].as_u64(), Some(150_000));
+}
