@@ -183,7 +183,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
 
     // Resolve, check and de-duplicate every input before writing anything. The claims are
     // held until the commit (or the error) ends this function.
-    let mut claims = Vec::new();
+    let mut claims = std::collections::HashMap::new();
     let mut plan: Vec<(PathBuf, Format, String, u64)> = Vec::new();
     for input in &options.inputs {
         let (path, label) = if input.as_os_str() == "-" {
@@ -208,9 +208,10 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
         source::check(&path, format).map_err(|e| relabel(e, &path, &label))?;
         let (id, bytes) = lake::content_id(&path)?;
         let seen_in_run = plan.iter().any(|(_, _, other, _)| *other == id);
-        if !seen_in_run {
+        if !claims.contains_key(&id) {
             // Claim before checking, so a run committing the same content right now is seen.
-            claims.push(lake.claim(&id, &label.display().to_string())?);
+            let claim = lake.claim(&id, &label.display().to_string())?;
+            claims.insert(id.clone(), claim);
         }
         let previous = lake.source(&id)?;
         if previous.is_some() || seen_in_run {
