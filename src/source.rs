@@ -179,51 +179,129 @@ pub fn check(path: &Path, format: Format) -> Result<(), SourceError> {
     }
 }
 
-/// Reads `\n`-terminated lines, never holding more than `max` bytes of one line.
+/// Reads `\n`-terminated lines in large blocks and hands out each line in place (no copy per
+/// line), never holding more than `max` bytes of one line.
 struct LineReader<R> {
     inner: R,
+    block: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
     max: usize,
+    /// The kept start of an over-long line.
+    long: Vec<u8>,
+    /// Bytes consumed so far.
     bytes: u64,
 }
 
-impl<R: BufRead> LineReader<R> {
-    /// The next line (without `\r\n`) into `buf`; returns its full length, `None` at the end.
-    fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        buf.clear();
-        let mut full = 0usize;
-        let mut seen_any = false;
+impl<R: Read> LineReader<R> {
+    fn new(inner: R, block_size: usize, max: usize) -> Self {
+        LineReader {
+            inner,
+            block: vec![0; block_size.max(16)],
+            start: 0,
+            end: 0,
+            eof: false,
+            max: max.max(1),
+            long: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Read more input behind the unconsumed bytes; `false` at the end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.start > 0 {
+            self.block.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.block.len() {
+            let grown = (self.block.len() * 2)
+                .min(self.max + 1)
+                .max(self.block.len());
+            self.block.resize(grown, 0);
+        }
         loop {
-            let available = match self.inner.fill_buf() {
-                Ok(a) => a,
+            match self.inner.read(&mut self.block[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            };
-            if available.is_empty() {
-                break;
-            }
-            seen_any = true;
-            let (chunk, done) = match memchr::memchr(b'\n', available) {
-                Some(i) => (&available[..i], Some(i + 1)),
-                None => (available, None),
-            };
-            let room = self.max.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            full += chunk.len();
-            let consumed = done.unwrap_or(available.len());
-            self.inner.consume(consumed);
-            self.bytes += consumed as u64;
-            if done.is_some() {
-                break;
             }
         }
-        if !seen_any {
-            return Ok(None);
+    }
+
+    /// Skip the rest of an over-long line; returns how many bytes were skipped.
+    fn skip_line(&mut self) -> io::Result<usize> {
+        let mut skipped = 0;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.block[self.start..self.end]) {
+                skipped += i;
+                self.start += i + 1;
+                self.bytes += i as u64 + 1;
+                return Ok(skipped);
+            }
+            let rest = self.end - self.start;
+            skipped += rest;
+            self.bytes += rest as u64;
+            self.start = self.end;
+            if !self.fill()? {
+                return Ok(skipped);
+            }
         }
-        if buf.last() == Some(&b'\r') && full <= self.max {
-            buf.pop();
-            full -= 1;
+    }
+
+    /// The line in `block[from..to]`: without a final `\r`, cut at `max` bytes, and its full length.
+    fn cut(&self, from: usize, to: usize) -> (&[u8], usize) {
+        let full = to - from;
+        if full > self.max {
+            return (&self.block[from..from + self.max], full);
         }
-        Ok(Some(full))
+        let to = if to > from && self.block[to - 1] == b'\r' {
+            to - 1
+        } else {
+            to
+        };
+        (&self.block[from..to], to - from)
+    }
+
+    /// The next line (without `\r\n`) and its full length (longer than the line when it was
+    /// cut at `max`); `None` at the end.
+    fn next_line(&mut self) -> io::Result<Option<(&[u8], usize)>> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.block[self.start..self.end]) {
+                let from = self.start;
+                self.start += i + 1;
+                self.bytes += i as u64 + 1;
+                return Ok(Some(self.cut(from, from + i)));
+            }
+            if self.end - self.start > self.max {
+                // Over-long: keep its first `max` bytes, skip the rest.
+                self.long.clear();
+                self.long
+                    .extend_from_slice(&self.block[self.start..self.start + self.max]);
+                let kept = self.end - self.start;
+                self.bytes += kept as u64;
+                self.start = self.end;
+                let full = kept + self.skip_line()?;
+                return Ok(Some((&self.long, full)));
+            }
+            if self.eof || !self.fill()? {
+                if self.start == self.end {
+                    return Ok(None);
+                }
+                let (from, to) = (self.start, self.end);
+                self.start = self.end;
+                self.bytes += (to - from) as u64;
+                return Ok(Some(self.cut(from, to)));
+            }
+        }
     }
 }
 
@@ -240,23 +318,18 @@ pub fn decode_lines(
         source,
     };
     let file = File::open(path).map_err(io_err)?;
-    let mut lines = LineReader {
-        inner: BufReader::with_capacity(1 << 20, file),
-        max: options.max_line_bytes,
-        bytes: 0,
-    };
+    let mut lines = LineReader::new(file, 1 << 20, options.max_line_bytes);
     let label: Arc<str> = Arc::from(path.display().to_string());
     let mut trades = TradeBuilder::new(registry.clone());
     let mut rejects = RejectBuilder::default();
     let mut stats = DecodeStats::default();
     let mut header: Option<csv::Header> = None;
-    let mut buf = Vec::with_capacity(1024);
     let mut line_no = 0i64;
     let mut pos = SourcePos {
         file: Some(label),
         ..SourcePos::default()
     };
-    while let Some(full_len) = lines.next_line(&mut buf).map_err(io_err)? {
+    while let Some((buf, full_len)) = lines.next_line().map_err(io_err)? {
         line_no += 1;
         if buf.iter().all(u8::is_ascii_whitespace) && full_len == buf.len() {
             stats.blank_lines += 1;
@@ -264,7 +337,7 @@ pub fn decode_lines(
         }
         pos.line = Some(line_no);
         if format == Format::Csv && header.is_none() {
-            let text = String::from_utf8_lossy(&buf);
+            let text = String::from_utf8_lossy(buf);
             header = Some(csv::Header::parse(text.trim()).map_err(|missing| {
                 SourceError::CsvHeader {
                     path: path.to_path_buf(),
@@ -281,7 +354,7 @@ pub fn decode_lines(
                 format!("line of {full_len} bytes exceeds the {} byte limit (--max-line-bytes); first bytes kept", options.max_line_bytes),
             ))
         } else {
-            match std::str::from_utf8(&buf) {
+            match std::str::from_utf8(buf) {
                 Err(e) => Err(Reject::new(
                     RejectReason::InvalidUtf8,
                     format!("not UTF-8: {e}"),
@@ -299,7 +372,7 @@ pub fn decode_lines(
             Ok(()) => stats.accepted += 1,
             Err(reject) => {
                 *stats.rejected.entry(reject.reason.as_str()).or_default() += 1;
-                rejects.append(options.rejected_at, &reject, &buf, full_len, &pos);
+                rejects.append(options.rejected_at, &reject, buf, full_len, &pos);
             }
         }
         if trades.len() + rejects.len() >= options.batch_rows {
@@ -342,21 +415,22 @@ mod tests {
 
     #[test]
     fn line_reader_caps_long_lines_and_strips_crlf() {
-        let data = b"short\r\n0123456789ABCDEF\nlast".to_vec();
-        let mut r = LineReader {
-            inner: BufReader::with_capacity(4, &data[..]),
-            max: 8,
-            bytes: 0,
-        };
-        let mut buf = Vec::new();
-        assert_eq!(r.next_line(&mut buf).unwrap(), Some(5));
-        assert_eq!(buf, b"short");
-        assert_eq!(r.next_line(&mut buf).unwrap(), Some(16));
-        assert_eq!(buf, b"01234567");
-        assert_eq!(r.next_line(&mut buf).unwrap(), Some(4));
-        assert_eq!(buf, b"last");
-        assert_eq!(r.next_line(&mut buf).unwrap(), None);
-        assert_eq!(r.bytes, data.len() as u64);
+        let data = b"short\r\n0123456789ABCDEF\n\nlast\r".to_vec();
+        for block in [4, 7, 16, 1024] {
+            let mut r = LineReader::new(&data[..], block, 8);
+            let mut lines = Vec::new();
+            while let Some((line, full)) = r.next_line().unwrap() {
+                lines.push((line.to_vec(), full));
+            }
+            let expected: Vec<(Vec<u8>, usize)> = vec![
+                (b"short".to_vec(), 5),
+                (b"01234567".to_vec(), 16),
+                (b"".to_vec(), 0),
+                (b"last".to_vec(), 4),
+            ];
+            assert_eq!(lines, expected, "block {block}");
+            assert_eq!(r.bytes, data.len() as u64, "block {block}");
+        }
     }
 
     #[test]
