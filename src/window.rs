@@ -489,10 +489,6 @@ impl WindowOperator {
         })
     }
 
-    pub fn output_schema(&self) -> SchemaRef {
-        self.output_schema.clone()
-    }
-
     pub fn stats(&self) -> WindowStats {
         self.stats
     }
