@@ -278,34 +278,6 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
-/// Write `bytes` to `path` so it appears complete or not at all.
-fn write_file_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        write(&mut out)?;
-        let file = out
-            .into_inner()
-            .map_err(|e| anyhow!("writing {}: {}", path.display(), e.error()))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 pub fn simulate(args: SimulateArgs) -> Result<()> {
     let registry = args.venues.load()?;
     let clock = match args.start.as_deref() {
@@ -350,7 +322,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         Ok(())
     };
     match &args.output {
-        Some(path) if args.count.is_some() => write_file_atomic(path, run),
+        Some(path) if args.count.is_some() => crate::lake::write_atomic_with(path, run),
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
@@ -537,7 +509,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         Ok(())
     };
     match &args.output {
-        Some(path) => write_file_atomic(path, write)?,
+        Some(path) => crate::lake::write_atomic_with(path, write)?,
         None => write(&mut std::io::BufWriter::new(std::io::stdout().lock()))?,
     }
     if result.truncated {

@@ -335,20 +335,41 @@ fn sync_dir(dir: &Path) -> Result<(), LakeError> {
         .map_err(io_error(dir))
 }
 
-/// Write a small file so it appears whole or not at all: temp name, fsync, rename, fsync dir.
+/// Write a small file so it appears whole or not at all.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    write_atomic_with(path, |out| out.write_all(bytes).map_err(io_error(path)))
+}
+
+/// Write a file through `write` so it appears whole or not at all: a temporary name beside it,
+/// fsync, rename, fsync of the folder. On any error the temporary file is removed.
+pub fn write_atomic_with<E: From<LakeError>>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<(), E> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut file = fs::File::create(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_error(path))?;
-    sync_dir(dir)
+    let result = (|| {
+        let file = fs::File::create(&tmp).map_err(io_error(&tmp))?;
+        let mut out = io::BufWriter::new(file);
+        write(&mut out)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_error(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_error(&tmp))?;
+        fs::rename(&tmp, path).map_err(io_error(path))?;
+        sync_dir(dir).map_err(E::from)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Content id of an input file: BLAKE3 of its bytes, as hex (SIMD, several GB/s).
