@@ -224,6 +224,11 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownQuery(name.to_string()))
     }
 
+    /// Is `name` one of the session's tables (rather than, say, a named query)?
+    pub fn is_table(name: &str) -> bool {
+        TABLES.iter().any(|(table, _)| *table == name)
+    }
+
     /// Tables with their columns.
     pub async fn tables(&self) -> Result<Vec<TableInfo>, EngineError> {
         let mut out = Vec::new();

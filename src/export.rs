@@ -63,16 +63,6 @@ pub struct ExportSummary {
     pub files: usize,
 }
 
-/// The lake tables `--table` accepts besides named queries.
-const TABLES: [&str; 6] = [
-    "trades",
-    "windows",
-    "window_history",
-    "late",
-    "rejects",
-    "venues",
-];
-
 /// Writes batches to one file in the export format.
 enum FileWriter {
     Parquet(Box<ArrowWriter<File>>),
@@ -362,7 +352,7 @@ pub async fn export_table(
     partition_by_date: bool,
     progress: bool,
 ) -> Result<ExportSummary, ExportError> {
-    let sql = if TABLES.contains(&what) {
+    let sql = if Engine::is_table(what) {
         format!("SELECT * FROM {what}")
     } else {
         engine.named_sql(what)?
