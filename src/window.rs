@@ -614,21 +614,24 @@ impl WindowOperator {
             .map(|k| Some(self.emitted.version(k).is_some()))
             .collect();
         let (again, first) = split(&rows, &known)?;
+        // Keys follow the rows: `first` keeps the unknown keys in order, then the merged rows.
+        let (again_keys, mut result_keys): (Vec<Key>, Vec<Key>) = row_keys
+            .into_iter()
+            .partition(|k| self.emitted.version(k).is_some());
         let mut versions: Vec<i64> = vec![1; first.num_rows()];
         let mut batches = vec![first];
         if again.num_rows() > 0 {
-            let again_keys = self.emitted.keys(&again)?;
             let previous = self.emitted.rows(&again_keys)?;
             let merged = self.merge(&[again, previous]).await?;
             for key in self.emitted.keys(&merged)? {
                 versions.push(self.emitted.version(&key).map_or(1, |v| v + 1));
+                result_keys.push(key);
             }
             self.stats.corrections += merged.num_rows() as u64;
             batches.push(merged);
         }
         let result = concat_batches(&self.row_schema, &batches)
             .map_err(|e| WindowError::Schema(e.to_string()))?;
-        let result_keys = self.emitted.keys(&result)?;
         self.emitted.record(&result, &result_keys, &versions)?;
         self.stats.rows_emitted += result.num_rows() as u64;
         let mut columns = result.columns().to_vec();
