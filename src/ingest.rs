@@ -184,7 +184,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     // Resolve, check and de-duplicate every input before writing anything. The claims are
     // held until the commit (or the error) ends this function.
     let mut claims = std::collections::HashMap::new();
-    let mut plan: Vec<(PathBuf, Format, String, u64)> = Vec::new();
+    let mut plan: Vec<(PathBuf, PathBuf, Format, String, u64)> = Vec::new();
     for input in &options.inputs {
         let (path, label) = if input.as_os_str() == "-" {
             (
@@ -205,9 +205,9 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
             }
             None => return Err(SourceError::UnknownFormat { path: label }.into()),
         };
-        source::check(&path, format).map_err(|e| relabel(e, &path, &label))?;
+        source::check(&path, &label, format)?;
         let (id, bytes) = lake::content_id(&path)?;
-        let seen_in_run = plan.iter().any(|(_, _, other, _)| *other == id);
+        let seen_in_run = plan.iter().any(|(_, _, _, other, _)| *other == id);
         if !claims.contains_key(&id) {
             // Claim before checking, so a run committing the same content right now is seen.
             let claim = lake.claim(&id, &label.display().to_string())?;
@@ -224,12 +224,12 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
             continue;
         }
         summary.inputs.push(InputReport {
-            path: label,
+            path: label.clone(),
             format,
             already_ingested: None,
             stats: DecodeStats::default(),
         });
-        plan.push((path, format, id, bytes));
+        plan.push((path, label, format, id, bytes));
     }
     if plan.is_empty() {
         summary.elapsed = started.elapsed();
@@ -240,7 +240,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     let mut windows = WindowOperator::new(options.window, options.reemit_late, Some(spill)).await?;
     windows.preload(&existing_windows(&options).await?)?;
 
-    let total_bytes: u64 = plan.iter().map(|p| p.3).sum();
+    let total_bytes: u64 = plan.iter().map(|p| p.4).sum();
     let bar = progress_bar(options.progress, total_bytes);
 
     // Writer thread: owns the transaction until the end of input.
@@ -254,8 +254,10 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
 
     // Decoder thread.
     let (decoded_tx, mut decoded_rx) = mpsc::channel::<Decoded>(2);
-    let decode_plan: Vec<(PathBuf, Format)> =
-        plan.iter().map(|(p, f, _, _)| (p.clone(), *f)).collect();
+    let decode_plan: Vec<(PathBuf, PathBuf, Format)> = plan
+        .iter()
+        .map(|(p, l, f, _, _)| (p.clone(), l.clone(), *f))
+        .collect();
     let registry = options.venues.clone();
     let decode_options = DecodeOptions {
         batch_rows: options.batch_rows.max(1),
@@ -263,13 +265,13 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
         rejected_at: now_micros(),
     };
     let decoder = tokio::task::spawn_blocking(move || {
-        for (index, (path, format)) in decode_plan.iter().enumerate() {
+        for (index, (path, label, format)) in decode_plan.iter().enumerate() {
             let mut sink = |chunk: source::Decoded| {
                 decoded_tx
                     .blocking_send(Decoded::Chunk(chunk))
                     .map_err(|_| SourceError::Sink("the pipeline stopped".into()))
             };
-            let stats = source::decode(path, *format, &registry, decode_options, &mut sink)?;
+            let stats = source::decode(path, label, *format, &registry, decode_options, &mut sink)?;
             if decoded_tx
                 .blocking_send(Decoded::InputDone(index, stats))
                 .is_err()
@@ -338,7 +340,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
 
     let committed_at = crate::time::date_of(now_micros());
     let mut stats_iter = per_input.into_iter();
-    for (report, (_, _, id, bytes)) in summary
+    for (report, (_, _, _, id, bytes)) in summary
         .inputs
         .iter_mut()
         .filter(|r| r.already_ingested.is_none())
@@ -364,15 +366,4 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     summary.run = Some(committed.run);
     summary.elapsed = started.elapsed();
     Ok(summary)
-}
-
-/// Errors about the spooled stdin file should name `-`, not the staging path.
-fn relabel(error: SourceError, path: &Path, label: &Path) -> SourceError {
-    if path == label {
-        return error;
-    }
-    let text = error
-        .to_string()
-        .replace(&path.display().to_string(), &label.display().to_string());
-    SourceError::Relabeled(text)
 }

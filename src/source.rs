@@ -74,8 +74,6 @@ pub enum SourceError {
     Parquet { path: PathBuf, message: String },
     #[error("stopped: {0}")]
     Sink(String),
-    #[error("{0}")]
-    Relabeled(String),
 }
 
 /// Limits for decoding.
@@ -131,14 +129,15 @@ pub struct Decoded {
 pub type Sink<'s> = dyn FnMut(Decoded) -> Result<(), SourceError> + 's;
 
 /// Check that `path` can be read as `format` (readable, recognisable header) before anything
-/// is written, so a bad file fails the run up front.
-pub fn check(path: &Path, format: Format) -> Result<(), SourceError> {
+/// is written, so a bad file fails the run up front. Errors name the input as `label` (what the
+/// user gave: `-` for stdin, which is read from a spooled copy at `path`).
+pub fn check(path: &Path, label: &Path, format: Format) -> Result<(), SourceError> {
     let io_err = |source| SourceError::Io {
-        path: path.to_path_buf(),
+        path: label.to_path_buf(),
         source,
     };
     if format == Format::Parquet {
-        return parquet_file::check(path);
+        return parquet_file::check(path, label);
     }
     let mut reader = BufReader::new(File::open(path).map_err(io_err)?);
     let mut first = Vec::new();
@@ -151,7 +150,7 @@ pub fn check(path: &Path, format: Format) -> Result<(), SourceError> {
             .map_err(io_err)?;
         if n == 0 {
             return Err(SourceError::Empty {
-                path: path.to_path_buf(),
+                path: label.to_path_buf(),
             });
         }
         if !first.iter().all(u8::is_ascii_whitespace) {
@@ -165,14 +164,14 @@ pub fn check(path: &Path, format: Format) -> Result<(), SourceError> {
             csv::Header::parse(text)
                 .map(|_| ())
                 .map_err(|missing| SourceError::CsvHeader {
-                    path: path.to_path_buf(),
+                    path: label.to_path_buf(),
                     missing: missing.join(", "),
                     expected: csv::ORIGINAL_HEADER,
                 })
         }
         Format::Ndjson if text.starts_with('{') => Ok(()),
         Format::Ndjson => Err(SourceError::NotNdjson {
-            path: path.to_path_buf(),
+            path: label.to_path_buf(),
             start: text.chars().take(40).collect(),
         }),
         Format::Parquet => unreachable!("handled above"),
@@ -308,25 +307,26 @@ impl<R: Read> LineReader<R> {
 /// Decode a CSV or NDJSON file (or `-` for stdin) into trades and rejects.
 pub fn decode_lines(
     path: &Path,
+    label: &Path,
     format: Format,
     registry: &Arc<Registry>,
     options: DecodeOptions,
     sink: &mut Sink<'_>,
 ) -> Result<DecodeStats, SourceError> {
     let io_err = |source| SourceError::Io {
-        path: path.to_path_buf(),
+        path: label.to_path_buf(),
         source,
     };
     let file = File::open(path).map_err(io_err)?;
     let mut lines = LineReader::new(file, 1 << 20, options.max_line_bytes);
-    let label: Arc<str> = Arc::from(path.display().to_string());
+    let source_file: Arc<str> = Arc::from(label.display().to_string());
     let mut trades = TradeBuilder::new(registry.clone());
     let mut rejects = RejectBuilder::default();
     let mut stats = DecodeStats::default();
     let mut header: Option<csv::Header> = None;
     let mut line_no = 0i64;
     let mut pos = SourcePos {
-        file: Some(label),
+        file: Some(source_file),
         ..SourcePos::default()
     };
     while let Some((buf, full_len)) = lines.next_line().map_err(io_err)? {
@@ -340,7 +340,7 @@ pub fn decode_lines(
             let text = String::from_utf8_lossy(buf);
             header = Some(csv::Header::parse(text.trim()).map_err(|missing| {
                 SourceError::CsvHeader {
-                    path: path.to_path_buf(),
+                    path: label.to_path_buf(),
                     missing: missing.join(", "),
                     expected: csv::ORIGINAL_HEADER,
                 }
@@ -398,14 +398,15 @@ pub fn decode_lines(
 /// Decode any supported input.
 pub fn decode(
     path: &Path,
+    label: &Path,
     format: Format,
     registry: &Arc<Registry>,
     options: DecodeOptions,
     sink: &mut Sink<'_>,
 ) -> Result<DecodeStats, SourceError> {
     match format {
-        Format::Parquet => parquet_file::decode(path, registry, options, sink),
-        Format::Csv | Format::Ndjson => decode_lines(path, format, registry, options, sink),
+        Format::Parquet => parquet_file::decode(path, label, registry, options, sink),
+        Format::Csv | Format::Ndjson => decode_lines(path, label, format, registry, options, sink),
     }
 }
 

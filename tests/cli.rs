@@ -180,6 +180,14 @@ fn simulate_is_byte_identical_per_seed_and_pipes_into_ingest() {
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM trades");
     assert_eq!(rows[0]["n"].as_u64(), Some(3000));
+    // Rows read from stdin say so, not where the input was spooled.
+    let files = query_json(
+        dir.path(),
+        "lake",
+        "SELECT DISTINCT source_file FROM trades",
+    );
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["source_file"].as_str(), Some("-"));
 }
 
 #[test]

@@ -336,10 +336,17 @@ mod tests {
             max_line_bytes: 1 << 20,
             rejected_at: 0,
         };
-        decode_lines(&input, Format::Ndjson, &registry, options, &mut |d| {
-            batches.push(d.trades);
-            Ok(())
-        })
+        decode_lines(
+            &input,
+            &input,
+            Format::Ndjson,
+            &registry,
+            options,
+            &mut |d| {
+                batches.push(d.trades);
+                Ok(())
+            },
+        )
         .unwrap();
         let lake = Lake::new(dir.path().join("lake"));
         let mut tx = Transaction::begin(&lake, WriterOptions::default()).unwrap();

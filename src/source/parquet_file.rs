@@ -16,24 +16,24 @@ use crate::source::decode::{self, Field, RawTrade, Scalar};
 use crate::source::{DecodeOptions, DecodeStats, Decoded, Sink, SourceError};
 use crate::venue::Registry;
 
-fn parquet_error(path: &Path, e: impl std::fmt::Display) -> SourceError {
+fn parquet_error(label: &Path, e: impl std::fmt::Display) -> SourceError {
     SourceError::Parquet {
-        path: path.to_path_buf(),
+        path: label.to_path_buf(),
         message: format!("not a readable Parquet file: {e}"),
     }
 }
 
-fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, SourceError> {
+fn open(path: &Path, label: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, SourceError> {
     let file = File::open(path).map_err(|source| SourceError::Io {
-        path: path.to_path_buf(),
+        path: label.to_path_buf(),
         source,
     })?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(label, e))
 }
 
 /// The file opens and has the required columns.
-pub fn check(path: &Path) -> Result<(), SourceError> {
-    let builder = open(path)?;
+pub fn check(path: &Path, label: &Path) -> Result<(), SourceError> {
+    let builder = open(path, label)?;
     let schema = builder.schema();
     let missing: Vec<&str> = Field::REQUIRED
         .iter()
@@ -44,7 +44,7 @@ pub fn check(path: &Path) -> Result<(), SourceError> {
         Ok(())
     } else {
         Err(SourceError::Parquet {
-            path: path.to_path_buf(),
+            path: label.to_path_buf(),
             message: format!("lacks the required column(s) {}", missing.join(", ")),
         })
     }
@@ -103,31 +103,35 @@ fn raw_text(columns: &[(Field, ArrayRef)], row: usize) -> String {
 /// Decode the rows of a Parquet file into trades and rejects.
 pub fn decode(
     path: &Path,
+    label: &Path,
     registry: &Arc<Registry>,
     options: DecodeOptions,
     sink: &mut Sink<'_>,
 ) -> Result<DecodeStats, SourceError> {
-    let builder = open(path)?;
+    let builder = open(path, label)?;
     let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
     let reader = builder
         .with_batch_size(options.batch_rows.clamp(1024, 1 << 16))
         .build()
-        .map_err(|e| parquet_error(path, e))?;
+        .map_err(|e| parquet_error(label, e))?;
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut trades = TradeBuilder::new(registry.clone());
     let mut rejects = RejectBuilder::default();
     let mut stats = DecodeStats::default();
     let mut pos = SourcePos {
-        file: Some(Arc::from(path.display().to_string())),
+        file: Some(Arc::from(label.display().to_string())),
         ..SourcePos::default()
     };
     let mut row_no = 0i64;
     for batch in reader {
-        let batch: RecordBatch = batch.map_err(|e| parquet_error(path, e))?;
+        let batch: RecordBatch = batch.map_err(|e| parquet_error(label, e))?;
         let mut columns = Vec::new();
         for field in Field::ALL {
             if let Some(array) = batch.column_by_name(field.name()) {
-                columns.push((field, canonical(array).map_err(|e| parquet_error(path, e))?));
+                columns.push((
+                    field,
+                    canonical(array).map_err(|e| parquet_error(label, e))?,
+                ));
             }
         }
         for row in 0..batch.num_rows() {
