@@ -86,7 +86,7 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    fn sql(e: DataFusionError) -> EngineError {
+    pub(crate) fn sql(e: DataFusionError) -> EngineError {
         // One line: DataFusion's message without the backtrace-ish context chain noise.
         EngineError::Sql(e.strip_backtrace().replace('\n', " "))
     }
