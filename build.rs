@@ -1,18 +1,23 @@
-//! Compiles the named queries of `sql/*.sql` into the binary (file stem = name), so an
-//! installed `darkpool` needs no files beside it.
+//! Compiles the SQL files into the binary (file stem = name), so an installed `darkpool` needs
+//! no files beside it: the named queries of `sql/*.sql` and the report's `analysis/*.sql`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-fn main() {
-    println!("cargo:rerun-if-changed=sql");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+/// `pub const NAME: &[(&str, &str)]` holding (stem, text) of every `*.sql` in `dir`, sorted.
+fn embed(code: &mut String, dir: &str, name: &str) {
+    println!("cargo:rerun-if-changed={dir}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     entries.retain(|p| p.extension().is_some_and(|e| e == "sql"));
     entries.sort();
-    let mut code = String::from("/// Named queries compiled from `sql/*.sql`: (name, text).\npub const EMBEDDED: &[(&str, &str)] = &[\n");
+    let _ = writeln!(
+        code,
+        "/// SQL files compiled from `{}`: (name, text).\npub const {name}: &[(&str, &str)] = &[",
+        dir.display()
+    );
     for path in entries {
         println!("cargo:rerun-if-changed={}", path.display());
         let stem = path
@@ -26,8 +31,20 @@ fn main() {
         );
     }
     code.push_str("];\n");
-    let out = Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("named_sql.rs");
+}
+
+fn write(file: &str, code: &str) {
+    let out = Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join(file);
     if let Err(e) = std::fs::write(&out, code) {
         panic!("cannot write {}: {e}", out.display());
     }
+}
+
+fn main() {
+    let mut named = String::new();
+    embed(&mut named, "sql", "EMBEDDED");
+    write("named_sql.rs", &named);
+    let mut analysis = String::new();
+    embed(&mut analysis, "analysis", "ANALYSIS");
+    write("analysis_sql.rs", &analysis);
 }

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::{Engine, EngineError, EngineOptions};
+use crate::engine::{Engine, EngineError, EngineOptions, Scope};
 use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
 use crate::lake::{Table, WriterOptions};
 use crate::output::{self, OutputFormat};
+use crate::report::{write_report, ReportError, ReportOptions};
 use crate::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
 use crate::source::Format;
 use crate::time::{parse_duration_micros, parse_timestamp};
@@ -38,6 +39,8 @@ pub enum Command {
     Query(QueryArgs),
     /// Write a lake table, a named query or a JSON dump of windows as Parquet or CSV for BI tools.
     Export(ExportArgs),
+    /// Draw the analysis plots (PNG) and an index.html from the lake.
+    Report(ReportArgs),
 }
 
 /// The lake location.
@@ -231,6 +234,37 @@ pub struct ExportArgs {
     /// Never draw a progress indicator.
     #[arg(long, env = "DARKPOOL_NO_PROGRESS")]
     pub no_progress: bool,
+    #[command(flatten)]
+    pub venues: VenueArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Output folder for the PNGs and index.html (created if missing).
+    #[arg(long, env = "DARKPOOL_REPORT_OUT", default_value = "analysis_plots")]
+    pub out: PathBuf,
+    /// Only windows and trades at or after this time (ISO-8601; no offset = UTC).
+    #[arg(long, env = "DARKPOOL_REPORT_FROM")]
+    pub from: Option<String>,
+    /// Only windows and trades before this time (ISO-8601; no offset = UTC).
+    #[arg(long, env = "DARKPOOL_REPORT_TO")]
+    pub to: Option<String>,
+    /// Only these symbols (comma-separated).
+    #[arg(long, env = "DARKPOOL_REPORT_SYMBOLS", value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Folder of analysis queries (*.sql) overriding the built-in ones of the same name.
+    #[arg(long, env = "DARKPOOL_ANALYSIS_DIR", default_value = "analysis")]
+    pub analysis_dir: PathBuf,
+    /// Query time limit per plot, e.g. 30s, 2m.
+    #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "120s")]
+    pub timeout: String,
+    /// Memory a query may use, e.g. 512M, 4G.
+    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G")]
+    pub memory_limit: String,
     #[command(flatten)]
     pub venues: VenueArgs,
     #[command(flatten)]
@@ -455,11 +489,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     options.venues = args.venues.load()?;
     options.window = args.window.spec()?;
     options.max_rows = args.row_limit.max(1);
-    options.timeout = Duration::from_micros(
-        parse_duration_micros(&args.timeout)
-            .map_err(|e| anyhow!("--timeout: {e}"))?
-            .max(1000) as u64,
-    );
+    options.timeout = parse_timeout(&args.timeout)?;
     options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
     options.sql_dir = Some(args.sql_dir.clone());
     let lake_dir = args.lake.lake.clone();
@@ -586,6 +616,67 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+fn parse_time_flag(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
+    text.map(|t| parse_timestamp(t).map_err(|e| anyhow!("{flag} '{t}': {e}")))
+        .transpose()
+}
+
+fn parse_timeout(text: &str) -> Result<Duration> {
+    Ok(Duration::from_micros(
+        parse_duration_micros(text)
+            .map_err(|e| anyhow!("--timeout: {e}"))?
+            .max(1000) as u64,
+    ))
+}
+
+pub async fn report(args: ReportArgs) -> Result<()> {
+    let scope = Scope {
+        from: parse_time_flag("--from", args.from.as_deref())?,
+        to: parse_time_flag("--to", args.to.as_deref())?,
+        symbols: args
+            .symbols
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    };
+    if let (Some(from), Some(to)) = (scope.from, scope.to) {
+        if from >= to {
+            bail!("--from must be before --to");
+        }
+    }
+    let mut options = EngineOptions::new(&args.lake.lake);
+    options.venues = args.venues.load()?;
+    options.window = args.window.spec()?;
+    options.timeout = parse_timeout(&args.timeout)?;
+    options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
+    options.scope = scope;
+    let engine = Engine::open(options).await.map_err(engine_error)?;
+    let report_options = ReportOptions {
+        out: args.out.clone(),
+        analysis_dir: Some(args.analysis_dir.clone()),
+        verbose: true,
+    };
+    let summary = write_report(&engine, &report_options)
+        .await
+        .map_err(|e| match e {
+            ReportError::Engine(e) => engine_error(e),
+            other => other.into(),
+        })?;
+    let drawn = summary.plots.iter().filter(|p| p.file.is_ok()).count();
+    for p in summary.plots.iter() {
+        if let Err(why) = &p.file {
+            eprintln!("  {:<34} skipped: {why}", format!("{}.png", p.name));
+        }
+    }
+    eprintln!(
+        "wrote {drawn} plot(s) and {} in {:.2} s",
+        summary.index.display(),
+        summary.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -593,5 +684,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => ingest(args).await,
         Command::Query(args) => query(args).await,
         Command::Export(args) => export(args).await,
+        Command::Report(args) => report(args).await,
     }
 }

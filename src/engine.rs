@@ -16,7 +16,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
@@ -46,6 +46,55 @@ pub struct EngineOptions {
     pub memory_limit: usize,
     /// A folder of `*.sql` named queries overriding the embedded ones.
     pub sql_dir: Option<PathBuf>,
+    /// What part of the lake the session sees (time range, symbols); default: all of it.
+    pub scope: Scope,
+}
+
+/// A slice of the lake: every table of the session shows only these rows, so the same SQL
+/// answers for a time range or a list of symbols (`report --from/--to/--symbols`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scope {
+    /// First instant included (UTC microseconds): trades at or after it, windows starting at or
+    /// after it.
+    pub from: Option<i64>,
+    /// First instant excluded (UTC microseconds).
+    pub to: Option<i64>,
+    /// Only these symbols (empty = all).
+    pub symbols: Vec<String>,
+}
+
+impl Scope {
+    pub fn is_all(&self) -> bool {
+        self == &Scope::default()
+    }
+
+    /// The rows of `table` (whose time column is `time_column`) inside the scope, as one
+    /// DataFusion predicate; `None` when the scope is everything. The `date` partition bounds
+    /// let the listing skip whole folders.
+    fn predicate(&self, time_column: &str) -> Option<datafusion::prelude::Expr> {
+        use datafusion::prelude::{col, lit, Expr};
+        use datafusion::scalar::ScalarValue;
+        let at = |micros: i64| {
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(micros),
+                Some("UTC".into()),
+            ))
+        };
+        let mut parts: Vec<Expr> = Vec::new();
+        if let Some(from) = self.from {
+            parts.push(col(time_column).gt_eq(at(from)));
+            parts.push(col("date").gt_eq(lit(crate::time::date_of(from))));
+        }
+        if let Some(to) = self.to {
+            parts.push(col(time_column).lt(at(to)));
+            parts.push(col("date").lt_eq(lit(crate::time::date_of(to))));
+        }
+        if !self.symbols.is_empty() {
+            let list = self.symbols.iter().map(|s| lit(s.as_str())).collect();
+            parts.push(col("symbol").in_list(list, false));
+        }
+        parts.into_iter().reduce(Expr::and)
+    }
 }
 
 impl EngineOptions {
@@ -58,6 +107,7 @@ impl EngineOptions {
             timeout: Duration::from_secs(60),
             memory_limit: 4 << 30,
             sql_dir: None,
+            scope: Scope::default(),
         }
     }
 }
@@ -169,13 +219,16 @@ impl Engine {
         let lake = Lake::new(&options.lake);
         let row_schema = window::row_schema(&options.window).await?;
         let window_schema = window::output_schema(&row_schema);
-        for (table, name, schema) in [
-            (Table::Trades, "trades", model::trades_schema()),
-            (Table::Late, "late", model::late_schema()),
-            (Table::Rejects, "rejects", model::rejects_schema()),
-            (Table::Windows, "window_history", window_schema.clone()),
+        for (table, name, schema, scoped) in [
+            (Table::Trades, "trades", model::trades_schema(), true),
+            (Table::Late, "late", model::late_schema(), true),
+            (Table::Rejects, "rejects", model::rejects_schema(), false),
+            (Table::Windows, "window_history", window_schema.clone(), true),
         ] {
-            register_lake_table(&ctx, &lake, table, name, schema).await?;
+            let scope = scoped
+                .then(|| options.scope.predicate(table.date_column()))
+                .flatten();
+            register_lake_table(&ctx, &lake, table, name, schema, scope).await?;
         }
         let table_err = |table| move |source| EngineError::Table { table, source };
         let latest = "CREATE VIEW windows AS SELECT * EXCLUDE (version_rank) FROM (\
@@ -195,6 +248,10 @@ impl Engine {
             lake,
             window_schema,
         })
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
     }
 
     pub fn lake(&self) -> &Lake {
@@ -329,27 +386,47 @@ async fn register_lake_table(
     table: Table,
     name: &'static str,
     schema: SchemaRef,
+    scope: Option<datafusion::prelude::Expr>,
 ) -> Result<(), EngineError> {
     let err = |source| EngineError::Table {
         table: name,
         source,
     };
+    let provider = lake_table(lake, table, schema).map_err(err)?;
+    let provider = match scope {
+        Some(predicate) => ctx
+            .read_table(provider)
+            .and_then(|df| df.filter(predicate))
+            .map(|df| df.into_view())
+            .map_err(err)?,
+        None => provider,
+    };
+    ctx.register_table(name, provider).map_err(err)?;
+    Ok(())
+}
+
+/// A lake table folder as a listing table partitioned by `date` (an empty table when the
+/// folder does not exist yet).
+fn lake_table(
+    lake: &Lake,
+    table: Table,
+    schema: SchemaRef,
+) -> Result<Arc<dyn TableProvider>, DataFusionError> {
     let dir = lake.table_dir(table);
     if !dir.is_dir() {
-        let empty = MemTable::try_new(partitioned(&schema), vec![vec![]]).map_err(err)?;
-        ctx.register_table(name, Arc::new(empty)).map_err(err)?;
-        return Ok(());
+        return Ok(Arc::new(MemTable::try_new(
+            partitioned(&schema),
+            vec![vec![]],
+        )?));
     }
-    let url = ListingTableUrl::parse(format!("{}/", absolute(&dir).display())).map_err(err)?;
+    let url = ListingTableUrl::parse(format!("{}/", absolute(&dir).display()))?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);
-    let listing = ListingTable::try_new(config).map_err(err)?;
-    ctx.register_table(name, Arc::new(listing)).map_err(err)?;
-    Ok(())
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 fn absolute(path: &Path) -> PathBuf {

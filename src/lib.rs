@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod lake;
 pub mod model;
 pub mod output;
+pub mod report;
 pub mod source;
 pub mod time;
 pub mod venue;

@@ -29,10 +29,16 @@ impl NamedQuery {
     }
 }
 
-/// The embedded queries, with same-named files of `dir` (when it exists) taking precedence and
-/// new files added.
+/// The embedded named queries, with same-named files of `dir` (when it exists) taking
+/// precedence and new files added.
 pub fn load(dir: Option<&Path>) -> std::io::Result<Vec<NamedQuery>> {
-    let mut queries: Vec<NamedQuery> = EMBEDDED
+    load_set(EMBEDDED, dir)
+}
+
+/// A set of embedded SQL files (name, text), with same-named files of `dir` (when it exists)
+/// taking precedence and new files added; sorted by name.
+pub fn load_set(embedded: &[(&str, &str)], dir: Option<&Path>) -> std::io::Result<Vec<NamedQuery>> {
+    let mut queries: Vec<NamedQuery> = embedded
         .iter()
         .map(|(n, s)| NamedQuery::new(n, s))
         .collect();
