@@ -223,7 +223,12 @@ impl Engine {
             (Table::Trades, "trades", model::trades_schema(), true),
             (Table::Late, "late", model::late_schema(), true),
             (Table::Rejects, "rejects", model::rejects_schema(), false),
-            (Table::Windows, "window_history", window_schema.clone(), true),
+            (
+                Table::Windows,
+                "window_history",
+                window_schema.clone(),
+                true,
+            ),
         ] {
             let scope = scoped
                 .then(|| options.scope.predicate(table.date_column()))

@@ -239,12 +239,13 @@ pub async fn write_report(
                 name: name.to_string(),
                 source,
             })?;
-        let batch = arrow::compute::concat_batches(&result.schema, &result.batches).map_err(
-            |e| ReportError::Query {
-                name: name.to_string(),
-                source: EngineError::Sql(e.to_string()),
-            },
-        )?;
+        let batch =
+            arrow::compute::concat_batches(&result.schema, &result.batches).map_err(|e| {
+                ReportError::Query {
+                    name: name.to_string(),
+                    source: EngineError::Sql(e.to_string()),
+                }
+            })?;
         let path = options.out.join(format!("{name}.png"));
         let mut outcome = PlotOutcome {
             name: name.to_string(),
@@ -281,10 +282,7 @@ pub async fn write_report(
     let mut handles = drawing.into_iter();
     for outcome in outcomes.iter_mut().filter(|o| o.file.is_ok()) {
         let Some(handle) = handles.next() else { break };
-        let drawn = handle
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
+        let drawn = handle.await.map_err(|e| e.to_string()).and_then(|r| r);
         if let Err(message) = drawn {
             return Err(ReportError::Draw {
                 name: outcome.name.clone(),
@@ -406,7 +404,9 @@ pub fn index_html(lake: &str, scope: &Scope, range: &DataRange, plots: &[PlotOut
             }
         }
         let span = match p.window_span {
-            Some((first, last)) => format!("windows starting {} to {} UTC", minute(first), minute(last)),
+            Some((first, last)) => {
+                format!("windows starting {} to {} UTC", minute(first), minute(last))
+            }
             None => format!(
                 "all windows, {} to {} UTC",
                 minute(range.first),

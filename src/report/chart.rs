@@ -155,7 +155,11 @@ pub fn scale_colour(t: f64) -> RGBColor {
         (94.0, 201.0, 98.0),
         (253.0, 231.0, 37.0),
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let x = t * (STOPS.len() - 1) as f64;
     let i = (x.floor() as usize).min(STOPS.len() - 2);
     let f = x - i as f64;
@@ -462,7 +466,10 @@ mod tests {
     #[test]
     fn log_bounds_cover_values_and_at_least_a_decade() {
         let (lo, hi) = log_bounds([120.0, 4500.0].into_iter());
-        assert!(lo < 120.0 && lo > 50.0 && hi > 4500.0 && hi < 10000.0, "{lo} {hi}");
+        assert!(
+            lo < 120.0 && lo > 50.0 && hi > 4500.0 && hi < 10000.0,
+            "{lo} {hi}"
+        );
         let (lo, hi) = log_bounds([90.0, 110.0].into_iter());
         assert!((hi / lo - 10.0).abs() < 1e-9 && lo < 90.0 && hi > 110.0);
         assert_eq!(log_bounds(std::iter::empty()), (1.0, 10.0));

@@ -17,6 +17,9 @@ use super::chart::{
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
+/// A line of a time-series plot: legend text, colour, (window start, value) points.
+type Series = (String, RGBColor, Vec<(i64, f64)>);
+
 /// A drawing function: the query result, the canvas, the heading.
 pub type DrawFn = fn(&Data, &Heading, &mut Canvas) -> DrawResult<()>;
 
@@ -171,12 +174,7 @@ fn max_of(values: &[f64]) -> f64 {
 }
 
 /// A legend entry drawn by hand: a swatch and its text, left to right from `(x, y)`.
-fn legend_row(
-    area: &Area<'_>,
-    x: i32,
-    y: i32,
-    entries: &[(String, RGBColor)],
-) -> DrawResult<i32> {
+fn legend_row(area: &Area<'_>, x: i32, y: i32, entries: &[(String, RGBColor)]) -> DrawResult<i32> {
     let mut at = x;
     for (text, colour) in entries {
         area.draw(&Rectangle::new(
@@ -196,9 +194,11 @@ fn legend_row(
 /// A legend entry for a marker drawn by `marker` at `(x, y)`; returns the x after it.
 fn legend_marker(area: &Area<'_>, x: i32, y: i32, text: &str, diamond: bool) -> DrawResult<i32> {
     if diamond {
-        area.draw(&(EmptyElement::at((x + 11, y))
-            + Polygon::new(vec![(0, -8), (8, 0), (0, 8), (-8, 0)], INK.filled())))
-            .map_err(de)?;
+        area.draw(
+            &(EmptyElement::at((x + 11, y))
+                + Polygon::new(vec![(0, -8), (8, 0), (0, 8), (-8, 0)], INK.filled())),
+        )
+        .map_err(de)?;
     } else {
         area.draw(&PathElement::new(
             vec![(x, y), (x + 22, y)],
@@ -376,7 +376,7 @@ fn value_by_symbol(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawR
             let mut base = 0.0;
             for (kind, values) in &parts {
                 let v = values[i];
-                if !(v > 0.0) {
+                if v.is_nan() || v <= 0.0 {
                     continue;
                 }
                 let mut bar = Rectangle::new(
@@ -411,7 +411,7 @@ fn session_lines<DB: DrawingBackend>(
         Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
     >,
     axis: &SessionAxis,
-    series: &[(String, RGBColor, Vec<(i64, f64)>)],
+    series: &[Series],
     width: u32,
 ) -> DrawResult<()> {
     for (_, colour, points) in series {
@@ -634,7 +634,7 @@ fn dark_share(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResult
     if names.len() > shown.len() {
         heading.subtitle += &format!(" · the first {} of {} symbols", shown.len(), names.len());
     }
-    let series: Vec<(String, RGBColor, Vec<(i64, f64)>)> = shown
+    let series: Vec<Series> = shown
         .iter()
         .enumerate()
         .map(|(n, s)| {
@@ -735,7 +735,7 @@ fn block_prints(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResu
             10,
         )?;
         for (t, mut parts) in stacks {
-            parts.sort_by(|a, b| a.0.cmp(&b.0));
+            parts.sort_by_key(|p| p.0);
             let x = axis.x(t);
             let mut base = 0.0;
             for (_, kind, count) in parts {
@@ -815,7 +815,10 @@ fn venue_hhi(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResult<
         // 2023 DOJ/FTC Merger Guidelines thresholds.
         for (level, text) in [
             (1000.0, "1,000: moderately concentrated"),
-            (1800.0, "1,800: highly concentrated (2023 US Merger Guidelines)"),
+            (
+                1800.0,
+                "1,800: highly concentrated (2023 US Merger Guidelines)",
+            ),
         ] {
             let colour = RGBColor(200, 40, 40);
             chart
@@ -844,9 +847,7 @@ fn venue_hhi(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResult<
 /// Draw one element on a chart.
 macro_rules! one {
     ($chart:expr, $element:expr) => {
-        $chart
-            .draw_series(std::iter::once($element))
-            .map_err(de)?
+        $chart.draw_series(std::iter::once($element)).map_err(de)?
     };
 }
 
@@ -891,7 +892,13 @@ fn trade_size_percentiles(data: &Data, heading: &Heading, canvas: &mut Canvas) -
                 ("p99".to_string(), shade(grey, 1)),
             ],
         )?;
-        legend_marker(&legend, end + 20, 16, "average (total shares / trades)", true)?;
+        legend_marker(
+            &legend,
+            end + 20,
+            16,
+            "average (total shares / trades)",
+            true,
+        )?;
         let mut chart = ChartBuilder::on(&plot)
             .margin_left(20)
             .margin_right(30)
@@ -916,7 +923,7 @@ fn trade_size_percentiles(data: &Data, heading: &Heading, canvas: &mut Canvas) -
             let colour = kind_colour(&kinds[i]);
             for (j, (name, values)) in columns.iter().enumerate() {
                 let v = values[i];
-                if !(v > 0.0) {
+                if v.is_nan() || v <= 0.0 {
                     continue;
                 }
                 let x0 = i as f64 - 0.36 + j as f64 * 0.24;
@@ -1039,23 +1046,53 @@ fn trade_size_box(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawRe
             let (left, right) = (centre - width * 0.38, centre + width * 0.38);
             let line = INK.stroke_width(1);
             if lower[i] > 0.0 {
-                one!(chart, PathElement::new(vec![(centre, lower[i]), (centre, q1[i])], line));
-                one!(chart, PathElement::new(
-                        vec![(centre - width * 0.2, lower[i]), (centre + width * 0.2, lower[i])],
+                one!(
+                    chart,
+                    PathElement::new(vec![(centre, lower[i]), (centre, q1[i])], line)
+                );
+                one!(
+                    chart,
+                    PathElement::new(
+                        vec![
+                            (centre - width * 0.2, lower[i]),
+                            (centre + width * 0.2, lower[i])
+                        ],
                         line,
-                    ));
+                    )
+                );
             }
             if upper[i] > 0.0 {
-                one!(chart, PathElement::new(vec![(centre, q3[i]), (centre, upper[i])], line));
-                one!(chart, PathElement::new(
-                        vec![(centre - width * 0.2, upper[i]), (centre + width * 0.2, upper[i])],
+                one!(
+                    chart,
+                    PathElement::new(vec![(centre, q3[i]), (centre, upper[i])], line)
+                );
+                one!(
+                    chart,
+                    PathElement::new(
+                        vec![
+                            (centre - width * 0.2, upper[i]),
+                            (centre + width * 0.2, upper[i])
+                        ],
                         line,
-                    ));
+                    )
+                );
             }
-            one!(chart, Rectangle::new([(left, q1[i]), (right, q3[i])], colour.mix(0.55).filled()));
-            one!(chart, Rectangle::new([(left, q1[i]), (right, q3[i])], INK.stroke_width(1)));
+            one!(
+                chart,
+                Rectangle::new([(left, q1[i]), (right, q3[i])], colour.mix(0.55).filled())
+            );
+            one!(
+                chart,
+                Rectangle::new([(left, q1[i]), (right, q3[i])], INK.stroke_width(1))
+            );
             if median[i] > 0.0 {
-                one!(chart, PathElement::new(vec![(left, median[i]), (right, median[i])], INK.stroke_width(2)));
+                one!(
+                    chart,
+                    PathElement::new(
+                        vec![(left, median[i]), (right, median[i])],
+                        INK.stroke_width(2)
+                    )
+                );
             }
             for o in outliers[i].iter().filter(|o| **o > 0.0) {
                 one!(chart, Circle::new((centre, *o), 3, colour.stroke_width(1)));
@@ -1144,8 +1181,20 @@ fn liquidity_map(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawRes
         let all: Vec<&Site> = sites.iter().collect();
         if !metro.is_empty() && elsewhere > 0 {
             let (left, right) = maps.split_horizontally(maps.dim_in_pixel().0 / 2);
-            map_panel(&left, &all, max, "All sites (NY/NJ cluster enlarged on the right)", true)?;
-            map_panel(&right, &metro, max, "New York / New Jersey data centres", false)?;
+            map_panel(
+                &left,
+                &all,
+                max,
+                "All sites (NY/NJ cluster enlarged on the right)",
+                true,
+            )?;
+            map_panel(
+                &right,
+                &metro,
+                max,
+                "New York / New Jersey data centres",
+                false,
+            )?;
         } else {
             map_panel(&maps, &all, max, "All sites", false)?;
         }
@@ -1205,7 +1254,10 @@ fn map_panel(
             chart,
             Circle::new((s.lon, s.lat), radius, scale_colour(t).mix(0.75).filled())
         );
-        one!(chart, Circle::new((s.lon, s.lat), radius, INK.stroke_width(1)));
+        one!(
+            chart,
+            Circle::new((s.lon, s.lat), radius, INK.stroke_width(1))
+        );
     }
     // Labels, largest site first, each at the first free spot around its circle.
     let base = area.get_base_pixel();
@@ -1221,7 +1273,11 @@ fn map_panel(
         let lines: Vec<&str> = s.label.lines().collect();
         let mut w = 0;
         for (k, line) in lines.iter().enumerate() {
-            let style = if k == 0 { label_font(14) } else { label_font(12) };
+            let style = if k == 0 {
+                label_font(14)
+            } else {
+                label_font(12)
+            };
             w = w.max(area.estimate_text_size(line, &style).map_err(de)?.0 as i32);
         }
         let h = 16 * lines.len() as i32;
