@@ -247,10 +247,10 @@ pub struct ReportArgs {
     /// Output folder for the PNGs and index.html (created if missing).
     #[arg(long, env = "DARKPOOL_REPORT_OUT", default_value = "analysis_plots")]
     pub out: PathBuf,
-    /// Only windows and trades at or after this time (ISO-8601; no offset = UTC).
+    /// Only windows and trades at or after this time (ISO-8601 or a date; no offset = UTC).
     #[arg(long, env = "DARKPOOL_REPORT_FROM")]
     pub from: Option<String>,
-    /// Only windows and trades before this time (ISO-8601; no offset = UTC).
+    /// Only windows and trades before this time (ISO-8601 or a date; no offset = UTC).
     #[arg(long, env = "DARKPOOL_REPORT_TO")]
     pub to: Option<String>,
     /// Only these symbols (comma-separated).
@@ -616,9 +616,18 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// A time flag: ISO-8601, or a bare date meaning its midnight UTC.
 fn parse_time_flag(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
-    text.map(|t| parse_timestamp(t).map_err(|e| anyhow!("{flag} '{t}': {e}")))
-        .transpose()
+    text.map(|t| {
+        let trimmed = t.trim();
+        let full = if trimmed.len() == 10 {
+            format!("{trimmed}T00:00")
+        } else {
+            trimmed.to_string()
+        };
+        parse_timestamp(&full).map_err(|e| anyhow!("{flag} '{t}': {e}"))
+    })
+    .transpose()
 }
 
 fn parse_timeout(text: &str) -> Result<Duration> {

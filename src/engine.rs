@@ -311,6 +311,24 @@ impl Engine {
         self.sql(&sql).await
     }
 
+    /// Compute the `windows` view (latest version per key) once and answer it from memory for
+    /// the rest of the session: for many queries over one snapshot, such as a report.
+    pub async fn pin_windows(&self) -> Result<(), EngineError> {
+        let err = |source| EngineError::Table {
+            table: "windows",
+            source,
+        };
+        let df = self.ctx.table("windows").await.map_err(err)?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(err)?;
+        let pinned = MemTable::try_new(schema, vec![batches]).map_err(err)?;
+        self.ctx.deregister_table("windows").map_err(err)?;
+        self.ctx
+            .register_table("windows", Arc::new(pinned))
+            .map_err(err)?;
+        Ok(())
+    }
+
     /// Run user SQL: the one way user text reaches DataFusion. Read-only statements only, with
     /// the row limit, memory limit and timeout applied.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, EngineError> {

@@ -23,6 +23,10 @@ use plot::{Data, Heading, PLOTS};
 
 include!(concat!(env!("OUT_DIR"), "/analysis_sql.rs"));
 
+/// Up to this many windows the report computes the `windows` view once and keeps it in memory
+/// (about 200 bytes a window); above it every plot reads the lake.
+const PIN_WINDOWS_UP_TO: u64 = 2_000_000;
+
 /// What to write where.
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
@@ -214,6 +218,10 @@ pub async fn write_report(
                 held: describe_range(&whole),
             }
         });
+    }
+    if range.windows <= PIN_WINDOWS_UP_TO {
+        // Every plot but one reads `windows`: compute the latest versions once, not per plot.
+        engine.pin_windows().await?;
     }
     let queries = analysis_queries(options.analysis_dir.as_deref())?;
     std::fs::create_dir_all(&options.out).map_err(|source| ReportError::OutDir {

@@ -414,6 +414,8 @@ fn session_lines<DB: DrawingBackend>(
     series: &[Series],
     width: u32,
 ) -> DrawResult<()> {
+    // Thick zig-zag lines grow spikes at sharp corners: dense series are drawn one pixel wide.
+    let width = if axis.len() > 300 { 1 } else { width };
     for (_, colour, points) in series {
         for run in axis.segments(points) {
             if run.len() == 1 {
@@ -734,6 +736,7 @@ fn block_prints(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResu
             None,
             10,
         )?;
+        let half = if axis.len() > 200 { 0.5 } else { 0.4 };
         for (t, mut parts) in stacks {
             parts.sort_by_key(|p| p.0);
             let x = axis.x(t);
@@ -741,7 +744,7 @@ fn block_prints(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResu
             for (_, kind, count) in parts {
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(x - 0.4, base), (x + 0.4, base + count)],
+                        [(x - half, base), (x + half, base + count)],
                         kind_colour(&kind).filled(),
                     )))
                     .map_err(de)?;
