@@ -881,6 +881,8 @@ fn trade_size_percentiles(data: &Data, heading: &Heading, canvas: &mut Canvas) -
             .flat_map(|(_, v)| v.iter().copied())
             .chain(avg.iter().copied()),
     );
+    // Bars start at a power of ten, so their lengths compare honestly.
+    let lo = 10f64.powf(lo.log10().floor());
     canvas.draw(|root| {
         let body = frame(root, heading)?;
         let (legend, plot) = body.split_vertically(36);
