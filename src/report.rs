@@ -259,7 +259,7 @@ pub async fn write_report(
             name: name.to_string(),
             title: title.clone(),
             description,
-            sql: query.sql.clone(),
+            sql: sql.clone(),
             file: Ok(path.clone()),
             rows: batch.num_rows(),
             window_span: window_span(&batch),
