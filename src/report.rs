@@ -283,19 +283,32 @@ pub async fn write_report(
             let mut canvas = chart::Canvas::new(chart::WIDTH, chart::HEIGHT);
             draw(&data, &heading, &mut canvas)?;
             let png = canvas.png()?;
-            lake::write_atomic(&path, &png).map_err(|e| e.to_string())
+            lake::write_atomic(&path, &png).map_err(|e| chart::DrawError::Failed(e.to_string()))
         }));
         outcomes.push(outcome);
     }
     let mut handles = drawing.into_iter();
     for outcome in outcomes.iter_mut().filter(|o| o.file.is_ok()) {
         let Some(handle) = handles.next() else { break };
-        let drawn = handle.await.map_err(|e| e.to_string()).and_then(|r| r);
-        if let Err(message) = drawn {
-            return Err(ReportError::Draw {
-                name: outcome.name.clone(),
-                message,
-            });
+        let drawn = handle
+            .await
+            .map_err(|e| chart::DrawError::Failed(e.to_string()))
+            .and_then(|r| r);
+        match drawn {
+            Ok(()) => {}
+            Err(chart::DrawError::Nothing(why)) => {
+                if let Ok(path) = &outcome.file {
+                    remove_stale(path)?;
+                }
+                outcome.file = Err(why);
+                continue;
+            }
+            Err(chart::DrawError::Failed(message)) => {
+                return Err(ReportError::Draw {
+                    name: outcome.name.clone(),
+                    message,
+                })
+            }
         }
         if options.verbose {
             eprintln!(

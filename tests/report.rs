@@ -587,3 +587,34 @@ async fn report_on_an_empty_lake_or_an_empty_filter_writes_nothing_and_says_why(
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from 'yesterday'"));
 }
+
+#[tokio::test]
+async fn a_plot_with_nothing_to_show_is_left_out_and_its_old_png_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("small.ndjson");
+    std::fs::write(
+        &input,
+        "{\"timestamp\":\"2024-01-02T14:30:01\",\"symbol\":\"AAA\",\"price\":10.0,\"quantity\":100,\"venue\":\"LIT\"}\n\
+         {\"timestamp\":\"2024-01-02T14:36:01\",\"symbol\":\"AAA\",\"price\":10.5,\"quantity\":200,\"venue\":\"DARK1\"}\n",
+    )
+    .unwrap();
+    let mut options = IngestOptions::new(dir.path().join("lake"), vec![input]);
+    options.progress = false;
+    ingest_files(options).await.unwrap();
+    let plots = dir.path().join("plots");
+    std::fs::create_dir_all(&plots).unwrap();
+    std::fs::write(plots.join("11_block_prints.png"), b"last run's plot").unwrap();
+    let out = darkpool(dir.path(), &["report", "--lake", "lake", "--out", "plots"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("wrote 10 plot(s)"), "{stderr}");
+    assert!(stderr.contains("11_block_prints.png"), "{stderr}");
+    assert!(
+        !plots.join("11_block_prints.png").exists(),
+        "stale PNG left behind"
+    );
+    let index = std::fs::read_to_string(plots.join("index.html")).unwrap();
+    assert!(index.contains("No plot: no block prints"), "{index}");
+    assert!(!index.contains("src=\"11_block_prints.png\""));
+    assert_eq!(decode_png(&plots.join("06_dark_vs_lit.png")).0, 1600);
+}

@@ -17,13 +17,22 @@ pub const FONT: &str = "sans-serif";
 static REGULAR: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 static BOLD: &[u8] = include_bytes!("../../data/fonts/DejaVuSans-Bold.ttf");
 
-/// A drawing failure (plotters or PNG encoding), as text.
-pub type DrawError = String;
+/// Why a plot has no PNG.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DrawError {
+    /// The rows hold nothing this plot can show (say, no block prints): no PNG, a note instead.
+    #[error("{0}")]
+    Nothing(String),
+    /// Drawing, encoding or writing failed, or the query lacks a column the plot reads.
+    #[error("{0}")]
+    Failed(String),
+}
+
 pub type DrawResult<T> = Result<T, DrawError>;
 
 /// Map any displayable plotters error into a [`DrawError`].
 pub fn de<E: std::fmt::Display>(e: E) -> DrawError {
-    e.to_string()
+    DrawError::Failed(e.to_string())
 }
 
 /// Register the embedded fonts with plotters (once per process).
@@ -35,6 +44,7 @@ pub fn fonts() -> DrawResult<()> {
             .map_err(|_| "the embedded font data/fonts/DejaVuSans.ttf is not a valid font".into())
     })
     .clone()
+    .map_err(DrawError::Failed)
 }
 
 /// An RGB pixel buffer to draw on.

@@ -12,7 +12,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::chart::{
     de, headroom, kind_colour, kind_label, label_font, log_bounds, scale_colour, shade,
-    symbol_colour, title_font, Canvas, DrawResult, SessionAxis, Unit, GRID, INK,
+    symbol_colour, title_font, Canvas, DrawError, DrawResult, SessionAxis, Unit, GRID, INK,
 };
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
@@ -60,17 +60,22 @@ impl Data {
         self.batch
             .column_by_name(name)
             .map(|c| c.as_ref())
-            .ok_or_else(|| format!("analysis query {} has no column '{name}'", self.name))
+            .ok_or_else(|| {
+                DrawError::Failed(format!(
+                    "analysis query {} has no column '{name}'",
+                    self.name
+                ))
+            })
     }
 
     fn cast(&self, name: &str, to: &DataType) -> DrawResult<arrow::array::ArrayRef> {
         let column = self.column(name)?;
         arrow::compute::cast(column, to).map_err(|e| {
-            format!(
+            DrawError::Failed(format!(
                 "analysis query {}: column '{name}' ({}) is not {to}: {e}",
                 self.name,
                 column.data_type()
-            )
+            ))
         })
     }
 
@@ -421,14 +426,14 @@ fn session_lines<DB: DrawingBackend>(
             if run.len() == 1 {
                 chart
                     .draw_series(std::iter::once(Circle::new(run[0], 3, colour.filled())))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(de)?;
             } else {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
                         run,
                         colour.stroke_width(width),
                     )))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(de)?;
             }
         }
     }
@@ -451,7 +456,7 @@ fn session_separators<DB: DrawingBackend>(
                 vec![(x, y.0), (x, y.1)],
                 RGBColor(170, 170, 170).stroke_width(1),
             )))
-            .map_err(|e| e.to_string())?;
+            .map_err(de)?;
     }
     Ok(())
 }
@@ -699,6 +704,11 @@ fn block_prints(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResu
         .values()
         .map(|s| s.iter().map(|p| p.2).sum::<f64>())
         .fold(0.0, f64::max);
+    if max <= 0.0 {
+        return Err(DrawError::Nothing(
+            "no block prints (>= 10,000 shares or >= $200,000) in this range".into(),
+        ));
+    }
     let all_value: f64 = totals.values().map(|t| t.1).sum();
     let unit = Unit::dollars(all_value);
     let mut heading = heading.clone();
@@ -726,7 +736,14 @@ fn block_prints(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResu
         let body = frame(root, &heading)?;
         let (legend, plot) = body.split_vertically(36);
         legend_row(&legend, 110, 16, &kind_entries(&present))?;
-        let tick = |y: &f64| super::chart::thousands(*y, 0);
+        // Whole trades only: no "0, 0, 1, 1" ticks on a small range.
+        let tick = |y: &f64| {
+            if (y - y.round()).abs() < 1e-9 {
+                super::chart::thousands(*y, 0)
+            } else {
+                String::new()
+            }
+        };
         let mut chart = time_chart(
             &plot,
             &axis,
@@ -1234,10 +1251,11 @@ fn map_panel(
         .y_label_area_size(60)
         .build_cartesian_2d(lon0..lon1, lat0..lat1)
         .map_err(de)?;
+    let decimals = if lat1 - lat0 < 2.0 { 2 } else { 1 };
     chart
         .configure_mesh()
-        .x_label_formatter(&|x| format!("{:.1}°", x))
-        .y_label_formatter(&|y| format!("{:.1}°", y))
+        .x_label_formatter(&|x| format!("{x:.decimals$}°"))
+        .y_label_formatter(&|y| format!("{y:.decimals$}°"))
         .x_desc("Longitude")
         .y_desc("Latitude")
         .label_style(label_font(13))
