@@ -41,6 +41,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Draw the analysis plots (PNG) and an index.html from the lake.
     Report(ReportArgs),
+    /// Serve the HTTP API (heatmap data, Kepler.gl files, SQL, metrics) over a lake.
+    Serve(ServeArgs),
 }
 
 /// The lake location.
@@ -265,6 +267,37 @@ pub struct ReportArgs {
     /// Memory a query may use, e.g. 512M, 4G.
     #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G")]
     pub memory_limit: String,
+    #[command(flatten)]
+    pub venues: VenueArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Address to listen on (the original API's port is 5001).
+    #[arg(long, env = "DARKPOOL_BIND", default_value = "0.0.0.0:5001")]
+    pub bind: String,
+    /// Most rows one API query returns; more are cut off (header x-darkpool-truncated: true).
+    #[arg(long, env = "DARKPOOL_ROW_LIMIT", default_value_t = 100_000)]
+    pub row_limit: usize,
+    /// Time limit of one API query, e.g. 30s.
+    #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "30s")]
+    pub timeout: String,
+    /// Memory one API query may use, e.g. 512M, 2G.
+    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "2G")]
+    pub memory_limit: String,
+    /// Largest request body (SQL text or JSON), e.g. 1M.
+    #[arg(long, env = "DARKPOOL_MAX_BODY", default_value = "1M")]
+    pub max_body: String,
+    /// Most windows /api/heatmap_data and the Kepler.gl files return (the newest).
+    #[arg(long, env = "DARKPOOL_HEATMAP_ROWS", default_value_t = 5000)]
+    pub heatmap_rows: usize,
+    /// Folder of named queries (*.sql) overriding the built-in ones.
+    #[arg(long, env = "DARKPOOL_SQL_DIR", default_value = "sql")]
+    pub sql_dir: PathBuf,
     #[command(flatten)]
     pub venues: VenueArgs,
     #[command(flatten)]
@@ -510,11 +543,11 @@ pub async fn query(args: QueryArgs) -> Result<()> {
             bail!("give SQL text, a query name, --file FILE or --list (see darkpool query --help)")
         }
     };
-    if args.format == OutputFormat::Parquet
-        && args.output.is_none()
-        && std::io::stdout().is_terminal()
-    {
-        bail!("Parquet is binary: give --output FILE or pipe the output");
+    if args.format.is_binary() && args.output.is_none() && std::io::stdout().is_terminal() {
+        bail!(
+            "{:?} is binary: give --output FILE or pipe the output",
+            args.format
+        );
     }
     if !engine.has_trades() {
         if lake_dir.is_dir() {
@@ -686,6 +719,37 @@ pub async fn report(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let mut options = EngineOptions::new(&args.lake.lake);
+    options.venues = args.venues.load()?;
+    options.window = args.window.spec()?;
+    options.max_rows = args.row_limit.max(1);
+    options.timeout = parse_timeout(&args.timeout)?;
+    options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
+    options.sql_dir = Some(args.sql_dir.clone());
+    let engine = Engine::open(options).await.map_err(engine_error)?;
+    let api_options = crate::api::ApiOptions {
+        max_body_bytes: parse_bytes(&args.max_body)?.max(1024),
+        heatmap_rows: args.heatmap_rows.max(1),
+    };
+    let app = crate::api::router(crate::api::AppState::new(engine, api_options));
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (--bind)", args.bind))?;
+    let local = listener.local_addr()?;
+    eprintln!(
+        "darkpool API on http://{local}/api/heatmap_data over the lake {} (Kepler.gl: http://{local}/api/kepler/map.json; Ctrl-C stops)",
+        args.lake.lake.display()
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the HTTP server stopped")?;
+    Ok(())
+}
+
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -694,5 +758,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Query(args) => query(args).await,
         Command::Export(args) => export(args).await,
         Command::Report(args) => report(args).await,
+        Command::Serve(args) => serve(args).await,
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -332,10 +333,23 @@ impl Engine {
     /// Run user SQL: the one way user text reaches DataFusion. Read-only statements only, with
     /// the row limit, memory limit and timeout applied.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, EngineError> {
+        self.sql_with_params(sql, None).await
+    }
+
+    /// [`Engine::sql`] with values for `$1`, `$2`… or `$name` placeholders (bound, never
+    /// spliced into the text).
+    pub async fn sql_with_params(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<QueryResult, EngineError> {
         guard(sql)?;
         let started = Instant::now();
         let work = async {
-            let df = self.ctx.sql_with_options(sql, read_only()).await?;
+            let mut df = self.ctx.sql_with_options(sql, read_only()).await?;
+            if let Some(params) = params {
+                df = df.with_param_values(params)?;
+            }
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let df = df.limit(0, Some(self.options.max_rows.saturating_add(1)))?;
             Ok::<_, DataFusionError>((schema, df.collect().await?))

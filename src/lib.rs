@@ -4,6 +4,7 @@
 //! Arrow batches ([`model`]) -> Parquet lake ([`lake`]) and event-time windows defined in SQL
 //! ([`window`]) -> DataFusion SQL over the lake ([`engine`]) -> `query` output ([`output`]).
 
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod export;

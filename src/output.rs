@@ -1,4 +1,4 @@
-//! Query results as text or files: table, CSV, JSON, NDJSON, Parquet.
+//! Query results as text or files: table, CSV, JSON, NDJSON, Parquet, Arrow IPC.
 
 use std::io::Write;
 
@@ -20,6 +20,27 @@ pub enum OutputFormat {
     Ndjson,
     /// A zstd Parquet file (needs --output or a pipe).
     Parquet,
+    /// An Arrow IPC stream (needs --output or a pipe).
+    Arrow,
+}
+
+impl OutputFormat {
+    /// The HTTP media type of this format.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            OutputFormat::Table => "text/plain; charset=utf-8",
+            OutputFormat::Csv => "text/csv; charset=utf-8",
+            OutputFormat::Json => "application/json",
+            OutputFormat::Ndjson => "application/x-ndjson",
+            OutputFormat::Parquet => "application/vnd.apache.parquet",
+            OutputFormat::Arrow => "application/vnd.apache.arrow.stream",
+        }
+    }
+
+    /// Is the output binary (not for a terminal)?
+    pub fn is_binary(self) -> bool {
+        matches!(self, OutputFormat::Parquet | OutputFormat::Arrow)
+    }
 }
 
 /// Why results could not be written.
@@ -109,6 +130,13 @@ pub fn write(
             }
             writer.close()?;
             out.write_all(&buffer)?;
+        }
+        OutputFormat::Arrow => {
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut *out, schema)?;
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
         }
     }
     out.flush()?;

@@ -1,0 +1,245 @@
+//! `serve`'s HTTP API (axum), over the same engine as `query`. [`router`] builds the whole app
+//! without binding a socket, so tests call it directly.
+//!
+//! One file per resource: [`sql`] (user SQL and named queries), [`heatmap`] (the original API's
+//! windows and Kepler.gl files), [`catalog`] (symbols, venues, summary), [`health`] (health,
+//! readiness, Prometheus metrics), [`openapi`]; [`error`] maps every failure to a status.
+
+pub mod catalog;
+pub mod error;
+pub mod health;
+pub mod heatmap;
+pub mod openapi;
+pub mod sql;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use datafusion::common::ParamValues;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::engine::{Engine, QueryResult};
+use crate::output::{self, OutputFormat};
+pub use error::ApiError;
+
+/// Request limits (the engine carries the query limits: rows, time, memory).
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Largest request body accepted (SQL text or JSON), in bytes.
+    pub max_body_bytes: usize,
+    /// Most windows `/api/heatmap_data` returns.
+    pub heatmap_rows: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> ApiOptions {
+        ApiOptions {
+            max_body_bytes: 1 << 20,
+            heatmap_rows: 5000,
+        }
+    }
+}
+
+/// Query counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct QueryMetrics {
+    pub queries: AtomicU64,
+    pub errors: AtomicU64,
+    pub micros: AtomicU64,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: Engine,
+    pub options: ApiOptions,
+    pub metrics: QueryMetrics,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, options: ApiOptions) -> Arc<AppState> {
+        Arc::new(AppState {
+            engine,
+            options,
+            metrics: QueryMetrics::default(),
+        })
+    }
+
+    /// Run SQL through the engine's guard and limits, counting it for `/metrics`.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<QueryResult, ApiError> {
+        let started = Instant::now();
+        let result = self.engine.sql_with_params(sql, params).await;
+        self.metrics.queries.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if result.is_err() {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(result?)
+    }
+}
+
+/// The whole API: routes, CORS on `/api`, body limit, JSON 404s.
+pub fn router(state: Arc<AppState>) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers(Any);
+    let api = Router::new()
+        .route("/heatmap_data", get(heatmap::heatmap_data))
+        .route("/heatmap_data.json", get(heatmap::heatmap_json))
+        .route("/heatmap_data.csv", get(heatmap::heatmap_csv))
+        .route("/heatmap_data.arrow", get(heatmap::heatmap_arrow))
+        .route("/kepler/map.json", get(heatmap::kepler_map))
+        .route("/sql", post(sql::run_sql))
+        .route("/queries", get(sql::list_queries))
+        .route("/queries/{name}", get(sql::run_named))
+        .route("/symbols", get(catalog::symbols))
+        .route("/venues", get(catalog::venues))
+        .route("/summary", get(catalog::summary))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(not_found)
+        .layer(cors);
+    Router::new()
+        .nest("/api", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no such resource: {}; see /api/openapi.json",
+        uri.path()
+    ))
+}
+
+/// The result format a request asks for: `?format=` first, then the `Accept` header, else JSON.
+pub fn negotiate(headers: &HeaderMap, format: Option<&str>) -> Result<OutputFormat, ApiError> {
+    if let Some(name) = format {
+        return match name.to_ascii_lowercase().as_str() {
+            "json" => Ok(OutputFormat::Json),
+            "ndjson" | "jsonl" => Ok(OutputFormat::Ndjson),
+            "csv" => Ok(OutputFormat::Csv),
+            "arrow" => Ok(OutputFormat::Arrow),
+            "parquet" => Ok(OutputFormat::Parquet),
+            other => Err(ApiError::BadRequest(format!(
+                "format '{other}' is not one of json, ndjson, csv, arrow, parquet"
+            ))),
+        };
+    }
+    let Some(accept) = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(OutputFormat::Json);
+    };
+    for media in accept.split(',') {
+        let media = media
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let format = match media.as_str() {
+            "application/json" | "*/*" | "application/*" => OutputFormat::Json,
+            "application/x-ndjson" | "application/jsonl" | "application/ndjson" => {
+                OutputFormat::Ndjson
+            }
+            "text/csv" | "text/*" => OutputFormat::Csv,
+            "application/vnd.apache.arrow.stream" => OutputFormat::Arrow,
+            "application/vnd.apache.parquet" | "application/x-parquet" => OutputFormat::Parquet,
+            _ => continue,
+        };
+        return Ok(format);
+    }
+    Err(ApiError::NotAcceptable(format!(
+        "cannot answer with '{accept}'; ask for application/json, application/x-ndjson, text/csv, \
+         application/vnd.apache.arrow.stream or application/vnd.apache.parquet"
+    )))
+}
+
+/// A query result as a response in `format`, with its row count and truncation in headers.
+pub fn respond(result: &QueryResult, format: OutputFormat) -> Result<Response, ApiError> {
+    let mut body = Vec::new();
+    output::write(format, &result.schema, &result.batches, &mut body)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.media_type()),
+    );
+    headers.insert("x-darkpool-rows", HeaderValue::from(result.num_rows()));
+    headers.insert(
+        "x-darkpool-truncated",
+        HeaderValue::from_static(if result.truncated { "true" } else { "false" }),
+    );
+    if format == OutputFormat::Parquet {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"result.parquet\""),
+        );
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn negotiation_follows_format_then_accept_then_json() {
+        assert_eq!(
+            negotiate(&HeaderMap::new(), None).unwrap(),
+            OutputFormat::Json
+        );
+        assert_eq!(
+            negotiate(&accept("text/csv"), None).unwrap(),
+            OutputFormat::Csv
+        );
+        assert_eq!(
+            negotiate(
+                &accept("text/html, application/vnd.apache.arrow.stream;q=0.9"),
+                None
+            )
+            .unwrap(),
+            OutputFormat::Arrow
+        );
+        assert_eq!(
+            negotiate(&accept("text/csv"), Some("parquet")).unwrap(),
+            OutputFormat::Parquet
+        );
+        assert_eq!(
+            negotiate(&accept("image/png"), None).unwrap_err().status(),
+            axum::http::StatusCode::NOT_ACCEPTABLE
+        );
+        assert_eq!(
+            negotiate(&HeaderMap::new(), Some("xml"))
+                .unwrap_err()
+                .status(),
+            axum::http::StatusCode::BAD_REQUEST
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! The one place where failures become HTTP statuses: JSON `{"error": code, "message": ...}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::engine::EngineError;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or its SQL does not parse or plan (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A statement the read-only guard does not allow (403).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The query ran past its time limit (504).
+    #[error("{0}")]
+    Timeout(String),
+    /// Something on the server side (the lake cannot be read, an encoder failed).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            EngineError::Refused { .. } => ApiError::Refused(message),
+            EngineError::Sql(_) | EngineError::Window(_) => ApiError::BadRequest(message),
+            EngineError::Timeout(_) => ApiError::Timeout(message),
+            EngineError::UnknownQuery(_) => ApiError::NotFound(message),
+            EngineError::NamedQueries(_) | EngineError::Table { .. } => ApiError::Internal(message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        if status.is_server_error() {
+            tracing::error!("{code}: {self}");
+        }
+        let body = serde_json::json!({"error": code, "message": self.to_string()});
+        (status, Json(body)).into_response()
+    }
+}

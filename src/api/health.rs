@@ -1,0 +1,140 @@
+//! `GET /healthz` (the process answers), `/readyz` (the lake can be queried) and `/metrics`
+//! (Prometheus text: what the lake holds and how queries fare).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Int64Type};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the lake's tables can be queried.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state
+        .engine
+        .sql("SELECT COUNT(*) AS windows FROM window_history")
+        .await
+    {
+        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "not_ready", "message": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// (label, count) rows of a two-column query (or one count with an empty label).
+async fn counts(state: &AppState, sql: &str) -> Result<Vec<(String, i64)>, ApiError> {
+    let result = state.engine.sql(sql).await?;
+    let mut out = Vec::new();
+    for batch in &result.batches {
+        let last = batch.num_columns() - 1;
+        let values = arrow::compute::cast(batch.column(last), &DataType::Int64)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let values = values.as_primitive::<Int64Type>();
+        let labels = if last > 0 {
+            Some(
+                arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        for i in 0..batch.num_rows() {
+            let label = labels
+                .as_ref()
+                .map(|l| l.as_string::<i32>().value(i).to_string())
+                .unwrap_or_default();
+            out.push((
+                label,
+                if values.is_null(i) {
+                    0
+                } else {
+                    values.value(i)
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn escape_label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let mut out = String::new();
+    let single = [
+        (
+            "darkpool_trades_ingested",
+            "Trades in the lake.",
+            "SELECT COUNT(*) FROM trades",
+        ),
+        (
+            "darkpool_late_trades",
+            "Trades that arrived after their window was final.",
+            "SELECT COUNT(*) FROM late",
+        ),
+        (
+            "darkpool_windows_emitted",
+            "Window versions written (corrections included).",
+            "SELECT COUNT(*) FROM window_history",
+        ),
+    ];
+    for (name, help, sql) in single {
+        let value = counts(&state, sql).await?.first().map_or(0, |c| c.1);
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP darkpool_rejects Input records rejected, by reason.\n# TYPE darkpool_rejects gauge"
+    );
+    for (reason, n) in counts(
+        &state,
+        "SELECT reason, COUNT(*) FROM rejects GROUP BY reason ORDER BY reason",
+    )
+    .await?
+    {
+        let _ = writeln!(
+            out,
+            "darkpool_rejects{{reason=\"{}\"}} {n}",
+            escape_label(&reason)
+        );
+    }
+    let m = &state.metrics;
+    let queries = m.queries.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP darkpool_queries_total SQL queries answered by the API.\n# TYPE darkpool_queries_total counter\ndarkpool_queries_total {queries}\n\
+         # HELP darkpool_query_errors_total API queries that failed.\n# TYPE darkpool_query_errors_total counter\ndarkpool_query_errors_total {}\n\
+         # HELP darkpool_query_seconds Time spent in API queries.\n# TYPE darkpool_query_seconds summary\ndarkpool_query_seconds_sum {:.6}\ndarkpool_query_seconds_count {queries}",
+        m.errors.load(Ordering::Relaxed),
+        m.micros.load(Ordering::Relaxed) as f64 / 1e6,
+    );
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
+}

@@ -1,0 +1,554 @@
+//! The HTTP API: the router called directly (no socket), over a lake of simulated trades, and
+//! one end-to-end run of `darkpool serve` on port 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use darkpool::api::{router, ApiOptions, AppState};
+use darkpool::engine::{Engine, EngineOptions};
+use darkpool::ingest::{ingest_files, IngestOptions};
+use darkpool::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
+use darkpool::time::parse_timestamp;
+use darkpool::venue::Registry;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+async fn lake(dir: &Path) -> PathBuf {
+    let input = dir.join("trades.ndjson");
+    let config = SimConfig {
+        seed: 5,
+        clock: Clock::Market(parse_timestamp("2024-01-02T09:30:00Z").unwrap()),
+        symbols: DEFAULT_SYMBOLS.iter().map(|s| s.0.to_string()).collect(),
+        market_rate: 10.0,
+    };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    simulator::write_trades(
+        &config,
+        &Registry::embedded(),
+        SimFormat::Ndjson,
+        Some(5_000),
+        0.0,
+        &mut out,
+    )
+    .unwrap();
+    drop(out);
+    let lake = dir.join("lake");
+    let mut options = IngestOptions::new(&lake, vec![input]);
+    options.progress = false;
+    ingest_files(options).await.unwrap();
+    lake
+}
+
+async fn app(lake: &Path, configure: impl FnOnce(&mut EngineOptions, &mut ApiOptions)) -> Router {
+    let mut engine = EngineOptions::new(lake);
+    let mut api = ApiOptions::default();
+    configure(&mut engine, &mut api);
+    router(AppState::new(Engine::open(engine).await.unwrap(), api))
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+    /// An error reply: JSON with `error` and `message`, and its status.
+    fn error(&self) -> (StatusCode, String) {
+        let body = self.json();
+        assert!(body["message"].is_string(), "{body}");
+        (self.status, body["error"].as_str().unwrap().to_string())
+    }
+}
+
+async fn call(app: &Router, request: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Reply {
+    call(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn get_accept(app: &Router, uri: &str, accept: &str) -> Reply {
+    call(
+        app,
+        Request::get(uri)
+            .header(header::ACCEPT, accept)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+async fn post(app: &Router, uri: &str, accept: &str, body: &str) -> Reply {
+    call(
+        app,
+        Request::post(uri)
+            .header(header::ACCEPT, accept)
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+fn arrow_rows(bytes: &[u8]) -> (Vec<String>, usize) {
+    let reader = arrow::ipc::reader::StreamReader::try_new(bytes, None).unwrap();
+    let names = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let rows = reader.map(|b| b.unwrap().num_rows()).sum();
+    (names, rows)
+}
+
+async fn count(lake: &Path, sql: &str) -> i64 {
+    let engine = Engine::open(EngineOptions::new(lake)).await.unwrap();
+    let result = engine.sql(sql).await.unwrap();
+    let batch = &result.batches[0];
+    let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    use arrow::array::AsArray;
+    column
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+}
+
+#[tokio::test]
+async fn heatmap_data_keeps_the_original_shape_and_kepler_files_load_by_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let windows = count(&lake, "SELECT COUNT(*) FROM windows").await;
+    let app = app(&lake, |_, api| api.heatmap_rows = 100).await;
+
+    let reply = get(&app, "/api/heatmap_data").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("access-control-allow-origin"), "*");
+    let rows = reply.json();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len() as i64, windows.min(100));
+    for field in [
+        "window_start",
+        "window_end",
+        "symbol",
+        "venue",
+        "total_trade_value",
+        "total_quantity",
+        "num_trades",
+        "latitude",
+        "longitude",
+    ] {
+        assert!(rows[0].get(field).is_some(), "{field} missing: {}", rows[0]);
+    }
+    let starts: Vec<&str> = rows
+        .iter()
+        .map(|r| r["window_start"].as_str().unwrap())
+        .collect();
+    assert!(
+        starts.iter().all(|s| s.len() == 19 && &s[10..11] == "T"),
+        "{starts:?}"
+    );
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "newest last");
+    let newest = count(
+        &lake,
+        "SELECT CAST(MAX(window_start) AS BIGINT) FROM windows",
+    )
+    .await;
+    assert_eq!(
+        parse_timestamp(starts.last().unwrap()).unwrap(),
+        newest,
+        "the newest window is included"
+    );
+    assert!(rows[0]["total_quantity"].is_u64());
+
+    // Kepler.gl files: no query string, readable timestamps, counts as doubles.
+    let json = get(&app, "/api/heatmap_data.json").await.json();
+    let first = &json.as_array().unwrap()[0];
+    assert_eq!(&first["window_start"].as_str().unwrap()[10..11], " ");
+    assert!(first["total_quantity"].is_f64(), "{first}");
+    let csv = get(&app, "/api/heatmap_data.csv").await;
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    let text = csv.text();
+    assert!(
+        text.starts_with("window_start,window_end,symbol,venue,"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count() as i64, windows.min(100) + 1);
+    let arrow = get(&app, "/api/heatmap_data.arrow").await;
+    assert_eq!(
+        arrow.header("content-type"),
+        "application/vnd.apache.arrow.stream"
+    );
+    let (names, n) = arrow_rows(&arrow.body);
+    assert_eq!(n as i64, windows.min(100));
+    assert!(names.contains(&"latitude".to_string()));
+
+    let map = get(&app, "/api/kepler/map.json").await.json();
+    assert_eq!(map["info"]["app"], "kepler.gl");
+    let layer = &map["config"]["config"]["visState"]["layers"][0];
+    assert_eq!(layer["type"], "point");
+    assert_eq!(layer["config"]["columns"]["lat"], "latitude");
+    assert_eq!(layer["visualChannels"]["sizeField"]["name"], "total_value");
+    assert_eq!(layer["visualChannels"]["colorField"]["name"], "dark_share");
+    let filter = &map["config"]["config"]["visState"]["filters"][0];
+    assert_eq!(filter["name"][0], "window_start");
+    let data = &map["datasets"][0]["data"];
+    let fields: Vec<&str> = data["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let value_at = fields.iter().position(|f| *f == "total_value").unwrap();
+    let mapped: f64 = data["allData"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[value_at].as_f64().unwrap())
+        .sum();
+    let heatmap: f64 = rows
+        .iter()
+        .map(|r| r["total_trade_value"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (mapped - heatmap).abs() < 1e-6 * heatmap,
+        "{mapped} vs {heatmap}"
+    );
+}
+
+#[tokio::test]
+async fn sql_answers_in_every_negotiated_format_with_bound_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let trades = count(&lake, "SELECT COUNT(*) FROM trades").await;
+    let app = app(&lake, |_, _| {}).await;
+    let sql = "SELECT venue, COUNT(*) AS n FROM trades GROUP BY venue ORDER BY venue";
+    let venues = count(&lake, "SELECT COUNT(DISTINCT venue) FROM trades").await as usize;
+
+    let json = post(&app, "/api/sql", "application/json", sql).await;
+    assert_eq!(json.status, StatusCode::OK);
+    assert_eq!(json.header("x-darkpool-rows"), venues.to_string());
+    let rows = json.json();
+    let total: i64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, trades);
+
+    let ndjson = post(&app, "/api/sql", "application/x-ndjson", sql).await;
+    assert_eq!(ndjson.text().lines().count(), venues);
+    let csv = post(&app, "/api/sql", "text/csv", sql).await;
+    assert_eq!(csv.text().lines().next(), Some("venue,n"));
+    let (_, n) = arrow_rows(
+        &post(&app, "/api/sql", "application/vnd.apache.arrow.stream", sql)
+            .await
+            .body,
+    );
+    assert_eq!(n, venues);
+    let parquet = post(&app, "/api/sql?format=parquet", "application/json", sql).await;
+    assert_eq!(
+        parquet.header("content-type"),
+        "application/vnd.apache.parquet"
+    );
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        axum::body::Bytes::from(parquet.body.clone()),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), venues);
+
+    let bound = call(
+        &app,
+        Request::post("/api/sql")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                r#"{"sql": "SELECT COUNT(*) AS n FROM trades WHERE symbol = $1 AND quantity >= $2", "params": ["SYNTH_SPY", 100]}"#,
+            ))
+            .unwrap(),
+    )
+    .await;
+    let expected = count(
+        &lake,
+        "SELECT COUNT(*) FROM trades WHERE symbol = 'SYNTH_SPY' AND quantity >= 100",
+    )
+    .await;
+    assert_eq!(bound.json()[0]["n"].as_i64(), Some(expected));
+    // A parameter is a value, never SQL.
+    let injected = call(
+        &app,
+        Request::post("/api/sql")
+            .body(Body::from(
+                r#"{"sql": "SELECT COUNT(*) AS n FROM trades WHERE symbol = $1", "params": ["x' OR '1'='1"]}"#,
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(injected.json()[0]["n"].as_i64(), Some(0));
+
+    let named = get(&app, "/api/queries/venue_summary?format=csv").await;
+    assert_eq!(named.status, StatusCode::OK);
+    assert_eq!(named.text().lines().count(), venues + 1);
+    let list = get(&app, "/api/queries").await.json();
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| q["name"] == "dark_lit_share"));
+
+    let summary = get(&app, "/api/summary?symbol=SYNTH_SPY").await.json();
+    let spy = count(
+        &lake,
+        "SELECT COUNT(*) FROM trades WHERE symbol = 'SYNTH_SPY'",
+    )
+    .await;
+    assert_eq!(summary[0]["num_trades"].as_i64(), Some(spy));
+    let all = get(&app, "/api/summary").await.json();
+    assert_eq!(all[0]["num_trades"].as_i64(), Some(trades));
+    let symbols = get_accept(&app, "/api/symbols", "text/csv").await.text();
+    assert_eq!(symbols.lines().count(), 9);
+    let venues_reply = get(&app, "/api/venues").await.json();
+    assert!(venues_reply
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["code"] == "DARK1"));
+}
+
+#[tokio::test]
+async fn every_failure_is_a_json_error_with_the_right_status_and_no_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let app = app(&lake, |engine, api| {
+        engine.timeout = Duration::from_millis(200);
+        api.max_body_bytes = 4096;
+    })
+    .await;
+    let target = dir.path().join("stolen.parquet");
+    let cases: Vec<(Reply, StatusCode, &str)> = vec![
+        (
+            post(&app, "/api/sql", "application/json", "DROP TABLE trades").await,
+            StatusCode::FORBIDDEN,
+            "refused",
+        ),
+        (
+            post(
+                &app,
+                "/api/sql",
+                "application/json",
+                &format!("COPY (SELECT 1) TO '{}'", target.display()),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "refused",
+        ),
+        (
+            post(
+                &app,
+                "/api/sql",
+                "application/json",
+                "SELECT * FROM '/etc/passwd'",
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "refused",
+        ),
+        (
+            post(&app, "/api/sql", "application/json", "SELEC 1").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(
+                &app,
+                "/api/sql",
+                "application/json",
+                "SELECT nope FROM trades",
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(&app, "/api/sql", "application/json", "").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(&app, "/api/sql", "application/json", "{\"sql\": 5}").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(&app, "/api/sql", "application/json", "{not json").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(&app, "/api/sql", "image/png", "SELECT 1").await,
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+        ),
+        (
+            post(&app, "/api/sql?format=xml", "application/json", "SELECT 1").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(&app, "/api/sql", "application/json", &"x".repeat(10_000)).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            post(
+                &app,
+                "/api/sql",
+                "application/json",
+                "SELECT COUNT(*) FROM generate_series(1, 100000000000) a",
+            )
+            .await,
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+        ),
+        (
+            get(&app, "/api/queries/no_such_query").await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            get(&app, "/api/nothing/here").await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            get(&app, "/elsewhere").await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (i, (reply, status, code)) in cases.iter().enumerate() {
+        assert_eq!(
+            reply.error(),
+            (*status, code.to_string()),
+            "case {i}: {}",
+            reply.text()
+        );
+    }
+    assert!(!target.exists(), "COPY must not write");
+    let bad_utf8 = call(
+        &app,
+        Request::post("/api/sql")
+            .body(Body::from(vec![0xff, 0xfe]))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(bad_utf8.error().0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let trades = count(&lake, "SELECT COUNT(*) FROM trades").await;
+    let app = app(&lake, |_, _| {}).await;
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/readyz").await.status, StatusCode::OK);
+    post(&app, "/api/sql", "application/json", "SELECT 1").await;
+    post(&app, "/api/sql", "application/json", "SELEC 1").await;
+    let metrics = get(&app, "/metrics").await;
+    assert!(metrics.header("content-type").starts_with("text/plain"));
+    let text = metrics.text();
+    assert!(
+        text.contains(&format!("darkpool_trades_ingested {trades}\n")),
+        "{text}"
+    );
+    assert!(text.contains("darkpool_queries_total 2\n"), "{text}");
+    assert!(text.contains("darkpool_query_errors_total 1\n"), "{text}");
+    let doc = get(&app, "/api/openapi.json").await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/api/heatmap_data",
+        "/api/sql",
+        "/api/kepler/map.json",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn serve_listens_on_port_0_and_answers_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    lake(dir.path()).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_darkpool"))
+        .args(["serve", "--lake", "lake", "--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in: {line}"))
+        .to_string();
+    let request = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let health = request("/healthz");
+    let heatmap = request("/api/heatmap_data");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(heatmap.starts_with("HTTP/1.1 200"), "{heatmap}");
+    assert!(
+        heatmap.contains("\"window_start\":\"2024-01-02T09:30:00\""),
+        "{heatmap}"
+    );
+}
