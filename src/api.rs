@@ -11,6 +11,7 @@ pub mod health;
 pub mod heatmap;
 pub mod openapi;
 pub mod sql;
+pub mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use datafusion::common::ParamValues;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::engine::{Engine, QueryResult};
+use crate::live::{LiveEvent, LiveStats};
 use crate::output::{self, OutputFormat};
 pub use error::ApiError;
 
@@ -54,19 +56,38 @@ pub struct QueryMetrics {
     pub micros: AtomicU64,
 }
 
+/// The embedded pipeline as the API sees it: its events and counters.
+pub struct Live {
+    pub events: tokio::sync::broadcast::Sender<LiveEvent>,
+    pub stats: Arc<LiveStats>,
+    /// Turns true when the server shuts down: event streams end so connections can close.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
 /// What every handler shares.
 pub struct AppState {
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
     pub options: ApiOptions,
     pub metrics: QueryMetrics,
+    /// Present when `serve` runs the pipeline in-process.
+    pub live: Option<Live>,
 }
 
 impl AppState {
     pub fn new(engine: Engine, options: ApiOptions) -> Arc<AppState> {
+        AppState::with_live(Arc::new(engine), options, None)
+    }
+
+    pub fn with_live(
+        engine: Arc<Engine>,
+        options: ApiOptions,
+        live: Option<Live>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             engine,
             options,
             metrics: QueryMetrics::default(),
+            live,
         })
     }
 
@@ -109,6 +130,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/venues", get(catalog::venues))
         .route("/summary", get(catalog::summary))
         .route("/openapi.json", get(openapi::document))
+        .route("/stream", get(stream::events))
         .fallback(not_found)
         .layer(cors);
     Router::new()

@@ -298,6 +298,18 @@ pub struct ServeArgs {
     /// Folder of named queries (*.sql) overriding the built-in ones.
     #[arg(long, env = "DARKPOOL_SQL_DIR", default_value = "sql")]
     pub sql_dir: PathBuf,
+    /// Only serve the lake (other processes fill it); no in-process simulated pipeline.
+    #[arg(long, env = "DARKPOOL_NO_INGEST")]
+    pub no_ingest: bool,
+    /// Simulated trades per second for the in-process pipeline.
+    #[arg(long, env = "DARKPOOL_RATE", default_value_t = 50.0)]
+    pub rate: f64,
+    /// Seed of the in-process simulator.
+    #[arg(long, env = "DARKPOOL_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// How often the in-process pipeline commits trades and closed windows to the lake.
+    #[arg(long, env = "DARKPOOL_COMMIT_EVERY", default_value = "5s")]
+    pub commit_every: String,
     #[command(flatten)]
     pub venues: VenueArgs,
     #[command(flatten)]
@@ -720,34 +732,99 @@ pub async fn report(args: ReportArgs) -> Result<()> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    let venues = args.venues.load()?;
+    let window = args.window.spec()?;
     let mut options = EngineOptions::new(&args.lake.lake);
-    options.venues = args.venues.load()?;
-    options.window = args.window.spec()?;
+    options.venues = venues.clone();
+    options.window = window;
     options.max_rows = args.row_limit.max(1);
     options.timeout = parse_timeout(&args.timeout)?;
     options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
     options.sql_dir = Some(args.sql_dir.clone());
-    let engine = Engine::open(options).await.map_err(engine_error)?;
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
+        bail!("--rate must be a positive number of trades per second");
+    }
+    let commit_every = Duration::from_micros(
+        parse_duration_micros(&args.commit_every)
+            .map_err(|e| anyhow!("--commit-every: {e}"))?
+            .max(100_000) as u64,
+    );
+    crate::lake::Lake::new(&args.lake.lake).ensure_tables()?;
+    let engine = Arc::new(Engine::open(options).await.map_err(engine_error)?);
     let api_options = crate::api::ApiOptions {
         max_body_bytes: parse_bytes(&args.max_body)?.max(1024),
         heatmap_rows: args.heatmap_rows.max(1),
     };
-    let app = crate::api::router(crate::api::AppState::new(engine, api_options));
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .with_context(|| format!("cannot listen on {} (--bind)", args.bind))?;
     let local = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (live, pipeline) = if args.no_ingest {
+        (None, None)
+    } else {
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        let stats = Arc::new(crate::live::LiveStats::default());
+        let mut live_options = crate::live::LiveOptions::new(&args.lake.lake);
+        live_options.venues = venues;
+        live_options.window = window;
+        live_options.rate = args.rate;
+        live_options.seed = args.seed;
+        live_options.commit_every = commit_every;
+        let run = crate::live::run(
+            live_options,
+            engine.clone(),
+            events.clone(),
+            stats.clone(),
+            stop_rx,
+        );
+        let task = tokio::spawn(async move {
+            let outcome = run.await;
+            if let Err(e) = &outcome {
+                tracing::error!(
+                    "the in-process pipeline stopped: {e}; the API keeps serving the lake"
+                );
+            }
+            outcome
+        });
+        let shutdown = stop_tx.subscribe();
+        (
+            Some(crate::api::Live {
+                events,
+                stats,
+                shutdown,
+            }),
+            Some(task),
+        )
+    };
+    let app = crate::api::router(crate::api::AppState::with_live(engine, api_options, live));
+    let what = if pipeline.is_some() {
+        format!(
+            "simulated trades at {}/s -> windows -> lake {}",
+            args.rate,
+            args.lake.lake.display()
+        )
+    } else {
+        format!("the lake {}", args.lake.lake.display())
+    };
     eprintln!(
-        "darkpool API on http://{local}/api/heatmap_data over the lake {} (Kepler.gl: http://{local}/api/kepler/map.json; Ctrl-C stops)",
-        args.lake.lake.display()
+        "darkpool API on http://{local}/api/heatmap_data over {what} (Kepler.gl: http://{local}/api/kepler/map.json; Ctrl-C stops)"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+    // Ctrl-C: event streams end, the pipeline commits what it holds and closes its open
+    // windows, and the server finishes the requests in flight.
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            let _ = stop_tx.send(true);
         })
         .await
-        .context("the HTTP server stopped")?;
-    Ok(())
+        .context("the HTTP server stopped");
+    if let Some(task) = pipeline {
+        task.await
+            .map_err(|e| anyhow!("the pipeline stopped: {e}"))?
+            .context("the in-process pipeline failed")?;
+    }
+    served
 }
 
 /// Run a parsed command line.

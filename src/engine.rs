@@ -169,6 +169,8 @@ pub struct TableInfo {
 /// The query session over one lake.
 pub struct Engine {
     ctx: SessionContext,
+    /// `live_windows`: swapped in place by [`Engine::set_live_windows`].
+    live: Arc<MemTable>,
     options: EngineOptions,
     named: Vec<NamedQuery>,
     lake: Lake,
@@ -176,7 +178,7 @@ pub struct Engine {
 }
 
 /// Table names and what they hold.
-const TABLES: [(&str, &str); 6] = [
+const TABLES: [(&str, &str); 7] = [
     (
         "trades",
         "every accepted trade, with venue_kind and source position",
@@ -194,6 +196,10 @@ const TABLES: [(&str, &str); 6] = [
     (
         "venues",
         "the venue registry: code, name, kind (dark/lit/otc), location",
+    ),
+    (
+        "live_windows",
+        "serve's live windows not yet in the lake: open (is_final = false) and just closed",
     ),
 ];
 
@@ -246,9 +252,16 @@ impl Engine {
             MemTable::try_new(venues.schema(), vec![vec![venues]]).map_err(table_err("venues"))?;
         ctx.register_table("venues", Arc::new(mem))
             .map_err(table_err("venues"))?;
+        let live = Arc::new(
+            MemTable::try_new(window_schema.clone(), vec![vec![]])
+                .map_err(table_err("live_windows"))?,
+        );
+        ctx.register_table("live_windows", live.clone())
+            .map_err(table_err("live_windows"))?;
         let named = named::load(options.sql_dir.as_deref()).map_err(EngineError::NamedQueries)?;
         Ok(Engine {
             ctx,
+            live,
             options,
             named,
             lake,
@@ -310,6 +323,13 @@ impl Engine {
     pub async fn run_named(&self, name: &str) -> Result<QueryResult, EngineError> {
         let sql = self.named_sql(name)?;
         self.sql(&sql).await
+    }
+
+    /// Replace the rows of `live_windows` (rows of the `window_history` schema).
+    pub async fn set_live_windows(&self, rows: Vec<RecordBatch>) {
+        if let Some(partition) = self.live.batches.first() {
+            *partition.write().await = rows;
+        }
     }
 
     /// Compute the `windows` view (latest version per key) once and answer it from memory for

@@ -155,7 +155,9 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
 }
 
 /// Load the windows the lake already holds, so new trades merge into them.
-async fn existing_windows(options: &IngestOptions) -> Result<Vec<RecordBatch>, IngestError> {
+pub(crate) async fn existing_windows(
+    options: &IngestOptions,
+) -> Result<Vec<RecordBatch>, IngestError> {
     let lake = Lake::new(&options.lake);
     if !lake.has_data(Table::Windows) {
         return Ok(Vec::new());

@@ -117,6 +117,16 @@ impl Lake {
         &self.root
     }
 
+    /// Create the table folders, so a long-running reader (`serve`) opened on a new lake sees
+    /// the files that later runs commit.
+    pub fn ensure_tables(&self) -> Result<(), LakeError> {
+        for table in [Table::Trades, Table::Windows, Table::Late, Table::Rejects] {
+            let dir = self.table_dir(table);
+            fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        }
+        Ok(())
+    }
+
     pub fn table_dir(&self, table: Table) -> PathBuf {
         self.root.join(table.dir_name())
     }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod export;
 pub mod ingest;
 pub mod lake;
+pub mod live;
 pub mod model;
 pub mod output;
 pub mod report;

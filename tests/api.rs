@@ -512,11 +512,18 @@ async fn health_readiness_metrics_and_openapi() {
 }
 
 #[tokio::test]
-async fn serve_listens_on_port_0_and_answers_over_tcp() {
+async fn serve_no_ingest_listens_on_port_0_and_answers_over_tcp() {
     let dir = tempfile::tempdir().unwrap();
     lake(dir.path()).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_darkpool"))
-        .args(["serve", "--lake", "lake", "--bind", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--lake",
+            "lake",
+            "--bind",
+            "127.0.0.1:0",
+            "--no-ingest",
+        ])
         .current_dir(dir.path())
         .stderr(Stdio::piped())
         .spawn()
@@ -551,4 +558,149 @@ async fn serve_listens_on_port_0_and_answers_over_tcp() {
         heatmap.contains("\"window_start\":\"2024-01-02T09:30:00\""),
         "{heatmap}"
     );
+}
+
+/// Read an HTTP response's bytes until `needle` appears or `deadline` passes.
+fn read_until(stream: &mut std::net::TcpStream, needle: &str, deadline: Duration) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    while started.elapsed() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if String::from_utf8_lossy(&seen).contains(needle) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_darkpool"))
+        .args([
+            "serve",
+            "--lake",
+            "lake",
+            "--bind",
+            "127.0.0.1:0",
+            "--rate",
+            "400",
+            "--commit-every",
+            "1s",
+            "--window",
+            "1s",
+            "--allowed-lateness",
+            "0s",
+        ])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("simulated trades"), "{line}");
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    // Live updates: closed windows arrive on the event stream.
+    let mut sse = std::net::TcpStream::connect(&address).unwrap();
+    write!(sse, "GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let events = read_until(&mut sse, "event: window", Duration::from_secs(20));
+    assert!(events.contains("text/event-stream"), "{events}");
+    assert!(
+        events.contains("event: status\ndata: {\"live\":true}"),
+        "{events}"
+    );
+    assert!(
+        events.contains("event: window\ndata: [{\"window_start\":"),
+        "{events}"
+    );
+    // The API shows windows (open ones included) before the first minute is over.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut api = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        api,
+        "GET /api/heatmap_data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut heatmap = String::new();
+    api.read_to_string(&mut heatmap).unwrap();
+    let body = heatmap.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let rows: Value = serde_json::from_str(body.trim()).unwrap_or(Value::Null);
+    assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{heatmap}");
+    // Ctrl-C: the pipeline commits what it holds and closes its open windows.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "serve did not stop within 30 s of Ctrl-C (an open event stream must not hold it)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    drop(sse);
+    let lake = dir.path().join("lake");
+    let trades = count(&lake, "SELECT COUNT(*) FROM trades").await;
+    assert!(trades > 100, "{trades} trades");
+    let mut options = EngineOptions::new(&lake);
+    options.window = darkpool::window::WindowSpec::parse("1s", None, "0s").unwrap();
+    let engine = Engine::open(options).await.unwrap();
+    let batch_sql = engine.named_sql("window_aggregate").unwrap();
+    let check = |sql: String| {
+        let engine = &engine;
+        async move {
+            let result = engine.sql(&sql).await.unwrap();
+            let column = arrow::compute::cast(
+                result.batches[0].column(0),
+                &arrow::datatypes::DataType::Int64,
+            )
+            .unwrap();
+            use arrow::array::AsArray;
+            column
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0)
+        }
+    };
+    assert_eq!(
+        check("SELECT SUM(num_trades) FROM windows".into()).await,
+        trades
+    );
+    assert_eq!(
+        check("SELECT COUNT(*) FROM windows WHERE NOT is_final".into()).await,
+        0
+    );
+    // Streaming windows equal the batch aggregate over the landed trades.
+    let differ = format!(
+        "SELECT COUNT(*) FROM (SELECT window_start, symbol, venue, num_trades, total_quantity FROM windows \
+         EXCEPT SELECT window_start, symbol, venue, num_trades, total_quantity FROM ({batch_sql}))"
+    );
+    assert_eq!(check(differ).await, 0);
+    assert!(!dir
+        .path()
+        .join("lake/_staging")
+        .read_dir()
+        .unwrap()
+        .any(|_| true));
 }

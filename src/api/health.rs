@@ -129,6 +129,42 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
         m.errors.load(Ordering::Relaxed),
         m.micros.load(Ordering::Relaxed) as f64 / 1e6,
     );
+    if let Some(live) = &state.live {
+        let l = &live.stats;
+        for (name, help, value) in [
+            (
+                "darkpool_live_trades_total",
+                "Trades the in-process pipeline accepted.",
+                &l.trades,
+            ),
+            (
+                "darkpool_live_rejects_total",
+                "Records the in-process pipeline rejected.",
+                &l.rejected,
+            ),
+            (
+                "darkpool_live_late_trades_total",
+                "Late trades seen by the in-process pipeline.",
+                &l.late,
+            ),
+            (
+                "darkpool_live_windows_closed_total",
+                "Window rows the in-process pipeline closed.",
+                &l.windows_closed,
+            ),
+            (
+                "darkpool_live_commits_total",
+                "Lake commits of the in-process pipeline.",
+                &l.commits,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

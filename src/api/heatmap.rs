@@ -28,7 +28,7 @@ fn latest_windows_sql(limit: usize, time_format: &str, whole_numbers_as_real: bo
          to_char(window_end, '{time_format}') AS window_end, symbol, venue, venue_kind, \
          total_trade_value, {}, {}, avg_price, vwap, min_price, max_price, {}, block_value, \
          {}, {}, {}, latitude, longitude, is_final, {} \
-         FROM (SELECT * FROM windows ORDER BY window_start DESC, symbol, venue LIMIT {limit}) \
+         FROM (SELECT * FROM ({CURRENT_WINDOWS}) ORDER BY window_start DESC, symbol, venue LIMIT {limit}) \
          ORDER BY window_start, symbol, venue",
         count("total_quantity"),
         count("num_trades"),
@@ -39,6 +39,12 @@ fn latest_windows_sql(limit: usize, time_format: &str, whole_numbers_as_real: bo
         count("version"),
     )
 }
+
+/// The lake's windows, overlaid by the live pipeline's (open, or closed but not yet committed).
+pub const CURRENT_WINDOWS: &str = "SELECT * EXCLUDE (date) FROM windows AS w WHERE NOT EXISTS \
+     (SELECT 1 FROM live_windows AS l WHERE l.window_start = w.window_start \
+     AND l.window_end = w.window_end AND l.symbol = w.symbol AND l.venue = w.venue) \
+     UNION ALL SELECT * FROM live_windows";
 
 const ORIGINAL_TIME: &str = "%Y-%m-%dT%H:%M:%S";
 const KEPLER_TIME: &str = "%Y-%m-%d %H:%M:%S";
@@ -83,7 +89,7 @@ const SITES_SQL: &str =
      SUM(w.total_trade_value) AS total_value, CAST(SUM(w.num_trades) AS DOUBLE) AS num_trades, \
      SUM(CASE WHEN COALESCE(v.kind, 'unknown') = 'dark' THEN w.total_trade_value ELSE 0 END) \
         / SUM(w.total_trade_value) AS dark_share \
-     FROM (SELECT * FROM windows ORDER BY window_start DESC LIMIT {limit}) AS w \
+     FROM (SELECT * FROM ({current}) ORDER BY window_start DESC LIMIT {limit}) AS w \
      LEFT JOIN venues AS v ON v.code = w.venue \
      WHERE w.latitude IS NOT NULL AND w.longitude IS NOT NULL \
      GROUP BY w.window_start, w.latitude, w.longitude) \
@@ -92,7 +98,9 @@ const SITES_SQL: &str =
 /// `GET /api/kepler/map.json`: a complete Kepler.gl map (dataset + point layer sized by value,
 /// coloured by dark share, and a time filter on window_start).
 pub async fn kepler_map(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let sql = SITES_SQL.replace("{limit}", &state.options.heatmap_rows.to_string());
+    let sql = SITES_SQL
+        .replace("{current}", CURRENT_WINDOWS)
+        .replace("{limit}", &state.options.heatmap_rows.to_string());
     let result = state.query(&sql, None).await?;
     let mut rows = Vec::new();
     for batch in &result.batches {

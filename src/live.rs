@@ -1,0 +1,300 @@
+//! `serve`'s embedded pipeline: simulated trades at a wall-clock pace -> the same decode and
+//! windows as `ingest` -> the lake, committed every few seconds, with the open (and just
+//! closed, not yet committed) windows published for live views and the event stream.
+//!
+//! Each commit is an ordinary lake run: the trades of the interval are spooled to a file in
+//! the run's staging folder, decoded like any input, and committed atomically with their
+//! windows, so a crash loses at most the uncommitted interval and never leaves a torn file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use tokio::sync::{broadcast, watch};
+
+use crate::engine::Engine;
+use crate::ingest::{existing_windows, IngestError, IngestOptions};
+use crate::lake::{self, Lake, SourceRecord, Table, Transaction, WriterOptions};
+use crate::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
+use crate::source::{self, DecodeOptions, Format, SourceError};
+use crate::venue::Registry;
+use crate::window::{WindowOperator, WindowSpec};
+
+/// How the embedded pipeline runs.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub lake: PathBuf,
+    pub venues: Arc<Registry>,
+    pub window: WindowSpec,
+    /// Simulated trades per wall-clock second.
+    pub rate: f64,
+    pub seed: u64,
+    /// How often trades and closed windows are committed to the lake.
+    pub commit_every: Duration,
+    /// How often open windows are recomputed and published.
+    pub tick: Duration,
+}
+
+impl LiveOptions {
+    pub fn new(lake: impl Into<PathBuf>) -> LiveOptions {
+        LiveOptions {
+            lake: lake.into(),
+            venues: Arc::new(Registry::embedded()),
+            window: WindowSpec::default(),
+            rate: 50.0,
+            seed: 42,
+            commit_every: Duration::from_secs(5),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the pipeline publishes.
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    /// Windows that became final (or corrected versions).
+    Closed(RecordBatch),
+    /// The open windows now (at most one per tick).
+    Open(RecordBatch),
+}
+
+/// Counters of the running pipeline (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    pub trades: AtomicU64,
+    pub rejected: AtomicU64,
+    pub late: AtomicU64,
+    pub windows_closed: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+/// A writer that hands whole flushes of the simulator's output to the pipeline.
+struct ChannelWriter {
+    buffer: Vec<u8>,
+    sender: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= 1 << 16 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.sender
+            .send(std::mem::take(&mut self.buffer))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipeline stopped"))
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// One commit interval's work: spooled input, decoded batches, closed windows.
+struct Interval {
+    tx: Transaction,
+    spool: PathBuf,
+    spool_file: std::fs::File,
+    lines: u64,
+    closed: Vec<RecordBatch>,
+}
+
+impl Interval {
+    fn begin(lake: &Lake) -> Result<Interval, IngestError> {
+        let tx = Transaction::begin(lake, WriterOptions::default())?;
+        let dir = lake.staging_dir(tx.run_id());
+        std::fs::create_dir_all(&dir).map_err(lake::io_error(&dir))?;
+        let spool = dir.join("live.ndjson");
+        let spool_file = std::fs::File::create(&spool).map_err(lake::io_error(&spool))?;
+        Ok(Interval {
+            tx,
+            spool,
+            spool_file,
+            lines: 0,
+            closed: Vec::new(),
+        })
+    }
+}
+
+/// Run the pipeline until `stop` turns true; then commit what is pending and close the open
+/// windows (end of input), so nothing ingested is left without its windows.
+pub async fn run(
+    options: LiveOptions,
+    engine: Arc<Engine>,
+    events: broadcast::Sender<LiveEvent>,
+    stats: Arc<LiveStats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let lake = Lake::new(&options.lake);
+    lake.recover()?;
+    let mut ingest_options = IngestOptions::new(&options.lake, Vec::new());
+    ingest_options.window = options.window;
+    ingest_options.venues = options.venues.clone();
+    let mut windows = WindowOperator::new(options.window, true, None).await?;
+    windows.preload(&existing_windows(&ingest_options).await?)?;
+
+    // The simulator runs on its own thread, paced to wall-clock time.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+    let config = SimConfig {
+        seed: options.seed,
+        clock: Clock::Now,
+        symbols: DEFAULT_SYMBOLS.iter().map(|s| s.0.to_string()).collect(),
+        market_rate: options.rate.max(0.1),
+    };
+    let registry = options.venues.clone();
+    let rate = options.rate.max(0.1);
+    std::thread::spawn(move || {
+        let mut out = ChannelWriter {
+            buffer: Vec::new(),
+            sender,
+        };
+        let _ =
+            simulator::write_trades(&config, &registry, SimFormat::Ndjson, None, rate, &mut out);
+    });
+
+    let mut interval = Interval::begin(&lake)?;
+    let mut pending = Vec::<u8>::new();
+    let mut last_commit = Instant::now();
+    let mut ticker = tokio::time::interval(options.tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tick_no = 0u64;
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stop.changed() => true,
+        } || *stop.borrow();
+        // Whole lines produced since the last tick.
+        while let Ok(chunk) = receiver.try_recv() {
+            pending.extend_from_slice(&chunk);
+        }
+        let cut = pending
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let lines: Vec<u8> = pending.drain(..cut).collect();
+        if !lines.is_empty() {
+            tick_no += 1;
+            let tick_file = lake
+                .staging_dir(interval.tx.run_id())
+                .join(format!("tick-{tick_no}.ndjson"));
+            std::fs::write(&tick_file, &lines).map_err(lake::io_error(&tick_file))?;
+            interval
+                .spool_file
+                .write_all(&lines)
+                .map_err(lake::io_error(&interval.spool))?;
+            interval.lines += lines.iter().filter(|b| **b == b'\n').count() as u64;
+            let mut chunks = Vec::new();
+            let decode_options = DecodeOptions {
+                batch_rows: 1 << 20,
+                max_line_bytes: 1 << 20,
+                rejected_at: now_micros(),
+            };
+            let label = PathBuf::from("simulator");
+            let decoded = source::decode(
+                &tick_file,
+                &label,
+                Format::Ndjson,
+                &options.venues,
+                decode_options,
+                &mut |chunk| {
+                    chunks.push(chunk);
+                    Ok::<(), SourceError>(())
+                },
+            )?;
+            std::fs::remove_file(&tick_file).map_err(lake::io_error(&tick_file))?;
+            stats.trades.fetch_add(decoded.accepted, Ordering::Relaxed);
+            stats
+                .rejected
+                .fetch_add(decoded.rejected_total(), Ordering::Relaxed);
+            for chunk in chunks {
+                let pushed = windows.push(&chunk.trades).await?;
+                interval.tx.write(Table::Trades, &chunk.trades)?;
+                if chunk.rejects.num_rows() > 0 {
+                    interval.tx.write(Table::Rejects, &chunk.rejects)?;
+                }
+                if let Some(late) = pushed.late {
+                    stats
+                        .late
+                        .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
+                    interval.tx.write(Table::Late, &late)?;
+                }
+                if let Some(closed) = pushed.windows {
+                    stats
+                        .windows_closed
+                        .fetch_add(closed.num_rows() as u64, Ordering::Relaxed);
+                    interval.tx.write(Table::Windows, &closed)?;
+                    let _ = events.send(LiveEvent::Closed(closed.clone()));
+                    interval.closed.push(closed);
+                }
+            }
+        }
+        if stopping {
+            if let Some(closed) = windows.finish().await? {
+                interval.tx.write(Table::Windows, &closed)?;
+                let _ = events.send(LiveEvent::Closed(closed.clone()));
+            }
+        }
+        // Live view: the windows closed in this interval (not yet committed) and the open ones.
+        let open = windows.open_windows()?;
+        let mut live = interval.closed.clone();
+        if let Some(open) = &open {
+            live.push(open.clone());
+            let _ = events.send(LiveEvent::Open(open.clone()));
+        }
+        if stopping || last_commit.elapsed() >= options.commit_every {
+            let done = std::mem::replace(&mut interval, Interval::begin(&lake)?);
+            if commit(done)? {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            last_commit = Instant::now();
+            live = open.into_iter().collect();
+        }
+        engine.set_live_windows(live).await;
+        if stopping {
+            // The interval begun above holds nothing; dropping it removes its staging.
+            return Ok(());
+        }
+    }
+}
+
+/// Commit an interval (its spooled input recorded as the run's source); an interval with
+/// nothing in it is dropped instead. Returns whether a run was committed.
+fn commit(interval: Interval) -> Result<bool, IngestError> {
+    let Interval {
+        mut tx,
+        spool,
+        spool_file,
+        lines,
+        ..
+    } = interval;
+    if tx.rows().values().all(|n| *n == 0) {
+        return Ok(false);
+    }
+    spool_file.sync_all().map_err(lake::io_error(&spool))?;
+    drop(spool_file);
+    let (id, bytes) = lake::content_id(&spool)?;
+    tx.add_source(SourceRecord {
+        id,
+        path: "simulator".into(),
+        bytes,
+        records: lines,
+        accepted: tx.rows().get(&Table::Trades).copied().unwrap_or(0),
+        rejected: tx.rows().get(&Table::Rejects).copied().unwrap_or(0),
+        run: tx.run_id().to_string(),
+        committed_at: crate::time::date_of(now_micros()),
+    });
+    tx.commit()?;
+    Ok(true)
+}
