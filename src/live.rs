@@ -144,6 +144,15 @@ pub async fn run(
     ingest_options.venues = options.venues.clone();
     let mut windows = WindowOperator::new(options.window, true, None).await?;
     windows.preload(&existing_windows(&ingest_options).await?)?;
+    let mut interval = Interval::begin(&lake)?;
+    // Windows that were open when an earlier run stopped without closing them (a crash): their
+    // trades are in the lake, so they go through the operator again before new trades do.
+    for trades in unwindowed_trades(&options).await? {
+        if let Some(closed) = windows.push(&trades).await?.windows {
+            interval.tx.write(Table::Windows, &closed)?;
+            interval.closed.push(closed);
+        }
+    }
 
     // The simulator runs on its own thread, paced to wall-clock time.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
@@ -164,7 +173,6 @@ pub async fn run(
             simulator::write_trades(&config, &registry, SimFormat::Ndjson, None, rate, &mut out);
     });
 
-    let mut interval = Interval::begin(&lake)?;
     let mut pending = Vec::<u8>::new();
     let mut last_commit = Instant::now();
     let mut ticker = tokio::time::interval(options.tick);
@@ -267,6 +275,35 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+/// Trades in the lake at or after the end of the last window the lake holds (all trades when it
+/// holds none), in event-time order: with tumbling windows, exactly the trades of windows that
+/// were still open when a run stopped without closing them.
+async fn unwindowed_trades(options: &LiveOptions) -> Result<Vec<RecordBatch>, IngestError> {
+    let mut engine_options = crate::engine::EngineOptions::new(&options.lake);
+    engine_options.window = options.window;
+    let engine = Engine::open(engine_options).await?;
+    if !engine.has_trades() {
+        return Ok(Vec::new());
+    }
+    let columns: Vec<String> = crate::model::trades_schema()
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM trades WHERE \"timestamp\" >= COALESCE((SELECT MAX(window_end) FROM window_history), \
+         CAST('1970-01-01T00:00:00Z' AS TIMESTAMP)) ORDER BY \"timestamp\"",
+        columns.join(", ")
+    );
+    let batches = engine.internal(&sql).await?;
+    Ok(batches
+        .into_iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| RecordBatch::try_new(crate::model::trades_schema(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| IngestError::Internal(format!("replaying trades: {e}")))?)
 }
 
 /// Commit an interval (its spooled input recorded as the run's source); an interval with

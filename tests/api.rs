@@ -515,28 +515,7 @@ async fn health_readiness_metrics_and_openapi() {
 async fn serve_no_ingest_listens_on_port_0_and_answers_over_tcp() {
     let dir = tempfile::tempdir().unwrap();
     lake(dir.path()).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_darkpool"))
-        .args([
-            "serve",
-            "--lake",
-            "lake",
-            "--bind",
-            "127.0.0.1:0",
-            "--no-ingest",
-        ])
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no address in: {line}"))
-        .to_string();
+    let (mut child, address) = start_serve(dir.path(), &["--no-ingest"]);
     let request = |path: &str| {
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
         write!(
@@ -558,6 +537,99 @@ async fn serve_no_ingest_listens_on_port_0_and_answers_over_tcp() {
         heatmap.contains("\"window_start\":\"2024-01-02T09:30:00\""),
         "{heatmap}"
     );
+}
+
+/// Start `darkpool serve` in `dir` on a free port; returns the child and its address.
+fn start_serve(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_darkpool"))
+        .args(["serve", "--lake", "lake", "--bind", "127.0.0.1:0"])
+        .args(extra)
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in: {line}"))
+        .to_string();
+    (child, address)
+}
+
+/// Ctrl-C, then wait (at most 30 s) for a clean exit.
+fn interrupt(child: &mut std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "serve did not stop within 30 s of Ctrl-C (an open event stream must not hold it)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// The lake's windows equal the batch window aggregate over its trades, none is left open,
+/// and every trade is in a window. Returns the number of trades.
+async fn assert_windows_match_trades(lake: &Path, window: &str) -> i64 {
+    let trades = count(lake, "SELECT COUNT(*) FROM trades").await;
+    let mut options = EngineOptions::new(lake);
+    options.window = darkpool::window::WindowSpec::parse(window, None, "0s").unwrap();
+    let engine = Engine::open(options).await.unwrap();
+    let batch_sql = engine.named_sql("window_aggregate").unwrap();
+    let number = |sql: String| {
+        let engine = &engine;
+        async move {
+            let result = engine.sql(&sql).await.unwrap();
+            let column = arrow::compute::cast(
+                result.batches[0].column(0),
+                &arrow::datatypes::DataType::Int64,
+            )
+            .unwrap();
+            use arrow::array::AsArray;
+            column
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0)
+        }
+    };
+    assert_eq!(
+        number("SELECT SUM(num_trades) FROM windows".into()).await,
+        trades
+    );
+    assert_eq!(
+        number("SELECT COUNT(*) FROM windows WHERE NOT is_final".into()).await,
+        0
+    );
+    let aggregate = format!("({batch_sql})");
+    for (a, b) in [
+        ("windows", aggregate.as_str()),
+        (aggregate.as_str(), "windows"),
+    ] {
+        let differ = format!(
+            "SELECT COUNT(*) FROM (SELECT window_start, symbol, venue, num_trades, total_quantity FROM {a} \
+             EXCEPT SELECT window_start, symbol, venue, num_trades, total_quantity FROM {b})"
+        );
+        assert_eq!(
+            number(differ).await,
+            0,
+            "streaming windows differ from the batch aggregate"
+        );
+    }
+    trades
 }
 
 /// Read an HTTP response's bytes until `needle` appears or `deadline` passes.
@@ -584,13 +656,9 @@ fn read_until(stream: &mut std::net::TcpStream, needle: &str, deadline: Duration
 #[tokio::test]
 async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_darkpool"))
-        .args([
-            "serve",
-            "--lake",
-            "lake",
-            "--bind",
-            "127.0.0.1:0",
+    let (mut child, address) = start_serve(
+        dir.path(),
+        &[
             "--rate",
             "400",
             "--commit-every",
@@ -599,21 +667,8 @@ async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
             "1s",
             "--allowed-lateness",
             "0s",
-        ])
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("simulated trades"), "{line}");
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_string();
+        ],
+    );
     // Live updates: closed windows arrive on the event stream.
     let mut sse = std::net::TcpStream::connect(&address).unwrap();
     write!(sse, "GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -641,66 +696,45 @@ async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
     let rows: Value = serde_json::from_str(body.trim()).unwrap_or(Value::Null);
     assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{heatmap}");
     // Ctrl-C: the pipeline commits what it holds and closes its open windows.
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = std::time::Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!(
-                "serve did not stop within 30 s of Ctrl-C (an open event stream must not hold it)"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit:?}");
+    interrupt(&mut child);
     drop(sse);
-    let lake = dir.path().join("lake");
-    let trades = count(&lake, "SELECT COUNT(*) FROM trades").await;
+    let trades = assert_windows_match_trades(&dir.path().join("lake"), "1s").await;
     assert!(trades > 100, "{trades} trades");
-    let mut options = EngineOptions::new(&lake);
-    options.window = darkpool::window::WindowSpec::parse("1s", None, "0s").unwrap();
-    let engine = Engine::open(options).await.unwrap();
-    let batch_sql = engine.named_sql("window_aggregate").unwrap();
-    let check = |sql: String| {
-        let engine = &engine;
-        async move {
-            let result = engine.sql(&sql).await.unwrap();
-            let column = arrow::compute::cast(
-                result.batches[0].column(0),
-                &arrow::datatypes::DataType::Int64,
-            )
-            .unwrap();
-            use arrow::array::AsArray;
-            column
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .value(0)
-        }
-    };
-    assert_eq!(
-        check("SELECT SUM(num_trades) FROM windows".into()).await,
-        trades
-    );
-    assert_eq!(
-        check("SELECT COUNT(*) FROM windows WHERE NOT is_final".into()).await,
-        0
-    );
-    // Streaming windows equal the batch aggregate over the landed trades.
-    let differ = format!(
-        "SELECT COUNT(*) FROM (SELECT window_start, symbol, venue, num_trades, total_quantity FROM windows \
-         EXCEPT SELECT window_start, symbol, venue, num_trades, total_quantity FROM ({batch_sql}))"
-    );
-    assert_eq!(check(differ).await, 0);
     assert!(!dir
         .path()
         .join("lake/_staging")
         .read_dir()
         .unwrap()
         .any(|_| true));
+}
+
+#[tokio::test]
+async fn serve_rebuilds_the_windows_a_crash_left_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--rate",
+        "300",
+        "--commit-every",
+        "500ms",
+        "--window",
+        "2s",
+        "--allowed-lateness",
+        "0s",
+    ];
+    let (mut child, _) = start_serve(dir.path(), &args);
+    std::thread::sleep(Duration::from_millis(3500));
+    child.kill().unwrap(); // SIGKILL: no chance to close anything
+    child.wait().unwrap();
+    let lake = dir.path().join("lake");
+    let landed = count(&lake, "SELECT COUNT(*) FROM trades").await;
+    let windowed = count(&lake, "SELECT COALESCE(SUM(num_trades), 0) FROM windows").await;
+    assert!(
+        landed > windowed,
+        "the crash should leave trades in open windows ({landed} vs {windowed})"
+    );
+    let (mut child, _) = start_serve(dir.path(), &args);
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&mut child);
+    let trades = assert_windows_match_trades(&lake, "2s").await;
+    assert!(trades > landed);
 }
