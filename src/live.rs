@@ -298,12 +298,12 @@ async fn unwindowed_trades(options: &LiveOptions) -> Result<Vec<RecordBatch>, In
         columns.join(", ")
     );
     let batches = engine.internal(&sql).await?;
-    Ok(batches
+    batches
         .into_iter()
         .filter(|b| b.num_rows() > 0)
         .map(|b| RecordBatch::try_new(crate::model::trades_schema(), b.columns().to_vec()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| IngestError::Internal(format!("replaying trades: {e}")))?)
+        .map_err(|e| IngestError::Internal(format!("replaying trades: {e}")))
 }
 
 /// Commit an interval (its spooled input recorded as the run's source); an interval with
