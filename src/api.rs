@@ -6,17 +6,22 @@
 //! readiness, Prometheus metrics), [`openapi`]; [`error`] maps every failure to a status.
 
 pub mod catalog;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod heatmap;
 pub mod openapi;
 pub mod sql;
 pub mod stream;
+pub mod web;
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -37,6 +42,8 @@ pub struct ApiOptions {
     pub max_body_bytes: usize,
     /// Most windows `/api/heatmap_data` returns.
     pub heatmap_rows: usize,
+    /// How long the newest-windows and dashboard responses are reused (zero: never).
+    pub cache_ttl: Duration,
 }
 
 impl Default for ApiOptions {
@@ -44,6 +51,7 @@ impl Default for ApiOptions {
         ApiOptions {
             max_body_bytes: 1 << 20,
             heatmap_rows: 5000,
+            cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -71,6 +79,7 @@ pub struct AppState {
     pub metrics: QueryMetrics,
     /// Present when `serve` runs the pipeline in-process.
     pub live: Option<Live>,
+    pub cache: ResponseCache,
 }
 
 impl AppState {
@@ -85,6 +94,7 @@ impl AppState {
     ) -> Arc<AppState> {
         Arc::new(AppState {
             engine,
+            cache: ResponseCache::new(options.cache_ttl),
             options,
             metrics: QueryMetrics::default(),
             live,
@@ -129,12 +139,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/symbols", get(catalog::symbols))
         .route("/venues", get(catalog::venues))
         .route("/summary", get(catalog::summary))
+        .route("/dashboard", get(dashboard::dashboard))
         .route("/openapi.json", get(openapi::document))
         .route("/stream", get(stream::events))
         .fallback(not_found)
         .layer(cors);
     Router::new()
         .nest("/api", api)
+        .route("/", get(web::index))
+        .route("/assets/{file}", get(web::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -196,29 +209,104 @@ pub fn negotiate(headers: &HeaderMap, format: Option<&str>) -> Result<OutputForm
     )))
 }
 
+/// A query result encoded in one format, ready to send (and to keep in [`ResponseCache`]).
+pub struct Encoded {
+    pub format: OutputFormat,
+    pub rows: usize,
+    pub truncated: bool,
+    pub body: Bytes,
+}
+
+impl Encoded {
+    pub fn new(result: &QueryResult, format: OutputFormat) -> Result<Encoded, ApiError> {
+        let mut body = Vec::new();
+        output::write(format, &result.schema, &result.batches, &mut body)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Encoded {
+            format,
+            rows: result.num_rows(),
+            truncated: result.truncated,
+            body: Bytes::from(body),
+        })
+    }
+
+    /// The response: the body (shared, not copied), its media type, row count and truncation.
+    pub fn response(&self) -> Response {
+        let mut response = self.body.clone().into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.format.media_type()),
+        );
+        headers.insert("x-darkpool-rows", HeaderValue::from(self.rows));
+        headers.insert(
+            "x-darkpool-truncated",
+            HeaderValue::from_static(if self.truncated { "true" } else { "false" }),
+        );
+        if self.format == OutputFormat::Parquet {
+            headers.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"result.parquet\""),
+            );
+        }
+        response
+    }
+}
+
 /// A query result as a response in `format`, with its row count and truncation in headers.
 pub fn respond(result: &QueryResult, format: OutputFormat) -> Result<Response, ApiError> {
-    let mut body = Vec::new();
-    output::write(format, &result.schema, &result.batches, &mut body)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.media_type()),
-    );
-    headers.insert("x-darkpool-rows", HeaderValue::from(result.num_rows()));
-    headers.insert(
-        "x-darkpool-truncated",
-        HeaderValue::from_static(if result.truncated { "true" } else { "false" }),
-    );
-    if format == OutputFormat::Parquet {
-        headers.insert(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_static("attachment; filename=\"result.parquet\""),
-        );
+    Ok(Encoded::new(result, format)?.response())
+}
+
+/// Responses to the hot reads (the newest windows, the dashboard's figures) kept for `ttl`:
+/// under load, a second of requests shares one query instead of running one each. While a
+/// response is rebuilt, other requests for it wait for that one build.
+pub struct ResponseCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Arc<Encoded>)>>,
+    filling: tokio::sync::Mutex<()>,
+}
+
+impl ResponseCache {
+    /// `ttl` zero turns the cache off.
+    pub fn new(ttl: Duration) -> ResponseCache {
+        ResponseCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            filling: tokio::sync::Mutex::new(()),
+        }
     }
-    Ok(response)
+
+    fn fresh(&self, key: &str) -> Option<Arc<Encoded>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, hit)| hit.clone())
+    }
+
+    /// The cached response for `key` if younger than the ttl, else `build`'s (then cached).
+    pub async fn get_or_build<F, Fut>(&self, key: &str, build: F) -> Result<Arc<Encoded>, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Encoded, ApiError>>,
+    {
+        if self.ttl.is_zero() {
+            return Ok(Arc::new(build().await?));
+        }
+        if let Some(hit) = self.fresh(key) {
+            return Ok(hit);
+        }
+        let _filling = self.filling.lock().await;
+        if let Some(hit) = self.fresh(key) {
+            return Ok(hit);
+        }
+        let built = Arc::new(build().await?);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+        entries.insert(key.to_string(), (Instant::now(), built.clone()));
+        Ok(built)
+    }
 }
 
 #[cfg(test)]

@@ -295,6 +295,9 @@ pub struct ServeArgs {
     /// Most windows /api/heatmap_data and the Kepler.gl files return (the newest).
     #[arg(long, env = "DARKPOOL_HEATMAP_ROWS", default_value_t = 5000)]
     pub heatmap_rows: usize,
+    /// How long /api/heatmap_data* and /api/dashboard responses are reused, e.g. 1s (0: never).
+    #[arg(long, env = "DARKPOOL_CACHE_TTL", default_value = "1s")]
+    pub cache_ttl: String,
     /// Folder of named queries (*.sql) overriding the built-in ones.
     #[arg(long, env = "DARKPOOL_SQL_DIR", default_value = "sql")]
     pub sql_dir: PathBuf,
@@ -754,6 +757,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let api_options = crate::api::ApiOptions {
         max_body_bytes: parse_bytes(&args.max_body)?.max(1024),
         heatmap_rows: args.heatmap_rows.max(1),
+        cache_ttl: Duration::from_micros(
+            parse_duration_micros(&args.cache_ttl).map_err(|e| anyhow!("--cache-ttl: {e}"))? as u64,
+        ),
     };
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
@@ -807,8 +813,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         format!("the lake {}", args.lake.lake.display())
     };
+    // Listening on every interface: the URL to open is this machine's own.
+    let shown = if local.ip().is_unspecified() {
+        format!("localhost:{}", local.port())
+    } else {
+        local.to_string()
+    };
     eprintln!(
-        "darkpool API on http://{local}/api/heatmap_data over {what} (Kepler.gl: http://{local}/api/kepler/map.json; Ctrl-C stops)"
+        "darkpool dashboard on http://{shown}/ over {what}\n  API http://{shown}/api/heatmap_data, \
+         Kepler.gl http://{shown}/api/kepler/map.json, OpenAPI http://{shown}/api/openapi.json; Ctrl-C stops"
     );
     // Ctrl-C: event streams end, the pipeline commits what it holds and closes its open
     // windows, and the server finishes the requests in flight.

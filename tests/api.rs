@@ -1,9 +1,8 @@
 //! The HTTP API: the router called directly (no socket), over a lake of simulated trades, and
 //! one end-to-end run of `darkpool serve` on port 0.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,6 +17,9 @@ use darkpool::venue::Registry;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
+
+mod common;
+use common::{interrupt, start_serve};
 
 async fn lake(dir: &Path) -> PathBuf {
     let input = dir.join("trades.ndjson");
@@ -537,50 +539,6 @@ async fn serve_no_ingest_listens_on_port_0_and_answers_over_tcp() {
         heatmap.contains("\"window_start\":\"2024-01-02T09:30:00\""),
         "{heatmap}"
     );
-}
-
-/// Start `darkpool serve` in `dir` on a free port; returns the child and its address.
-fn start_serve(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_darkpool"))
-        .args(["serve", "--lake", "lake", "--bind", "127.0.0.1:0"])
-        .args(extra)
-        .current_dir(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no address in: {line}"))
-        .to_string();
-    (child, address)
-}
-
-/// Ctrl-C, then wait (at most 30 s) for a clean exit.
-fn interrupt(child: &mut std::process::Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = std::time::Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!(
-                "serve did not stop within 30 s of Ctrl-C (an open event stream must not hold it)"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit:?}");
 }
 
 /// The lake's windows equal the batch window aggregate over its trades, none is left open,

@@ -9,7 +9,8 @@ use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{respond, ApiError, AppState};
+use super::{ApiError, AppState, Encoded};
+use crate::engine::QueryResult;
 use crate::output::OutputFormat;
 
 /// The latest windows (at most `limit`), oldest first. `time_format` renders the timestamps;
@@ -54,13 +55,19 @@ async fn latest(
     format: OutputFormat,
     kepler: bool,
 ) -> Result<Response, ApiError> {
-    let sql = latest_windows_sql(
-        state.options.heatmap_rows,
-        if kepler { KEPLER_TIME } else { ORIGINAL_TIME },
-        kepler,
-    );
-    let result = state.query(&sql, None).await?;
-    respond(&result, format)
+    let key = format!("heatmap:{}:{kepler}", format.media_type());
+    let encoded = state
+        .cache
+        .get_or_build(&key, || async {
+            let sql = latest_windows_sql(
+                state.options.heatmap_rows,
+                if kepler { KEPLER_TIME } else { ORIGINAL_TIME },
+                kepler,
+            );
+            Encoded::new(&state.query(&sql, None).await?, format)
+        })
+        .await?;
+    Ok(encoded.response())
 }
 
 /// `GET /api/heatmap_data`: what the original Flask API served.
@@ -78,6 +85,28 @@ pub async fn heatmap_csv(State(state): State<Arc<AppState>>) -> Result<Response,
 
 pub async fn heatmap_arrow(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     latest(&state, OutputFormat::Arrow, true).await
+}
+
+/// A query result as JSON objects, one per row (what `arrow_json` writes, timestamps as text).
+pub fn rows_as_json(result: &QueryResult) -> Result<Vec<Value>, ApiError> {
+    let mut rows = Vec::with_capacity(result.num_rows());
+    for batch in &result.batches {
+        let mut buf = Vec::new();
+        {
+            let mut writer = arrow::json::ArrayWriter::new(&mut buf);
+            writer
+                .write(batch)
+                .and_then(|()| writer.finish())
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        let objects: Vec<Value> =
+            serde_json::from_slice(&buf).map_err(|e| ApiError::Internal(e.to_string()))?;
+        rows.extend(objects);
+    }
+    Ok(rows)
 }
 
 /// Per window and matching-engine site: value, trades and the dark share there.
@@ -102,20 +131,7 @@ pub async fn kepler_map(State(state): State<Arc<AppState>>) -> Result<Json<Value
         .replace("{current}", CURRENT_WINDOWS)
         .replace("{limit}", &state.options.heatmap_rows.to_string());
     let result = state.query(&sql, None).await?;
-    let mut rows = Vec::new();
-    for batch in &result.batches {
-        let mut buf = Vec::new();
-        {
-            let mut writer = arrow::json::ArrayWriter::new(&mut buf);
-            writer
-                .write(batch)
-                .and_then(|()| writer.finish())
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-        }
-        let objects: Vec<Value> =
-            serde_json::from_slice(&buf).map_err(|e| ApiError::Internal(e.to_string()))?;
-        rows.extend(objects);
-    }
+    let rows = rows_as_json(&result)?;
     let fields = [
         ("window_start", "timestamp"),
         ("latitude", "real"),

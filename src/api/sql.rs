@@ -123,7 +123,7 @@ pub async fn list_queries(State(state): State<Arc<AppState>>) -> Json<Value> {
         .engine
         .named_queries()
         .iter()
-        .map(|q| serde_json::json!({"name": q.name, "description": q.description}))
+        .map(|q| serde_json::json!({"name": q.name, "description": q.description, "sql": q.sql}))
         .collect();
     Json(Value::Array(list))
 }

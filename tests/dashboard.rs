@@ -1,0 +1,99 @@
+//! The dashboard in a real browser: `darkpool serve` (the in-process pipeline over a lake of
+//! the sample trades, and a second server over an empty lake), driven by
+//! `web/tests/dashboard.mjs` — playwright-core and Debian's headless Chromium. Screenshots go
+//! to `web/screenshots/` (or `$DARKPOOL_SCREENSHOTS`).
+//!
+//! Needs node, Chromium (`/usr/bin/chromium` or `$CHROMIUM`) and `npm ci` in `web/`; `.ci/run`
+//! installs them. Without them the test says so and passes, unless `CI` or
+//! `DARKPOOL_REQUIRE_BROWSER` is set: then it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+use common::{interrupt, start_serve};
+
+/// What the browser test needs, or why it cannot run here.
+fn browser() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.exists() {
+        return Err(format!(
+            "no Chromium at {} (apt-get install chromium, or set CHROMIUM)",
+            chromium.display()
+        ));
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        _ => return Err("no node on PATH".into()),
+    }
+    if !root.join("web/node_modules/playwright-core").exists() {
+        return Err("web/node_modules has no playwright-core (run npm ci in web/)".into());
+    }
+    Ok(chromium)
+}
+
+#[test]
+fn dashboard_works_in_headless_chromium() {
+    let chromium = match browser() {
+        Ok(path) => path,
+        Err(why) => {
+            let required = std::env::var_os("CI").is_some()
+                || std::env::var_os("DARKPOOL_REQUIRE_BROWSER").is_some();
+            assert!(!required, "the browser test cannot run: {why}");
+            eprintln!("SKIPPED the browser test: {why}");
+            return;
+        }
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Command::new(env!("CARGO_BIN_EXE_darkpool"))
+        .args(["ingest", "--lake", "lake", "--no-progress"])
+        .arg(root.join("data/sample_trades.ndjson"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let (mut live, address) = start_serve(dir.path(), &["--rate", "200", "--commit-every", "2s"]);
+    let (mut idle, empty_address) = start_serve(empty.path(), &["--no-ingest"]);
+    let shots = std::env::var_os("DARKPOOL_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("web/screenshots"));
+    let run = Command::new("node")
+        .arg("tests/dashboard.mjs")
+        .current_dir(root.join("web"))
+        .env("DARKPOOL_URL", format!("http://{address}"))
+        .env("DARKPOOL_EMPTY_URL", format!("http://{empty_address}"))
+        .env("DARKPOOL_SCREENSHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .status()
+        .unwrap();
+    interrupt(&mut live);
+    interrupt(&mut idle);
+    assert!(run.success(), "the browser test failed ({run})");
+    for shot in [
+        "overview",
+        "timeseries",
+        "darklit",
+        "map",
+        "sql",
+        "live",
+        "phone",
+        "empty",
+    ] {
+        let path = shots.join(format!("{shot}.png"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "{}",
+            path.display()
+        );
+    }
+}
