@@ -696,3 +696,199 @@ async fn serve_rebuilds_the_windows_a_crash_left_open() {
     let trades = assert_windows_match_trades(&lake, "2s").await;
     assert!(trades > landed);
 }
+
+/// Per symbol: (trades, traded value, block prints), straight from the input file.
+fn input_totals(dir: &Path) -> std::collections::BTreeMap<String, (i64, f64, i64)> {
+    let mut totals = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(dir.join("trades.ndjson"))
+        .unwrap()
+        .lines()
+    {
+        let t: Value = serde_json::from_str(line).unwrap();
+        let quantity = t["quantity"].as_i64().unwrap();
+        let value = t["trade_value"].as_f64().unwrap();
+        let entry = totals
+            .entry(t["symbol"].as_str().unwrap().to_string())
+            .or_insert((0, 0.0, 0));
+        entry.0 += 1;
+        entry.1 += value;
+        entry.2 += i64::from(quantity >= 10_000 || value >= 200_000.0);
+    }
+    totals
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+#[tokio::test]
+async fn dashboard_document_agrees_with_the_input_trades() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let app = app(&lake, |_, _| {}).await;
+    let expected = input_totals(dir.path());
+    let all_trades: i64 = expected.values().map(|t| t.0).sum();
+    let all_value: f64 = expected.values().map(|t| t.1).sum();
+
+    let all = get(&app, "/api/dashboard").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text());
+    let d = all.json();
+    assert_eq!(d["symbol"], Value::Null);
+    assert_eq!(d["live"], false);
+    let s = &d["summary"];
+    assert_eq!(s["num_trades"].as_i64().unwrap(), all_trades);
+    assert!(close(s["total_value"].as_f64().unwrap(), all_value));
+    assert_eq!(s["symbols"].as_i64().unwrap(), expected.len() as i64);
+    // Venue rows add up to the summary; shares add up to one; average size is shares/trades.
+    let venues = d["venues"].as_array().unwrap();
+    let venue_trades: i64 = venues
+        .iter()
+        .map(|v| v["num_trades"].as_i64().unwrap())
+        .sum();
+    assert_eq!(venue_trades, all_trades);
+    let share: f64 = venues
+        .iter()
+        .map(|v| v["value_share"].as_f64().unwrap())
+        .sum();
+    assert!(close(share, 1.0));
+    for v in venues {
+        let avg = v["total_quantity"].as_f64().unwrap() / v["num_trades"].as_f64().unwrap();
+        assert!(close(v["avg_trade_size"].as_f64().unwrap(), avg), "{v}");
+    }
+    // Each window's kinds add up to its total; the series covers every trade (under 288 windows).
+    let by_kind = d["by_kind"].as_array().unwrap();
+    let mut series_trades = 0;
+    for w in by_kind {
+        let parts: f64 = ["dark", "lit", "otc", "unknown"]
+            .iter()
+            .map(|k| w[*k].as_f64().unwrap())
+            .sum();
+        assert!(close(parts, w["total"].as_f64().unwrap()), "{w}");
+        series_trades += w["trades"].as_i64().unwrap();
+    }
+    assert!(by_kind.len() < 288);
+    assert_eq!(series_trades, all_trades);
+    let ts: Vec<&str> = by_kind.iter().map(|w| w["t"].as_str().unwrap()).collect();
+    assert!(
+        ts.windows(2).all(|p| p[0] < p[1]),
+        "series not in time order"
+    );
+    let by_venue_value: f64 = d["by_venue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .sum();
+    assert!(close(by_venue_value, all_value));
+    let site_value: f64 = d["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["total_value"].as_f64().unwrap())
+        .sum();
+    assert!(
+        close(site_value, all_value),
+        "every registry venue has a site"
+    );
+    // Blocks: newest first, all blocks, as many as the input has (up to 50).
+    let blocks = d["blocks"].as_array().unwrap();
+    let all_blocks: i64 = expected.values().map(|t| t.2).sum();
+    assert_eq!(blocks.len() as i64, all_blocks.min(50));
+    let times: Vec<&str> = blocks.iter().map(|b| b["time"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|p| p[0] >= p[1]));
+
+    // One symbol: its own figures, bound as a parameter (a quote in it is just text).
+    let (symbol, (trades, value, symbol_blocks)) = expected.iter().next().unwrap();
+    let one = get(&app, &format!("/api/dashboard?symbol={symbol}"))
+        .await
+        .json();
+    assert_eq!(one["symbol"], symbol.as_str());
+    assert_eq!(one["summary"]["num_trades"].as_i64().unwrap(), *trades);
+    assert!(close(
+        one["summary"]["total_value"].as_f64().unwrap(),
+        *value
+    ));
+    assert_eq!(
+        one["blocks"].as_array().unwrap().len() as i64,
+        (*symbol_blocks).min(50)
+    );
+    assert!(one["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["symbol"] == symbol.as_str()));
+    let nobody = get(&app, "/api/dashboard?symbol=X'%20OR%20'1'='1").await;
+    assert_eq!(nobody.status, StatusCode::OK);
+    assert_eq!(nobody.json()["summary"]["num_trades"], 0);
+    assert!(nobody.json()["venues"].as_array().unwrap().is_empty());
+}
+
+/// `/api/metrics`' query counter, to see whether a request ran SQL.
+async fn queries_run(app: &Router) -> i64 {
+    let text = get(app, "/metrics").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("darkpool_queries_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hot_reads_are_cached_for_the_ttl_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let cached = app(&lake, |_, api| api.cache_ttl = Duration::from_secs(60)).await;
+    let before = queries_run(&cached).await;
+    let first = get(&cached, "/api/heatmap_data").await;
+    let second = get(&cached, "/api/heatmap_data").await;
+    assert_eq!(first.body, second.body);
+    assert_eq!(
+        first.header("x-darkpool-rows"),
+        second.header("x-darkpool-rows")
+    );
+    get(&cached, "/api/dashboard").await;
+    get(&cached, "/api/dashboard").await;
+    // One query for heatmap_data, six for the dashboard's sections; the repeats ran none.
+    assert_eq!(queries_run(&cached).await - before, 1 + 6);
+    // Another format or symbol is another entry.
+    get(&cached, "/api/heatmap_data.csv").await;
+    get(&cached, "/api/dashboard?symbol=SYNTH_SPY").await;
+    assert_eq!(queries_run(&cached).await - before, 1 + 6 + 1 + 6);
+
+    let uncached = app(&lake, |_, api| api.cache_ttl = Duration::ZERO).await;
+    let before = queries_run(&uncached).await;
+    get(&uncached, "/api/heatmap_data").await;
+    get(&uncached, "/api/heatmap_data").await;
+    assert_eq!(queries_run(&uncached).await - before, 2);
+}
+
+#[tokio::test]
+async fn the_dashboard_page_and_its_assets_are_served_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("lake"), |_, _| {}).await;
+    let page = get(&app, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.header("content-type").starts_with("text/html"));
+    assert!(page
+        .header("content-security-policy")
+        .contains("default-src 'self'"));
+    let html = page.text();
+    for asset in ["app.css", "app.js", "chart.umd.min.js", "favicon.svg"] {
+        assert!(html.contains(&format!("/assets/{asset}")), "{asset}");
+        let reply = get(&app, &format!("/assets/{asset}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{asset}");
+        assert!(reply.body.len() > 200, "{asset}");
+    }
+    assert!(!html.contains("cdn"), "no CDN at run time");
+    assert!(get(&app, "/assets/app.js")
+        .await
+        .header("content-type")
+        .starts_with("text/javascript"));
+    let missing = get(&app, "/assets/../Cargo.toml").await;
+    assert_eq!(missing.error().0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/assets/nope.js").await.error().0,
+        StatusCode::NOT_FOUND
+    );
+}
