@@ -258,9 +258,13 @@ pub fn respond(result: &QueryResult, format: OutputFormat) -> Result<Response, A
     Ok(Encoded::new(result, format)?.response())
 }
 
+/// Most responses a [`ResponseCache`] holds.
+const MAX_ENTRIES: usize = 256;
+
 /// Responses to the hot reads (the newest windows, the dashboard's figures) kept for `ttl`:
-/// under load, a second of requests shares one query instead of running one each. While a
-/// response is rebuilt, other requests for it wait for that one build.
+/// under load, a second of requests shares one query instead of running one each. When an
+/// entry is older than the ttl, one request rebuilds it while the others are still answered
+/// with the previous one (stale-while-revalidate); only the very first build makes them wait.
 pub struct ResponseCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Arc<Encoded>)>>,
@@ -277,12 +281,12 @@ impl ResponseCache {
         }
     }
 
-    fn fresh(&self, key: &str) -> Option<Arc<Encoded>> {
+    /// The entry for `key` and whether it is still fresh.
+    fn lookup(&self, key: &str) -> Option<(Arc<Encoded>, bool)> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, hit)| hit.clone())
+            .map(|(at, hit)| (hit.clone(), at.elapsed() < self.ttl))
     }
 
     /// The cached response for `key` if younger than the ttl, else `build`'s (then cached).
@@ -294,16 +298,31 @@ impl ResponseCache {
         if self.ttl.is_zero() {
             return Ok(Arc::new(build().await?));
         }
-        if let Some(hit) = self.fresh(key) {
-            return Ok(hit);
-        }
-        let _filling = self.filling.lock().await;
-        if let Some(hit) = self.fresh(key) {
-            return Ok(hit);
-        }
+        let _filling = match self.lookup(key) {
+            Some((hit, true)) => return Ok(hit),
+            // Stale: rebuild it here unless another request already is.
+            Some((hit, false)) => match self.filling.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(hit),
+            },
+            // Never built: wait for the build in progress, if any, rather than start another.
+            None => {
+                let guard = self.filling.lock().await;
+                if let Some((hit, _)) = self.lookup(key) {
+                    return Ok(hit);
+                }
+                guard
+            }
+        };
         let built = Arc::new(build().await?);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+        // Forget what nobody asked for lately, and never hold more than MAX_ENTRIES (a
+        // dashboard entry per symbol asked for, however many are made up).
+        let keep = self.ttl.saturating_mul(10);
+        entries.retain(|_, (at, _)| at.elapsed() < keep);
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
         entries.insert(key.to_string(), (Instant::now(), built.clone()));
         Ok(built)
     }

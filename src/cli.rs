@@ -304,6 +304,10 @@ pub struct ServeArgs {
     /// Only serve the lake (other processes fill it); no in-process simulated pipeline.
     #[arg(long, env = "DARKPOOL_NO_INGEST")]
     pub no_ingest: bool,
+    /// Kafka brokers (HOST:PORT,...) to ingest from instead of the simulator. The Kafka ingest
+    /// is not built yet: this is refused with a clear error.
+    #[arg(long, env = "DARKPOOL_BROKERS", conflicts_with = "no_ingest")]
+    pub brokers: Option<String>,
     /// Simulated trades per second for the in-process pipeline.
     #[arg(long, env = "DARKPOOL_RATE", default_value_t = 50.0)]
     pub rate: f64,
@@ -735,6 +739,17 @@ pub async fn report(args: ReportArgs) -> Result<()> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    if let Some(brokers) = &args.brokers {
+        return Err(Exit {
+            code: 2,
+            message: format!(
+                "--brokers {brokers}: serve cannot ingest from Kafka yet (the Kafka ingest is not \
+                 built). Run `darkpool serve --no-ingest` over a lake that `darkpool ingest FILE` \
+                 fills, or `darkpool serve` for the in-process simulated pipeline"
+            ),
+        }
+        .into());
+    }
     let venues = args.venues.load()?;
     let window = args.window.spec()?;
     let mut options = EngineOptions::new(&args.lake.lake);

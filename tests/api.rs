@@ -856,6 +856,16 @@ async fn hot_reads_are_cached_for_the_ttl_and_only_then() {
     get(&cached, "/api/dashboard?symbol=SYNTH_SPY").await;
     assert_eq!(queries_run(&cached).await - before, 1 + 6 + 1 + 6);
 
+    // Past the ttl the next request rebuilds the entry.
+    let short = app(&lake, |_, api| api.cache_ttl = Duration::from_millis(200)).await;
+    let before = queries_run(&short).await;
+    get(&short, "/api/heatmap_data").await;
+    get(&short, "/api/heatmap_data").await;
+    assert_eq!(queries_run(&short).await - before, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    get(&short, "/api/heatmap_data").await;
+    assert_eq!(queries_run(&short).await - before, 2);
+
     let uncached = app(&lake, |_, api| api.cache_ttl = Duration::ZERO).await;
     let before = queries_run(&uncached).await;
     get(&uncached, "/api/heatmap_data").await;

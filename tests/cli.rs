@@ -766,3 +766,25 @@ fn two_processes_ingesting_the_same_file_commit_it_once() {
     let rows = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM trades");
     assert_eq!(rows[0]["n"].as_u64(), Some(150_000));
 }
+
+#[test]
+fn serve_refuses_brokers_until_the_kafka_ingest_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "serve",
+            "--brokers",
+            "127.0.0.1:9092",
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot ingest from Kafka yet"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("lake").exists(), "nothing is written");
+}

@@ -67,6 +67,12 @@ pub async fn document() -> Json<Value> {
             "/api/summary": {"get": {"summary": "Totals, dark share and block prints (optionally for one symbol)",
                 "parameters": [{"name": "symbol", "in": "query", "required": false, "schema": {"type": "string"}}, format_param()],
                 "responses": rows("one row of totals")}},
+            "/api/dashboard": {"get": {"summary": "Everything the dashboard draws: summary, venues, value by kind and by venue per window (newest 288), sites, newest block prints",
+                "parameters": [{"name": "symbol", "in": "query", "required": false, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "one JSON document", "content": {"application/json": {}}}, "400": errors()["400"]}}},
+            "/api/stream": {"get": {"summary": "Server-Sent Events: status, window (closed or corrected windows), open (open windows, at most once a tick)",
+                "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {}}}}}},
+            "/": {"get": {"summary": "The dashboard", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
             "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "The lake can be queried", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}}
