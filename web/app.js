@@ -223,7 +223,7 @@
     const max = Math.max(1, ...sites.map((s) => s.total_value || 0));
     const lons = sites.map((s) => s.longitude);
     const lats = sites.map((s) => s.latitude);
-    const pad = (lo, hi, p) => [Math.floor(lo - p), Math.ceil(hi + p)];
+    const pad = (lo, hi, p) => [Math.floor((lo - p) / 5) * 5, Math.ceil((hi + p) / 5) * 5];
     const [x0, x1] = sites.length ? pad(Math.min(...lons), Math.max(...lons), 3) : [-125, -65];
     const [y0, y1] = sites.length ? pad(Math.min(...lats), Math.max(...lats), 2) : [25, 50];
     draw('chart-map', {
