@@ -17,8 +17,9 @@ pub mod web;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -215,6 +216,30 @@ pub struct Encoded {
     pub rows: usize,
     pub truncated: bool,
     pub body: Bytes,
+    /// The body gzipped, made the first time a client that accepts gzip asks for it.
+    gzip: OnceLock<Bytes>,
+}
+
+/// Bodies smaller than this go out as they are.
+const GZIP_FROM_BYTES: usize = 1024;
+
+/// Whether `Accept-Encoding` allows gzip (listed and not `q=0`).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 impl Encoded {
@@ -222,12 +247,53 @@ impl Encoded {
         let mut body = Vec::new();
         output::write(format, &result.schema, &result.batches, &mut body)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(Encoded {
+        Ok(Encoded::from_body(
             format,
-            rows: result.num_rows(),
-            truncated: result.truncated,
-            body: Bytes::from(body),
-        })
+            result.num_rows(),
+            result.truncated,
+            body,
+        ))
+    }
+
+    pub fn from_body(
+        format: OutputFormat,
+        rows: usize,
+        truncated: bool,
+        body: impl Into<Bytes>,
+    ) -> Encoded {
+        Encoded {
+            format,
+            rows,
+            truncated,
+            body: body.into(),
+            gzip: OnceLock::new(),
+        }
+    }
+
+    /// The response for a request with `request` headers: gzipped (once, then kept with the
+    /// entry) when the client accepts it and the body is worth it.
+    pub fn response_for(&self, request: &HeaderMap) -> Response {
+        if self.body.len() < GZIP_FROM_BYTES || !accepts_gzip(request) {
+            return self.response();
+        }
+        let gzip = self.gzip.get_or_init(|| {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(self.body.len() / 6),
+                flate2::Compression::fast(),
+            );
+            // Writing to a Vec cannot fail.
+            let _ = encoder.write_all(&self.body);
+            Bytes::from(encoder.finish().unwrap_or_default())
+        });
+        if gzip.is_empty() {
+            return self.response();
+        }
+        let mut response = self.response();
+        *response.body_mut() = axum::body::Body::from(gzip.clone());
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        response
     }
 
     /// The response: the body (shared, not copied), its media type, row count and truncation.

@@ -902,3 +902,40 @@ async fn the_dashboard_page_and_its_assets_are_served_from_the_binary() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn hot_reads_are_gzipped_for_clients_that_accept_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let app = app(&lake, |_, _| {}).await;
+    let with = |encoding: &'static str, uri: &'static str| {
+        Request::get(uri)
+            .header(header::ACCEPT_ENCODING, encoding)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for uri in [
+        "/api/heatmap_data",
+        "/api/heatmap_data.csv",
+        "/api/dashboard",
+    ] {
+        let plain = get(&app, uri).await;
+        assert_eq!(plain.header("content-encoding"), "");
+        let zipped = call(&app, with("br, gzip;q=0.8", uri)).await;
+        assert_eq!(zipped.status, StatusCode::OK);
+        assert_eq!(zipped.header("content-encoding"), "gzip", "{uri}");
+        assert_eq!(zipped.header("vary"), "accept-encoding");
+        assert!(
+            zipped.body.len() * 2 < plain.body.len(),
+            "{uri} barely shrank"
+        );
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&zipped.body[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain.body, "{uri}");
+        let refused = call(&app, with("gzip;q=0, identity", uri)).await;
+        assert_eq!(refused.header("content-encoding"), "");
+        assert_eq!(refused.body, plain.body);
+    }
+}

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
@@ -106,6 +107,7 @@ fn sections(symbol: bool) -> Vec<(&'static str, String)> {
 pub async fn dashboard(
     State(state): State<Arc<AppState>>,
     params: Params,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(params)?;
     let symbol = pairs
@@ -133,13 +135,8 @@ pub async fn dashboard(
             }
             let body = serde_json::to_vec(&Value::Object(document))
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(Encoded {
-                format: OutputFormat::Json,
-                rows: 1,
-                truncated: false,
-                body: body.into(),
-            })
+            Ok(Encoded::from_body(OutputFormat::Json, 1, false, body))
         })
         .await?;
-    Ok(encoded.response())
+    Ok(encoded.response_for(&headers))
 }

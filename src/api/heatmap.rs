@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Value};
@@ -52,6 +53,7 @@ const KEPLER_TIME: &str = "%Y-%m-%d %H:%M:%S";
 
 async fn latest(
     state: &AppState,
+    headers: &HeaderMap,
     format: OutputFormat,
     kepler: bool,
 ) -> Result<Response, ApiError> {
@@ -67,24 +69,36 @@ async fn latest(
             Encoded::new(&state.query(&sql, None).await?, format)
         })
         .await?;
-    Ok(encoded.response())
+    Ok(encoded.response_for(headers))
 }
 
 /// `GET /api/heatmap_data`: what the original Flask API served.
-pub async fn heatmap_data(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    latest(&state, OutputFormat::Json, false).await
+pub async fn heatmap_data(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    latest(&state, &headers, OutputFormat::Json, false).await
 }
 
-pub async fn heatmap_json(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    latest(&state, OutputFormat::Json, true).await
+pub async fn heatmap_json(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    latest(&state, &headers, OutputFormat::Json, true).await
 }
 
-pub async fn heatmap_csv(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    latest(&state, OutputFormat::Csv, true).await
+pub async fn heatmap_csv(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    latest(&state, &headers, OutputFormat::Csv, true).await
 }
 
-pub async fn heatmap_arrow(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    latest(&state, OutputFormat::Arrow, true).await
+pub async fn heatmap_arrow(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    latest(&state, &headers, OutputFormat::Arrow, true).await
 }
 
 /// A query result as JSON objects, one per row (what `arrow_json` writes, timestamps as text).
