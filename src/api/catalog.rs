@@ -42,19 +42,34 @@ pub async fn venues(
     )
 }
 
-/// Totals, dark and off-exchange shares and block prints, over all windows or one symbol's.
-const SUMMARY_SQL: &str = "SELECT COUNT(DISTINCT w.symbol) AS symbols, \
-     COALESCE(SUM(w.total_trade_value), 0) AS total_value, \
-     COALESCE(SUM(w.total_quantity), 0) AS total_quantity, \
-     COALESCE(SUM(w.num_trades), 0) AS num_trades, \
-     SUM(CASE WHEN COALESCE(v.kind, 'unknown') = 'dark' THEN w.total_trade_value ELSE 0 END) \
-        / SUM(w.total_trade_value) AS dark_share, \
-     SUM(CASE WHEN COALESCE(v.kind, 'unknown') IN ('dark', 'otc') THEN w.total_trade_value ELSE 0 END) \
-        / SUM(w.total_trade_value) AS off_exchange_share, \
-     COALESCE(SUM(w.block_trades), 0) AS block_trades, \
-     COALESCE(SUM(w.block_value), 0) AS block_value, \
-     MIN(w.window_start) AS first_window, MAX(w.window_end) AS last_window \
-     FROM windows AS w LEFT JOIN venues AS v ON v.code = w.venue";
+/// The windows of `source` (a table or a parenthesised query) with their venue's kind and
+/// name, as the CTE `scope`; with `by_symbol`, only the symbol bound as `$1`.
+pub(super) fn scope(source: &str, by_symbol: bool) -> String {
+    format!(
+        "WITH scope AS (SELECT w.*, COALESCE(v.kind, 'unknown') AS kind, v.name AS venue_name \
+         FROM {source} AS w LEFT JOIN venues AS v ON v.code = w.venue{}) ",
+        if by_symbol {
+            " WHERE w.symbol = $1"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Totals, dark and off-exchange shares, block prints and the time covered, over `scope`:
+/// `/api/summary` and the dashboard's headline figures.
+pub(super) const SUMMARY: &str = "SELECT COUNT(DISTINCT symbol) AS symbols, \
+     COUNT(DISTINCT venue) AS venues, \
+     COALESCE(SUM(total_trade_value), 0) AS total_value, \
+     COALESCE(SUM(total_quantity), 0) AS total_quantity, \
+     COALESCE(SUM(num_trades), 0) AS num_trades, \
+     SUM(CASE WHEN kind = 'dark' THEN total_trade_value ELSE 0 END) / SUM(total_trade_value) AS dark_share, \
+     SUM(CASE WHEN kind IN ('dark', 'otc') THEN total_trade_value ELSE 0 END) \
+        / SUM(total_trade_value) AS off_exchange_share, \
+     COALESCE(SUM(block_trades), 0) AS block_trades, \
+     COALESCE(SUM(block_value), 0) AS block_value, \
+     MIN(window_start) AS first_window, MAX(window_end) AS last_window, \
+     COUNT(*) AS windows FROM scope";
 
 /// `GET /api/summary[?symbol=X]`.
 pub async fn summary(
@@ -64,13 +79,9 @@ pub async fn summary(
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(params)?;
     let format = negotiate(&headers, pairs.get("format").map(String::as_str))?;
-    let result = match pairs.get("symbol").filter(|s| !s.is_empty()) {
-        Some(symbol) => {
-            let sql = format!("{SUMMARY_SQL} WHERE w.symbol = $1");
-            let params = ParamValues::from(vec![ScalarValue::Utf8(Some(symbol.clone()))]);
-            state.query(&sql, Some(params)).await?
-        }
-        None => state.query(SUMMARY_SQL, None).await?,
-    };
+    let symbol = pairs.get("symbol").filter(|s| !s.is_empty());
+    let sql = format!("{}{SUMMARY}", scope("windows", symbol.is_some()));
+    let params = symbol.map(|s| ParamValues::from(vec![ScalarValue::Utf8(Some(s.clone()))]));
+    let result = state.query(&sql, params).await?;
     respond(&result, format)
 }

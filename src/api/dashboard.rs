@@ -12,6 +12,7 @@ use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use serde_json::{json, Value};
 
+use super::catalog::{scope, SUMMARY};
 use super::heatmap::{rows_as_json, CURRENT_WINDOWS};
 use super::sql::{query_pairs, Params};
 use super::{ApiError, AppState, Encoded};
@@ -21,21 +22,6 @@ use crate::output::OutputFormat;
 const SERIES_POINTS: usize = 288;
 /// Block prints listed.
 const BLOCK_ROWS: usize = 50;
-
-/// `{scope}` is the windows in scope with their venue's kind: `w` (window) and `kind`.
-const SCOPE: &str = "SELECT w.*, COALESCE(v.kind, 'unknown') AS kind, v.name AS venue_name \
-     FROM ({current}) AS w LEFT JOIN venues AS v ON v.code = w.venue {filter}";
-
-const SUMMARY: &str = "SELECT COUNT(DISTINCT symbol) AS symbols, COUNT(DISTINCT venue) AS venues, \
-     COALESCE(SUM(total_trade_value), 0) AS total_value, \
-     COALESCE(SUM(total_quantity), 0) AS total_quantity, \
-     COALESCE(SUM(num_trades), 0) AS num_trades, \
-     SUM(CASE WHEN kind = 'dark' THEN total_trade_value ELSE 0 END) / SUM(total_trade_value) AS dark_share, \
-     SUM(CASE WHEN kind IN ('dark', 'otc') THEN total_trade_value ELSE 0 END) / SUM(total_trade_value) AS off_exchange_share, \
-     COALESCE(SUM(block_trades), 0) AS block_trades, COALESCE(SUM(block_value), 0) AS block_value, \
-     to_char(MIN(window_start), '%Y-%m-%dT%H:%M:%SZ') AS first_window, \
-     to_char(MAX(window_end), '%Y-%m-%dT%H:%M:%SZ') AS last_window, \
-     COUNT(*) AS windows FROM scope";
 
 const VENUES: &str =
     "SELECT venue, MAX(venue_name) AS name, kind, SUM(total_trade_value) AS total_value, \
@@ -79,21 +65,19 @@ const BLOCKS: &str =
 
 /// Each section's SQL for one symbol (bound as `$1`) or all.
 fn sections(symbol: bool) -> Vec<(&'static str, String)> {
-    let scope = SCOPE
-        .replace("{current}", CURRENT_WINDOWS)
-        .replace("{filter}", if symbol { "WHERE w.symbol = $1" } else { "" });
-    let with = |body: &str| {
+    let with = scope(&format!("({CURRENT_WINDOWS})"), symbol);
+    let over_scope = |body: &str| {
         format!(
-            "WITH scope AS ({scope}) {}",
+            "{with}{}",
             body.replace("{points}", &SERIES_POINTS.to_string())
         )
     };
     vec![
-        ("summary", with(SUMMARY)),
-        ("venues", with(VENUES)),
-        ("by_kind", with(BY_KIND)),
-        ("by_venue", with(BY_VENUE)),
-        ("sites", with(SITES)),
+        ("summary", over_scope(SUMMARY)),
+        ("venues", over_scope(VENUES)),
+        ("by_kind", over_scope(BY_KIND)),
+        ("by_venue", over_scope(BY_VENUE)),
+        ("sites", over_scope(SITES)),
         (
             "blocks",
             BLOCKS
