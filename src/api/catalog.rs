@@ -9,8 +9,8 @@ use axum::response::Response;
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 
-use super::sql::{query_pairs, Params};
-use super::{negotiate, respond, ApiError, AppState};
+use super::sql::{pairs_and_format, Params};
+use super::{respond, ApiError, AppState};
 
 /// `GET /api/symbols`: every symbol with its value and trades, largest first.
 pub async fn symbols(
@@ -18,8 +18,7 @@ pub async fn symbols(
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(params)?;
-    let format = negotiate(&headers, pairs.get("format").map(String::as_str))?;
+    let (_, format) = pairs_and_format(params, &headers)?;
     let sql =
         "SELECT symbol, SUM(total_trade_value) AS total_value, SUM(num_trades) AS num_trades \
                FROM windows GROUP BY symbol ORDER BY total_value DESC, symbol";
@@ -32,8 +31,7 @@ pub async fn venues(
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(params)?;
-    let format = negotiate(&headers, pairs.get("format").map(String::as_str))?;
+    let (_, format) = pairs_and_format(params, &headers)?;
     respond(
         &state
             .query("SELECT * FROM venues ORDER BY code", None)
@@ -77,8 +75,7 @@ pub async fn summary(
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(params)?;
-    let format = negotiate(&headers, pairs.get("format").map(String::as_str))?;
+    let (pairs, format) = pairs_and_format(params, &headers)?;
     let symbol = pairs.get("symbol").filter(|s| !s.is_empty());
     let sql = format!("{}{SUMMARY}", scope("windows", symbol.is_some()));
     let params = symbol.map(|s| ParamValues::from(vec![ScalarValue::Utf8(Some(s.clone()))]));

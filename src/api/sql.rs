@@ -15,6 +15,7 @@ use datafusion::scalar::ScalarValue;
 use serde_json::Value;
 
 use super::{negotiate, respond, ApiError, AppState};
+use crate::output::OutputFormat;
 
 /// Query-string pairs as axum extracts them (a malformed string is a 400, not axum's text).
 pub(super) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -24,6 +25,17 @@ pub(super) fn query_pairs(params: Params) -> Result<HashMap<String, String>, Api
     params
         .map(|Query(p)| p)
         .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))
+}
+
+/// Query-string pairs without `format`, and the result format the request asks for (`?format=`,
+/// then `Accept`).
+pub(super) fn pairs_and_format(
+    params: Params,
+    headers: &HeaderMap,
+) -> Result<(HashMap<String, String>, OutputFormat), ApiError> {
+    let mut pairs = query_pairs(params)?;
+    let format = negotiate(headers, pairs.remove("format").as_deref())?;
+    Ok((pairs, format))
 }
 
 /// A JSON value as a SQL parameter.
@@ -136,8 +148,7 @@ pub async fn run_named(
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut pairs = query_pairs(params)?;
-    let format = negotiate(&headers, pairs.remove("format").as_deref())?;
+    let (pairs, format) = pairs_and_format(params, &headers)?;
     let sql = state.engine.named_sql(&name)?;
     let params = (!pairs.is_empty()).then(|| {
         ParamValues::from(
