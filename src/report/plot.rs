@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use plotters::coord::combinators::LogCoord;
 use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -882,6 +884,37 @@ macro_rules! diamond {
     };
 }
 
+/// `n` categories across (labelled by the caller) against a log-scaled y axis of shares: the
+/// frame both trade-size plots draw in.
+fn log_category_chart<'a, 'b>(
+    plot: &'b Area<'a>,
+    n: usize,
+    y: std::ops::Range<f64>,
+    y_desc: &str,
+) -> DrawResult<ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, LogCoord<f64>>>> {
+    let mut chart = ChartBuilder::on(plot)
+        .margin_left(20)
+        .margin_right(30)
+        .margin_top(10)
+        .x_label_area_size(70)
+        .y_label_area_size(100)
+        .build_cartesian_2d(-0.5..(n as f64 - 0.5), y.log_scale())
+        .map_err(de)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_label_formatter(&|y| super::chart::thousands(*y, 0))
+        .y_desc(y_desc)
+        .label_style(label_font(15))
+        .axis_desc_style(label_font(17))
+        .light_line_style(WHITE)
+        .bold_line_style(GRID)
+        .draw()
+        .map_err(de)?;
+    Ok(chart)
+}
+
 fn trade_size_percentiles(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResult<()> {
     let kinds = data.strings("venue_kind")?;
     let trades = data.floats("num_trades")?;
@@ -921,26 +954,7 @@ fn trade_size_percentiles(data: &Data, heading: &Heading, canvas: &mut Canvas) -
             "average (total shares / trades)",
             true,
         )?;
-        let mut chart = ChartBuilder::on(&plot)
-            .margin_left(20)
-            .margin_right(30)
-            .margin_top(10)
-            .x_label_area_size(70)
-            .y_label_area_size(100)
-            .build_cartesian_2d(-0.5..(n as f64 - 0.5), (lo..hi).log_scale())
-            .map_err(de)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_label_formatter(&|y| super::chart::thousands(*y, 0))
-            .y_desc("Shares per trade (log scale)")
-            .label_style(label_font(15))
-            .axis_desc_style(label_font(17))
-            .light_line_style(WHITE)
-            .bold_line_style(GRID)
-            .draw()
-            .map_err(de)?;
+        let mut chart = log_category_chart(&plot, n, lo..hi, "Shares per trade (log scale)")?;
         for i in 0..n {
             let colour = kind_colour(&kinds[i]);
             for (j, (name, values)) in columns.iter().enumerate() {
@@ -1032,26 +1046,12 @@ fn trade_size_box(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawRe
         let end = legend_row(&legend, 24, 16, &entries)?;
         let end = legend_marker(&legend, end, 16, "median", false)?;
         legend_marker(&legend, end, 16, "average (shares / trades)", true)?;
-        let mut chart = ChartBuilder::on(&plot)
-            .margin_left(20)
-            .margin_right(30)
-            .margin_top(10)
-            .x_label_area_size(70)
-            .y_label_area_size(100)
-            .build_cartesian_2d(-0.5..(n as f64 - 0.5), (lo..hi).log_scale())
-            .map_err(de)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_label_formatter(&|y| super::chart::thousands(*y, 0))
-            .y_desc("Average trade size per window (shares, log scale)")
-            .label_style(label_font(15))
-            .axis_desc_style(label_font(17))
-            .light_line_style(WHITE)
-            .bold_line_style(GRID)
-            .draw()
-            .map_err(de)?;
+        let mut chart = log_category_chart(
+            &plot,
+            n,
+            lo..hi,
+            "Average trade size per window (shares, log scale)",
+        )?;
         let width = 0.84 / slots;
         for i in 0..venues.len() {
             let Some(v) = venue_order.iter().position(|(x, _)| *x == venues[i]) else {
