@@ -21,7 +21,6 @@
     loading: false,
     pending: false,
     lastRefresh: 0,
-    sqlRows: null,
   };
   // For the browser tests and for the curious: the page's state, charts included.
   window.darkpool = state;
@@ -89,24 +88,35 @@
     ticks: { callback: (v) => money(v) },
   });
 
-  function venueBars(venues, empty) {
-    draw('chart-venue-value', {
+  const kindColour = (kind) => KIND[kind] || KIND.unknown;
+
+  // One bar per venue, coloured by its kind.
+  function venueBar(id, venues, field, label, axis, tooltip, empty) {
+    draw(id, {
       type: 'bar',
       data: {
         labels: venues.map((v) => v.venue),
-        datasets: [{ label: 'Traded value', data: venues.map((v) => v.total_value), backgroundColor: venues.map((v) => KIND[v.kind] || KIND.unknown) }],
+        datasets: [{ label, data: venues.map((v) => v[field]), backgroundColor: venues.map((v) => kindColour(v.kind)) }],
       },
       options: {
-        plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${money(c.raw)} (${venues[c.dataIndex].kind}, ${pct(venues[c.dataIndex].value_share)})` } } },
-        scales: { y: moneyAxis('USD'), x: { ticks: { maxRotation: 60 } } },
+        plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => tooltip(c.raw, venues[c.dataIndex]) } } },
+        scales: { y: axis, x: { ticks: { maxRotation: 60 } } },
       },
     }, empty);
+  }
+
+  function venueBars(venues, empty) {
+    venueBar('chart-venue-value', venues, 'total_value', 'Traded value', moneyAxis('USD'),
+      (raw, v) => `${money(raw)} (${v.kind}, ${pct(v.value_share)})`, empty);
+    venueBar('chart-venue-trades', venues, 'num_trades', 'Trades',
+      { beginAtZero: true, title: { display: true, text: 'trades' }, ticks: { callback: (v) => shares(v) } },
+      (raw) => `${count(raw)} trades`, empty);
 
     const top = venues.slice(0, 8);
     const rest = venues.slice(8).reduce((s, v) => s + (v.total_value || 0), 0);
     const labels = top.map((v) => v.venue).concat(rest > 0 ? ['OTHER'] : []);
     const values = top.map((v) => v.total_value).concat(rest > 0 ? [rest] : []);
-    const colours = top.map((v, i) => shade(KIND[v.kind] || KIND.unknown, i)).concat(rest > 0 ? ['#616161'] : []);
+    const colours = top.map((v, i) => shade(kindColour(v.kind), i)).concat(rest > 0 ? ['#616161'] : []);
     draw('chart-venue-share', {
       type: 'doughnut',
       data: { labels, datasets: [{ data: values, backgroundColor: colours, borderColor: '#111827', borderWidth: 2 }] },
@@ -115,18 +125,6 @@
           legend: { position: 'right' },
           tooltip: { callbacks: { label: (c) => `${c.label}: ${pct(c.raw / values.reduce((a, b) => a + b, 0))} (${money(c.raw)})` } },
         },
-      },
-    }, empty);
-
-    draw('chart-venue-trades', {
-      type: 'bar',
-      data: {
-        labels: venues.map((v) => v.venue),
-        datasets: [{ label: 'Trades', data: venues.map((v) => v.num_trades), backgroundColor: venues.map((v) => KIND[v.kind] || KIND.unknown) }],
-      },
-      options: {
-        plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${count(c.raw)} trades` } } },
-        scales: { y: { beginAtZero: true, title: { display: true, text: 'trades' }, ticks: { callback: (v) => shares(v) } }, x: { ticks: { maxRotation: 60 } } },
       },
     }, empty);
   }
@@ -209,7 +207,7 @@
       type: 'bar',
       data: {
         labels: sorted.map((v) => v.venue),
-        datasets: [{ label: 'Average trade size', data: sorted.map((v) => v.avg_trade_size), backgroundColor: sorted.map((v) => KIND[v.kind] || KIND.unknown) }],
+        datasets: [{ label: 'Average trade size', data: sorted.map((v) => v.avg_trade_size), backgroundColor: sorted.map((v) => kindColour(v.kind)) }],
       },
       options: {
         indexAxis: 'y',
@@ -267,7 +265,7 @@
   function kindBadge(kind) {
     const span = document.createElement('span');
     span.className = 'badge';
-    span.style.color = KIND[kind] || KIND.unknown;
+    span.style.color = kindColour(kind);
     span.textContent = kind;
     return span;
   }
@@ -279,10 +277,10 @@
     return span;
   }
 
-  function row(cells) {
+  function row(cells, tag = 'td') {
     const tr = document.createElement('tr');
     for (const cell of cells) {
-      const td = document.createElement('td');
+      const td = document.createElement(tag);
       if (cell instanceof Node) {
         if (cell.className === 'num') td.className = 'num';
         td.append(cell);
@@ -448,11 +446,17 @@
     return rows;
   }
 
+  function sqlError(message) {
+    const el = $('#sql-error');
+    el.textContent = message || '';
+    el.hidden = !message;
+  }
+
   async function runSql() {
     const sql = $('#sql').value;
     const started = performance.now();
     $('#sql-status').textContent = 'running…';
-    $('#sql-error').className = 'hidden';
+    sqlError(null);
     $('#run').disabled = true;
     try {
       const response = await api('/api/sql', { method: 'POST', headers: { 'content-type': 'text/plain', accept: 'text/csv' }, body: sql });
@@ -461,9 +465,7 @@
       const header = rows.shift() || [];
       const total = Number(response.headers.get('x-darkpool-rows') || rows.length);
       const truncated = response.headers.get('x-darkpool-truncated') === 'true';
-      state.sqlRows = rows.length;
-      $('#sql-result thead').replaceChildren(row(header));
-      $('#sql-result thead tr').querySelectorAll('td').forEach((td) => { const th = document.createElement('th'); th.textContent = td.textContent; td.replaceWith(th); });
+      $('#sql-result thead').replaceChildren(row(header, 'th'));
       $('#sql-result tbody').replaceChildren(...rows.slice(0, SQL_TABLE_ROWS).map((r) => {
         const tr = row(r);
         tr.querySelectorAll('td').forEach((td) => { if (/^-?[\d.]+(e[+-]?\d+)?$/i.test(td.textContent)) td.className = 'num'; });
@@ -476,10 +478,8 @@
       $('#download-csv').disabled = false;
       $('#download-parquet').disabled = false;
     } catch (e) {
-      state.sqlRows = null;
       $('#sql-status').textContent = '';
-      $('#sql-error').textContent = e.message;
-      $('#sql-error').className = 'rounded border border-red-800 bg-red-950/60 px-3 py-2 text-sm text-red-200 font-mono whitespace-pre-wrap';
+      sqlError(e.message);
     } finally {
       $('#run').disabled = false;
     }
@@ -499,8 +499,7 @@
       a.remove();
       setTimeout(() => URL.revokeObjectURL(a.href), 10000);
     } catch (e) {
-      $('#sql-error').textContent = e.message;
-      $('#sql-error').className = 'rounded border border-red-800 bg-red-950/60 px-3 py-2 text-sm text-red-200 font-mono whitespace-pre-wrap';
+      sqlError(e.message);
     }
   }
 

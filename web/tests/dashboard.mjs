@@ -137,7 +137,7 @@ try {
   await check('the SQL console shows a refused statement and a syntax error', async () => {
     await page.fill('#sql', 'DROP TABLE trades');
     await page.keyboard.press('Control+Enter');
-    await page.waitForSelector('#sql-error:not(.hidden)', { timeout: 10000 });
+    await page.waitForSelector('#sql-error:not([hidden])', { timeout: 10000 });
     assert.match(await page.textContent('#sql-error'), /refused/);
     await page.fill('#sql', 'SELEC 1');
     await page.click('#run');
