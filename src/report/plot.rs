@@ -886,8 +886,8 @@ macro_rules! diamond {
 
 /// `n` categories across (labelled by the caller) against a log-scaled y axis of shares: the
 /// frame both trade-size plots draw in.
-fn log_category_chart<'a, 'b>(
-    plot: &'b Area<'a>,
+fn log_category_chart<'a>(
+    plot: &Area<'a>,
     n: usize,
     y: std::ops::Range<f64>,
     y_desc: &str,
