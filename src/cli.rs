@@ -128,14 +128,27 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Input files (.csv, .ndjson/.jsonl/.json, .parquet); `-` reads standard input.
+    /// Input files (.csv, .ndjson/.jsonl/.json, .parquet, FINRA ATS JSON or pipe files, Reg SHO
+    /// files, TAQ-style CSV); `-` reads standard input.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     #[command(flatten)]
     pub lake: LakeArgs,
-    /// Input format, overriding the file extension.
+    /// Input format, overriding what the file name, first line or extension says.
     #[arg(long, env = "DARKPOOL_FORMAT", value_enum)]
     pub format: Option<Format>,
+    /// Week start (a Monday, YYYY-MM-DD) of FINRA ATS pipe files without a weekStartDate
+    /// column [default: the date in the file name].
+    #[arg(long, env = "DARKPOOL_WEEK", value_parser = parse_week)]
+    pub week: Option<i32>,
+    /// Reg SHO facility code (CNMS, FNSQ, FNQC, FNYX, FNRA, FORF) [default: the file name's
+    /// prefix, as in CNMSshvol20240102.txt].
+    #[arg(long, env = "DARKPOOL_FACILITY")]
+    pub facility: Option<String>,
+    /// TAQ column names that differ from SYMBOL,DATE,TIME,PRICE,SIZE,CORR,COND,EX(,TRF), as
+    /// field=HEADER pairs: e.g. symbol=TICKER,time=TRADE_TIME.
+    #[arg(long, env = "DARKPOOL_TAQ_COLUMNS", value_parser = crate::source::taq::ColumnNames::parse, default_value = "")]
+    pub taq_columns: crate::source::taq::ColumnNames,
     #[command(flatten)]
     pub venues: VenueArgs,
     #[command(flatten)]
@@ -172,6 +185,9 @@ pub struct QueryArgs {
     /// List tables with their columns, and the named queries.
     #[arg(long)]
     pub list: bool,
+    /// A value for a `$NAME` placeholder of the query (repeatable): --param symbol=AAPL.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
     /// Output format.
     #[arg(
         long,
@@ -332,6 +348,28 @@ pub struct Exit {
 }
 
 /// Parse `512M`, `4G`, `1000` into bytes.
+/// `--week`: a Monday, as days since the epoch.
+fn parse_week(text: &str) -> Result<i32, String> {
+    let days = crate::time::parse_date(text)
+        .map_err(|e| format!("'{text}' is not a date like 2024-01-08: {e}"))?;
+    crate::source::finra::check_week(days)?;
+    i32::try_from(days).map_err(|_| format!("'{text}' is out of range"))
+}
+
+/// `--param NAME=VALUE`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))?;
+    let name = name.trim().trim_start_matches('$');
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "'{name}' is not a parameter name (letters, digits, _)"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 pub fn parse_bytes(text: &str) -> Result<usize> {
     let t = text.trim();
     let split = t
@@ -424,6 +462,11 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
 pub async fn ingest(args: IngestArgs) -> Result<()> {
     let mut options = IngestOptions::new(&args.lake.lake, args.inputs.clone());
     options.format = args.format;
+    options.formats = crate::source::FormatOptions {
+        week: args.week,
+        facility: args.facility.clone(),
+        taq_columns: args.taq_columns.clone(),
+    };
     options.venues = args.venues.load()?;
     options.window = args.window.spec()?;
     options.reemit_late = args.reemit_late;
@@ -460,6 +503,17 @@ pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
     if ingested == 0 {
         let _ = writeln!(out, "nothing new to ingest into {}", lake.display());
         return out;
+    }
+    if ingested > 1
+        || s.inputs.iter().any(|i| {
+            i.format.table() != Table::Trades
+                || !i.stats.flagged.is_empty()
+                || !i.stats.excluded.is_empty()
+        })
+    {
+        for input in s.inputs.iter().filter(|i| i.already_ingested.is_none()) {
+            out.push_str(&format_input(input));
+        }
     }
     let t = &s.totals;
     let rejected = t.rejected_total();
@@ -524,6 +578,44 @@ pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
     out
 }
 
+/// One input's line of the ingest summary: format, table, counts and reasons.
+fn format_input(input: &crate::ingest::InputReport) -> String {
+    let st = &input.stats;
+    let counts = |map: &std::collections::BTreeMap<&'static str, u64>| {
+        map.iter()
+            .map(|(k, v)| format!("{k} {}", grouped(*v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = format!(
+        "  {} ({} -> {}): {} records, {} accepted, {} rejected",
+        input.path.display(),
+        input.format.name(),
+        input.format.table().dir_name(),
+        grouped(st.records),
+        grouped(st.accepted),
+        grouped(st.rejected_total()),
+    );
+    if !st.rejected.is_empty() {
+        let _ = write!(line, " ({})", counts(&st.rejected));
+    }
+    if !st.excluded.is_empty() {
+        let _ = write!(
+            line,
+            "; excluded {} (kept in rejects)",
+            counts(&st.excluded)
+        );
+    }
+    if !st.flagged.is_empty() {
+        let _ = write!(line, "; flagged {}", counts(&st.flagged));
+    }
+    if let Some(n) = st.trailer {
+        let _ = write!(line, "; trailer count {} matches", grouped(n));
+    }
+    line.push('\n');
+    line
+}
+
 fn engine_error(e: EngineError) -> anyhow::Error {
     let code = match e {
         EngineError::Refused { .. } => 2,
@@ -568,14 +660,19 @@ pub async fn query(args: QueryArgs) -> Result<()> {
             args.format
         );
     }
-    if !engine.has_trades() {
+    if engine.lake().is_empty() {
         if lake_dir.is_dir() {
-            eprintln!("note: the lake {} holds no trades yet; ingest some first (darkpool ingest --lake {} FILE)", lake_dir.display(), lake_dir.display());
+            eprintln!("note: the lake {} holds no data yet; ingest some first (darkpool ingest --lake {} FILE)", lake_dir.display(), lake_dir.display());
         } else {
             eprintln!("note: no lake at {}; results are empty (create one with darkpool ingest --lake {} FILE)", lake_dir.display(), lake_dir.display());
         }
     }
-    let result = engine.sql(&sql).await.map_err(engine_error)?;
+    let params =
+        crate::engine::text_params(args.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let result = engine
+        .sql_with_params(&sql, params)
+        .await
+        .map_err(engine_error)?;
     let total = result.num_rows();
     let maxrows = args
         .maxrows

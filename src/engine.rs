@@ -178,7 +178,7 @@ pub struct Engine {
 }
 
 /// Table names and what they hold.
-const TABLES: [(&str, &str); 7] = [
+const TABLES: [(&str, &str); 11] = [
     (
         "trades",
         "every accepted trade, with venue_kind and source position",
@@ -200,6 +200,40 @@ const TABLES: [(&str, &str); 7] = [
     (
         "live_windows",
         "serve's live windows not yet in the lake: open (is_final = false) and just closed",
+    ),
+    (
+        "ats_weekly",
+        "FINRA ATS weekly volume per week_start, symbol and mpid: the latest publication",
+    ),
+    (
+        "ats_weekly_history",
+        "every FINRA ATS weekly row loaded, with last_update and loaded_at",
+    ),
+    (
+        "short_volume",
+        "FINRA Reg SHO short-sale volume per date, symbol and facility: the latest load",
+    ),
+    (
+        "short_volume_history",
+        "every FINRA Reg SHO row loaded, with loaded_at",
+    ),
+];
+
+/// The FINRA tables: (lake table, history table, view, natural key, newest-first order).
+const LATEST_OF: [(Table, &str, &str, &str, &str); 2] = [
+    (
+        Table::AtsWeekly,
+        "ats_weekly_history",
+        "ats_weekly",
+        "week_start, symbol, mpid",
+        "last_update DESC NULLS LAST, loaded_at DESC, source_file DESC, source_line DESC",
+    ),
+    (
+        Table::ShortVolume,
+        "short_volume_history",
+        "short_volume",
+        "\"date\", symbol, facility",
+        "loaded_at DESC, source_file DESC, source_line DESC",
     ),
 ];
 
@@ -237,10 +271,29 @@ impl Engine {
                 true,
             ),
         ] {
-            let scope = scoped
-                .then(|| options.scope.predicate(table.date_column()))
-                .flatten();
+            let scope = table
+                .date_column()
+                .filter(|_| scoped)
+                .and_then(|column| options.scope.predicate(column));
             register_lake_table(&ctx, &lake, table, name, schema, scope).await?;
+        }
+        for (table, history, view, key, newest_first) in LATEST_OF {
+            let schema = match table {
+                Table::AtsWeekly => model::ats_weekly_schema(),
+                _ => model::short_volume_schema(),
+            };
+            register_lake_table(&ctx, &lake, table, history, schema, None).await?;
+            // Loading the same rows twice (overlapping downloads, re-published weeks) keeps
+            // one row per natural key: the newest publication.
+            let sql = format!(
+                "CREATE VIEW {view} AS SELECT * EXCLUDE (publication_rank) FROM (\
+                 SELECT *, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {newest_first}) \
+                 AS publication_rank FROM {history}) WHERE publication_rank = 1"
+            );
+            ctx.sql(&sql).await.map_err(|source| EngineError::Table {
+                table: view,
+                source,
+            })?;
         }
         let table_err = |table| move |source| EngineError::Table { table, source };
         let latest = "CREATE VIEW windows AS SELECT * EXCLUDE (version_rank) FROM (\
@@ -411,6 +464,26 @@ impl Engine {
     }
 }
 
+/// Named parameters from `name=value` text pairs (query strings, `query --param`): a whole
+/// number, a decimal number, or text. `None` when there are none.
+pub fn text_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<ParamValues> {
+    use datafusion::scalar::ScalarValue;
+    let scalar = |text: &str| {
+        if let Ok(i) = text.parse::<i64>() {
+            ScalarValue::Int64(Some(i))
+        } else if let Some(f) = text.parse::<f64>().ok().filter(|f| f.is_finite()) {
+            ScalarValue::Float64(Some(f))
+        } else {
+            ScalarValue::Utf8(Some(text.to_string()))
+        }
+    };
+    let values: Vec<(String, ScalarValue)> = pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), scalar(v)))
+        .collect();
+    (!values.is_empty()).then(|| ParamValues::from(values))
+}
+
 /// DataFusion's own second line of defence behind [`guard`].
 fn read_only() -> datafusion::execution::context::SQLOptions {
     datafusion::execution::context::SQLOptions::new()
@@ -470,16 +543,21 @@ fn lake_table(
     schema: SchemaRef,
 ) -> Result<Arc<dyn TableProvider>, DataFusionError> {
     let dir = lake.table_dir(table);
+    let has_partitions = table.date_column().is_some();
     if !dir.is_dir() {
-        return Ok(Arc::new(MemTable::try_new(
-            partitioned(&schema),
-            vec![vec![]],
-        )?));
+        let schema = if has_partitions {
+            partitioned(&schema)
+        } else {
+            schema
+        };
+        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
     }
     let url = ListingTableUrl::parse(format!("{}/", absolute(&dir).display()))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
+    let mut options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    if has_partitions {
+        options = options.with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
+    }
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);
@@ -593,6 +671,23 @@ pub fn guard(sql: &str) -> Result<(), EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_parameters_become_typed_values() {
+        use datafusion::scalar::ScalarValue;
+        let value = |v: &str| match text_params([("x", v)]) {
+            Some(ParamValues::Map(map)) => map["x"].value.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(value("42"), ScalarValue::Int64(Some(42)));
+        assert_eq!(value("2.5"), ScalarValue::Float64(Some(2.5)));
+        assert_eq!(
+            value("SYNTH_SPY"),
+            ScalarValue::Utf8(Some("SYNTH_SPY".into()))
+        );
+        assert_eq!(value("NaN"), ScalarValue::Utf8(Some("NaN".into())));
+        assert!(text_params([]).is_none());
+    }
 
     fn refused(sql: &str) -> String {
         match guard(sql) {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::lake::{self, Lake, LakeError, SourceRecord, Table, Transaction, WriterOptions};
-use crate::source::{self, DecodeOptions, DecodeStats, Format, SourceError};
+use crate::source::{self, DecodeOptions, DecodeStats, Format, FormatOptions, SourceError};
 use crate::venue::Registry;
 use crate::window::{WindowError, WindowOperator, WindowSpec, WindowStats};
 
@@ -25,8 +25,10 @@ pub struct IngestOptions {
     pub lake: PathBuf,
     /// Files; `-` is standard input.
     pub inputs: Vec<PathBuf>,
-    /// Overrides the format the extension names.
+    /// Overrides the format the file name, first line or extension names.
     pub format: Option<Format>,
+    /// Settings of the FINRA and TAQ formats.
+    pub formats: FormatOptions,
     pub venues: Arc<Registry>,
     pub window: WindowSpec,
     /// Re-emit a window as a new version when late trades change it.
@@ -44,6 +46,7 @@ impl IngestOptions {
             lake: lake.into(),
             inputs,
             format: None,
+            formats: FormatOptions::default(),
             venues: Arc::new(Registry::embedded()),
             window: WindowSpec::default(),
             reemit_late: true,
@@ -196,10 +199,10 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
         } else {
             (input.clone(), input.clone())
         };
-        let format = match options.format.or_else(|| Format::from_path(&path)) {
+        let format = match options.format.or_else(|| Format::detect(&path)) {
             Some(f) => f,
             None if label.as_os_str() == "-" => {
-                let mut head = [0u8; 8];
+                let mut head = vec![0u8; 64 * 1024];
                 let n = std::fs::File::open(&path)
                     .and_then(|mut f| f.read(&mut head))
                     .map_err(IngestError::Stdin)?;
@@ -207,7 +210,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
             }
             None => return Err(SourceError::UnknownFormat { path: label }.into()),
         };
-        source::check(&path, &label, format)?;
+        source::check(&path, &label, format, &options.formats)?;
         let (id, bytes) = lake::content_id(&path)?;
         let seen_in_run = plan.iter().any(|(_, _, _, other, _)| *other == id);
         if !claims.contains_key(&id) {
@@ -261,6 +264,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
         .map(|(p, l, f, _, _)| (p.clone(), l.clone(), *f))
         .collect();
     let registry = options.venues.clone();
+    let formats = options.formats.clone();
     let decode_options = DecodeOptions {
         batch_rows: options.batch_rows.max(1),
         max_line_bytes: options.max_line_bytes.max(64),
@@ -273,7 +277,15 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
                     .blocking_send(Decoded::Chunk(chunk))
                     .map_err(|_| SourceError::Sink("the pipeline stopped".into()))
             };
-            let stats = source::decode(path, label, *format, &registry, decode_options, &mut sink)?;
+            let stats = source::decode(
+                path,
+                label,
+                *format,
+                &registry,
+                decode_options,
+                &formats,
+                &mut sink,
+            )?;
             if decoded_tx
                 .blocking_send(Decoded::InputDone(index, stats))
                 .is_err()
@@ -303,14 +315,19 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
             match message {
                 Decoded::Chunk(chunk) => {
                     bar.set_position(done_bytes + chunk.bytes_read);
-                    let pushed = windows.push(&chunk.trades).await?;
+                    if chunk.trades.num_rows() > 0 {
+                        let pushed = windows.push(&chunk.trades).await?;
+                        if let Some(late) = pushed.late {
+                            send(Table::Late, late).await?;
+                        }
+                        if let Some(w) = pushed.windows {
+                            send(Table::Windows, w).await?;
+                        }
+                    }
                     send(Table::Trades, chunk.trades).await?;
                     send(Table::Rejects, chunk.rejects).await?;
-                    if let Some(late) = pushed.late {
-                        send(Table::Late, late).await?;
-                    }
-                    if let Some(w) = pushed.windows {
-                        send(Table::Windows, w).await?;
+                    if let Some((table, rows)) = chunk.other {
+                        send(table, rows).await?;
                     }
                 }
                 Decoded::InputDone(index, stats) => {

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! LAKE/trades/date=2024-01-01/part-<run>-00001.parquet   data, visible to readers
+//! LAKE/ats_weekly/part-<run>-00002.parquet                 FINRA tables: not partitioned
 //! LAKE/_staging/<run>/...                                  a run's files before commit
 //! LAKE/_commits/<run>.json                                 commit log: files + sources
 //! LAKE/_sources/<blake3 of content>.json                    inputs the lake already holds
@@ -30,25 +31,42 @@ pub enum Table {
     Windows,
     Late,
     Rejects,
+    /// FINRA OTC Transparency ATS weekly volumes (every row loaded).
+    AtsWeekly,
+    /// FINRA Reg SHO daily short-sale volume (every row loaded).
+    ShortVolume,
 }
 
 impl Table {
-    /// The folder name (and, except for windows, the SQL table name).
+    pub const ALL: [Table; 6] = [
+        Table::Trades,
+        Table::Windows,
+        Table::Late,
+        Table::Rejects,
+        Table::AtsWeekly,
+        Table::ShortVolume,
+    ];
+
+    /// The folder name (and, except for windows and the FINRA tables, the SQL table name).
     pub fn dir_name(self) -> &'static str {
         match self {
             Table::Trades => "trades",
             Table::Windows => "windows",
             Table::Late => "late",
             Table::Rejects => "rejects",
+            Table::AtsWeekly => "ats_weekly",
+            Table::ShortVolume => "short_volume",
         }
     }
 
-    /// The timestamp column whose UTC date is the partition.
-    pub fn date_column(self) -> &'static str {
+    /// The timestamp column whose UTC date is the `date=` partition; `None` for tables kept
+    /// in one folder (the FINRA tables: small, and with a `date` column of their own).
+    pub fn date_column(self) -> Option<&'static str> {
         match self {
-            Table::Trades | Table::Late => "timestamp",
-            Table::Windows => "window_start",
-            Table::Rejects => "rejected_at",
+            Table::Trades | Table::Late => Some("timestamp"),
+            Table::Windows => Some("window_start"),
+            Table::Rejects => Some("rejected_at"),
+            Table::AtsWeekly | Table::ShortVolume => None,
         }
     }
 }
@@ -120,7 +138,7 @@ impl Lake {
     /// Create the table folders, so a long-running reader (`serve`) opened on a new lake sees
     /// the files that later runs commit.
     pub fn ensure_tables(&self) -> Result<(), LakeError> {
-        for table in [Table::Trades, Table::Windows, Table::Late, Table::Rejects] {
+        for table in Table::ALL {
             let dir = self.table_dir(table);
             fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         }
@@ -131,11 +149,15 @@ impl Lake {
         self.root.join(table.dir_name())
     }
 
-    /// `table/date=YYYY-MM-DD/part-<run>-<seq>.parquet`, relative to the root.
-    pub fn data_file(table: Table, date: &str, run: &str, seq: u32) -> PathBuf {
-        PathBuf::from(table.dir_name())
-            .join(format!("date={date}"))
-            .join(format!("part-{run}-{seq:05}.parquet"))
+    /// `table/date=YYYY-MM-DD/part-<run>-<seq>.parquet` (or `table/part-…` for a table
+    /// without partitions), relative to the root.
+    pub fn data_file(table: Table, date: Option<&str>, run: &str, seq: u32) -> PathBuf {
+        let dir = PathBuf::from(table.dir_name());
+        let dir = match date {
+            Some(date) => dir.join(format!("date={date}")),
+            None => dir,
+        };
+        dir.join(format!("part-{run}-{seq:05}.parquet"))
     }
 
     pub fn staging_dir(&self, run: &str) -> PathBuf {
@@ -167,6 +189,11 @@ impl Lake {
                 })
         }
         any_parquet(&self.table_dir(table))
+    }
+
+    /// Does no table hold any data?
+    pub fn is_empty(&self) -> bool {
+        !Table::ALL.iter().any(|t| self.has_data(*t))
     }
 
     /// The record of an input already in the lake, by content id.
@@ -410,7 +437,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::new(dir.path());
         // A run that logged its commit, then crashed before moving its file.
-        let rel = Lake::data_file(Table::Trades, "2024-01-01", "run1", 1);
+        let rel = Lake::data_file(Table::Trades, Some("2024-01-01"), "run1", 1);
         let staged = lake.staging_dir("run1").join(&rel);
         fs::create_dir_all(staged.parent().unwrap()).unwrap();
         fs::write(&staged, b"PAR1").unwrap();

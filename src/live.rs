@@ -216,6 +216,7 @@ pub async fn run(
                 Format::Ndjson,
                 &options.venues,
                 decode_options,
+                &source::FormatOptions::default(),
                 &mut |chunk| {
                     chunks.push(chunk);
                     Ok::<(), SourceError>(())

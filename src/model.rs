@@ -5,8 +5,8 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder,
+    Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -43,6 +43,8 @@ fn trade_fields() -> Vec<Field> {
         Field::new("trade_value", DataType::Float64, false),
         Field::new("latitude", DataType::Float64, true),
         Field::new("longitude", DataType::Float64, true),
+        Field::new("sale_condition", DataType::Utf8, true),
+        Field::new("extended_hours", DataType::Boolean, true),
     ];
     fields.extend(source_fields());
     fields
@@ -68,6 +70,53 @@ static REJECTS: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.extend(source_fields());
     Arc::new(Schema::new(fields))
 });
+
+static ATS_WEEKLY: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("week_start", DataType::Date32, false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("issue_name", DataType::Utf8, true),
+        Field::new("mpid", DataType::Utf8, false),
+        Field::new("ats_name", DataType::Utf8, true),
+        Field::new("shares", DataType::Int64, false),
+        Field::new("trades", DataType::Int64, false),
+        Field::new("notional", DataType::Float64, true),
+        Field::new("tier", DataType::Utf8, true),
+        Field::new("tier_id", DataType::Utf8, true),
+        Field::new("summary_type", DataType::Utf8, true),
+        Field::new("last_update", DataType::Date32, true),
+        Field::new("loaded_at", timestamp_type(), false),
+    ];
+    fields.extend(source_fields());
+    Arc::new(Schema::new(fields))
+});
+
+static SHORT_VOLUME: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("date", DataType::Date32, false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("facility", DataType::Utf8, false),
+        Field::new("short_volume", DataType::Float64, false),
+        Field::new("short_exempt_volume", DataType::Float64, false),
+        Field::new("total_volume", DataType::Float64, false),
+        Field::new("market", DataType::Utf8, true),
+        Field::new("loaded_at", timestamp_type(), false),
+    ];
+    fields.extend(source_fields());
+    Arc::new(Schema::new(fields))
+});
+
+/// The `ats_weekly_history` table: every FINRA OTC Transparency ATS row loaded (per week,
+/// symbol and ATS), with when it was loaded; `ats_weekly` keeps the latest publication per key.
+pub fn ats_weekly_schema() -> SchemaRef {
+    ATS_WEEKLY.clone()
+}
+
+/// The `short_volume_history` table: every FINRA Reg SHO daily short-sale volume row loaded;
+/// `short_volume` keeps the latest load per (date, symbol, facility).
+pub fn short_volume_schema() -> SchemaRef {
+    SHORT_VOLUME.clone()
+}
 
 /// The `trades` table: the original message fields, `venue_kind`, and where each row came from.
 pub fn trades_schema() -> SchemaRef {
@@ -139,6 +188,10 @@ pub struct Trade<'a> {
     pub trade_value: f64,
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
+    /// Tape sale-condition codes as printed (TAQ `COND`), when the source has them.
+    pub sale_condition: Option<&'a str>,
+    /// Printed outside regular trading hours by its sale condition (TAQ `T`/`U`), when known.
+    pub extended_hours: Option<bool>,
 }
 
 #[derive(Default)]
@@ -189,6 +242,8 @@ pub struct TradeBuilder {
     trade_value: Float64Builder,
     latitude: Float64Builder,
     longitude: Float64Builder,
+    sale_condition: StringBuilder,
+    extended_hours: BooleanBuilder,
     source: SourceBuilders,
     rows: usize,
     /// Trades per venue code the registry does not know.
@@ -213,6 +268,8 @@ impl TradeBuilder {
             trade_value: Float64Builder::new(),
             latitude: Float64Builder::new(),
             longitude: Float64Builder::new(),
+            sale_condition: StringBuilder::new(),
+            extended_hours: BooleanBuilder::new(),
             source: SourceBuilders::default(),
             rows: 0,
             unknown_venues: UnknownVenues::new(),
@@ -255,6 +312,8 @@ impl TradeBuilder {
         self.trade_value.append_value(trade.trade_value);
         self.latitude.append_option(trade.latitude.or(lat));
         self.longitude.append_option(trade.longitude.or(lon));
+        self.sale_condition.append_option(trade.sale_condition);
+        self.extended_hours.append_option(trade.extended_hours);
         self.source.append(pos);
         self.rows += 1;
     }
@@ -276,11 +335,169 @@ impl TradeBuilder {
             Arc::new(self.trade_value.finish()),
             Arc::new(self.latitude.finish()),
             Arc::new(self.longitude.finish()),
+            Arc::new(self.sale_condition.finish()),
+            Arc::new(self.extended_hours.finish()),
         ];
         self.source.finish_into(&mut columns);
         self.rows = 0;
         RecordBatch::try_new(trades_schema(), columns)
             .unwrap_or_else(|e| unreachable!("trade columns follow trades_schema: {e}"))
+    }
+}
+
+/// One ATS's weekly volume in one symbol, as FINRA publishes it (days since the epoch for dates).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AtsWeek<'a> {
+    pub week_start: i32,
+    pub symbol: &'a str,
+    pub issue_name: Option<&'a str>,
+    pub mpid: &'a str,
+    pub ats_name: Option<&'a str>,
+    pub shares: i64,
+    pub trades: i64,
+    pub notional: Option<f64>,
+    pub tier: Option<&'a str>,
+    pub tier_id: Option<&'a str>,
+    pub summary_type: Option<&'a str>,
+    pub last_update: Option<i32>,
+}
+
+/// Appends rows to Arrow columns of [`ats_weekly_schema`].
+#[derive(Default)]
+pub struct AtsWeekBuilder {
+    week_start: Date32Builder,
+    symbol: StringBuilder,
+    issue_name: StringBuilder,
+    mpid: StringBuilder,
+    ats_name: StringBuilder,
+    shares: Int64Builder,
+    trades: Int64Builder,
+    notional: Float64Builder,
+    tier: StringBuilder,
+    tier_id: StringBuilder,
+    summary_type: StringBuilder,
+    last_update: Date32Builder,
+    loaded_at: TimestampMicrosecondBuilder,
+    source: SourceBuilders,
+    rows: usize,
+}
+
+impl AtsWeekBuilder {
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn append(&mut self, row: &AtsWeek<'_>, loaded_at: i64, pos: &SourcePos) {
+        self.week_start.append_value(row.week_start);
+        self.symbol.append_value(row.symbol);
+        self.issue_name.append_option(row.issue_name);
+        self.mpid.append_value(row.mpid);
+        self.ats_name.append_option(row.ats_name);
+        self.shares.append_value(row.shares);
+        self.trades.append_value(row.trades);
+        self.notional.append_option(row.notional);
+        self.tier.append_option(row.tier);
+        self.tier_id.append_option(row.tier_id);
+        self.summary_type.append_option(row.summary_type);
+        self.last_update.append_option(row.last_update);
+        self.loaded_at.append_value(loaded_at);
+        self.source.append(pos);
+        self.rows += 1;
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.week_start.finish()),
+            Arc::new(self.symbol.finish()),
+            Arc::new(self.issue_name.finish()),
+            Arc::new(self.mpid.finish()),
+            Arc::new(self.ats_name.finish()),
+            Arc::new(self.shares.finish()),
+            Arc::new(self.trades.finish()),
+            Arc::new(self.notional.finish()),
+            Arc::new(self.tier.finish()),
+            Arc::new(self.tier_id.finish()),
+            Arc::new(self.summary_type.finish()),
+            Arc::new(self.last_update.finish()),
+            Arc::new(self.loaded_at.finish().with_timezone("UTC")),
+        ];
+        self.source.finish_into(&mut columns);
+        self.rows = 0;
+        RecordBatch::try_new(ats_weekly_schema(), columns)
+            .unwrap_or_else(|e| unreachable!("ATS columns follow ats_weekly_schema: {e}"))
+    }
+}
+
+/// One facility's short-sale volume in one symbol on one day (FINRA Reg SHO).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShortDay<'a> {
+    pub date: i32,
+    pub symbol: &'a str,
+    pub facility: &'a str,
+    pub short_volume: f64,
+    pub short_exempt_volume: f64,
+    pub total_volume: f64,
+    pub market: Option<&'a str>,
+}
+
+/// Appends rows to Arrow columns of [`short_volume_schema`].
+#[derive(Default)]
+pub struct ShortDayBuilder {
+    date: Date32Builder,
+    symbol: StringBuilder,
+    facility: StringBuilder,
+    short_volume: Float64Builder,
+    short_exempt_volume: Float64Builder,
+    total_volume: Float64Builder,
+    market: StringBuilder,
+    loaded_at: TimestampMicrosecondBuilder,
+    source: SourceBuilders,
+    rows: usize,
+}
+
+impl ShortDayBuilder {
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn append(&mut self, row: &ShortDay<'_>, loaded_at: i64, pos: &SourcePos) {
+        self.date.append_value(row.date);
+        self.symbol.append_value(row.symbol);
+        self.facility.append_value(row.facility);
+        self.short_volume.append_value(row.short_volume);
+        self.short_exempt_volume
+            .append_value(row.short_exempt_volume);
+        self.total_volume.append_value(row.total_volume);
+        self.market.append_option(row.market);
+        self.loaded_at.append_value(loaded_at);
+        self.source.append(pos);
+        self.rows += 1;
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.date.finish()),
+            Arc::new(self.symbol.finish()),
+            Arc::new(self.facility.finish()),
+            Arc::new(self.short_volume.finish()),
+            Arc::new(self.short_exempt_volume.finish()),
+            Arc::new(self.total_volume.finish()),
+            Arc::new(self.market.finish()),
+            Arc::new(self.loaded_at.finish().with_timezone("UTC")),
+        ];
+        self.source.finish_into(&mut columns);
+        self.rows = 0;
+        RecordBatch::try_new(short_volume_schema(), columns).unwrap_or_else(|e| {
+            unreachable!("short volume columns follow short_volume_schema: {e}")
+        })
     }
 }
 
@@ -303,6 +520,11 @@ pub enum RejectReason {
     TradeValueMismatch,
     BadField,
     WrongFieldCount,
+    BadDate,
+    BadVolume,
+    OtherSummaryType,
+    RecordCountMismatch,
+    Correction,
 }
 
 impl RejectReason {
@@ -324,6 +546,11 @@ impl RejectReason {
             RejectReason::TradeValueMismatch => "trade_value_mismatch",
             RejectReason::BadField => "bad_field",
             RejectReason::WrongFieldCount => "wrong_field_count",
+            RejectReason::BadDate => "bad_date",
+            RejectReason::BadVolume => "bad_volume",
+            RejectReason::OtherSummaryType => "other_summary_type",
+            RejectReason::RecordCountMismatch => "record_count_mismatch",
+            RejectReason::Correction => "correction",
         }
     }
 }

@@ -1,10 +1,13 @@
-//! Where trades come from: files (CSV, NDJSON, Parquet) and the simulator. Each input is decoded
-//! line by line into Arrow batches of valid trades and of rejects; nothing is dropped silently.
+//! Where trades come from: files (CSV, NDJSON, Parquet, TAQ-style prints) and the simulator,
+//! plus the FINRA tables (ATS weekly volumes, Reg SHO short-sale volume). Each input is decoded
+//! line by line into Arrow batches of valid rows and of rejects; nothing is dropped silently.
 
 pub mod csv;
 pub mod decode;
+pub mod finra;
 pub mod parquet_file;
 pub mod simulator;
+pub mod taq;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
+use crate::lake::Table;
 use crate::model::{Reject, RejectBuilder, RejectReason, SourcePos, TradeBuilder, UnknownVenues};
 use crate::venue::Registry;
 
@@ -26,6 +30,15 @@ pub enum Format {
     Csv,
     /// darkpool's trades schema (or any Parquet with the required columns).
     Parquet,
+    /// FINRA OTC Transparency ATS weekly volumes: the API's JSON array or the pipe-delimited
+    /// download (-> `ats_weekly`).
+    FinraAts,
+    /// FINRA Reg SHO daily short-sale volume files, `CNMSshvol20240102.txt` and the like
+    /// (-> `short_volume`).
+    Regsho,
+    /// TAQ-style tick prints `SYMBOL,DATE,TIME,PRICE,SIZE,G127,CORR,COND,EX` in US/Eastern time
+    /// (-> `trades`).
+    Taq,
 }
 
 impl Format {
@@ -40,17 +53,82 @@ impl Format {
         }
     }
 
-    /// Guess from the first bytes of a stream: `{` means NDJSON, `PAR1` Parquet, else CSV.
+    /// Guess from the first bytes of a stream: `PAR1` is Parquet, `{` NDJSON, `[` FINRA's ATS
+    /// JSON; a first line of FINRA's or TAQ's columns names those; else CSV.
     pub fn sniff(head: &[u8]) -> Format {
         let first = head.iter().find(|b| !b.is_ascii_whitespace());
+        let line = String::from_utf8_lossy(head);
+        let line = line
+            .trim_start()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if head.starts_with(b"PAR1") {
             Format::Parquet
         } else if first == Some(&b'{') {
             Format::Ndjson
+        } else if first == Some(&b'[') || line.contains("issuesymbolidentifier") {
+            Format::FinraAts
+        } else if line.starts_with("date|symbol|") {
+            Format::Regsho
+        } else if taq::looks_like_header(&line) {
+            Format::Taq
         } else {
             Format::Csv
         }
     }
+
+    /// The format of a file: a Reg SHO file name (`CNMSshvol…`), else what its first bytes
+    /// say when they name a FINRA or TAQ layout, else the extension.
+    pub fn detect(path: &Path) -> Option<Format> {
+        if finra::facility_of(path).is_some() {
+            return Some(Format::Regsho);
+        }
+        let mut head = vec![0u8; 64 * 1024];
+        let n = File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .unwrap_or(0);
+        let sniffed = (n > 0).then(|| Format::sniff(&head[..n]));
+        match sniffed {
+            Some(f @ (Format::FinraAts | Format::Regsho | Format::Taq | Format::Parquet)) => {
+                Some(f)
+            }
+            _ => Format::from_path(path).or(sniffed.filter(|_| path.as_os_str() == "-")),
+        }
+    }
+
+    /// The lake table the format lands in.
+    pub fn table(self) -> Table {
+        match self {
+            Format::FinraAts => Table::AtsWeekly,
+            Format::Regsho => Table::ShortVolume,
+            _ => Table::Trades,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Ndjson => "ndjson",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+            Format::FinraAts => "finra-ats",
+            Format::Regsho => "regsho",
+            Format::Taq => "taq",
+        }
+    }
+}
+
+/// Settings of the FINRA and TAQ formats.
+#[derive(Debug, Clone, Default)]
+pub struct FormatOptions {
+    /// Week start (days since the epoch, a Monday) of FINRA ATS files without a
+    /// `weekStartDate` column; else the date in the file name.
+    pub week: Option<i32>,
+    /// Reg SHO facility code; else the file name's prefix (CNMS, FNSQ, FNQC, FNYX, FNRA, FORF).
+    pub facility: Option<String>,
+    /// TAQ columns named differently from the defaults (`field=HEADER`).
+    pub taq_columns: taq::ColumnNames,
 }
 
 /// Why an input could not be read at all (bad records are rejects, not errors).
@@ -68,8 +146,14 @@ pub enum SourceError {
     NotNdjson { path: PathBuf, start: String },
     #[error("{path}: the file is empty")]
     Empty { path: PathBuf },
-    #[error("{path}: cannot tell the format from the extension; pass --format ndjson|csv|parquet")]
+    #[error("{path}: cannot tell the format from the name or first line; pass --format ndjson|csv|parquet|finra-ats|regsho|taq")]
     UnknownFormat { path: PathBuf },
+    #[error("{path}: not a {format} file: {message}")]
+    Header {
+        path: PathBuf,
+        format: &'static str,
+        message: String,
+    },
     #[error("{path}: {message}")]
     Parquet { path: PathBuf, message: String },
     #[error("stopped: {0}")]
@@ -96,6 +180,13 @@ pub struct DecodeStats {
     pub rejected: BTreeMap<&'static str, u64>,
     pub bytes: u64,
     pub unknown_venues: UnknownVenues,
+    /// Records left out by rule rather than for being malformed (TAQ corrections), by reason;
+    /// they are kept in the rejects table too.
+    pub excluded: BTreeMap<&'static str, u64>,
+    /// Accepted records carrying a flag worth counting (odd lots, extended hours).
+    pub flagged: BTreeMap<&'static str, u64>,
+    /// The record count a trailer line stated (Reg SHO), when it matched.
+    pub trailer: Option<u64>,
 }
 
 impl DecodeStats {
@@ -114,6 +205,23 @@ impl DecodeStats {
         for (k, v) in &other.unknown_venues {
             *self.unknown_venues.entry(k.clone()).or_default() += v;
         }
+        for (k, v) in &other.excluded {
+            *self.excluded.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.flagged {
+            *self.flagged.entry(k).or_default() += v;
+        }
+        self.trailer = self.trailer.or(other.trailer);
+    }
+
+    /// Count a reject under its reason (or as excluded, for rule-based exclusions).
+    fn count(&mut self, reject: &Reject) {
+        let map = if reject.reason == RejectReason::Correction {
+            &mut self.excluded
+        } else {
+            &mut self.rejected
+        };
+        *map.entry(reject.reason.as_str()).or_default() += 1;
     }
 }
 
@@ -121,6 +229,8 @@ impl DecodeStats {
 pub struct Decoded {
     pub trades: RecordBatch,
     pub rejects: RecordBatch,
+    /// Rows of another lake table (the FINRA formats).
+    pub other: Option<(Table, RecordBatch)>,
     /// Bytes of input consumed so far (for progress).
     pub bytes_read: u64,
 }
@@ -131,7 +241,12 @@ pub type Sink<'s> = dyn FnMut(Decoded) -> Result<(), SourceError> + 's;
 /// Check that `path` can be read as `format` (readable, recognisable header) before anything
 /// is written, so a bad file fails the run up front. Errors name the input as `label` (what the
 /// user gave: `-` for stdin, which is read from a spooled copy at `path`).
-pub fn check(path: &Path, label: &Path, format: Format) -> Result<(), SourceError> {
+pub fn check(
+    path: &Path,
+    label: &Path,
+    format: Format,
+    formats: &FormatOptions,
+) -> Result<(), SourceError> {
     let io_err = |source| SourceError::Io {
         path: label.to_path_buf(),
         source,
@@ -174,6 +289,11 @@ pub fn check(path: &Path, label: &Path, format: Format) -> Result<(), SourceErro
             path: label.to_path_buf(),
             start: text.chars().take(40).collect(),
         }),
+        Format::FinraAts if text.starts_with('[') => Ok(()),
+        Format::FinraAts | Format::Regsho | Format::Taq => {
+            let registry = Arc::new(Registry::embedded());
+            records_for(path, label, format, formats, &registry, 0)?.header(text, label)
+        }
         Format::Parquet => unreachable!("handled above"),
     }
 }
@@ -304,6 +424,121 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// A line's text, or why it is not usable: cut at the line limit, or not UTF-8.
+fn line_text(buf: &[u8], full_len: usize, max_line_bytes: usize) -> Result<&str, Reject> {
+    if full_len > buf.len() {
+        return Err(Reject::new(
+            RejectReason::LineTooLong,
+            format!("line of {full_len} bytes exceeds the {max_line_bytes} byte limit (--max-line-bytes); first bytes kept"),
+        ));
+    }
+    std::str::from_utf8(buf)
+        .map_err(|e| Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))
+}
+
+/// What became of one data line of a [`Records`] format.
+pub(crate) enum Line {
+    Row,
+    /// A trailer line (a record count), not data.
+    Trailer,
+}
+
+/// A line-oriented format with a header line: the FINRA pipe files and TAQ prints.
+pub(crate) trait Records {
+    /// The first non-blank line; an error means the input is not this format.
+    fn header(&mut self, text: &str, label: &Path) -> Result<(), SourceError>;
+    /// One data line; `last` when no non-blank line follows it.
+    fn record(
+        &mut self,
+        text: &str,
+        last: bool,
+        pos: &SourcePos,
+        stats: &mut DecodeStats,
+    ) -> Result<Line, Reject>;
+    /// Rows buffered since the last [`Records::take`].
+    fn buffered(&self) -> usize;
+    /// The buffered rows, as trades or as another table's rows.
+    fn take(&mut self) -> (RecordBatch, Option<(Table, RecordBatch)>);
+    /// The end of input: add what was counted along the way.
+    fn end(&mut self, _stats: &mut DecodeStats) {}
+}
+
+/// Decode a [`Records`] format, a line behind the reader so the last line is known as such.
+pub(crate) fn decode_records(
+    path: &Path,
+    label: &Path,
+    records: &mut dyn Records,
+    options: &DecodeOptions,
+    sink: &mut Sink<'_>,
+) -> Result<DecodeStats, SourceError> {
+    let io_err = |source| SourceError::Io {
+        path: label.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let mut lines = LineReader::new(file, 1 << 20, options.max_line_bytes);
+    let mut rejects = RejectBuilder::default();
+    let mut stats = DecodeStats::default();
+    let mut pos = SourcePos {
+        file: Some(Arc::from(label.display().to_string())),
+        ..SourcePos::default()
+    };
+    let mut header_seen = false;
+    let mut held: Option<(Vec<u8>, usize, i64)> = None;
+    let mut line_no = 0i64;
+    let mut blank_lines = 0u64;
+    let mut handle = |(buf, full_len, line): (Vec<u8>, usize, i64),
+                      last: bool,
+                      bytes_read: u64|
+     -> Result<(), SourceError> {
+        pos.line = Some(line);
+        if !header_seen {
+            header_seen = true;
+            return records.header(String::from_utf8_lossy(&buf).trim(), label);
+        }
+        stats.records += 1;
+        let outcome = line_text(&buf, full_len, options.max_line_bytes)
+            .and_then(|text| records.record(text, last, &pos, &mut stats));
+        match outcome {
+            Ok(Line::Row) => stats.accepted += 1,
+            Ok(Line::Trailer) => stats.records -= 1,
+            Err(reject) => {
+                stats.count(&reject);
+                rejects.append(options.rejected_at, &reject, &buf, full_len, &pos);
+            }
+        }
+        if last || records.buffered() + rejects.len() >= options.batch_rows {
+            let (trades, other) = records.take();
+            sink(Decoded {
+                trades,
+                rejects: rejects.finish(),
+                other,
+                bytes_read,
+            })?;
+        }
+        Ok(())
+    };
+    while let Some((buf, full_len)) = lines.next_line().map_err(io_err)? {
+        line_no += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) && full_len == buf.len() {
+            blank_lines += 1;
+            continue;
+        }
+        let line = (buf.to_vec(), full_len, line_no);
+        if let Some(previous) = held.replace(line) {
+            handle(previous, false, lines.bytes)?;
+        }
+    }
+    if let Some(previous) = held.take() {
+        handle(previous, true, lines.bytes)?;
+    }
+    drop(handle);
+    records.end(&mut stats);
+    stats.blank_lines = blank_lines;
+    stats.bytes = lines.bytes;
+    Ok(stats)
+}
+
 /// Decode a CSV or NDJSON file (or `-` for stdin) into trades and rejects.
 pub fn decode_lines(
     path: &Path,
@@ -348,30 +583,17 @@ pub fn decode_lines(
             continue;
         }
         stats.records += 1;
-        let outcome = if full_len > buf.len() {
-            Err(Reject::new(
-                RejectReason::LineTooLong,
-                format!("line of {full_len} bytes exceeds the {} byte limit (--max-line-bytes); first bytes kept", options.max_line_bytes),
-            ))
-        } else {
-            match std::str::from_utf8(buf) {
-                Err(e) => Err(Reject::new(
-                    RejectReason::InvalidUtf8,
-                    format!("not UTF-8: {e}"),
-                )),
-                Ok(text) => {
-                    let raw = match &header {
-                        Some(h) => h.record(text),
-                        None => decode::parse_json(text),
-                    };
-                    raw.and_then(|raw| decode::validate(&raw).map(|t| trades.append(&t, &pos)))
-                }
-            }
-        };
+        let outcome = line_text(buf, full_len, options.max_line_bytes).and_then(|text| {
+            let raw = match &header {
+                Some(h) => h.record(text),
+                None => decode::parse_json(text),
+            };
+            raw.and_then(|raw| decode::validate(&raw).map(|t| trades.append(&t, &pos)))
+        });
         match outcome {
             Ok(()) => stats.accepted += 1,
             Err(reject) => {
-                *stats.rejected.entry(reject.reason.as_str()).or_default() += 1;
+                stats.count(&reject);
                 rejects.append(options.rejected_at, &reject, buf, full_len, &pos);
             }
         }
@@ -379,6 +601,7 @@ pub fn decode_lines(
             sink(Decoded {
                 trades: trades.finish(),
                 rejects: rejects.finish(),
+                other: None,
                 bytes_read: lines.bytes,
             })?;
         }
@@ -388,11 +611,28 @@ pub fn decode_lines(
         sink(Decoded {
             trades: trades.finish(),
             rejects: rejects.finish(),
+            other: None,
             bytes_read: lines.bytes,
         })?;
     }
     stats.unknown_venues = std::mem::take(&mut trades.unknown_venues);
     Ok(stats)
+}
+
+/// The line decoder of a FINRA or TAQ input.
+fn records_for(
+    path: &Path,
+    label: &Path,
+    format: Format,
+    formats: &FormatOptions,
+    registry: &Arc<Registry>,
+    loaded_at: i64,
+) -> Result<Box<dyn Records>, SourceError> {
+    Ok(match format {
+        Format::FinraAts => Box::new(finra::AtsRows::new(path, label, formats, loaded_at)?),
+        Format::Regsho => Box::new(finra::ShortRows::new(path, label, formats, loaded_at)?),
+        _ => Box::new(taq::TaqRows::new(registry.clone(), &formats.taq_columns)),
+    })
 }
 
 /// Decode any supported input.
@@ -402,11 +642,21 @@ pub fn decode(
     format: Format,
     registry: &Arc<Registry>,
     options: DecodeOptions,
+    formats: &FormatOptions,
     sink: &mut Sink<'_>,
 ) -> Result<DecodeStats, SourceError> {
     match format {
         Format::Parquet => parquet_file::decode(path, label, registry, options, sink),
         Format::Csv | Format::Ndjson => decode_lines(path, label, format, registry, options, sink),
+        Format::FinraAts if finra::is_json(path) => {
+            let mut rows = finra::AtsRows::new(path, label, formats, options.rejected_at)?;
+            finra::decode_ats_json(path, label, &mut rows, &options, sink)
+        }
+        Format::FinraAts | Format::Regsho | Format::Taq => {
+            let mut records =
+                records_for(path, label, format, formats, registry, options.rejected_at)?;
+            decode_records(path, label, records.as_mut(), &options, sink)
+        }
     }
 }
 

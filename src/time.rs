@@ -225,6 +225,102 @@ pub fn date_of(micros: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Parse a calendar date, `YYYY-MM-DD`, `YYYYMMDD` or `MM/DD/YYYY`, into days since 1970-01-01.
+pub fn parse_date(text: &str) -> Result<i64, TimestampError> {
+    let t = text.trim();
+    let b = t.as_bytes();
+    let num = |s: &str| s.parse::<u32>().map_err(|_| TimestampError::Syntax);
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let (year, month, day) = if b.len() == 8 && all_digits(t) {
+        (num(&t[..4])?, num(&t[4..6])?, num(&t[6..])?)
+    } else if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        (num(&t[..4])?, num(&t[5..7])?, num(&t[8..])?)
+    } else if b.len() == 10 && b[2] == b'/' && b[5] == b'/' {
+        (num(&t[6..])?, num(&t[..2])?, num(&t[3..5])?)
+    } else {
+        return Err(TimestampError::Syntax);
+    };
+    let year = i64::from(year);
+    if !(1900..=2199).contains(&year) {
+        return Err(TimestampError::Era);
+    }
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return Err(TimestampError::Range);
+    }
+    Ok(days_from_civil(year, month, day))
+}
+
+/// Parse a time of day, `H:MM:SS` or `HH:MM:SS` with an optional fraction of up to nine digits
+/// (cut to microseconds), into microseconds since midnight.
+pub fn parse_time_of_day(text: &str) -> Result<i64, TimestampError> {
+    let t = text.trim();
+    let (clock, fraction) = match t.split_once('.') {
+        Some((c, f)) => (c, Some(f)),
+        None => (t, None),
+    };
+    let mut parts = clock.split(':');
+    let mut field = |max: i64| -> Result<i64, TimestampError> {
+        let p = parts.next().ok_or(TimestampError::Syntax)?;
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(TimestampError::Syntax);
+        }
+        let v: i64 = p.parse().map_err(|_| TimestampError::Syntax)?;
+        if v > max {
+            return Err(TimestampError::Range);
+        }
+        Ok(v)
+    };
+    let (h, m, s) = (field(23)?, field(59)?, field(59)?);
+    if parts.next().is_some() {
+        return Err(TimestampError::Syntax);
+    }
+    let mut micros = 0i64;
+    if let Some(f) = fraction {
+        if f.is_empty() || f.len() > 9 || !f.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(TimestampError::Syntax);
+        }
+        let mut scale = 100_000i64;
+        for c in f.bytes().take(6) {
+            micros += i64::from(c - b'0') * scale;
+            scale /= 10;
+        }
+    }
+    Ok((h * 3600 + m * 60 + s) * MICROS_PER_SECOND + micros)
+}
+
+/// Day number of the `nth` (1-based) `weekday` (0 = Sunday) of a month; `nth = 0` is the last.
+fn nth_weekday(year: i64, month: u32, weekday: i64, nth: u32) -> i64 {
+    if nth == 0 {
+        let last = days_from_civil(year, month, days_in_month(year, month));
+        return last - (weekday_of(last) - weekday).rem_euclid(7);
+    }
+    let first = days_from_civil(year, month, 1);
+    first + (weekday - weekday_of(first)).rem_euclid(7) + 7 * i64::from(nth - 1)
+}
+
+/// 0 = Sunday … 6 = Saturday.
+pub fn weekday_of(days: i64) -> i64 {
+    (days + 4).rem_euclid(7)
+}
+
+/// UTC microseconds of a US/Eastern wall-clock time: EST (UTC-5), or EDT (UTC-4) from 02:00 of
+/// the second Sunday of March to 02:00 of the first Sunday of November (from 2007; before, the
+/// first Sunday of April to the last Sunday of October, as set by the Energy Policy Act of 2005
+/// and the 1986 rules). In the repeated hour of November the earlier (EDT) reading is taken.
+pub fn eastern_to_utc(days: i64, micros_of_day: i64) -> i64 {
+    let (year, _, _) = civil_from_days(days);
+    let (start, end) = if year >= 2007 {
+        (nth_weekday(year, 3, 0, 2), nth_weekday(year, 11, 0, 1))
+    } else {
+        (nth_weekday(year, 4, 0, 1), nth_weekday(year, 10, 0, 0))
+    };
+    let two_am = 2 * 3600 * MICROS_PER_SECOND;
+    let local = days * MICROS_PER_DAY + micros_of_day;
+    let dst = local >= start * MICROS_PER_DAY + two_am && local < end * MICROS_PER_DAY + two_am;
+    let offset_hours = if dst { 4 } else { 5 };
+    local + offset_hours * 3600 * MICROS_PER_SECOND
+}
+
 /// Why a duration text was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{0}' is not a duration: use a number with a unit, like 500ms, 5s, 5m, 1h")]
@@ -270,6 +366,49 @@ pub fn format_duration(micros: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn eastern_wall_clock_converts_across_daylight_saving() {
+        let at = |date: &str, time: &str| {
+            let micros =
+                eastern_to_utc(parse_date(date).unwrap(), parse_time_of_day(time).unwrap());
+            let mut out = String::new();
+            format_iso_micros(micros, &mut out);
+            out
+        };
+        // Winter: UTC-5; summer: UTC-4.
+        assert_eq!(at("20240102", "9:30:00"), "2024-01-02T14:30:00.000000");
+        assert_eq!(
+            at("2024-07-01", "09:30:00.123456789"),
+            "2024-07-01T13:30:00.123456"
+        );
+        // 2024 switches: 10 March and 3 November, at 02:00 local.
+        assert_eq!(at("2024-03-10", "01:59:59"), "2024-03-10T06:59:59.000000");
+        assert_eq!(at("2024-03-10", "03:00:00"), "2024-03-10T07:00:00.000000");
+        assert_eq!(at("2024-11-03", "00:30:00"), "2024-11-03T04:30:00.000000");
+        assert_eq!(at("2024-11-03", "02:00:00"), "2024-11-03T07:00:00.000000");
+        assert_eq!(at("2024-11-04", "16:00:00"), "2024-11-04T21:00:00.000000");
+        // Before 2007: first Sunday of April to last Sunday of October.
+        assert_eq!(at("2006-03-20", "12:00:00"), "2006-03-20T17:00:00.000000");
+        assert_eq!(at("2006-04-03", "12:00:00"), "2006-04-03T16:00:00.000000");
+        assert_eq!(at("2006-10-30", "12:00:00"), "2006-10-30T17:00:00.000000");
+    }
+
+    #[test]
+    fn dates_and_times_of_day_parse_or_say_why_not() {
+        assert_eq!(parse_date("1970-01-02"), Ok(1));
+        assert_eq!(parse_date("01/02/1970"), Ok(1));
+        assert_eq!(parse_date("19700102"), Ok(1));
+        assert_eq!(parse_date("2024-02-30"), Err(TimestampError::Range));
+        assert_eq!(parse_date("2024/01/02"), Err(TimestampError::Syntax));
+        assert_eq!(parse_time_of_day("9:30:00"), Ok(34_200_000_000));
+        assert_eq!(parse_time_of_day("09:30:00.5"), Ok(34_200_500_000));
+        assert!(parse_time_of_day("24:00:00").is_err());
+        assert!(parse_time_of_day("9:30").is_err());
+        assert!(parse_time_of_day("9:30:00.").is_err());
+        assert!(parse_time_of_day("9:3x:00").is_err());
+        assert_eq!(weekday_of(parse_date("2024-01-08").unwrap()), 1); // a Monday
+    }
     use super::*;
 
     fn micros(text: &str) -> i64 {

@@ -702,6 +702,8 @@ mod tests {
                 trade_value: price * *quantity as f64,
                 latitude: None,
                 longitude: None,
+                sale_condition: None,
+                extended_hours: None,
             };
             builder.append(&trade, &SourcePos::default());
         }

@@ -56,17 +56,6 @@ fn scalar(value: &Value) -> Result<ScalarValue, ApiError> {
     })
 }
 
-/// A query-string value as a SQL parameter: a whole number, a decimal number, or text.
-fn text_scalar(text: &str) -> ScalarValue {
-    if let Ok(i) = text.parse::<i64>() {
-        ScalarValue::Int64(Some(i))
-    } else if let Some(f) = text.parse::<f64>().ok().filter(|f| f.is_finite()) {
-        ScalarValue::Float64(Some(f))
-    } else {
-        ScalarValue::Utf8(Some(text.to_string()))
-    }
-}
-
 /// The SQL and parameters of a `POST /api/sql` body: plain SQL text, or JSON
 /// `{"sql": "...", "params": [...] | {...}}`.
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<(String, Option<ParamValues>), ApiError> {
@@ -150,14 +139,7 @@ pub async fn run_named(
 ) -> Result<Response, ApiError> {
     let (pairs, format) = pairs_and_format(params, &headers)?;
     let sql = state.engine.named_sql(&name)?;
-    let params = (!pairs.is_empty()).then(|| {
-        ParamValues::from(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.clone(), text_scalar(v)))
-                .collect::<Vec<(String, ScalarValue)>>(),
-        )
-    });
+    let params = crate::engine::text_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let result = state.query(&sql, params).await?;
     respond(&result, format)
 }
@@ -184,16 +166,5 @@ mod tests {
         assert!(parse_body(&none, br#"{"sql": 1}"#).is_err());
         assert!(parse_body(&none, br#"{"sql": "x", "params": [[1]]}"#).is_err());
         assert!(parse_body(&none, b"\xff").is_err());
-    }
-
-    #[test]
-    fn query_string_values_become_typed_parameters() {
-        assert_eq!(text_scalar("42"), ScalarValue::Int64(Some(42)));
-        assert_eq!(text_scalar("2.5"), ScalarValue::Float64(Some(2.5)));
-        assert_eq!(
-            text_scalar("SYNTH_SPY"),
-            ScalarValue::Utf8(Some("SYNTH_SPY".into()))
-        );
-        assert_eq!(text_scalar("NaN"), ScalarValue::Utf8(Some("NaN".into())));
     }
 }

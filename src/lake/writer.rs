@@ -150,12 +150,15 @@ impl Transaction {
             return Ok(());
         }
         *self.rows.entry(table).or_default() += batch.num_rows() as u64;
+        let Some(date_column) = table.date_column() else {
+            return self.write_day(table, None, batch);
+        };
         let column = batch
-            .column_by_name(table.date_column())
+            .column_by_name(date_column)
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
             .ok_or_else(|| LakeError::Parquet {
                 path: self.lake.table_dir(table),
-                message: format!("batch lacks the timestamp column {}", table.date_column()),
+                message: format!("batch lacks the timestamp column {date_column}"),
             })?;
         let days: Vec<i64> = column
             .values()
@@ -164,7 +167,7 @@ impl Transaction {
             .collect();
         let first = days[0];
         if days.iter().all(|&d| d == first) {
-            return self.write_day(table, first, batch);
+            return self.write_day(table, Some(first), batch);
         }
         let mut distinct = days.clone();
         distinct.sort_unstable();
@@ -175,20 +178,26 @@ impl Transaction {
                 path: self.lake.table_dir(table),
                 message: e.to_string(),
             })?;
-            self.write_day(table, day, &part)?;
+            self.write_day(table, Some(day), &part)?;
         }
         Ok(())
     }
 
-    fn write_day(&mut self, table: Table, day: i64, batch: &RecordBatch) -> Result<(), LakeError> {
-        let date = date_of(day * MICROS_PER_DAY);
-        let key = (table, date.clone());
+    /// Append to the open file of `table` for `day` (or its only partition, for `None`).
+    fn write_day(
+        &mut self,
+        table: Table,
+        day: Option<i64>,
+        batch: &RecordBatch,
+    ) -> Result<(), LakeError> {
+        let date = day.map(|d| date_of(d * MICROS_PER_DAY));
+        let key = (table, date.clone().unwrap_or_default());
         self.tick += 1;
         if !self.open.contains_key(&key) {
             self.evict(table)?;
             self.flush_others(table)?;
             self.seq += 1;
-            let rel = Lake::data_file(table, &date, &self.run, self.seq);
+            let rel = Lake::data_file(table, date.as_deref(), &self.run, self.seq);
             let path = self.staging.join(&rel);
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(io_error(parent))?;

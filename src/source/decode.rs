@@ -606,6 +606,8 @@ pub fn validate<'r>(raw: &'r RawTrade<'_>) -> Result<Trade<'r>, Reject> {
         trade_value,
         latitude: coordinate(raw, Field::Latitude, 90.0)?,
         longitude: coordinate(raw, Field::Longitude, 180.0)?,
+        sale_condition: None,
+        extended_hours: None,
     })
 }
 

@@ -148,7 +148,7 @@ pub fn decode(
                     stats.accepted += 1;
                 }
                 Err(reject) => {
-                    *stats.rejected.entry(reject.reason.as_str()).or_default() += 1;
+                    stats.count(&reject);
                     let text = raw_text(&columns, row);
                     rejects.append(
                         options.rejected_at,
@@ -163,6 +163,7 @@ pub fn decode(
         sink(Decoded {
             trades: trades.finish(),
             rejects: rejects.finish(),
+            other: None,
             bytes_read: file_bytes * (row_no as u64).min(total_rows) / total_rows,
         })?;
     }
