@@ -7,7 +7,10 @@ use std::path::Path;
 /// `pub const NAME: &[(&str, &str)]` holding (stem, text) of every `*.sql` in `dir`, sorted.
 fn embed(code: &mut String, dir: &str, name: &str) {
     println!("cargo:rerun-if-changed={dir}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    // The run's manifest folder, not the one the script was compiled in: a target folder
+    // shared between clones must not embed another clone's files.
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let dir = Path::new(&root).join(dir);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
