@@ -202,7 +202,10 @@ pub async fn write_report(
     let lake_dir = engine.options().lake.display().to_string();
     let scope = engine.options().scope.clone();
     let range = data_range(engine).await?;
-    if range.windows == 0 {
+    let finra = [lake::Table::AtsWeekly, lake::Table::ShortVolume]
+        .iter()
+        .any(|t| engine.lake().has_data(*t));
+    if range.windows == 0 && !(finra && scope.is_all()) {
         if scope.is_all() {
             return Err(ReportError::EmptyLake { lake: lake_dir });
         }

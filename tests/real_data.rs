@@ -454,3 +454,21 @@ fn formats_are_detected_from_names_and_first_lines() {
     assert_eq!(column(&ibm, "ts"), ["2024-07-01T13:30:00Z"]);
     assert_eq!(column(&ibm, "venue_kind"), ["otc"]);
 }
+
+#[test]
+fn report_draws_the_finra_plots_from_a_lake_of_only_finra_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut inputs = ats_inputs();
+    inputs.extend(regsho_inputs());
+    ingest(dir.path(), &inputs);
+    let err = ok(&["report", "--lake", "lake", "--out", "plots"], dir.path());
+    for name in ["12_ats_share", "13_short_ratio"] {
+        let png = std::fs::read(dir.path().join(format!("plots/{name}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{name}");
+        assert!(err.contains(&format!("{name}.png")), "{err}");
+    }
+    // No trades: the window plots are left out, not drawn empty.
+    assert!(!dir.path().join("plots/01_value_by_venue.png").exists());
+    let index = std::fs::read_to_string(dir.path().join("plots/index.html")).unwrap();
+    assert!(index.contains("ATS market share by week"), "{index}");
+}

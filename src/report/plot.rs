@@ -26,7 +26,7 @@ type Series = (String, RGBColor, Vec<(i64, f64)>);
 pub type DrawFn = fn(&Data, &Heading, &mut Canvas) -> DrawResult<()>;
 
 /// The plots, by analysis query name, in report order.
-pub const PLOTS: [(&str, DrawFn); 11] = [
+pub const PLOTS: [(&str, DrawFn); 13] = [
     ("01_value_by_venue", value_by_venue),
     ("02_quantity_by_venue", quantity_by_venue),
     ("03_value_by_symbol", value_by_symbol),
@@ -38,6 +38,8 @@ pub const PLOTS: [(&str, DrawFn); 11] = [
     ("09_venue_hhi", venue_hhi),
     ("10_trade_size_percentiles", trade_size_percentiles),
     ("11_block_prints", block_prints),
+    ("12_ats_share", daily_shares),
+    ("13_short_ratio", daily_shares),
 ];
 
 /// Title and subtitle drawn at the top of a plot.
@@ -1392,4 +1394,71 @@ mod tests {
         }
         assert_eq!(names.len(), PLOTS.len(), "an analysis query without a plot");
     }
+}
+
+/// Percent lines over calendar days (the FINRA tables: weeks or trading days): one line per
+/// `series`, x = `day`, y = `share_pct`.
+fn daily_shares(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResult<()> {
+    let days: Vec<i64> = data
+        .times("day")?
+        .into_iter()
+        .map(|t| t.div_euclid(crate::time::MICROS_PER_DAY))
+        .collect();
+    let names = data.strings("series")?;
+    let values = data.floats("share_pct")?;
+    let mut order: Vec<&str> = names.iter().map(String::as_str).collect();
+    order.sort_unstable();
+    order.dedup();
+    let (first, last) = (
+        days.iter().copied().min().unwrap_or(0),
+        days.iter().copied().max().unwrap_or(0),
+    );
+    let span = (last - first).max(1) as f64;
+    let top = headroom(max_of(&values).max(1.0), 1.1).min(100.0);
+    let day_label = |d: &f64| crate::time::date_of(d.round() as i64 * crate::time::MICROS_PER_DAY);
+    canvas.draw(|root| {
+        let body = frame(root, heading)?;
+        let (legend, plot) = body.split_vertically(36);
+        let entries: Vec<(String, RGBColor)> = order
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), symbol_colour(i)))
+            .collect();
+        legend_row(&legend, 110, 16, &entries)?;
+        let pad = span * 0.03;
+        let mut chart = ChartBuilder::on(&plot)
+            .margin_left(20)
+            .margin_right(40)
+            .margin_bottom(10)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d((first as f64 - pad)..(last as f64 + pad), 0.0..top)
+            .map_err(de)?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&day_label)
+            .y_label_formatter(&|y| format!("{y:.0}%"))
+            .y_desc("percent")
+            .label_style(label_font(15))
+            .axis_desc_style(label_font(17))
+            .light_line_style(WHITE)
+            .bold_line_style(GRID)
+            .draw()
+            .map_err(de)?;
+        for (i, name) in order.iter().enumerate() {
+            let colour = symbol_colour(i);
+            let points: Vec<(f64, f64)> = (0..days.len())
+                .filter(|&r| names[r] == *name && values[r].is_finite())
+                .map(|r| (days[r] as f64, values[r]))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+                .map_err(de)?;
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 3, colour.filled())))
+                .map_err(de)?;
+        }
+        Ok(())
+    })
 }

@@ -1,0 +1,26 @@
+-- Short volume ratio by day: FINRA Reg SHO short volume as a percent of total volume for the 8 symbols with the most volume (CNMS preferred, else the facility files summed).
+WITH daily AS (
+    SELECT
+        s."date" AS day,
+        s.symbol,
+        COALESCE(SUM(CASE WHEN s.facility = 'CNMS' THEN s.short_volume END),
+                 SUM(CASE WHEN s.facility <> 'CNMS' THEN s.short_volume END)) AS short_volume,
+        COALESCE(SUM(CASE WHEN s.facility = 'CNMS' THEN s.total_volume END),
+                 SUM(CASE WHEN s.facility <> 'CNMS' THEN s.total_volume END)) AS total_volume
+    FROM short_volume AS s
+    GROUP BY s."date", s.symbol
+),
+top_symbols AS (
+    SELECT d.symbol
+    FROM daily AS d
+    GROUP BY d.symbol
+    ORDER BY SUM(d.total_volume) DESC, d.symbol
+    LIMIT 8
+)
+SELECT
+    d.day,
+    d.symbol AS series,
+    100.0 * d.short_volume / NULLIF(d.total_volume, 0) AS share_pct
+FROM daily AS d
+JOIN top_symbols AS t ON t.symbol = d.symbol
+ORDER BY d.day, series
