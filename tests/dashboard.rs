@@ -60,6 +60,27 @@ fn dashboard_works_in_headless_chromium() {
         "{}",
         String::from_utf8_lossy(&ingest.stderr)
     );
+    // The FINRA tables for the FINRA tab (tests/data/finra, worked out in tests/real_data.rs).
+    let finra = root.join("tests/data/finra");
+    let ingest = Command::new(env!("CARGO_BIN_EXE_darkpool"))
+        .args(["ingest", "--lake", "lake", "--no-progress"])
+        .args(
+            [
+                "ats_weekly_2024-01-08.txt",
+                "ats_weekly_api.json",
+                "CNMSshvol20240102.txt",
+                "CNMSshvol20240103.txt",
+            ]
+            .map(|f| finra.join(f)),
+        )
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
     let empty = tempfile::tempdir().unwrap();
     let (mut live, address) = start_serve(dir.path(), &["--rate", "200", "--commit-every", "2s"]);
     let (mut idle, empty_address) = start_serve(empty.path(), &["--no-ingest"]);
@@ -83,6 +104,7 @@ fn dashboard_works_in_headless_chromium() {
         "timeseries",
         "darklit",
         "map",
+        "finra",
         "sql",
         "live",
         "phone",

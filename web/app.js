@@ -414,6 +414,98 @@
     source.onopen = () => { if (state.live != null) status(state.live ? 'live' : 'lake only', state.live ? 'live' : 'idle'); };
   }
 
+  // ---- FINRA tables ---------------------------------------------------------------------------
+  const FINRA_EMPTY = 'No FINRA data for this symbol. Load FINRA ATS weekly or Reg SHO files: darkpool ingest FILE.';
+
+  async function namedRows(name, params) {
+    const query = new URLSearchParams(params).toString();
+    return (await api(`/api/queries/${name}${query ? '?' + query : ''}`)).json();
+  }
+
+  async function loadFinraSymbols() {
+    const select = $('#finra-symbol');
+    try {
+      const symbols = await namedRows('finra_symbols', {});
+      select.replaceChildren(...symbols.map((s) => {
+        const option = document.createElement('option');
+        option.value = s.symbol;
+        option.textContent = s.symbol;
+        return option;
+      }));
+      $('#finra-note').textContent = symbols.length ? `${count(symbols.length)} symbols` : FINRA_EMPTY;
+      if (state.symbol && symbols.some((s) => s.symbol === state.symbol)) select.value = state.symbol;
+      state.finraSymbols = symbols.length;
+      return symbols.length > 0;
+    } catch (e) {
+      banner(`Could not load the FINRA symbols: ${e.message}`, 'error');
+      return false;
+    }
+  }
+
+  async function loadFinra() {
+    if (state.finraSymbols == null && !(await loadFinraSymbols())) {
+      atsShare([]);
+      shortRatio([]);
+      return;
+    }
+    const symbol = $('#finra-symbol').value;
+    if (!symbol) { atsShare([]); shortRatio([]); return; }
+    try {
+      const [ats, short] = await Promise.all([
+        namedRows('ats_symbol_share', { symbol }),
+        namedRows('short_ratio_symbol', { symbol }),
+      ]);
+      if (symbol !== $('#finra-symbol').value) return;
+      atsShare(ats);
+      shortRatio(short);
+    } catch (e) {
+      banner(`Could not load the FINRA views: ${e.message}`, 'error');
+    }
+  }
+
+  // Stacked bars: one per week, a segment per ATS (the 8 largest, the rest as OTHER).
+  function atsShare(rows) {
+    const weeks = [...new Set(rows.map((r) => r.week_start))].sort();
+    const totals = new Map();
+    for (const r of rows) totals.set(r.mpid, (totals.get(r.mpid) || 0) + r.shares);
+    const top = [...totals.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 8).map(([m]) => m);
+    const series = new Map(top.concat(['OTHER']).map((m) => [m, new Array(weeks.length).fill(0)]));
+    for (const r of rows) {
+      const key = top.includes(r.mpid) ? r.mpid : 'OTHER';
+      series.get(key)[weeks.indexOf(r.week_start)] += r.ats_share * 100;
+    }
+    const datasets = [...series.entries()]
+      .filter(([m, d]) => m !== 'OTHER' || d.some((x) => x > 0))
+      .map(([m, d], i) => ({ label: m, data: weeks.length ? d : [], backgroundColor: m === 'OTHER' ? '#757575' : PALETTE[i % PALETTE.length] }));
+    draw('chart-ats-share', {
+      type: 'bar',
+      data: { labels: weeks, datasets },
+      options: {
+        plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${c.raw.toFixed(1)}%` } } },
+        scales: { x: { stacked: true }, y: { stacked: true, max: 100, beginAtZero: true, ticks: { callback: (v) => v + '%' } } },
+      },
+    }, FINRA_EMPTY);
+  }
+
+  function shortRatio(rows) {
+    const line = (label, field, colour, dash) => ({
+      label, data: rows.map((r) => (r[field] == null ? null : r[field] * 100)),
+      borderColor: colour, backgroundColor: 'transparent', borderDash: dash, pointRadius: 2, borderWidth: 1.5, tension: 0.1,
+    });
+    draw('chart-short-ratio', {
+      type: 'line',
+      data: {
+        labels: rows.map((r) => r.date),
+        datasets: rows.length ? [line('daily', 'short_ratio', PALETTE[0], []), line('20-day', 'short_ratio_20d', PALETTE[1], [6, 4])] : [],
+      },
+      options: {
+        interaction: { mode: 'index', intersect: false },
+        plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${c.raw == null ? '–' : c.raw.toFixed(1) + '%'}` } } },
+        scales: { y: { beginAtZero: true, max: 100, ticks: { callback: (v) => v + '%' } } },
+      },
+    }, FINRA_EMPTY);
+  }
+
   // ---- tabs -------------------------------------------------------------------------------
   function showTab(name) {
     for (const b of $$('[role="tab"]')) b.setAttribute('aria-selected', String(b.dataset.tab === name));
@@ -421,6 +513,7 @@
     // Charts drawn while hidden have no size; let them measure again.
     for (const c of Object.values(state.charts)) c.resize();
     if (location.hash !== '#' + name) history.replaceState(null, '', '#' + name);
+    if (name === 'finra') loadFinra();
   }
 
   // ---- SQL console --------------------------------------------------------------------------
@@ -535,6 +628,7 @@
     const initial = location.hash.slice(1);
     showTab($$('[data-panel]').some((p) => p.dataset.panel === initial) ? initial : 'overview');
     $('#symbol').addEventListener('change', (e) => { state.symbol = e.target.value; refresh(); });
+    $('#finra-symbol').addEventListener('change', loadFinra);
     $('#run').addEventListener('click', runSql);
     $('#sql').addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); runSql(); } });
     $('#download-csv').addEventListener('click', () => download('csv'));

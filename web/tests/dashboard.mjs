@@ -97,6 +97,45 @@ try {
     });
   }
 
+  await check('the FINRA tab shows a symbol\'s ATS share by week and its short volume ratio', async () => {
+    await page.click('[role="tab"][data-tab="finra"]');
+    await page.waitForFunction(() => document.querySelectorAll('#finra-symbol option').length >= 2, null, { timeout: 10000 });
+    // AAPL has the most ATS shares in the fixtures, so it comes first.
+    assert.equal(await page.$eval('#finra-symbol', (s) => s.value), 'AAPL');
+    const read = () => page.evaluate(() => {
+      const ats = window.darkpool.charts['chart-ats-share'];
+      const short = window.darkpool.charts['chart-short-ratio'];
+      if (!ats || !short) return null;
+      return {
+        weeks: ats.data.labels,
+        stacks: ats.data.labels.map((_, i) => ats.data.datasets.reduce((s, d) => s + d.data[i], 0)),
+        byAts: Object.fromEntries(ats.data.datasets.map((d) => [d.label, d.data])),
+        days: short.data.labels,
+        short: short.data.datasets.map((d) => d.data.map((v) => Math.round(v * 1000) / 1000)),
+      };
+    });
+    await page.waitForFunction(() => window.darkpool.charts['chart-ats-share'] && window.darkpool.charts['chart-short-ratio'], null, { timeout: 10000 });
+    let v = await read();
+    // Week 2024-01-08: UBSA 700k of 1.1M (the re-published figure), SGMA 300k, JPMX 100k.
+    assert.deepEqual(v.weeks, ['2024-01-08', '2024-01-15']);
+    v.stacks.forEach((s) => assert.ok(Math.abs(s - 100) < 1e-9, `a week's shares sum to ${s}%`));
+    assert.ok(Math.abs(v.byAts.UBSA[0] - 700 / 11) < 1e-9, JSON.stringify(v.byAts));
+    // Reg SHO CNMS: 400/1,000 and 600/1,000; rolling (400 + 600) / 2,000.
+    assert.deepEqual(v.days, ['2024-01-02', '2024-01-03']);
+    assert.deepEqual(v.short, [[40, 60], [40, 50]]);
+    for (const id of ['chart-ats-share', 'chart-short-ratio']) {
+      assert.equal(await overlayShown(page, id), false, id);
+      const box = await page.locator('#' + id).boundingBox();
+      assert.ok(box && box.width > 300 && box.height > 150, `${id} is ${JSON.stringify(box)}`);
+    }
+    await page.screenshot({ path: join(shots, 'finra.png') });
+    await page.selectOption('#finra-symbol', 'MSFT');
+    await page.waitForFunction(() => window.darkpool.charts['chart-short-ratio'].data.datasets[0].data[0] === 25, null, { timeout: 10000 });
+    v = await read();
+    assert.deepEqual(v.byAts.UBSA, [50, 0]);
+    assert.deepEqual(v.short, [[25, 50], [25, 36.364]]);
+  });
+
   await check('the dark share series is a percentage', async () => {
     const values = await page.evaluate(() => window.darkpool.charts['chart-dark-share'].data.datasets[0].data.filter((v) => v != null));
     assert.ok(values.length > 0);
