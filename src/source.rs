@@ -532,7 +532,6 @@ pub(crate) fn decode_records(
     if let Some(previous) = held.take() {
         handle(previous, true, lines.bytes)?;
     }
-    drop(handle);
     records.end(&mut stats);
     stats.blank_lines = blank_lines;
     stats.bytes = lines.bytes;

@@ -1382,20 +1382,6 @@ fn colour_bar(area: &Area<'_>, max: f64, unit: Unit) -> DrawResult<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_plot_has_an_analysis_query() {
-        let names: Vec<&str> = super::super::ANALYSIS.iter().map(|(n, _)| *n).collect();
-        for (name, _) in PLOTS {
-            assert!(names.contains(&name), "analysis/{name}.sql is missing");
-        }
-        assert_eq!(names.len(), PLOTS.len(), "an analysis query without a plot");
-    }
-}
-
 /// Percent lines over calendar days (the FINRA tables: weeks or trading days): one line per
 /// `series`, x = `day`, y = `share_pct`.
 fn daily_shares(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResult<()> {
@@ -1461,4 +1447,18 @@ fn daily_shares(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawResu
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_plot_has_an_analysis_query() {
+        let names: Vec<&str> = super::super::ANALYSIS.iter().map(|(n, _)| *n).collect();
+        for (name, _) in PLOTS {
+            assert!(names.contains(&name), "analysis/{name}.sql is missing");
+        }
+        assert_eq!(names.len(), PLOTS.len(), "an analysis query without a plot");
+    }
 }
