@@ -1,14 +1,7 @@
 -- Short volume ratio by day: FINRA Reg SHO short volume as a percent of total volume for the 8 symbols with the most volume (CNMS preferred, else the facility files summed).
 WITH daily AS (
-    SELECT
-        s."date" AS day,
-        s.symbol,
-        COALESCE(SUM(CASE WHEN s.facility = 'CNMS' THEN s.short_volume END),
-                 SUM(CASE WHEN s.facility <> 'CNMS' THEN s.short_volume END)) AS short_volume,
-        COALESCE(SUM(CASE WHEN s.facility = 'CNMS' THEN s.total_volume END),
-                 SUM(CASE WHEN s.facility <> 'CNMS' THEN s.total_volume END)) AS total_volume
-    FROM short_volume AS s
-    GROUP BY s."date", s.symbol
+    SELECT v."date" AS day, v.symbol, v.short_volume, v.total_volume
+    FROM short_volume_daily AS v
 ),
 top_symbols AS (
     SELECT d.symbol

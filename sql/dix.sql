@@ -1,15 +1,8 @@
 -- DIX-style dark index per day over the symbols in $symbols (comma-separated; '' = all): sum(short volume x price) / sum(total volume x price), price = the day's VWAP in trades.
 WITH daily_short AS (
-    SELECT
-        s."date",
-        s.symbol,
-        COALESCE(SUM(CASE WHEN s.facility = 'CNMS' THEN s.short_volume END),
-                 SUM(CASE WHEN s.facility <> 'CNMS' THEN s.short_volume END)) AS short_volume,
-        COALESCE(SUM(CASE WHEN s.facility = 'CNMS' THEN s.total_volume END),
-                 SUM(CASE WHEN s.facility <> 'CNMS' THEN s.total_volume END)) AS total_volume
-    FROM short_volume AS s
-    WHERE $symbols = '' OR array_has(string_to_array($symbols, ','), s.symbol)
-    GROUP BY s."date", s.symbol
+    SELECT d."date", d.symbol, d.short_volume, d.total_volume
+    FROM short_volume_daily AS d
+    WHERE $symbols = '' OR array_has(string_to_array($symbols, ','), d.symbol)
 ),
 prices AS (
     SELECT

@@ -178,7 +178,7 @@ pub struct Engine {
 }
 
 /// Table names and what they hold.
-const TABLES: [(&str, &str); 11] = [
+const TABLES: [(&str, &str); 12] = [
     (
         "trades",
         "every accepted trade, with venue_kind and source position",
@@ -217,7 +217,14 @@ const TABLES: [(&str, &str); 11] = [
         "short_volume_history",
         "every FINRA Reg SHO row loaded, with loaded_at",
     ),
+    (
+        "short_volume_daily",
+        "Reg SHO volume per date and symbol: CNMS when loaded, else the facility files summed",
+    ),
 ];
+
+/// The view `short_volume_daily`: the one place the CNMS-or-facilities rule is written.
+const SHORT_VOLUME_DAILY: &str = include_str!("../sql/internal/short_volume_daily.sql");
 
 /// The FINRA tables: (lake table, history table, view, natural key, newest-first order).
 const LATEST_OF: [(Table, &str, &str, &str, &str); 2] = [
@@ -277,6 +284,7 @@ impl Engine {
                 .and_then(|column| options.scope.predicate(column));
             register_lake_table(&ctx, &lake, table, name, schema, scope).await?;
         }
+        let table_err = |table| move |source| EngineError::Table { table, source };
         for (table, history, view, key, newest_first) in LATEST_OF {
             let schema = match table {
                 Table::AtsWeekly => model::ats_weekly_schema(),
@@ -290,12 +298,13 @@ impl Engine {
                  SELECT *, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {newest_first}) \
                  AS publication_rank FROM {history}) WHERE publication_rank = 1"
             );
-            ctx.sql(&sql).await.map_err(|source| EngineError::Table {
-                table: view,
-                source,
-            })?;
+            ctx.sql(&sql).await.map_err(table_err(view))?;
         }
-        let table_err = |table| move |source| EngineError::Table { table, source };
+        ctx.sql(&format!(
+            "CREATE VIEW short_volume_daily AS {SHORT_VOLUME_DAILY}"
+        ))
+        .await
+        .map_err(table_err("short_volume_daily"))?;
         let latest = "CREATE VIEW windows AS SELECT * EXCLUDE (version_rank) FROM (\
              SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, symbol, venue \
              ORDER BY version DESC) AS version_rank FROM window_history) WHERE version_rank = 1";
