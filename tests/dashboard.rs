@@ -49,21 +49,12 @@ fn dashboard_works_in_headless_chromium() {
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let ingest = Command::new(env!("CARGO_BIN_EXE_darkpool"))
-        .args(["ingest", "--lake", "lake", "--no-progress"])
-        .arg(root.join("data/sample_trades.ndjson"))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        ingest.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ingest.stderr)
-    );
-    // The FINRA tables for the FINRA tab (tests/data/finra, worked out in tests/real_data.rs).
+    // The sample trades, and the FINRA tables for the FINRA tab (tests/data/finra, worked out
+    // in tests/real_data.rs).
     let finra = root.join("tests/data/finra");
     let ingest = Command::new(env!("CARGO_BIN_EXE_darkpool"))
         .args(["ingest", "--lake", "lake", "--no-progress"])
+        .arg(root.join("data/sample_trades.ndjson"))
         .args(
             [
                 "ats_weekly_2024-01-08.txt",
