@@ -210,7 +210,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
             }
             None => return Err(SourceError::UnknownFormat { path: label }.into()),
         };
-        source::check(&path, &label, format, &options.formats)?;
+        source::check(&path, &label, format, &options.formats, &options.venues)?;
         let (id, bytes) = lake::content_id(&path)?;
         let seen_in_run = plan.iter().any(|(_, _, _, other, _)| *other == id);
         if !claims.contains_key(&id) {

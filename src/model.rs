@@ -569,6 +569,22 @@ impl Reject {
             detail: detail.into(),
         }
     }
+
+    /// A required field absent or null.
+    pub fn missing(name: &str) -> Self {
+        Reject::new(
+            RejectReason::MissingField,
+            format!("required field '{name}' is missing or null"),
+        )
+    }
+
+    /// A line with another number of fields than its header.
+    pub fn field_count(expected: usize, found: usize) -> Self {
+        Reject::new(
+            RejectReason::WrongFieldCount,
+            format!("expected {expected} fields as in the header, found {found}"),
+        )
+    }
 }
 
 /// Appends rejected records to Arrow columns of [`rejects_schema`].

@@ -214,6 +214,27 @@ impl DecodeStats {
         self.trailer = self.trailer.or(other.trailer);
     }
 
+    /// Count a record's outcome; a reject goes to `rejects` with the record's raw bytes
+    /// (`full_len` is its length before any cut at the line limit).
+    #[inline]
+    fn settle(
+        &mut self,
+        outcome: Result<(), Reject>,
+        rejects: &mut RejectBuilder,
+        rejected_at: i64,
+        raw: &[u8],
+        full_len: usize,
+        pos: &SourcePos,
+    ) {
+        match outcome {
+            Ok(()) => self.accepted += 1,
+            Err(reject) => {
+                self.count(&reject);
+                rejects.append(rejected_at, &reject, raw, full_len, pos);
+            }
+        }
+    }
+
     /// Count a reject under its reason (or as excluded, for rule-based exclusions).
     fn count(&mut self, reject: &Reject) {
         let map = if reject.reason == RejectReason::Correction {
@@ -246,6 +267,7 @@ pub fn check(
     label: &Path,
     format: Format,
     formats: &FormatOptions,
+    registry: &Arc<Registry>,
 ) -> Result<(), SourceError> {
     let io_err = |source| SourceError::Io {
         path: label.to_path_buf(),
@@ -291,8 +313,7 @@ pub fn check(
         }),
         Format::FinraAts if text.starts_with('[') => Ok(()),
         Format::FinraAts | Format::Regsho | Format::Taq => {
-            let registry = Arc::new(Registry::embedded());
-            records_for(path, label, format, formats, &registry, 0)?.header(text, label)
+            records_for(path, label, format, formats, registry, 0)?.header(text, label)
         }
         Format::Parquet => unreachable!("handled above"),
     }
@@ -439,19 +460,18 @@ fn line_text(buf: &[u8], full_len: usize, max_line_bytes: usize) -> Result<&str,
 /// What became of one data line of a [`Records`] format.
 pub(crate) enum Line {
     Row,
-    /// A trailer line (a record count), not data.
-    Trailer,
+    /// A line holding only a number: the record count (a trailer) if it is the last line.
+    Count(u64),
 }
 
 /// A line-oriented format with a header line: the FINRA pipe files and TAQ prints.
 pub(crate) trait Records {
     /// The first non-blank line; an error means the input is not this format.
     fn header(&mut self, text: &str, label: &Path) -> Result<(), SourceError>;
-    /// One data line; `last` when no non-blank line follows it.
+    /// One data line.
     fn record(
         &mut self,
         text: &str,
-        last: bool,
         pos: &SourcePos,
         stats: &mut DecodeStats,
     ) -> Result<Line, Reject>;
@@ -463,7 +483,24 @@ pub(crate) trait Records {
     fn end(&mut self, _stats: &mut DecodeStats) {}
 }
 
-/// Decode a [`Records`] format, a line behind the reader so the last line is known as such.
+/// Hand on what `records` and `rejects` hold as one chunk.
+fn emit(
+    records: &mut dyn Records,
+    rejects: &mut RejectBuilder,
+    bytes_read: u64,
+    sink: &mut Sink<'_>,
+) -> Result<(), SourceError> {
+    let (trades, other) = records.take();
+    sink(Decoded {
+        trades,
+        rejects: rejects.finish(),
+        other,
+        bytes_read,
+    })
+}
+
+/// Decode a [`Records`] format. A record-count line is held until the next line shows it was
+/// not the last (then it is a reject); as the last line it must match the records before it.
 pub(crate) fn decode_records(
     path: &Path,
     label: &Path,
@@ -484,56 +521,83 @@ pub(crate) fn decode_records(
         ..SourcePos::default()
     };
     let mut header_seen = false;
-    let mut held: Option<(Vec<u8>, usize, i64)> = None;
+    // A count line seen: (its bytes, its line number, the count).
+    let mut count_line: Option<(Vec<u8>, i64, u64)> = None;
     let mut line_no = 0i64;
-    let mut blank_lines = 0u64;
-    let mut handle = |(buf, full_len, line): (Vec<u8>, usize, i64),
-                      last: bool,
-                      bytes_read: u64|
-     -> Result<(), SourceError> {
-        pos.line = Some(line);
-        if !header_seen {
-            header_seen = true;
-            return records.header(String::from_utf8_lossy(&buf).trim(), label);
-        }
-        stats.records += 1;
-        let outcome = line_text(&buf, full_len, options.max_line_bytes)
-            .and_then(|text| records.record(text, last, &pos, &mut stats));
-        match outcome {
-            Ok(Line::Row) => stats.accepted += 1,
-            Ok(Line::Trailer) => stats.records -= 1,
-            Err(reject) => {
-                stats.count(&reject);
-                rejects.append(options.rejected_at, &reject, &buf, full_len, &pos);
-            }
-        }
-        if last || records.buffered() + rejects.len() >= options.batch_rows {
-            let (trades, other) = records.take();
-            sink(Decoded {
-                trades,
-                rejects: rejects.finish(),
-                other,
-                bytes_read,
-            })?;
-        }
-        Ok(())
-    };
     while let Some((buf, full_len)) = lines.next_line().map_err(io_err)? {
         line_no += 1;
         if buf.iter().all(u8::is_ascii_whitespace) && full_len == buf.len() {
-            blank_lines += 1;
+            stats.blank_lines += 1;
             continue;
         }
-        let line = (buf.to_vec(), full_len, line_no);
-        if let Some(previous) = held.replace(line) {
-            handle(previous, false, lines.bytes)?;
+        if !header_seen {
+            header_seen = true;
+            records.header(String::from_utf8_lossy(buf).trim(), label)?;
+            continue;
+        }
+        if let Some((raw, at, count)) = count_line.take() {
+            pos.line = Some(at);
+            let reject = Reject::new(
+                RejectReason::WrongFieldCount,
+                format!("a line holding only the number {count}, with lines after it: neither data nor the record-count trailer"),
+            );
+            stats.records += 1;
+            stats.settle(
+                Err(reject),
+                &mut rejects,
+                options.rejected_at,
+                &raw,
+                raw.len(),
+                &pos,
+            );
+        }
+        pos.line = Some(line_no);
+        stats.records += 1;
+        let outcome = line_text(buf, full_len, options.max_line_bytes)
+            .and_then(|text| records.record(text, &pos, &mut stats));
+        match outcome {
+            Ok(Line::Count(count)) => {
+                stats.records -= 1;
+                count_line = Some((buf.to_vec(), line_no, count));
+            }
+            other => {
+                let outcome = other.map(|_| ());
+                stats.settle(
+                    outcome,
+                    &mut rejects,
+                    options.rejected_at,
+                    buf,
+                    full_len,
+                    &pos,
+                );
+            }
+        }
+        if records.buffered() + rejects.len() >= options.batch_rows {
+            emit(records, &mut rejects, lines.bytes, sink)?;
         }
     }
-    if let Some(previous) = held.take() {
-        handle(previous, true, lines.bytes)?;
+    if let Some((raw, at, count)) = count_line {
+        pos.line = Some(at);
+        if count == stats.records {
+            stats.trailer = Some(count);
+        } else {
+            let reject = Reject::new(
+                RejectReason::RecordCountMismatch,
+                format!("the trailer says {count} records but the file holds {}: it may be cut short or edited", stats.records),
+            );
+            stats.records += 1;
+            stats.settle(
+                Err(reject),
+                &mut rejects,
+                options.rejected_at,
+                &raw,
+                raw.len(),
+                &pos,
+            );
+        }
     }
+    emit(records, &mut rejects, lines.bytes, sink)?;
     records.end(&mut stats);
-    stats.blank_lines = blank_lines;
     stats.bytes = lines.bytes;
     Ok(stats)
 }
@@ -589,13 +653,14 @@ pub fn decode_lines(
             };
             raw.and_then(|raw| decode::validate(&raw).map(|t| trades.append(&t, &pos)))
         });
-        match outcome {
-            Ok(()) => stats.accepted += 1,
-            Err(reject) => {
-                stats.count(&reject);
-                rejects.append(options.rejected_at, &reject, buf, full_len, &pos);
-            }
-        }
+        stats.settle(
+            outcome,
+            &mut rejects,
+            options.rejected_at,
+            buf,
+            full_len,
+            &pos,
+        );
         if trades.len() + rejects.len() >= options.batch_rows {
             sink(Decoded {
                 trades: trades.finish(),

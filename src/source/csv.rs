@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::model::{Reject, RejectReason};
+use crate::model::Reject;
 use crate::source::decode::{Field, RawTrade, Scalar};
 
 /// Split one CSV line into fields (RFC 4180 quoting within the line: `"a,b"`, `"say ""hi"""`).
@@ -88,14 +88,7 @@ impl Header {
     pub fn record<'a>(&self, line: &'a str) -> Result<RawTrade<'a>, Reject> {
         let cells = split_line(line);
         if cells.len() != self.columns.len() {
-            return Err(Reject::new(
-                RejectReason::WrongFieldCount,
-                format!(
-                    "expected {} fields as in the header, found {}",
-                    self.columns.len(),
-                    cells.len()
-                ),
-            ));
+            return Err(Reject::field_count(self.columns.len(), cells.len()));
         }
         let mut raw = RawTrade::default();
         for (field, cell) in self.columns.iter().zip(cells) {

@@ -395,10 +395,7 @@ impl<'de> de::Deserialize<'de> for RawTrade<'de> {
 }
 
 fn missing(field: Field) -> Reject {
-    Reject::new(
-        RejectReason::MissingField,
-        format!("required field '{}' is missing or null", field.name()),
-    )
+    Reject::missing(field.name())
 }
 
 fn wrong_type(field: Field, expected: &str, got: &Scalar<'_>) -> Reject {
@@ -455,11 +452,16 @@ const MAX_CODE_CHARS: usize = 32;
 
 fn code<'r>(raw: &'r RawTrade<'_>, field: Field, reason: RejectReason) -> Result<&'r str, Reject> {
     let value = text(raw, field)?.ok_or_else(|| missing(field))?;
+    check_code(field.name(), value, reason)
+}
+
+/// A symbol, venue or MPID code: at most [`MAX_CODE_CHARS`] characters, no spaces.
+pub fn check_code<'a>(name: &str, value: &'a str, reason: RejectReason) -> Result<&'a str, Reject> {
     let too_long = value.len() > MAX_CODE_CHARS && value.chars().count() > MAX_CODE_CHARS;
     if too_long || value.contains(char::is_whitespace) {
         return Err(Reject::new(
             reason,
-            format!("'{}' must be a code of at most {MAX_CODE_CHARS} characters without spaces, got '{value}'", field.name()),
+            format!("'{name}' must be a code of at most {MAX_CODE_CHARS} characters without spaces, got '{value}'"),
         ));
     }
     Ok(value)

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
-use super::{DecodeOptions, DecodeStats, Decoded, FormatOptions, Line, Records, Sink, SourceError};
+use super::decode::check_code;
+use super::{emit, DecodeOptions, DecodeStats, FormatOptions, Line, Records, Sink, SourceError};
 use crate::lake::Table;
 use crate::model::{
     AtsWeek, AtsWeekBuilder, Reject, RejectBuilder, RejectReason, ShortDay, ShortDayBuilder,
@@ -154,13 +155,6 @@ fn ats_name(field: AtsField) -> &'static str {
 /// One row's values by field (absent or empty = `None`).
 type AtsValues<'a> = [Option<&'a str>; 12];
 
-fn missing(name: &str) -> Reject {
-    Reject::new(
-        RejectReason::MissingField,
-        format!("missing required field '{name}'"),
-    )
-}
-
 /// A non-negative whole number (thousands separators allowed).
 fn count(name: &str, text: &str) -> Result<i64, Reject> {
     let clean = text.trim().replace(',', "");
@@ -218,18 +212,9 @@ fn date(name: &str, text: &str) -> Result<i32, Reject> {
         })
 }
 
-/// A symbol or MPID: non-empty, no spaces, at most 32 characters.
+/// A symbol or MPID, required.
 fn code<'a>(name: &str, text: Option<&'a str>, reason: RejectReason) -> Result<&'a str, Reject> {
-    let text = text.ok_or_else(|| missing(name))?;
-    if text.len() > 32 || text.contains(char::is_whitespace) {
-        return Err(Reject::new(
-            reason,
-            format!(
-                "'{name}' must be a code of at most 32 characters without spaces, got '{text}'"
-            ),
-        ));
-    }
-    Ok(text)
+    check_code(name, text.ok_or_else(|| Reject::missing(name))?, reason)
 }
 
 /// FINRA ATS weekly rows (JSON elements or pipe lines) into `ats_weekly_history` rows.
@@ -280,7 +265,9 @@ impl AtsRows {
         }
         let week_start = match get(AtsField::WeekStart) {
             Some(text) => date("weekStartDate", text)?,
-            None => self.file_week.ok_or_else(|| missing("weekStartDate"))?,
+            None => self
+                .file_week
+                .ok_or_else(|| Reject::missing("weekStartDate"))?,
         };
         check_week(i64::from(week_start))
             .map_err(|message| Reject::new(RejectReason::BadDate, message))?;
@@ -293,7 +280,7 @@ impl AtsRows {
         let number = |field: AtsField| {
             let name = ats_name(field);
             get(field)
-                .ok_or_else(|| missing(name))
+                .ok_or_else(|| Reject::missing(name))
                 .and_then(|t| count(name, t))
         };
         let shares = number(AtsField::Shares)?;
@@ -373,20 +360,12 @@ impl Records for AtsRows {
     fn record(
         &mut self,
         text: &str,
-        _last: bool,
         pos: &SourcePos,
         _stats: &mut DecodeStats,
     ) -> Result<Line, Reject> {
         let cells: Vec<&str> = text.split('|').collect();
         if cells.len() != self.columns.len() {
-            return Err(Reject::new(
-                RejectReason::WrongFieldCount,
-                format!(
-                    "expected {} '|'-separated fields as in the header, found {}",
-                    self.columns.len(),
-                    cells.len()
-                ),
-            ));
+            return Err(Reject::field_count(self.columns.len(), cells.len()));
         }
         let mut values: AtsValues<'_> = [None; 12];
         for (field, cell) in self.columns.iter().zip(cells) {
@@ -452,29 +431,16 @@ pub fn decode_ats_json(
                 format!("array element {} is not an object", json_kind(other)),
             )),
         };
-        match outcome {
-            Ok(()) => stats.accepted += 1,
-            Err(reject) => {
-                stats.count(&reject);
-                let raw = element.to_string();
-                rejects.append(
-                    options.rejected_at,
-                    &reject,
-                    raw.as_bytes(),
-                    raw.len(),
-                    &pos,
-                );
-            }
-        }
-        let last = index + 1 == total;
-        if last || rows.buffered() + rejects.len() >= options.batch_rows {
-            let (trades, other) = rows.take();
-            sink(Decoded {
-                trades,
-                rejects: rejects.finish(),
-                other,
-                bytes_read: stats.bytes * (index as u64 + 1) / total.max(1) as u64,
-            })?;
+        let raw = if outcome.is_err() {
+            element.to_string()
+        } else {
+            String::new()
+        };
+        let at = options.rejected_at;
+        stats.settle(outcome, &mut rejects, at, raw.as_bytes(), raw.len(), &pos);
+        if index + 1 == total || rows.buffered() + rejects.len() >= options.batch_rows {
+            let read = stats.bytes * (index as u64 + 1) / total.max(1) as u64;
+            emit(rows, &mut rejects, read, sink)?;
         }
     }
     Ok(stats)
@@ -617,38 +583,19 @@ impl Records for ShortRows {
     fn record(
         &mut self,
         text: &str,
-        last: bool,
         pos: &SourcePos,
-        stats: &mut DecodeStats,
+        _stats: &mut DecodeStats,
     ) -> Result<Line, Reject> {
         let cells: Vec<&str> = text.split('|').collect();
         let trimmed = text.trim();
-        if last
-            && cells.len() == 1
-            && !trimmed.is_empty()
-            && trimmed.bytes().all(|b| b.is_ascii_digit())
-        {
-            // The trailer: the number of data records.
-            let stated: u64 = trimmed.parse().unwrap_or(u64::MAX);
-            let found = stats.records - 1;
-            if stated == found {
-                stats.trailer = Some(stated);
-                return Ok(Line::Trailer);
+        if cells.len() == 1 && !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            // The record-count trailer, if it is the last line (the driver checks).
+            if let Ok(count) = trimmed.parse() {
+                return Ok(Line::Count(count));
             }
-            return Err(Reject::new(
-                RejectReason::RecordCountMismatch,
-                format!("the trailer says {stated} records but the file holds {found}: it may be cut short or edited"),
-            ));
         }
         if cells.len() != self.columns.len() {
-            return Err(Reject::new(
-                RejectReason::WrongFieldCount,
-                format!(
-                    "expected {} '|'-separated fields as in the header, found {}",
-                    self.columns.len(),
-                    cells.len()
-                ),
-            ));
+            return Err(Reject::field_count(self.columns.len(), cells.len()));
         }
         let mut values: [Option<&str>; 6] = [None; 6];
         for (field, cell) in self.columns.iter().zip(cells) {
@@ -660,12 +607,12 @@ impl Records for ShortRows {
         let name = |field: ShortField| SHORT_FIELDS[field as usize].1;
         let volume = |field: ShortField| {
             get(field)
-                .ok_or_else(|| missing(name(field)))
+                .ok_or_else(|| Reject::missing(name(field)))
                 .and_then(|t| amount(name(field), t))
         };
         let date = date(
             "Date",
-            get(ShortField::Date).ok_or_else(|| missing("Date"))?,
+            get(ShortField::Date).ok_or_else(|| Reject::missing("Date"))?,
         )?;
         let symbol = code("Symbol", get(ShortField::Symbol), RejectReason::BadSymbol)?;
         let short_volume = volume(ShortField::Short)?;
@@ -768,5 +715,55 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("is a Tuesday"), "{err}");
+    }
+
+    #[test]
+    fn a_count_line_is_the_trailer_only_as_the_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let decode = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let mut rows = ShortRows::new(&path, &path, &FormatOptions::default(), 0).unwrap();
+            let mut rejects = Vec::new();
+            let options = DecodeOptions {
+                batch_rows: 100,
+                max_line_bytes: 1 << 10,
+                rejected_at: 0,
+            };
+            let stats = super::super::decode_records(&path, &path, &mut rows, &options, &mut |d| {
+                rejects.push(d.rejects);
+                Ok(())
+            })
+            .unwrap();
+            let lines: Vec<i64> = rejects
+                .iter()
+                .flat_map(|b| {
+                    let column = b.column_by_name("source_line").unwrap();
+                    let ints = column
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .unwrap();
+                    ints.iter().flatten().collect::<Vec<_>>()
+                })
+                .collect();
+            (stats, lines)
+        };
+        let header = "Date|Symbol|ShortVolume|ShortExemptVolume|TotalVolume|Market\n";
+        let row = "20240102|AAPL|1|0|2|Q\n";
+        let (stats, rejected) = decode(
+            "CNMSshvol20240102.txt",
+            &format!("{header}{row}7\n{row}\n2\n"),
+        );
+        // Two rows, the stray count line, and a trailer that does not match the 3 records before it.
+        assert_eq!((stats.records, stats.accepted, stats.trailer), (4, 2, None));
+        assert_eq!(stats.rejected.get("wrong_field_count"), Some(&1));
+        assert_eq!(stats.rejected.get("record_count_mismatch"), Some(&1));
+        assert_eq!(rejected, [3, 6]);
+        let (stats, rejected) = decode("FNSQshvol20240102.txt", &format!("{header}{row}{row}2\n"));
+        assert_eq!(
+            (stats.records, stats.accepted, stats.trailer),
+            (2, 2, Some(2))
+        );
+        assert!(rejected.is_empty());
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 
 use super::csv::split_line;
-use super::decode::round_cents;
+use super::decode::{check_code, round_cents};
 use super::{DecodeStats, Line, Records, SourceError};
 use crate::lake::Table;
 use crate::model::{Reject, RejectReason, SourcePos, Trade, TradeBuilder};
@@ -183,10 +183,6 @@ pub fn venue_of<'a>(ex: &'a str, trf: Option<&str>) -> &'a str {
         .map_or(ex, |(_, venue, _)| venue)
 }
 
-fn bad(reason: RejectReason, detail: String) -> Reject {
-    Reject::new(reason, detail)
-}
-
 impl Records for TaqRows {
     fn header(&mut self, text: &str, label: &Path) -> Result<(), SourceError> {
         let columns: Vec<String> = split_line(text.trim_start_matches('\u{feff}'))
@@ -214,43 +210,29 @@ impl Records for TaqRows {
     fn record(
         &mut self,
         text: &str,
-        _last: bool,
         pos: &SourcePos,
         stats: &mut DecodeStats,
     ) -> Result<Line, Reject> {
         let cells = split_line(text);
         if cells.len() != self.width {
-            return Err(bad(
-                RejectReason::WrongFieldCount,
-                format!(
-                    "expected {} fields as in the header, found {}",
-                    self.width,
-                    cells.len()
-                ),
-            ));
+            return Err(Reject::field_count(self.width, cells.len()));
         }
         let get = |field: TaqField| {
             self.index[field as usize]
                 .map(|i| cells[i].trim())
                 .filter(|c| !c.is_empty())
         };
-        let need = |field: TaqField| {
-            get(field).ok_or_else(|| {
-                bad(
-                    RejectReason::MissingField,
-                    format!("missing required field '{}'", FIELDS[field as usize].1),
-                )
-            })
-        };
+        let need =
+            |field: TaqField| get(field).ok_or_else(|| Reject::missing(FIELDS[field as usize].1));
         if let Some(corr) = get(TaqField::Corr) {
             let code: i64 = corr.parse().map_err(|_| {
-                bad(
+                Reject::new(
                     RejectReason::BadField,
                     format!("CORR '{corr}' is not a correction code (00 = regular)"),
                 )
             })?;
             if code != 0 {
-                return Err(bad(
+                return Err(Reject::new(
                     RejectReason::Correction,
                     format!(
                         "CORR {corr}: a cancelled, corrected or error print, excluded from trades"
@@ -258,25 +240,19 @@ impl Records for TaqRows {
                 ));
             }
         }
-        let symbol = need(TaqField::Symbol)?;
-        if symbol.len() > 32 || symbol.contains(char::is_whitespace) {
-            return Err(bad(
-                RejectReason::BadSymbol,
-                format!("SYMBOL '{symbol}' must be at most 32 characters without spaces"),
-            ));
-        }
+        let symbol = check_code("SYMBOL", need(TaqField::Symbol)?, RejectReason::BadSymbol)?;
         let date_text = need(TaqField::Date)?;
-        let day = parse_date(date_text).map_err(|e| {
-            bad(
+        let day = parse_date(date_text).map_err(|_| {
+            Reject::new(
                 RejectReason::BadDate,
-                format!("DATE '{date_text}': {e}; expected 20240102 or 2024-01-02"),
+                format!("DATE '{date_text}' is not a date like 20240102 or 2024-01-02"),
             )
         })?;
         let time_text = need(TaqField::Time)?;
-        let in_day = parse_time_of_day(time_text).map_err(|e| {
-            bad(
+        let in_day = parse_time_of_day(time_text).map_err(|_| {
+            Reject::new(
                 RejectReason::BadTimestamp,
-                format!("TIME '{time_text}': {e}; expected H:MM:SS[.fraction] US/Eastern"),
+                format!("TIME '{time_text}' is not a time of day H:MM:SS[.fraction] (US/Eastern)"),
             )
         })?;
         let price_text = need(TaqField::Price)?;
@@ -285,21 +261,21 @@ impl Records for TaqRows {
             .ok()
             .filter(|p: &f64| p.is_finite() && *p > 0.0)
             .ok_or_else(|| {
-                bad(
+                Reject::new(
                     RejectReason::BadPrice,
                     format!("PRICE '{price_text}' must be a finite number > 0"),
                 )
             })?;
         let size_text = need(TaqField::Size)?;
         let quantity: i64 = size_text.parse().ok().filter(|q| *q > 0).ok_or_else(|| {
-            bad(
+            Reject::new(
                 RejectReason::BadQuantity,
                 format!("SIZE '{size_text}' must be a whole number of shares > 0"),
             )
         })?;
         let ex = need(TaqField::Ex)?;
         if ex.len() > 4 || !ex.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(bad(
+            return Err(Reject::new(
                 RejectReason::BadVenue,
                 format!("EX '{ex}' is not a tape exchange code"),
             ));
