@@ -11,7 +11,7 @@ use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 use darkpool::engine::{Engine, EngineOptions, Scope};
 use darkpool::ingest::{ingest_files, IngestOptions};
 use darkpool::report::analysis_queries;
-use darkpool::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
+use darkpool::source::simulator::DEFAULT_SYMBOLS;
 use darkpool::time::parse_timestamp;
 use darkpool::venue::Registry;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -157,23 +157,10 @@ async fn analysis(engine: &Engine, name: &str) -> Vec<Value> {
     serde_json::from_slice(&out).unwrap()
 }
 
+mod common;
+
 fn simulate(path: &Path, count: u64, seed: u64) {
-    let config = SimConfig {
-        seed,
-        clock: Clock::Market(parse_timestamp("2024-01-02T09:30:00Z").unwrap()),
-        symbols: DEFAULT_SYMBOLS.iter().map(|s| s.0.to_string()).collect(),
-        market_rate: 8.0,
-    };
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    simulator::write_trades(
-        &config,
-        &Registry::embedded(),
-        SimFormat::Ndjson,
-        Some(count),
-        0.0,
-        &mut out,
-    )
-    .unwrap();
+    common::simulate(path, count, seed, 8.0);
 }
 
 /// A lake of 30,000 simulated trades (about an hour of market time: twelve 5-minute windows).

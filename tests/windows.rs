@@ -10,28 +10,12 @@ use arrow::datatypes::{DataType, Float64Type};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use darkpool::engine::{Engine, EngineOptions};
 use darkpool::ingest::{ingest_files, IngestOptions, IngestSummary};
-use darkpool::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
-use darkpool::time::parse_timestamp;
-use darkpool::venue::Registry;
 use darkpool::window::WindowSpec;
 
+mod common;
+
 fn simulate(path: &Path, count: u64, seed: u64) {
-    let config = SimConfig {
-        seed,
-        clock: Clock::Market(parse_timestamp("2024-01-02T09:30:00Z").unwrap()),
-        symbols: DEFAULT_SYMBOLS.iter().map(|s| s.0.to_string()).collect(),
-        market_rate: 50.0,
-    };
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    simulator::write_trades(
-        &config,
-        &Registry::embedded(),
-        SimFormat::Ndjson,
-        Some(count),
-        0.0,
-        &mut out,
-    )
-    .unwrap();
+    common::simulate(path, count, seed, 50.0);
 }
 
 async fn ingest(lake: &Path, input: &Path, spec: WindowSpec, batch_rows: usize) -> IngestSummary {

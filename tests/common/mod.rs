@@ -1,4 +1,5 @@
-//! Helpers the integration tests share: `darkpool serve` as a child process.
+//! Helpers the integration tests share: `darkpool serve` as a child process, and seeded
+//! simulated trades.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -54,4 +55,26 @@ pub fn interrupt(child: &mut std::process::Child) {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
+}
+
+/// `count` simulated trades (NDJSON, seeded) from 2024-01-02 09:30 UTC at `market_rate` trades
+/// per market second.
+pub fn simulate(path: &Path, count: u64, seed: u64, market_rate: f64) {
+    use darkpool::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
+    let config = SimConfig {
+        seed,
+        clock: Clock::Market(darkpool::time::parse_timestamp("2024-01-02T09:30:00Z").unwrap()),
+        symbols: DEFAULT_SYMBOLS.iter().map(|s| s.0.to_string()).collect(),
+        market_rate,
+    };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    simulator::write_trades(
+        &config,
+        &darkpool::venue::Registry::embedded(),
+        SimFormat::Ndjson,
+        Some(count),
+        0.0,
+        &mut out,
+    )
+    .unwrap();
 }
