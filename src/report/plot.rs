@@ -1069,37 +1069,16 @@ fn trade_size_box(data: &Data, heading: &Heading, canvas: &mut Canvas) -> DrawRe
             let centre = v as f64 - 0.42 + (s as f64 + 0.5) * width;
             let (left, right) = (centre - width * 0.38, centre + width * 0.38);
             let line = INK.stroke_width(1);
-            if lower[i] > 0.0 {
-                one!(
-                    chart,
-                    PathElement::new(vec![(centre, lower[i]), (centre, q1[i])], line)
-                );
-                one!(
-                    chart,
-                    PathElement::new(
-                        vec![
-                            (centre - width * 0.2, lower[i]),
-                            (centre + width * 0.2, lower[i])
-                        ],
-                        line,
-                    )
-                );
-            }
-            if upper[i] > 0.0 {
-                one!(
-                    chart,
-                    PathElement::new(vec![(centre, q3[i]), (centre, upper[i])], line)
-                );
-                one!(
-                    chart,
-                    PathElement::new(
-                        vec![
-                            (centre - width * 0.2, upper[i]),
-                            (centre + width * 0.2, upper[i])
-                        ],
-                        line,
-                    )
-                );
+            // Whiskers: box edge to whisker end, with a cap (none when the whisker is 0).
+            for (edge, end) in [(q1[i], lower[i]), (q3[i], upper[i])] {
+                if end > 0.0 {
+                    one!(
+                        chart,
+                        PathElement::new(vec![(centre, end), (centre, edge)], line)
+                    );
+                    let cap = vec![(centre - width * 0.2, end), (centre + width * 0.2, end)];
+                    one!(chart, PathElement::new(cap, line));
+                }
             }
             one!(
                 chart,
