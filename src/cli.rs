@@ -11,7 +11,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::{Engine, EngineError, EngineOptions, Scope};
+use crate::ingest::kafka::{ingest_kafka, KafkaIngestOptions, KafkaSummary, LiveHooks, StartFrom};
 use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
+use crate::source::kafka::{self, KafkaOptions, Publisher};
 use crate::lake::{Table, WriterOptions};
 use crate::output::{self, OutputFormat};
 use crate::report::{write_report, ReportError, ReportOptions};
@@ -91,6 +93,111 @@ impl WindowArgs {
     }
 }
 
+/// Where Kafka is and how to talk to it.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap brokers (HOST:PORT,...): publish to / consume from Kafka instead of files.
+    #[arg(long, env = "DARKPOOL_BROKERS")]
+    pub brokers: Option<String>,
+    /// The trade topic.
+    #[arg(long, env = "DARKPOOL_TOPIC", default_value = kafka::TRADES_TOPIC)]
+    pub topic: String,
+    /// How long to keep trying to reach the brokers at start before giving up, e.g. 10s.
+    #[arg(long, env = "DARKPOOL_CONNECT_TIMEOUT", default_value = "10s")]
+    pub connect_timeout: String,
+    /// A librdkafka setting, repeatable: -X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN.
+    /// Variables DARKPOOL_KAFKA_<NAME> set them too (DARKPOOL_KAFKA_SASL_USERNAME=u -> sasl.username=u).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kafka::parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Partitions of the topics darkpool creates when they do not exist.
+    #[arg(long, env = "DARKPOOL_PARTITIONS", default_value_t = 3)]
+    pub partitions: i32,
+}
+
+impl KafkaArgs {
+    fn options(&self) -> Result<Option<KafkaOptions>> {
+        let Some(brokers) = &self.brokers else {
+            return Ok(None);
+        };
+        if brokers.trim().is_empty() {
+            bail!("--brokers is empty: give HOST:PORT[,HOST:PORT...]");
+        }
+        if self.topic.trim().is_empty() {
+            bail!("--topic is empty");
+        }
+        if self.partitions < 1 {
+            bail!("--partitions must be at least 1");
+        }
+        let mut options = KafkaOptions::new(brokers.trim());
+        options.connect_timeout = parse_span(&self.connect_timeout, "--connect-timeout")?;
+        options.settings = kafka::env_settings();
+        options.settings.extend(self.settings.iter().cloned());
+        Ok(Some(options))
+    }
+}
+
+/// How the Kafka aggregator runs (ingest --brokers, serve --brokers).
+#[derive(Debug, Clone, Args)]
+pub struct AggregatorArgs {
+    /// Consumer group: processes with the same group split the topic's partitions.
+    #[arg(long, env = "DARKPOOL_GROUP", default_value = "darkpool-aggregator")]
+    pub group: String,
+    /// Where to start on partitions the lake holds nothing of (on the others the lake's own
+    /// offsets always win, so nothing is read twice).
+    #[arg(long, env = "DARKPOOL_START_FROM", value_enum, default_value = "committed")]
+    pub start: StartFrom,
+    /// Stop once the end offsets seen at assignment are processed, closing every open window
+    /// (backfill and tests).
+    #[arg(long, env = "DARKPOOL_UNTIL_END")]
+    pub until_end: bool,
+    /// Topic the closed windows go to as JSON (empty: none).
+    #[arg(long, env = "DARKPOOL_OUTPUT_TOPIC", default_value = kafka::WINDOWS_TOPIC)]
+    pub output_topic: String,
+    /// Dead-letter topic: bad messages are copied there, the reason in darkpool.* headers.
+    #[arg(long, env = "DARKPOOL_DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+    /// A partition silent this long stops holding windows open; when all are, open windows close.
+    #[arg(long, env = "DARKPOOL_IDLE_TIMEOUT", default_value = "30s")]
+    pub idle_timeout: String,
+    /// How often trades and closed windows are committed to the lake (and offsets to Kafka).
+    #[arg(long, env = "DARKPOOL_COMMIT_EVERY", default_value = "5s")]
+    pub commit_every: String,
+}
+
+impl AggregatorArgs {
+    fn commit_every(&self) -> Result<Duration> {
+        Ok(parse_span(&self.commit_every, "--commit-every")?.max(Duration::from_millis(100)))
+    }
+
+    fn options(&self, kafka: KafkaOptions, topic: &str, ingest: IngestOptions) -> Result<KafkaIngestOptions> {
+        let mut options = KafkaIngestOptions::new(kafka, ingest);
+        options.topic = topic.trim().to_string();
+        options.group = self.group.clone();
+        options.start = self.start;
+        options.until_end = self.until_end;
+        options.output_topic = Some(self.output_topic.trim().to_string()).filter(|t| !t.is_empty());
+        options.dlq_topic = self.dlq_topic.as_ref().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        options.idle_timeout = parse_span(&self.idle_timeout, "--idle-timeout")?;
+        options.commit_every = self.commit_every()?;
+        Ok(options)
+    }
+
+    /// The topics the aggregator writes (created when missing).
+    fn output_topics(&self) -> Vec<&str> {
+        [Some(self.output_topic.trim()), self.dlq_topic.as_deref().map(str::trim)]
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+}
+
+/// A span like 10s, 500ms, 2m.
+fn parse_span(text: &str, flag: &str) -> Result<Duration> {
+    let micros = parse_duration_micros(text).map_err(|e| anyhow!("{flag}: {e}"))?;
+    Ok(Duration::from_micros(micros.max(0) as u64))
+}
+
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Number of trades (default: run until stopped).
@@ -122,6 +229,12 @@ pub struct SimulateArgs {
     /// Comma-separated symbols [default: SYNTH_SPY,SYNTH_AMZN,SYNTH_TSLA,SYNTH_AAPL,SYNTH_NVDA,SYNTH_MSFT,SYNTH_META,SYNTH_QQQ].
     #[arg(long, env = "DARKPOOL_SYMBOLS", value_delimiter = ',')]
     pub symbols: Vec<String>,
+    /// With --brokers: publish the trades of this CSV/NDJSON file instead of simulated ones
+    /// (the original producer's replay).
+    #[arg(long, env = "DARKPOOL_INPUT", requires = "brokers")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     #[command(flatten)]
     pub venues: VenueArgs,
 }
@@ -129,9 +242,13 @@ pub struct SimulateArgs {
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// Input files (.csv, .ndjson/.jsonl/.json, .parquet, FINRA ATS JSON or pipe files, Reg SHO
-    /// files, TAQ-style CSV); `-` reads standard input.
-    #[arg(required = true)]
+    /// files, TAQ-style CSV); `-` reads standard input. Not with --brokers.
+    #[arg(required_unless_present = "brokers", conflicts_with = "brokers")]
     pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub aggregator: AggregatorArgs,
     #[command(flatten)]
     pub lake: LakeArgs,
     /// Input format, overriding what the file name, first line or extension says.
@@ -320,19 +437,16 @@ pub struct ServeArgs {
     /// Only serve the lake (other processes fill it); no in-process simulated pipeline.
     #[arg(long, env = "DARKPOOL_NO_INGEST")]
     pub no_ingest: bool,
-    /// Kafka brokers (HOST:PORT,...) to ingest from instead of the simulator. The Kafka ingest
-    /// is not built yet: this is refused with a clear error.
-    #[arg(long, env = "DARKPOOL_BROKERS", conflicts_with = "no_ingest")]
-    pub brokers: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub aggregator: AggregatorArgs,
     /// Simulated trades per second for the in-process pipeline.
     #[arg(long, env = "DARKPOOL_RATE", default_value_t = 50.0)]
     pub rate: f64,
     /// Seed of the in-process simulator.
     #[arg(long, env = "DARKPOOL_SEED", default_value_t = 42)]
     pub seed: u64,
-    /// How often the in-process pipeline commits trades and closed windows to the lake.
-    #[arg(long, env = "DARKPOOL_COMMIT_EVERY", default_value = "5s")]
-    pub commit_every: String,
     #[command(flatten)]
     pub venues: VenueArgs,
     #[command(flatten)]
@@ -440,6 +554,9 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         symbols,
         market_rate: args.market_rate,
     };
+    if let Some(kafka) = args.kafka.options()? {
+        return produce(&args, &kafka, &config, &registry, rate);
+    }
     let run = |out: &mut dyn Write| -> Result<()> {
         let n = simulator::write_trades(&config, &registry, args.format, args.count, rate, out)?;
         tracing::info!("wrote {n} trades");
@@ -459,7 +576,84 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     }
 }
 
+/// `simulate --brokers`: simulated trades (or a file's) onto the trade topic, key = symbol.
+fn produce(
+    args: &SimulateArgs,
+    kafka: &KafkaOptions,
+    config: &SimConfig,
+    registry: &Registry,
+    rate: f64,
+) -> Result<()> {
+    kafka::check_reachable(kafka)?;
+    let topic = args.kafka.topic.trim();
+    tokio::runtime::Handle::current().block_on(kafka::ensure_topics(
+        kafka,
+        &[topic],
+        args.kafka.partitions,
+    ))?;
+    let mut publisher = Publisher::new(kafka)?;
+    let started = std::time::Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::runtime::Handle::current().spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let interrupted = || {
+        std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by Ctrl-C")
+    };
+    let mut failure: Option<anyhow::Error> = None;
+    let produced = match &args.input {
+        Some(path) => kafka::replay_file(path, &mut |(key, value)| {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(kafka::KafkaError::Source(crate::source::SourceError::Sink(
+                    "stopped by Ctrl-C".into(),
+                )));
+            }
+            publisher.send(topic, key.as_deref().map(str::as_bytes), Some(&value), None)
+        }),
+        None => simulator::each_trade(config, registry, SimFormat::Ndjson, args.count, rate, &mut |step| {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(interrupted());
+            }
+            match step {
+                simulator::Step::Trade { symbol, line } => publisher
+                    .send(topic, Some(symbol.as_bytes()), Some(line.trim_end().as_bytes()), None)
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        failure = Some(e.into());
+                        std::io::Error::other(text)
+                    }),
+                simulator::Step::Pause => Ok(()),
+            }
+        })
+        .map_err(|e| kafka::KafkaError::Source(crate::source::SourceError::Sink(e.to_string()))),
+    };
+    // Whatever happened, wait for the acknowledgements of what was queued.
+    let flushed = publisher.flush(topic);
+    eprintln!(
+        "published {} trade(s) to {topic} at {} ({} acknowledged) in {:.2} s",
+        grouped(publisher.sent()),
+        kafka.brokers,
+        grouped(publisher.delivered()),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    match produced {
+        Err(kafka::KafkaError::Source(crate::source::SourceError::Sink(m)))
+            if m.contains("Ctrl-C") => {}
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    flushed?;
+    Ok(())
+}
+
 pub async fn ingest(args: IngestArgs) -> Result<()> {
+    let kafka = args.kafka.options()?;
     let mut options = IngestOptions::new(&args.lake.lake, args.inputs.clone());
     options.format = args.format;
     options.formats = crate::source::FormatOptions {
@@ -478,9 +672,88 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         ..WriterOptions::default()
     };
     options.progress = !args.no_progress;
+    if let Some(kafka) = kafka {
+        let topics = args.aggregator.output_topics();
+        if !topics.is_empty() {
+            let check = kafka.clone();
+            tokio::task::spawn_blocking(move || kafka::check_reachable(&check)).await??;
+            kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?;
+        }
+        let options = args.aggregator.options(kafka, &args.kafka.topic, options)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(true);
+            }
+        });
+        eprintln!(
+            "consuming {} at {} as group {} into {} (Ctrl-C stops)",
+            options.topic, options.kafka.brokers, options.group, args.lake.lake.display()
+        );
+        let summary = ingest_kafka(options.clone(), None, stop_rx).await?;
+        eprint!("{}", format_kafka_summary(&summary, &options, &args.lake.lake));
+        return Ok(());
+    }
     let summary = ingest_files(options).await?;
     eprint!("{}", format_summary(&summary, &args.lake.lake));
     Ok(())
+}
+
+/// The end-of-run report of the Kafka aggregator.
+pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake: &Path) -> String {
+    let mut out = String::new();
+    let t = &s.decode;
+    let _ = writeln!(
+        out,
+        "consumed {} into {} in {:.2} s: {} commit(s), {} rebalance(s)",
+        options.topic,
+        lake.display(),
+        s.elapsed.as_secs_f64(),
+        grouped(s.commits),
+        grouped(s.rebalances)
+    );
+    let _ = writeln!(out, "  messages  {:>12} ({:.1} MB)", grouped(t.records), t.bytes as f64 / 1e6);
+    let _ = writeln!(out, "  accepted  {:>12}", grouped(t.accepted));
+    let _ = write!(out, "  rejected  {:>12}", grouped(t.rejected_total()));
+    if t.rejected_total() > 0 {
+        let reasons: Vec<String> = t.rejected.iter().map(|(k, v)| format!("{k} {}", grouped(*v))).collect();
+        let _ = write!(out, "  ({}; see the rejects table)", reasons.join(", "));
+    }
+    out.push('\n');
+    if let Some(dlq) = &options.dlq_topic {
+        let _ = writeln!(out, "  dead letters {:>9} to {dlq}", grouped(s.dead_letters));
+    }
+    let _ = writeln!(
+        out,
+        "  late      {:>12}  (corrected window versions: {})",
+        grouped(s.windows.late_trades),
+        grouped(s.windows.corrections)
+    );
+    let _ = writeln!(
+        out,
+        "  windows   {:>12} rows written, {} published to {}",
+        grouped(s.rows.get(&Table::Windows).copied().unwrap_or(0)),
+        grouped(s.windows_published),
+        options.output_topic.as_deref().unwrap_or("(no topic)")
+    );
+    if s.skipped > 0 || s.conflicts > 0 {
+        let _ = writeln!(
+            out,
+            "  already in the lake: {} message(s) skipped, {} run(s) re-read after another member landed them",
+            grouped(s.skipped),
+            grouped(s.conflicts)
+        );
+    }
+    if !t.unknown_venues.is_empty() {
+        let list: Vec<String> = t.unknown_venues.iter().take(10).map(|(k, v)| format!("{k} ({})", grouped(*v))).collect();
+        let _ = writeln!(out, "  unknown venues (kept, kind 'unknown'): {}", list.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "  speed     {:>12} trades/s",
+        grouped((t.accepted as f64 / s.elapsed.as_secs_f64().max(1e-9)) as u64)
+    );
+    out
 }
 
 /// The end-of-ingest report.
@@ -836,16 +1109,9 @@ pub async fn report(args: ReportArgs) -> Result<()> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
-    if let Some(brokers) = &args.brokers {
-        return Err(Exit {
-            code: 2,
-            message: format!(
-                "--brokers {brokers}: serve cannot ingest from Kafka yet (the Kafka ingest is not \
-                 built). Run `darkpool serve --no-ingest` over a lake that `darkpool ingest FILE` \
-                 fills, or `darkpool serve` for the in-process simulated pipeline"
-            ),
-        }
-        .into());
+    let kafka = args.kafka.options()?;
+    if kafka.is_some() && args.no_ingest {
+        bail!("--brokers and --no-ingest contradict each other: --brokers makes serve the Kafka aggregator too");
     }
     let venues = args.venues.load()?;
     let window = args.window.spec()?;
@@ -859,11 +1125,22 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         bail!("--rate must be a positive number of trades per second");
     }
-    let commit_every = Duration::from_micros(
-        parse_duration_micros(&args.commit_every)
-            .map_err(|e| anyhow!("--commit-every: {e}"))?
-            .max(100_000) as u64,
-    );
+    let commit_every = args.aggregator.commit_every()?;
+    let aggregator = match kafka {
+        Some(kafka) => {
+            let check = kafka.clone();
+            tokio::task::spawn_blocking(move || kafka::check_reachable(&check)).await??;
+            let topics = args.aggregator.output_topics();
+            if !topics.is_empty() {
+                kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?;
+            }
+            let mut ingest = IngestOptions::new(&args.lake.lake, Vec::new());
+            ingest.venues = venues.clone();
+            ingest.window = window;
+            Some(args.aggregator.options(kafka, &args.kafka.topic, ingest)?)
+        }
+        None => None,
+    };
     crate::lake::Lake::new(&args.lake.lake).ensure_tables()?;
     let engine = Arc::new(Engine::open(options).await.map_err(engine_error)?);
     let api_options = crate::api::ApiOptions {
@@ -889,13 +1166,24 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         live_options.rate = args.rate;
         live_options.seed = args.seed;
         live_options.commit_every = commit_every;
-        let run = crate::live::run(
-            live_options,
-            engine.clone(),
-            events.clone(),
-            stats.clone(),
-            stop_rx,
-        );
+        let run: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::ingest::IngestError>> + Send>> =
+            match aggregator.clone() {
+                Some(options) => {
+                    let hooks = LiveHooks {
+                        engine: engine.clone(),
+                        events: events.clone(),
+                        stats: stats.clone(),
+                    };
+                    Box::pin(async move { ingest_kafka(options, Some(hooks), stop_rx).await.map(|_| ()) })
+                }
+                None => Box::pin(crate::live::run(
+                    live_options,
+                    engine.clone(),
+                    events.clone(),
+                    stats.clone(),
+                    stop_rx,
+                )),
+            };
         let task = tokio::spawn(async move {
             let outcome = run.await;
             if let Err(e) = &outcome {
@@ -916,7 +1204,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         )
     };
     let app = crate::api::router(crate::api::AppState::with_live(engine, api_options, live));
-    let what = if pipeline.is_some() {
+    let what = if let Some(options) = &aggregator {
+        format!(
+            "Kafka {} at {} (group {}) -> windows -> lake {}",
+            options.topic,
+            options.kafka.brokers,
+            options.group,
+            args.lake.lake.display()
+        )
+    } else if pipeline.is_some() {
         format!(
             "simulated trades at {}/s -> windows -> lake {}",
             args.rate,

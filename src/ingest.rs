@@ -3,6 +3,8 @@
 //! Three threads of work: decoding (a blocking thread), the window operator (async, DataFusion),
 //! and Parquet writing (a blocking thread), joined by bounded channels so memory stays flat.
 
+pub mod kafka;
+
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -73,6 +75,8 @@ pub enum IngestError {
     Stdin(std::io::Error),
     #[error("no input files given")]
     NoInput,
+    #[error(transparent)]
+    Kafka(#[from] crate::source::kafka::KafkaError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -118,7 +122,7 @@ enum WriteMsg {
     Batch(Table, RecordBatch),
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)

@@ -7,15 +7,22 @@
 //! LAKE/_staging/<run>/...                                  a run's files before commit
 //! LAKE/_commits/<run>.json                                 commit log: files + sources
 //! LAKE/_sources/<blake3 of content>.json                    inputs the lake already holds
+//! LAKE/_offsets/<topic>/<partition>.json                    Kafka: the next offset to read
 //! ```
 //!
 //! A run writes its files into `_staging/<run>/` (invisible to readers). Commit writes the
 //! commit log atomically, then renames every file into place, then records its sources. A crash
 //! before the log leaves only staging (garbage, removed later); a crash after it is rolled
 //! forward by [`Lake::recover`]. Readers never see a torn file: a file appears by rename.
+//!
+//! A Kafka run also records the offset ranges it holds (`[start, end)` per topic partition).
+//! Its commit is fenced: under a lake-wide lock, each range must start where the lake's
+//! `_offsets` say that partition ends, so two members (or a member and its own restart) can
+//! never both land the same offsets, and a gap is refused too.
 
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -82,6 +89,13 @@ pub enum LakeError {
     Parquet { path: PathBuf, message: String },
     #[error("{path} is being ingested right now by {owner}; try again when that run ends")]
     Claimed { path: String, owner: String },
+    #[error("offsets of {topic} partition {partition} from {start}: the lake already holds them up to {end} (another group member or an earlier run landed them); the run is dropped and re-read from the lake's position")]
+    OffsetConflict {
+        topic: String,
+        partition: i32,
+        start: i64,
+        end: i64,
+    },
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> LakeError + '_ {
@@ -104,6 +118,18 @@ pub struct SourceRecord {
     pub committed_at: String,
 }
 
+/// Kafka offsets `[start, end)` of one topic partition that a run holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OffsetRange {
+    pub topic: String,
+    pub partition: i32,
+    /// Where this run began reading: the lake's end for the partition, or (for a partition
+    /// new to the lake) the first offset read.
+    pub start: i64,
+    /// One past the last offset read.
+    pub end: i64,
+}
+
 /// The commit log entry of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommitRecord {
@@ -111,6 +137,9 @@ pub struct CommitRecord {
     /// Data files, relative to the lake root.
     pub files: Vec<String>,
     pub sources: Vec<SourceRecord>,
+    /// Kafka offsets the run's files hold (none for file runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets: Vec<OffsetRange>,
 }
 
 /// What [`Lake::recover`] did.
@@ -170,6 +199,31 @@ impl Lake {
 
     fn sources_dir(&self) -> PathBuf {
         self.root.join("_sources")
+    }
+
+    fn offsets_dir(&self, topic: &str) -> PathBuf {
+        self.root.join("_offsets").join(topic)
+    }
+
+    /// The next offset to read of each partition of `topic` the lake holds data of (partition
+    /// -> end of the last range landed). Call [`Lake::recover`] first.
+    pub fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, LakeError> {
+        let mut ends = BTreeMap::new();
+        let dir = self.offsets_dir(topic);
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(io_error(&path))?;
+            let range: OffsetRange =
+                serde_json::from_slice(&bytes).map_err(|e| LakeError::Record {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            ends.insert(range.partition, range.end);
+        }
+        Ok(ends)
     }
 
     /// Does the table hold any data file?
@@ -270,14 +324,49 @@ impl Lake {
             let bytes = serde_json::to_vec_pretty(source).unwrap_or_default();
             write_atomic(&sources.join(format!("{}.json", source.id)), &bytes)?;
         }
+        for range in &record.offsets {
+            let dir = self.offsets_dir(&range.topic);
+            fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+            let path = dir.join(format!("{}.json", range.partition));
+            // Roll-forward may repeat an older commit: the index only ever moves forward.
+            let current = self.offsets(&range.topic)?.get(&range.partition).copied();
+            if current.is_none_or(|end| end < range.end) {
+                let bytes = serde_json::to_vec_pretty(range).unwrap_or_default();
+                write_atomic(&path, &bytes)?;
+            }
+        }
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
         }
         Ok(())
     }
 
-    /// Commit a run whose files are closed in its staging folder.
+    /// Commit a run whose files are closed in its staging folder. A run holding Kafka offsets
+    /// commits under the lake's offsets lock, and only if each range continues the lake's.
     pub(crate) fn commit(&self, record: &CommitRecord) -> Result<(), LakeError> {
+        if record.offsets.is_empty() {
+            return self.commit_unfenced(record);
+        }
+        let _lock = self.lock("offsets")?;
+        let mut topics: BTreeMap<&str, BTreeMap<i32, i64>> = BTreeMap::new();
+        for range in &record.offsets {
+            if !topics.contains_key(range.topic.as_str()) {
+                topics.insert(&range.topic, self.offsets(&range.topic)?);
+            }
+            let lake_end = topics[range.topic.as_str()].get(&range.partition).copied();
+            if let Some(end) = lake_end.filter(|end| *end != range.start) {
+                return Err(LakeError::OffsetConflict {
+                    topic: range.topic.clone(),
+                    partition: range.partition,
+                    start: range.start,
+                    end,
+                });
+            }
+        }
+        self.commit_unfenced(record)
+    }
+
+    fn commit_unfenced(&self, record: &CommitRecord) -> Result<(), LakeError> {
         let commits = self.commits_dir();
         fs::create_dir_all(&commits).map_err(io_error(&commits))?;
         let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
@@ -337,6 +426,21 @@ impl Lake {
             path: label.to_string(),
             owner: "another process".into(),
         })
+    }
+}
+
+impl Lake {
+    /// Take the lake-wide lock `name`, waiting (up to a minute) while a live process holds it.
+    fn lock(&self, name: &str) -> Result<Claim, LakeError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match self.claim(&format!("lock-{name}"), &format!("the lake's {name} lock")) {
+                Err(LakeError::Claimed { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -445,6 +549,7 @@ mod tests {
             run: "run1".into(),
             files: vec![rel.to_string_lossy().into()],
             sources: vec![],
+            offsets: vec![],
         };
         fs::create_dir_all(lake.commits_dir()).unwrap();
         write_atomic(

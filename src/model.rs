@@ -525,6 +525,7 @@ pub enum RejectReason {
     OtherSummaryType,
     RecordCountMismatch,
     Correction,
+    NullValue,
 }
 
 impl RejectReason {
@@ -551,6 +552,7 @@ impl RejectReason {
             RejectReason::OtherSummaryType => "other_summary_type",
             RejectReason::RecordCountMismatch => "record_count_mismatch",
             RejectReason::Correction => "correction",
+            RejectReason::NullValue => "null_value",
         }
     }
 }

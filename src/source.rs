@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod decode;
 pub mod finra;
+pub mod kafka;
 pub mod parquet_file;
 pub mod simulator;
 pub mod taq;

@@ -540,15 +540,40 @@ impl WindowOperator {
     }
 
     /// Feed a batch of trades (in arrival order). Returns windows that became final (and
-    /// corrections), and the late trades.
+    /// corrections), and the late trades. The watermark follows the batch's newest trade.
     pub async fn push(&mut self, trades: &RecordBatch) -> Result<Pushed, WindowError> {
         if trades.num_rows() == 0 {
             return Ok(Pushed::default());
         }
+        let ts = timestamps(trades, "timestamp")?;
+        let max_ts = ts.values().iter().copied().max().unwrap_or(i64::MIN);
+        let watermark = max_ts.saturating_sub(self.spec.lateness);
+        self.push_until(trades, Some(watermark)).await
+    }
+
+    /// The event time windows are final up to (`None` before any trade).
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// Feed trades (possibly none) with a watermark the caller decides, `None` to leave it:
+    /// the Kafka ingest passes the minimum over its partitions. The watermark never goes back.
+    pub async fn push_until(
+        &mut self,
+        trades: &RecordBatch,
+        watermark: Option<i64>,
+    ) -> Result<Pushed, WindowError> {
         let old_wm = self.watermark;
+        let new_wm = match (old_wm, watermark) {
+            (Some(old), Some(new)) => Some(old.max(new)),
+            (old, new) => old.or(new),
+        };
+        if trades.num_rows() == 0 && new_wm == old_wm {
+            return Ok(Pushed::default());
+        }
         let ts = timestamps(trades, "timestamp")?;
         let mut out = Pushed::default();
-        if let Some(wm) = old_wm {
+        if let Some(wm) = old_wm.filter(|_| trades.num_rows() > 0) {
             let late_mask: BooleanArray = ts
                 .values()
                 .iter()
@@ -568,18 +593,19 @@ impl WindowOperator {
                 );
             }
         }
-        let partial = self.aggregate(trades).await?;
-        let (corrections, fresh) = split(&partial, &Self::ends_mask(&partial, old_wm)?)?;
-        let mut parts = Vec::with_capacity(2);
-        parts.extend(self.open.take());
-        parts.push(fresh);
-        let open = self.merge(&parts).await?;
-        let max_ts = ts.values().iter().copied().max().unwrap_or(i64::MIN);
-        let new_wm = old_wm
-            .unwrap_or(i64::MIN)
-            .max(max_ts.saturating_sub(self.spec.lateness));
-        self.watermark = Some(new_wm);
-        let (closed, still_open) = split(&open, &Self::ends_mask(&open, Some(new_wm))?)?;
+        let (corrections, open) = if trades.num_rows() > 0 {
+            let partial = self.aggregate(trades).await?;
+            let (corrections, fresh) = split(&partial, &Self::ends_mask(&partial, old_wm)?)?;
+            let mut parts = Vec::with_capacity(2);
+            parts.extend(self.open.take());
+            parts.push(fresh);
+            (corrections, self.merge(&parts).await?)
+        } else {
+            let none = RecordBatch::new_empty(self.row_schema.clone());
+            (none.clone(), self.open.take().unwrap_or(none))
+        };
+        self.watermark = new_wm;
+        let (closed, still_open) = split(&open, &Self::ends_mask(&open, new_wm)?)?;
         self.open = Some(still_open);
         let mut done = vec![closed];
         if self.reemit_late {

@@ -14,7 +14,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use super::{hostname, io_error, CommitRecord, Lake, LakeError, SourceRecord, Table};
+use super::{hostname, io_error, CommitRecord, Lake, LakeError, OffsetRange, SourceRecord, Table};
 use crate::time::{date_of, MICROS_PER_DAY};
 
 /// File rolling and encoding.
@@ -60,6 +60,7 @@ pub struct Transaction {
     seq: u32,
     tick: u64,
     sources: Vec<SourceRecord>,
+    offsets: Vec<OffsetRange>,
     rows: BTreeMap<Table, u64>,
     done: bool,
 }
@@ -126,6 +127,7 @@ impl Transaction {
             seq: 0,
             tick: 0,
             sources: Vec::new(),
+            offsets: Vec::new(),
             rows: BTreeMap::new(),
             done: false,
         })
@@ -140,6 +142,11 @@ impl Transaction {
     }
 
     /// Rows written so far per table.
+    /// Record Kafka offsets the run's files hold; the commit is then fenced by them.
+    pub fn add_offsets(&mut self, range: OffsetRange) {
+        self.offsets.push(range);
+    }
+
     pub fn rows(&self) -> &BTreeMap<Table, u64> {
         &self.rows
     }
@@ -295,6 +302,7 @@ impl Transaction {
             run: self.run.clone(),
             files: self.files.clone(),
             sources: std::mem::take(&mut self.sources),
+            offsets: std::mem::take(&mut self.offsets),
         };
         self.lake.commit(&record)?;
         self.done = true;

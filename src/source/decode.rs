@@ -135,6 +135,11 @@ impl<'a> RawTrade<'a> {
         self.fields[field as usize] = Some(value);
     }
 
+    /// A field's value; `None` when absent or null.
+    pub fn field(&self, field: Field) -> Option<&Scalar<'a>> {
+        self.get(field)
+    }
+
     fn get(&self, field: Field) -> Option<&Scalar<'a>> {
         match &self.fields[field as usize] {
             None | Some(Scalar::Null) => None,

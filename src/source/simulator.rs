@@ -453,28 +453,57 @@ pub fn write_trades(
     rate: f64,
     out: &mut dyn Write,
 ) -> io::Result<u64> {
-    let mut sim = Simulator::new(config, registry);
-    let mut writer = TradeWriter::new(format);
-    if let Some(header) = writer.header() {
+    if let Some(header) = TradeWriter::new(format).header() {
         writeln!(out, "{header}")?;
     }
+    let written = each_trade(config, registry, format, count, rate, &mut |step| match step {
+        Step::Trade { line, .. } => out.write_all(line.as_bytes()),
+        Step::Pause => out.flush(),
+    })?;
+    out.flush()?;
+    Ok(written)
+}
+
+/// What [`each_trade`] hands on.
+pub enum Step<'a> {
+    /// One trade: its symbol and its line (with `\n`).
+    Trade { symbol: &'a str, line: &'a str },
+    /// The pacing is about to sleep: a chance to flush.
+    Pause,
+}
+
+/// Generate `count` trades (or forever) paced at `rate` per wall-clock second (0 = as fast as
+/// possible), handing each to `each`. Returns the number generated.
+pub fn each_trade(
+    config: &SimConfig,
+    registry: &Registry,
+    format: SimFormat,
+    count: Option<u64>,
+    rate: f64,
+    each: &mut dyn FnMut(Step<'_>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut sim = Simulator::new(config, registry);
+    let mut writer = TradeWriter::new(format);
     let started = Instant::now();
     let mut written = 0u64;
     let limit = count.unwrap_or(u64::MAX);
     while written < limit {
         let Some(trade) = sim.next() else { break };
-        out.write_all(writer.format(&sim, &trade).as_bytes())?;
+        let line = writer.format(&sim, &trade);
+        each(Step::Trade {
+            symbol: sim.symbol(trade.symbol),
+            line,
+        })?;
         written += 1;
         if rate > 0.0 {
             let due = Duration::from_secs_f64(written as f64 / rate);
             let elapsed = started.elapsed();
             if due > elapsed {
-                out.flush()?;
+                each(Step::Pause)?;
                 std::thread::sleep(due - elapsed);
             }
         }
     }
-    out.flush()?;
     Ok(written)
 }
 

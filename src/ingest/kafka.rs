@@ -1,0 +1,828 @@
+//! `ingest --brokers`: the aggregator as a Kafka consumer-group member.
+//!
+//! ```text
+//! consume -> decode (bad messages -> rejects, and the dead-letter topic)
+//!         -> windows (watermark = min over the assigned partitions; idle ones left out)
+//!         -> one lake run every --commit-every, recording its offset ranges
+//!         -> the run's closed windows to the output topic (acknowledged before the lake commit)
+//!         -> offsets committed to the group (after the lake commit)
+//! ```
+//!
+//! The lake is the truth. A member that starts, gains partitions, or loses a commit race reads
+//! each partition from the lake's end (`Lake::offsets`), not from the group's committed offset,
+//! and rebuilds the windows still open from the lake's trades. A run's commit is fenced by its
+//! offset ranges, so a kill -9 at any moment, a rebalance, or two members racing can neither
+//! lose nor land twice a trade. The output topic is at-least-once: a crash between its
+//! acknowledgement and the lake commit sends those windows again (same key and version).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tokio::sync::{broadcast, watch};
+
+use super::{existing_windows, now_micros, IngestError, IngestOptions};
+use crate::engine::{Engine, EngineOptions};
+use crate::lake::{Lake, LakeError, OffsetRange, Table, Transaction};
+use crate::live::{LiveEvent, LiveStats};
+use crate::model::SourcePos;
+use crate::source::kafka::{self, KafkaError, KafkaOptions, MessageDecoder, Outcome, Publisher};
+use crate::source::DecodeStats;
+use crate::window::{WindowOperator, WindowStats};
+
+/// Where a member starts reading a partition the lake holds nothing of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartFrom {
+    /// The oldest message the broker keeps.
+    Earliest,
+    /// Only messages produced from now on.
+    Latest,
+    /// The group's committed offset; the oldest message when there is none.
+    Committed,
+}
+
+/// How the aggregator runs.
+#[derive(Debug, Clone)]
+pub struct KafkaIngestOptions {
+    pub kafka: KafkaOptions,
+    pub topic: String,
+    pub group: String,
+    pub start: StartFrom,
+    /// Stop once the end offsets seen when the partitions were assigned are processed.
+    pub until_end: bool,
+    /// Closed windows go here as JSON (`None`: not published).
+    pub output_topic: Option<String>,
+    /// Bad messages are copied here, with the reason in headers.
+    pub dlq_topic: Option<String>,
+    /// A partition with no message for this long no longer holds the watermark back; when every
+    /// partition is idle, the open windows are closed.
+    pub idle_timeout: Duration,
+    /// How often a run is committed to the lake (and offsets to the group).
+    pub commit_every: Duration,
+    /// Lake, registry, windows, batch size and writer settings (its inputs are unused).
+    pub ingest: IngestOptions,
+}
+
+impl KafkaIngestOptions {
+    pub fn new(kafka: KafkaOptions, ingest: IngestOptions) -> KafkaIngestOptions {
+        KafkaIngestOptions {
+            kafka,
+            topic: kafka::TRADES_TOPIC.into(),
+            group: "darkpool-aggregator".into(),
+            start: StartFrom::Committed,
+            until_end: false,
+            output_topic: Some(kafka::WINDOWS_TOPIC.into()),
+            dlq_topic: None,
+            idle_timeout: Duration::from_secs(30),
+            commit_every: Duration::from_secs(5),
+            ingest,
+        }
+    }
+}
+
+/// What a run of the aggregator did (counting only what reached the lake).
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSummary {
+    pub decode: DecodeStats,
+    pub windows: WindowStats,
+    pub rows: BTreeMap<Table, u64>,
+    pub commits: u64,
+    pub windows_published: u64,
+    pub dead_letters: u64,
+    /// Runs dropped because another member had landed their offsets (then re-read).
+    pub conflicts: u64,
+    pub rebalances: u64,
+    /// Messages below the lake's end for their partition, skipped.
+    pub skipped: u64,
+    pub elapsed: Duration,
+}
+
+/// For `serve --brokers`: where open windows and events go.
+pub struct LiveHooks {
+    pub engine: Arc<Engine>,
+    pub events: broadcast::Sender<LiveEvent>,
+    pub stats: Arc<LiveStats>,
+}
+
+/// What the rebalance callback saw; handled by the loop after each poll.
+#[derive(Debug)]
+enum Rebalanced {
+    Assigned(Vec<(i32, Option<i64>)>),
+    Revoked,
+}
+
+/// The consumer's context: positions assigned partitions at the lake's end.
+struct Member {
+    lake: Lake,
+    topic: String,
+    start: StartFrom,
+    events: Mutex<Vec<Rebalanced>>,
+}
+
+impl ClientContext for Member {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        kafka::log(level, fac, message);
+    }
+
+    fn error(&self, error: RdError, reason: &str) {
+        match error {
+            // Reaching the end of a partition is news, not trouble (the loop sees it too).
+            RdError::PartitionEOF(_) => tracing::debug!("librdkafka: {reason}"),
+            other => tracing::warn!("Kafka: {other}: {reason}"),
+        }
+    }
+}
+
+impl ConsumerContext for Member {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let event = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let ends = self.lake.offsets(&self.topic).unwrap_or_else(|e| {
+                    tracing::error!("reading the lake's offsets: {e}; the commit fence still guards against duplicates");
+                    BTreeMap::new()
+                });
+                let mut assigned = Vec::new();
+                for elem in tpl.elements() {
+                    let partition = elem.partition();
+                    let end = ends.get(&partition).copied();
+                    assigned.push((partition, end));
+                }
+                for (partition, end) in &assigned {
+                    let offset = match (end, self.start) {
+                        (Some(end), _) => Offset::Offset(*end),
+                        (None, StartFrom::Earliest) => Offset::Beginning,
+                        (None, StartFrom::Latest) => Offset::End,
+                        (None, StartFrom::Committed) => Offset::Stored,
+                    };
+                    if let Err(e) = tpl.set_partition_offset(&self.topic, *partition, offset) {
+                        tracing::error!("positioning partition {partition}: {e}");
+                    }
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!("assigning partitions: {e}");
+                }
+                Rebalanced::Assigned(assigned)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let _ = consumer.unassign();
+                Rebalanced::Revoked
+            }
+            other => {
+                tracing::error!("rebalance error: {other:?}");
+                let _ = consumer.unassign();
+                Rebalanced::Revoked
+            }
+        };
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+    }
+}
+
+/// Per assigned partition.
+#[derive(Debug)]
+struct Partition {
+    /// The next offset to read (the lake's end, or unknown until the first message).
+    next: Option<i64>,
+    /// Newest event time of its trades.
+    max_ts: Option<i64>,
+    last_message: Instant,
+    /// The end offset when assigned (for --until-end), and whether EOF was reached.
+    end_at_assign: i64,
+    eof: bool,
+}
+
+impl Partition {
+    fn is_idle(&self, timeout: Duration) -> bool {
+        self.last_message.elapsed() >= timeout
+    }
+
+    /// Read up to the end offset seen at assignment, and caught up with the partition (an EOF
+    /// since the last message): the end offset a broker lists can lag the end of its log
+    /// (tansu lists the last batch's first offset), so reaching it alone is not enough.
+    fn is_done(&self) -> bool {
+        self.eof && self.next.is_none_or(|n| n >= self.end_at_assign)
+    }
+}
+
+/// One run's work, committed together or dropped together.
+struct Interval {
+    tx: Transaction,
+    /// partition -> [start, end)
+    ranges: BTreeMap<i32, (i64, i64)>,
+    closed: Vec<RecordBatch>,
+    dead_letters: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, crate::model::Reject, SourcePos)>,
+    started: Instant,
+}
+
+impl Interval {
+    fn begin(lake: &Lake, options: &KafkaIngestOptions) -> Result<Interval, IngestError> {
+        Ok(Interval {
+            tx: Transaction::begin(lake, options.ingest.writer)?,
+            ranges: BTreeMap::new(),
+            closed: Vec::new(),
+            dead_letters: Vec::new(),
+            started: Instant::now(),
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ranges.is_empty() && self.tx.rows().values().all(|n| *n == 0)
+    }
+}
+
+/// The aggregator's state between polls.
+struct Aggregator<'a> {
+    options: &'a KafkaIngestOptions,
+    lake: Lake,
+    windows: WindowOperator,
+    parts: BTreeMap<i32, Partition>,
+    decoder: MessageDecoder,
+    interval: Interval,
+    publisher: Option<Publisher>,
+    summary: KafkaSummary,
+    /// Open windows were closed because every partition went idle (until data comes again).
+    idle_closed: bool,
+    live: Option<LiveHooks>,
+}
+
+/// Run the aggregator until `stop` turns true, or (with `until_end`) the end is reached.
+pub async fn ingest_kafka(
+    options: KafkaIngestOptions,
+    live: Option<LiveHooks>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<KafkaSummary, IngestError> {
+    let started = Instant::now();
+    let check = options.kafka.clone();
+    tokio::task::spawn_blocking(move || kafka::check_reachable(&check))
+        .await
+        .map_err(|e| IngestError::Internal(format!("broker check: {e}")))??;
+    let lake = Lake::new(&options.ingest.lake);
+    lake.ensure_tables()?;
+    for run in lake.recover()?.rolled_forward {
+        tracing::info!("finished the interrupted commit of run {run}");
+    }
+    let publisher = if options.output_topic.is_some() || options.dlq_topic.is_some() {
+        Some(Publisher::new(&options.kafka)?)
+    } else {
+        None
+    };
+    let reset = match options.start {
+        StartFrom::Latest => "latest",
+        StartFrom::Earliest | StartFrom::Committed => "earliest",
+    };
+    let member = Member {
+        lake: lake.clone(),
+        topic: options.topic.clone(),
+        start: options.start,
+        events: Mutex::new(Vec::new()),
+    };
+    let consumer: StreamConsumer<Member> = options
+        .kafka
+        .config(&[
+            ("group.id", options.group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", reset),
+            ("partition.assignment.strategy", "range,roundrobin"),
+            // A killed member's partitions move on after 10 s (librdkafka's default is 45 s).
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+        ])
+        .create_with_context(member)
+        .map_err(KafkaError::Config)?;
+    consumer
+        .subscribe(&[options.topic.as_str()])
+        .map_err(|source| KafkaError::Client {
+            what: "subscribe",
+            source,
+        })?;
+    let spill = lake.staging_dir("kafka-window-state").join(format!(
+        "{}-{}",
+        crate::lake::hostname(),
+        std::process::id()
+    ));
+    let mut agg = Aggregator {
+        options: &options,
+        lake: lake.clone(),
+        windows: WindowOperator::new(
+            options.ingest.window,
+            options.ingest.reemit_late,
+            Some(spill),
+        )
+        .await?,
+        parts: BTreeMap::new(),
+        decoder: MessageDecoder::new(
+            options.ingest.venues.clone(),
+            options.ingest.max_line_bytes.max(64),
+        ),
+        interval: Interval::begin(&lake, &options)?,
+        publisher,
+        summary: KafkaSummary::default(),
+        idle_closed: false,
+        live,
+    };
+    let topic: Arc<str> = Arc::from(options.topic.as_str());
+    let batch_rows = options.ingest.batch_rows.max(1);
+    let flush_every = Duration::from_millis(250).min(options.commit_every);
+    let mut last_flush = Instant::now();
+    let mut broker_errors = 0u64;
+    let mut assigned_once = false;
+    loop {
+        let polled = tokio::select! {
+            message = consumer.recv() => Some(message),
+            _ = tokio::time::sleep(flush_every) => None,
+            _ = stop.changed() => None,
+        };
+        // Rebalances seen during the poll come first: a message polled with them belongs to
+        // the new assignment.
+        let events: Vec<Rebalanced> = std::mem::take(
+            &mut *consumer
+                .context()
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for event in events {
+            agg.summary.rebalances += 1;
+            match event {
+                Rebalanced::Revoked => agg.drop_interval()?,
+                Rebalanced::Assigned(assigned) => {
+                    assigned_once = true;
+                    agg.drop_interval()?;
+                    agg.assign(&consumer, &assigned).await?;
+                }
+            }
+        }
+
+        match polled {
+            Some(Ok(message)) => 'message: {
+                let partition = message.partition();
+                let offset = message.offset();
+                let Some(state) = agg.parts.get_mut(&partition) else {
+                    break 'message; // fetched before a revoke: the new owner reads it
+                };
+                if state.next.is_some_and(|next| offset < next) {
+                    agg.summary.skipped += 1;
+                    break 'message;
+                }
+                let pos = SourcePos {
+                    topic: Some(topic.clone()),
+                    partition: Some(partition),
+                    offset: Some(offset),
+                    ..SourcePos::default()
+                };
+                let start = state.next.unwrap_or(offset);
+                state.next = Some(offset + 1);
+                state.last_message = Instant::now();
+                state.eof = false;
+                match agg.decoder.push(message.payload(), &pos, now_micros()) {
+                    Outcome::Trade(ts) => {
+                        state.max_ts = Some(state.max_ts.map_or(ts, |m| m.max(ts)));
+                    }
+                    Outcome::Rejected(reject) => {
+                        if agg.options.dlq_topic.is_some() {
+                            agg.interval.dead_letters.push((
+                                message.key().map(<[u8]>::to_vec),
+                                message.payload().map(<[u8]>::to_vec),
+                                reject,
+                                pos,
+                            ));
+                        }
+                    }
+                }
+                agg.interval.ranges.entry(partition).or_insert((start, start)).1 = offset + 1;
+                agg.idle_closed = false;
+            }
+            Some(Err(RdError::PartitionEOF(partition))) => {
+                tracing::debug!("partition {partition}: end reached");
+                if let Some(state) = agg.parts.get_mut(&partition) {
+                    state.eof = true;
+                }
+            }
+            Some(Err(e)) => {
+                broker_errors += 1;
+                if broker_errors.is_power_of_two() {
+                    tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
+                }
+            }
+            None => {}
+        }
+
+        let stopping = *stop.borrow();
+        let done = options.until_end && assigned_once && agg.parts.values().all(Partition::is_done);
+        if agg.decoder.len() >= batch_rows || last_flush.elapsed() >= flush_every || done || stopping {
+            agg.flush().await?;
+            last_flush = Instant::now();
+        }
+        if done {
+            if let Some(closed) = agg.windows.finish().await? {
+                agg.closed(closed)?;
+            }
+        }
+        if done || stopping || agg.interval.started.elapsed() >= options.commit_every {
+            agg.commit(&consumer).await?;
+        }
+        if done || stopping {
+            tracing::debug!("stopping: end reached {done}, stop asked {stopping}");
+            break;
+        }
+    }
+    agg.publish_live()?;
+    let mut summary = agg.summary;
+    summary.windows = agg.windows.stats();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+impl Aggregator<'_> {
+    /// Partitions assigned: read them from the lake's end, and rebuild the windows their trades
+    /// left open from the lake.
+    async fn assign(
+        &mut self,
+        consumer: &StreamConsumer<Member>,
+        assigned: &[(i32, Option<i64>)],
+    ) -> Result<(), IngestError> {
+        self.parts.clear();
+        for (partition, end) in assigned {
+            let end_at_assign = if self.options.until_end {
+                let (topic, partition) = (self.options.topic.clone(), *partition);
+                consumer
+                    .fetch_watermarks(&topic, partition, self.options.kafka.connect_timeout)
+                    .map_err(|source| KafkaError::Client {
+                        what: "end offsets",
+                        source,
+                    })?
+                    .1
+            } else {
+                i64::MAX
+            };
+            tracing::debug!("partition {partition}: lake end {end:?}, end offset now {end_at_assign}");
+            self.parts.insert(
+                *partition,
+                Partition {
+                    next: *end,
+                    max_ts: None,
+                    last_message: Instant::now(),
+                    end_at_assign,
+                    eof: false,
+                },
+            );
+        }
+        tracing::info!(
+            "assigned partitions {:?} of {}",
+            self.parts.keys().collect::<Vec<_>>(),
+            self.options.topic
+        );
+        self.rebuild_windows().await
+    }
+
+    /// A fresh window operator holding the lake's windows, fed (without closing anything) the
+    /// lake's trades of the assigned partitions that are in windows not yet emitted.
+    async fn rebuild_windows(&mut self) -> Result<(), IngestError> {
+        let spill = self.lake.staging_dir("kafka-window-state").join(format!(
+            "{}-{}",
+            crate::lake::hostname(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&spill);
+        self.windows = WindowOperator::new(
+            self.options.ingest.window,
+            self.options.ingest.reemit_late,
+            Some(spill),
+        )
+        .await?;
+        self.windows
+            .preload(&existing_windows(&self.options.ingest).await?)?;
+        self.idle_closed = false;
+        if self.parts.is_empty() || !self.lake.has_data(Table::Trades) {
+            return Ok(());
+        }
+        let mut engine_options = EngineOptions::new(&self.options.ingest.lake);
+        engine_options.window = self.options.ingest.window;
+        let engine = Engine::open(engine_options).await?;
+        let columns: Vec<String> = crate::model::trades_schema()
+            .fields()
+            .iter()
+            .map(|f| format!("t.\"{}\"", f.name()))
+            .collect();
+        let partitions: Vec<String> = self.parts.keys().map(|p| p.to_string()).collect();
+        let topic = self.options.topic.replace('\'', "''");
+        let sql = format!(
+            "SELECT {} FROM trades AS t LEFT JOIN (SELECT symbol, venue, MAX(window_end) AS done \
+             FROM window_history GROUP BY symbol, venue) AS d ON t.symbol = d.symbol AND t.venue = d.venue \
+             WHERE t.source_topic = '{topic}' AND t.source_partition IN ({}) \
+             AND (d.done IS NULL OR t.\"timestamp\" >= d.done) ORDER BY t.\"timestamp\"",
+            columns.join(", "),
+            partitions.join(", ")
+        );
+        let schema = crate::model::trades_schema();
+        for batch in engine.internal(&sql).await? {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                .map_err(|e| IngestError::Internal(format!("replaying trades: {e}")))?;
+            let ts = batch
+                .column_by_name("timestamp")
+                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
+            let parts = batch
+                .column_by_name("source_partition")
+                .and_then(|c| c.as_primitive_opt::<Int32Type>());
+            if let (Some(ts), Some(parts)) = (ts, parts) {
+                for (t, p) in ts.iter().zip(parts.iter()) {
+                    if let (Some(t), Some(state)) = (t, p.and_then(|p| self.parts.get_mut(&p))) {
+                        state.max_ts = Some(state.max_ts.map_or(t, |m| m.max(t)));
+                    }
+                }
+            }
+            self.windows.push_until(&batch, None).await?;
+        }
+        Ok(())
+    }
+
+    /// The watermark: the oldest of the partitions' newest trades, less the allowed lateness.
+    /// Idle partitions are left out; an active partition with no trade yet holds it back.
+    fn watermark(&self) -> Option<i64> {
+        let mut oldest: Option<i64> = None;
+        for state in self.parts.values() {
+            if state.is_idle(self.options.idle_timeout) {
+                continue;
+            }
+            let max_ts = state.max_ts?;
+            oldest = Some(oldest.map_or(max_ts, |o| o.min(max_ts)));
+        }
+        oldest.map(|t| t.saturating_sub(self.options.ingest.window.lateness))
+    }
+
+    /// Decoded messages -> windows and the run's files.
+    async fn flush(&mut self) -> Result<(), IngestError> {
+        let (trades, rejects) = self.decoder.take();
+        let watermark = self.watermark();
+        let pushed = self.windows.push_until(&trades, watermark).await?;
+        self.write(Table::Trades, &trades)?;
+        self.write(Table::Rejects, &rejects)?;
+        if let Some(late) = pushed.late {
+            if let Some(live) = &self.live {
+                live.stats
+                    .late
+                    .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
+            }
+            self.write(Table::Late, &late)?;
+        }
+        if let Some(closed) = pushed.windows {
+            self.closed(closed)?;
+        }
+        let all_idle = !self.parts.is_empty()
+            && self
+                .parts
+                .values()
+                .all(|p| p.is_idle(self.options.idle_timeout));
+        if all_idle && !self.idle_closed {
+            if let Some(closed) = self.windows.finish().await? {
+                tracing::info!(
+                    "every partition idle for {:?}: closed {} open windows",
+                    self.options.idle_timeout,
+                    closed.num_rows()
+                );
+                self.closed(closed)?;
+            }
+            self.idle_closed = true;
+        }
+        if let Some(live) = &self.live {
+            live.stats
+                .trades
+                .fetch_add(trades.num_rows() as u64, Ordering::Relaxed);
+            live.stats
+                .rejected
+                .fetch_add(rejects.num_rows() as u64, Ordering::Relaxed);
+        }
+        self.publish_live()
+    }
+
+    fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<(), IngestError> {
+        if batch.num_rows() > 0 {
+            self.interval.tx.write(table, batch)?;
+        }
+        Ok(())
+    }
+
+    fn closed(&mut self, closed: RecordBatch) -> Result<(), IngestError> {
+        self.write(Table::Windows, &closed)?;
+        if let Some(live) = &self.live {
+            live.stats
+                .windows_closed
+                .fetch_add(closed.num_rows() as u64, Ordering::Relaxed);
+            let _ = live.events.send(LiveEvent::Closed(closed.clone()));
+        }
+        self.interval.closed.push(closed);
+        Ok(())
+    }
+
+    /// Live views: the windows closed in this run (not yet committed) and the open ones.
+    fn publish_live(&mut self) -> Result<(), IngestError> {
+        let Some(live) = &self.live else {
+            return Ok(());
+        };
+        let mut rows = self.interval.closed.clone();
+        if let Some(open) = self.windows.open_windows()? {
+            let _ = live.events.send(LiveEvent::Open(open.clone()));
+            rows.push(open);
+        }
+        let engine = live.engine.clone();
+        tokio::spawn(async move { engine.set_live_windows(rows).await });
+        Ok(())
+    }
+
+    /// Drop the run in progress (a rebalance, or a lost commit race): what it read is read
+    /// again from the lake's offsets by whoever owns the partitions next.
+    fn drop_interval(&mut self) -> Result<(), IngestError> {
+        let _ = self.decoder.take();
+        let _ = self.decoder.take_stats();
+        let fresh = Interval::begin(&self.lake, self.options)?;
+        let old = std::mem::replace(&mut self.interval, fresh);
+        if !old.is_empty() {
+            tracing::info!(
+                "dropped an uncommitted run of {} partition(s); they are read again from the lake's offsets",
+                old.ranges.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// Land the run: windows and dead letters acknowledged by the brokers, then the lake commit
+    /// (fenced by the offset ranges), then the group's offsets.
+    async fn commit(&mut self, consumer: &StreamConsumer<Member>) -> Result<(), IngestError> {
+        self.flush().await?;
+        if self.interval.is_empty() {
+            self.interval.started = Instant::now();
+            return Ok(());
+        }
+        if self.interval.ranges.is_empty() {
+            // Windows closed by idleness, with no new message: nothing to fence.
+            tracing::debug!("committing windows closed without new messages");
+        }
+        let fresh = Interval::begin(&self.lake, self.options)?;
+        let Interval {
+            mut tx,
+            ranges,
+            closed,
+            dead_letters,
+            ..
+        } = std::mem::replace(&mut self.interval, fresh);
+        if let Some(publisher) = self.publisher.as_mut() {
+            let mut published = 0u64;
+            if let Some(topic) = &self.options.output_topic {
+                for batch in &closed {
+                    for (key, json) in window_messages(batch) {
+                        publisher.send(topic, Some(key.as_bytes()), Some(json.as_bytes()), None)?;
+                        published += 1;
+                    }
+                }
+            }
+            if let Some(dlq) = &self.options.dlq_topic {
+                for (key, value, reject, pos) in &dead_letters {
+                    let headers = kafka::dead_letter_headers(reject, pos);
+                    publisher.send(dlq, key.as_deref(), value.as_deref(), Some(headers))?;
+                }
+            }
+            let topic = self.options.output_topic.as_deref().unwrap_or("");
+            publisher.flush(topic)?;
+            self.summary.windows_published += published;
+            self.summary.dead_letters += dead_letters.len() as u64;
+        }
+        for (partition, (start, end)) in &ranges {
+            tx.add_offsets(OffsetRange {
+                topic: self.options.topic.clone(),
+                partition: *partition,
+                start: *start,
+                end: *end,
+            });
+        }
+        let rows = tx.rows().clone();
+        match tx.commit() {
+            Ok(_) => {}
+            Err(e @ LakeError::OffsetConflict { .. }) => {
+                tracing::warn!("{e}");
+                self.summary.conflicts += 1;
+                let _ = self.decoder.take_stats();
+                return self.resync(consumer).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.summary.commits += 1;
+        for (table, n) in rows {
+            *self.summary.rows.entry(table).or_default() += n;
+        }
+        self.summary.decode.absorb(&self.decoder.take_stats());
+        if let Some(live) = &self.live {
+            live.stats.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, (_, end)) in &ranges {
+            if let Err(e) =
+                offsets.add_partition_offset(&self.options.topic, *partition, Offset::Offset(*end))
+            {
+                tracing::warn!("offset list: {e}");
+            }
+        }
+        // The lake already holds these offsets: a failed group commit only costs a re-read
+        // that the lake's offsets skip.
+        let started = Instant::now();
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+            tracing::warn!("committing offsets to the group (the lake has them): {e}");
+        }
+        tracing::debug!("group offsets committed in {:?}", started.elapsed());
+        Ok(())
+    }
+
+    /// After a lost commit race: position every assigned partition at the lake's end again and
+    /// rebuild the windows from the lake.
+    async fn resync(&mut self, consumer: &StreamConsumer<Member>) -> Result<(), IngestError> {
+        let ends = self.lake.offsets(&self.options.topic)?;
+        for (partition, state) in self.parts.iter_mut() {
+            let Some(end) = ends.get(partition).copied() else {
+                continue;
+            };
+            state.next = Some(end);
+            state.max_ts = None;
+            if let Err(e) = consumer.seek(
+                &self.options.topic,
+                *partition,
+                Offset::Offset(end),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!("seeking partition {partition} to {end}: {e}");
+            }
+        }
+        self.rebuild_windows().await
+    }
+}
+
+/// Closed windows as messages for the output topic: key `SYMBOL-VENUE`, value one JSON object
+/// with the original field names and timestamp form (`2024-01-01T11:50:00`), plus the new
+/// fields.
+pub fn window_messages(batch: &RecordBatch) -> Vec<(String, String)> {
+    let schema = batch.schema();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    let text = |name: &str, row: usize| -> String {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .filter(|c| c.is_valid(row))
+            .map(|c| c.value(row).to_string())
+            .unwrap_or_default()
+    };
+    for row in 0..batch.num_rows() {
+        let mut object = serde_json::Map::new();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            let value = if column.is_null(row) {
+                serde_json::Value::Null
+            } else {
+                match column.data_type() {
+                    DataType::Timestamp(_, _) => {
+                        let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
+                        let mut text = String::new();
+                        crate::time::format_iso_micros(micros, &mut text);
+                        text.truncate(19);
+                        serde_json::Value::from(text)
+                    }
+                    DataType::Float64 => {
+                        serde_json::Value::from(column.as_primitive::<Float64Type>().value(row))
+                    }
+                    DataType::Int64 => {
+                        serde_json::Value::from(column.as_primitive::<Int64Type>().value(row))
+                    }
+                    DataType::Boolean => serde_json::Value::from(column.as_boolean().value(row)),
+                    DataType::Utf8 => {
+                        serde_json::Value::from(column.as_string::<i32>().value(row))
+                    }
+                    _ => serde_json::Value::Null,
+                }
+            };
+            object.insert(field.name().clone(), value);
+        }
+        let key = format!("{}-{}", text("symbol", row), text("venue", row));
+        out.push((key, serde_json::Value::Object(object).to_string()));
+    }
+    out
+}

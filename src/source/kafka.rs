@@ -1,0 +1,657 @@
+//! Kafka, through librdkafka: client settings, the reachability check, topic creation, a
+//! counting producer (trades for `simulate --brokers`, windows and dead letters for the
+//! aggregator), and the decoding of one trade message into the trades/rejects builders.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use super::decode::{self, Field, RawTrade, Scalar};
+use super::{csv, DecodeStats, LineReader, SourceError};
+use crate::model::{Reject, RejectBuilder, RejectReason, SourcePos, TradeBuilder};
+use crate::venue::Registry;
+
+/// The original system's topics.
+pub const TRADES_TOPIC: &str = "finra-ats-raw";
+pub const WINDOWS_TOPIC: &str = "dark-pool-heatmap-data";
+
+/// How to reach the brokers.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// `bootstrap.servers`: HOST:PORT[,HOST:PORT...].
+    pub brokers: String,
+    /// librdkafka settings (`-X key=value`), applied last so they override darkpool's.
+    pub settings: Vec<(String, String)>,
+    /// How long to keep trying to reach the brokers at start.
+    pub connect_timeout: Duration,
+}
+
+impl KafkaOptions {
+    pub fn new(brokers: impl Into<String>) -> KafkaOptions {
+        KafkaOptions {
+            brokers: brokers.into(),
+            settings: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// A client configuration: the brokers, darkpool's `defaults`, then the user's settings.
+    pub fn config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.settings {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// `key=value` of `-X` (librdkafka setting names, as in kcat and librdkafka's CONFIGURATION.md).
+pub fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "{text:?} is not key=value (a librdkafka setting, e.g. -X security.protocol=SASL_SSL)"
+        )),
+    }
+}
+
+/// Settings from the environment: `DARKPOOL_KAFKA_<NAME>` becomes `name` with `_` as `.`
+/// (`DARKPOOL_KAFKA_SASL_USERNAME=u` -> `sasl.username=u`), as Kafka Connect's images do.
+pub fn env_settings() -> Vec<(String, String)> {
+    let mut settings: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix("DARKPOOL_KAFKA_")?;
+            Some((key.to_ascii_lowercase().replace('_', "."), value))
+        })
+        .collect();
+    settings.sort();
+    settings
+}
+
+/// What went wrong talking to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("cannot reach Kafka at {brokers} (tried for {waited:.0?}): {detail}. Is the broker running and is --brokers right? (--connect-timeout waits longer)")]
+    Unreachable {
+        brokers: String,
+        waited: Duration,
+        detail: String,
+    },
+    #[error("Kafka client setting rejected: {0} (check -X / DARKPOOL_KAFKA_* settings)")]
+    Config(RdError),
+    #[error("Kafka {what}: {source}")]
+    Client {
+        what: &'static str,
+        source: RdError,
+    },
+    #[error("creating topic {topic}: {detail}")]
+    CreateTopic { topic: String, detail: String },
+    #[error("{failed} message(s) to {topic} were not delivered; first error: {first}")]
+    Delivery {
+        topic: String,
+        failed: u64,
+        first: String,
+    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// Wait until the brokers answer a metadata request, or fail after `connect_timeout`.
+pub fn check_reachable(options: &KafkaOptions) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = options
+        .config(&[])
+        .create()
+        .map_err(KafkaError::Config)?;
+    let started = Instant::now();
+    loop {
+        let left = options.connect_timeout.saturating_sub(started.elapsed());
+        match consumer.fetch_metadata(None, left.clamp(Duration::from_millis(200), Duration::from_secs(2))) {
+            Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
+            Ok(_) if started.elapsed() >= options.connect_timeout => {
+                return Err(KafkaError::Unreachable {
+                    brokers: options.brokers.clone(),
+                    waited: started.elapsed(),
+                    detail: "the cluster lists no brokers".into(),
+                })
+            }
+            Err(e) if started.elapsed() >= options.connect_timeout => {
+                return Err(KafkaError::Unreachable {
+                    brokers: options.brokers.clone(),
+                    waited: started.elapsed(),
+                    detail: e.to_string(),
+                })
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Create topics that do not exist yet (`partitions` each, replication 1 unless the broker's
+/// default applies); an existing topic is left as it is.
+pub async fn ensure_topics(
+    options: &KafkaOptions,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = options
+        .config(&[])
+        .create()
+        .map_err(KafkaError::Config)?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let admin_options = AdminOptions::new().operation_timeout(Some(options.connect_timeout));
+    let results = admin
+        .create_topics(&new, &admin_options)
+        .await
+        .map_err(|source| KafkaError::Client {
+            what: "admin request",
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::CreateTopic {
+                    topic,
+                    detail: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delivery outcomes, counted by the producer's callback.
+#[derive(Default)]
+pub struct Deliveries {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+/// The producer's context: counts into the shared [`Deliveries`].
+pub struct Counter(Arc<Deliveries>);
+
+impl ClientContext for Counter {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        log(level, fac, message);
+    }
+}
+
+/// librdkafka's log lines through tracing. Settings of the other client kind (one -X list
+/// serves the consumer and the producer) are expected, so their warnings are debug lines.
+pub fn log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        _ if fac == "CONFWARN" => tracing::debug!("librdkafka: {fac}: {message}"),
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!("librdkafka: {fac}: {message}")
+        }
+        L::Warning => tracing::warn!("librdkafka: {fac}: {message}"),
+        L::Notice | L::Info => tracing::info!("librdkafka: {fac}: {message}"),
+        L::Debug => tracing::debug!("librdkafka: {fac}: {message}"),
+    }
+}
+
+impl ProducerContext for Counter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.0.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.0.first_error.lock().unwrap_or_else(|p| p.into_inner());
+                if first.is_none() {
+                    *first = Some(error.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// An idempotent, acks=all producer that counts what the brokers acknowledged.
+pub struct Publisher {
+    producer: ThreadedProducer<Counter>,
+    deliveries: Arc<Deliveries>,
+    sent: u64,
+}
+
+impl Publisher {
+    pub fn new(options: &KafkaOptions) -> Result<Publisher, KafkaError> {
+        let deliveries = Arc::new(Deliveries::default());
+        let producer = options
+            .config(&[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "20"),
+                ("compression.type", "lz4"),
+                ("queue.buffering.max.messages", "500000"),
+            ])
+            .create_with_context(Counter(deliveries.clone()))
+            .map_err(KafkaError::Config)?;
+        Ok(Publisher {
+            producer,
+            deliveries,
+            sent: 0,
+        })
+    }
+
+    /// Queue one message, waiting while the local queue is full. Delivery is reported by
+    /// [`Publisher::flush`].
+    pub fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), KafkaError> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => {
+                    self.sent += 1;
+                    return Ok(());
+                }
+                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((source, _)) => {
+                    return Err(KafkaError::Client {
+                        what: "produce",
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Messages queued so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.deliveries.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Wait until every queued message is acknowledged (librdkafka retries until
+    /// `message.timeout.ms`); an error says how many were not.
+    pub fn flush(&self, topic: &str) -> Result<(), KafkaError> {
+        loop {
+            match self.producer.flush(Duration::from_secs(1)) {
+                Ok(()) => break,
+                Err(RdError::Flush(RDKafkaErrorCode::OperationTimedOut)) => continue,
+                Err(source) => {
+                    return Err(KafkaError::Client {
+                        what: "flush",
+                        source,
+                    })
+                }
+            }
+        }
+        let failed = self.deliveries.failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let first = self
+                .deliveries
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_default();
+            return Err(KafkaError::Delivery {
+                topic: topic.to_string(),
+                failed,
+                first,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Headers of a dead letter: why, and where the message came from.
+pub fn dead_letter_headers(reject: &Reject, pos: &SourcePos) -> OwnedHeaders {
+    let partition = pos.partition.unwrap_or(-1).to_string();
+    let offset = pos.offset.unwrap_or(-1).to_string();
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "darkpool.reason",
+            value: Some(reject.reason.as_str()),
+        })
+        .insert(Header {
+            key: "darkpool.detail",
+            value: Some(reject.detail.as_str()),
+        })
+        .insert(Header {
+            key: "darkpool.topic",
+            value: Some(pos.topic.as_deref().unwrap_or("")),
+        })
+        .insert(Header {
+            key: "darkpool.partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "darkpool.offset",
+            value: Some(offset.as_str()),
+        })
+}
+
+/// Trade messages decoded into Arrow builders, with their Kafka positions.
+pub struct MessageDecoder {
+    trades: TradeBuilder,
+    rejects: RejectBuilder,
+    max_bytes: usize,
+    stats: DecodeStats,
+}
+
+/// What became of one message.
+pub enum Outcome {
+    /// A trade at this event time (µs).
+    Trade(i64),
+    Rejected(Reject),
+}
+
+impl MessageDecoder {
+    pub fn new(registry: Arc<Registry>, max_bytes: usize) -> MessageDecoder {
+        MessageDecoder {
+            trades: TradeBuilder::new(registry),
+            rejects: RejectBuilder::default(),
+            max_bytes,
+            stats: DecodeStats::default(),
+        }
+    }
+
+    /// Rows held (trades and rejects).
+    pub fn len(&self) -> usize {
+        self.trades.len() + self.rejects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Decode one message value (`None`: a null value, a tombstone).
+    pub fn push(&mut self, value: Option<&[u8]>, pos: &SourcePos, rejected_at: i64) -> Outcome {
+        self.stats.records += 1;
+        let raw = value.unwrap_or_default();
+        self.stats.bytes += raw.len() as u64;
+        let outcome = self.decode(value, pos);
+        match outcome {
+            Ok(ts) => {
+                self.stats.accepted += 1;
+                Outcome::Trade(ts)
+            }
+            Err(reject) => {
+                *self.stats.rejected.entry(reject.reason.as_str()).or_default() += 1;
+                let kept = &raw[..raw.len().min(self.max_bytes)];
+                self.rejects
+                    .append(rejected_at, &reject, kept, raw.len(), pos);
+                Outcome::Rejected(reject)
+            }
+        }
+    }
+
+    fn decode(&mut self, value: Option<&[u8]>, pos: &SourcePos) -> Result<i64, Reject> {
+        let Some(bytes) = value else {
+            return Err(Reject::new(
+                RejectReason::NullValue,
+                "the message has no value (a null or tombstone)",
+            ));
+        };
+        if bytes.len() > self.max_bytes {
+            return Err(Reject::new(
+                RejectReason::LineTooLong,
+                format!(
+                    "message of {} bytes exceeds the {} byte limit (--max-line-bytes); first bytes kept",
+                    bytes.len(),
+                    self.max_bytes
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))?;
+        let raw = decode::parse_json(text.trim())?;
+        let trade = decode::validate(&raw)?;
+        self.trades.append(&trade, pos);
+        Ok(trade.timestamp)
+    }
+
+    /// The rows decoded since the last call.
+    pub fn take(&mut self) -> (RecordBatch, RecordBatch) {
+        (self.trades.finish(), self.rejects.finish())
+    }
+
+    /// The counters since the last call, with the unknown venues seen.
+    pub fn take_stats(&mut self) -> DecodeStats {
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.unknown_venues = std::mem::take(&mut self.trades.unknown_venues);
+        stats
+    }
+}
+
+/// One record of a file to replay onto a topic: the message key (the symbol) and value.
+pub type Replayed = (Option<String>, Vec<u8>);
+
+/// Read a CSV or NDJSON file of trades as messages in the original JSON: NDJSON lines are sent
+/// as they are (bad ones too: the aggregator rejects them with reasons), CSV rows become JSON
+/// objects. Blank lines are skipped.
+pub fn replay_file(
+    path: &Path,
+    each: &mut dyn FnMut(Replayed) -> Result<(), KafkaError>,
+) -> Result<u64, KafkaError> {
+    let io_err = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let format = super::Format::detect(path).unwrap_or(super::Format::Ndjson);
+    if !matches!(format, super::Format::Csv | super::Format::Ndjson) {
+        return Err(SourceError::Header {
+            path: path.to_path_buf(),
+            format: "CSV or NDJSON trades",
+            message: format!("{} files cannot be replayed onto Kafka", format.name()),
+        }
+        .into());
+    }
+    let mut lines = LineReader::new(file, 1 << 20, usize::MAX / 2);
+    let mut header: Option<csv::Header> = None;
+    let mut count = 0u64;
+    while let Some((buf, _)) = lines.next_line().map_err(io_err)? {
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(buf);
+        if format == super::Format::Csv && header.is_none() {
+            header = Some(csv::Header::parse(text.trim()).map_err(|missing| {
+                SourceError::CsvHeader {
+                    path: path.to_path_buf(),
+                    missing: missing.join(", "),
+                    expected: csv::ORIGINAL_HEADER,
+                }
+            })?);
+            continue;
+        }
+        let message = match &header {
+            Some(h) => match h.record(&text) {
+                Ok(raw) => (symbol_of(&raw), to_json(&raw).into_bytes()),
+                Err(_) => (None, buf.to_vec()),
+            },
+            None => {
+                let symbol = decode::parse_json(text.trim())
+                    .ok()
+                    .and_then(|raw| symbol_of(&raw));
+                (symbol, buf.to_vec())
+            }
+        };
+        each(message)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn symbol_of(raw: &RawTrade<'_>) -> Option<String> {
+    match raw.field(Field::Symbol)? {
+        Scalar::Str(s) | Scalar::Text(s) => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
+/// A record's fields as a JSON object in the original names. Text cells of numeric fields
+/// that read as numbers become JSON numbers; everything else stays as it arrived.
+fn to_json(raw: &RawTrade<'_>) -> String {
+    let mut object = serde_json::Map::new();
+    for field in Field::ALL {
+        let Some(value) = raw.field(field) else {
+            continue;
+        };
+        let numeric = matches!(
+            field,
+            Field::Price
+                | Field::Quantity
+                | Field::IsSpoof
+                | Field::TradeValue
+                | Field::Latitude
+                | Field::Longitude
+        );
+        let json = match value {
+            Scalar::Str(s) => serde_json::Value::from(s.as_ref()),
+            Scalar::Text(s) if numeric => serde_json::from_str::<serde_json::Number>(s.trim())
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|_| serde_json::Value::from(s.as_ref())),
+            Scalar::Text(s) => serde_json::Value::from(s.as_ref()),
+            Scalar::Int(i) => serde_json::Value::from(*i),
+            Scalar::Float(f) => serde_json::Value::from(*f),
+            Scalar::Bool(b) => serde_json::Value::from(*b),
+            Scalar::Micros(m) => {
+                let mut text = String::new();
+                crate::time::format_iso_micros(*m, &mut text);
+                serde_json::Value::from(text)
+            }
+            Scalar::Null | Scalar::Composite => continue,
+        };
+        object.insert(field.name().to_string(), json);
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(offset: i64) -> SourcePos {
+        SourcePos {
+            topic: Some(Arc::from("t")),
+            partition: Some(3),
+            offset: Some(offset),
+            ..SourcePos::default()
+        }
+    }
+
+    #[test]
+    fn bad_messages_become_rejects_with_their_position() {
+        let mut decoder = MessageDecoder::new(Arc::new(Registry::embedded()), 200);
+        let good = br#"{"timestamp":"2024-01-01T11:50:03","symbol":"S","price":2.5,"quantity":4,"venue":"DARK1"}"#;
+        assert!(matches!(decoder.push(Some(good), &pos(0), 0), Outcome::Trade(_)));
+        let long = vec![b' '; 300];
+        let cases: [(Option<&[u8]>, &str); 6] = [
+            (None, "null_value"),
+            (Some(b"not json"), "invalid_json"),
+            (Some(b"\xff\xfe"), "invalid_utf8"),
+            (Some(br#"{"symbol":"S"}"#), "missing_field"),
+            (Some(br#"{"timestamp":"2024-01-01T11:50:03","symbol":"S","price":"x","quantity":4,"venue":"LIT"}"#), "wrong_type"),
+            (Some(&long), "line_too_long"),
+        ];
+        for (i, (value, reason)) in cases.iter().enumerate() {
+            match decoder.push(*value, &pos(i as i64 + 1), 0) {
+                Outcome::Rejected(r) => assert_eq!(r.reason.as_str(), *reason, "{value:?}"),
+                Outcome::Trade(_) => panic!("{value:?} accepted"),
+            }
+        }
+        let (trades, rejects) = decoder.take();
+        assert_eq!(trades.num_rows(), 1);
+        assert_eq!(rejects.num_rows(), 6);
+        let offsets = rejects
+            .column_by_name("source_offset")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!(offsets.values().to_vec(), vec![1, 2, 3, 4, 5, 6]);
+        let raw_bytes = rejects
+            .column_by_name("raw_bytes")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!(raw_bytes.value(5), 300, "the full size is kept, the bytes cut");
+        assert_eq!(decoder.take_stats().rejected_total(), 6);
+    }
+
+    #[test]
+    fn csv_rows_replay_as_the_original_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(
+            &path,
+            "timestamp,symbol,price,quantity,venue,is_spoof,algo_fingerprint,order_type,order_id,side\n\
+             2024-01-01T11:50:03.120000,SYNTH_AMZN,262.39,3143,DARK2,0,A7,LIMIT,o1,BUY\n\n",
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        replay_file(&path, &mut |m| {
+            got.push(m);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.as_deref(), Some("SYNTH_AMZN"));
+        let value: serde_json::Value = serde_json::from_slice(&got[0].1).unwrap();
+        assert_eq!(value["price"], serde_json::json!(262.39));
+        assert_eq!(value["quantity"], serde_json::json!(3143));
+        assert_eq!(value["venue"], "DARK2");
+        // The aggregator accepts it.
+        let mut decoder = MessageDecoder::new(Arc::new(Registry::embedded()), 1 << 20);
+        assert!(matches!(decoder.push(Some(&got[0].1), &pos(0), 0), Outcome::Trade(_)));
+    }
+
+    #[test]
+    fn settings_parse_as_key_value() {
+        assert_eq!(
+            parse_setting("sasl.password=a=b").unwrap(),
+            ("sasl.password".into(), "a=b".into())
+        );
+        assert!(parse_setting("nokey").is_err());
+        assert!(parse_setting("=v").is_err());
+    }
+}
