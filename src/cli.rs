@@ -13,10 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::engine::{Engine, EngineError, EngineOptions, Scope};
 use crate::ingest::kafka::{ingest_kafka, KafkaIngestOptions, KafkaSummary, LiveHooks, StartFrom};
 use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
-use crate::source::kafka::{self, KafkaOptions, Publisher};
 use crate::lake::{Table, WriterOptions};
 use crate::output::{self, OutputFormat};
 use crate::report::{write_report, ReportError, ReportOptions};
+use crate::source::kafka::{self, KafkaOptions, Publisher};
 use crate::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
 use crate::source::Format;
 use crate::time::{parse_duration_micros, parse_timestamp};
@@ -144,7 +144,12 @@ pub struct AggregatorArgs {
     pub group: String,
     /// Where to start on partitions the lake holds nothing of (on the others the lake's own
     /// offsets always win, so nothing is read twice).
-    #[arg(long, env = "DARKPOOL_START_FROM", value_enum, default_value = "committed")]
+    #[arg(
+        long,
+        env = "DARKPOOL_START_FROM",
+        value_enum,
+        default_value = "committed"
+    )]
     pub start: StartFrom,
     /// Stop once the end offsets seen at assignment are processed, closing every open window
     /// (backfill and tests).
@@ -169,14 +174,23 @@ impl AggregatorArgs {
         Ok(parse_span(&self.commit_every, "--commit-every")?.max(Duration::from_millis(100)))
     }
 
-    fn options(&self, kafka: KafkaOptions, topic: &str, ingest: IngestOptions) -> Result<KafkaIngestOptions> {
+    fn options(
+        &self,
+        kafka: KafkaOptions,
+        topic: &str,
+        ingest: IngestOptions,
+    ) -> Result<KafkaIngestOptions> {
         let mut options = KafkaIngestOptions::new(kafka, ingest);
         options.topic = topic.trim().to_string();
         options.group = self.group.clone();
         options.start = self.start;
         options.until_end = self.until_end;
         options.output_topic = Some(self.output_topic.trim().to_string()).filter(|t| !t.is_empty());
-        options.dlq_topic = self.dlq_topic.as_ref().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        options.dlq_topic = self
+            .dlq_topic
+            .as_ref()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
         options.idle_timeout = parse_span(&self.idle_timeout, "--idle-timeout")?;
         options.commit_every = self.commit_every()?;
         Ok(options)
@@ -184,11 +198,14 @@ impl AggregatorArgs {
 
     /// The topics the aggregator writes (created when missing).
     fn output_topics(&self) -> Vec<&str> {
-        [Some(self.output_topic.trim()), self.dlq_topic.as_deref().map(str::trim)]
-            .into_iter()
-            .flatten()
-            .filter(|t| !t.is_empty())
-            .collect()
+        [
+            Some(self.output_topic.trim()),
+            self.dlq_topic.as_deref().map(str::trim),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| !t.is_empty())
+        .collect()
     }
 }
 
@@ -600,9 +617,7 @@ fn produce(
             flag.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    let interrupted = || {
-        std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by Ctrl-C")
-    };
+    let interrupted = || std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by Ctrl-C");
     let mut failure: Option<anyhow::Error> = None;
     let produced = match &args.input {
         Some(path) => kafka::replay_file(path, &mut |(key, value)| {
@@ -613,21 +628,33 @@ fn produce(
             }
             publisher.send(topic, key.as_deref().map(str::as_bytes), Some(&value), None)
         }),
-        None => simulator::each_trade(config, registry, SimFormat::Ndjson, args.count, rate, &mut |step| {
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(interrupted());
-            }
-            match step {
-                simulator::Step::Trade { symbol, line } => publisher
-                    .send(topic, Some(symbol.as_bytes()), Some(line.trim_end().as_bytes()), None)
-                    .map_err(|e| {
-                        let text = e.to_string();
-                        failure = Some(e.into());
-                        std::io::Error::other(text)
-                    }),
-                simulator::Step::Pause => Ok(()),
-            }
-        })
+        None => simulator::each_trade(
+            config,
+            registry,
+            SimFormat::Ndjson,
+            args.count,
+            rate,
+            &mut |step| {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(interrupted());
+                }
+                match step {
+                    simulator::Step::Trade { symbol, line } => publisher
+                        .send(
+                            topic,
+                            Some(symbol.as_bytes()),
+                            Some(line.trim_end().as_bytes()),
+                            None,
+                        )
+                        .map_err(|e| {
+                            let text = e.to_string();
+                            failure = Some(e.into());
+                            std::io::Error::other(text)
+                        }),
+                    simulator::Step::Pause => Ok(()),
+                }
+            },
+        )
         .map_err(|e| kafka::KafkaError::Source(crate::source::SourceError::Sink(e.to_string()))),
     };
     // Whatever happened, wait for the acknowledgements of what was queued.
@@ -688,10 +715,16 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         });
         eprintln!(
             "consuming {} at {} as group {} into {} (Ctrl-C stops)",
-            options.topic, options.kafka.brokers, options.group, args.lake.lake.display()
+            options.topic,
+            options.kafka.brokers,
+            options.group,
+            args.lake.lake.display()
         );
         let summary = ingest_kafka(options.clone(), None, stop_rx).await?;
-        eprint!("{}", format_kafka_summary(&summary, &options, &args.lake.lake));
+        eprint!(
+            "{}",
+            format_kafka_summary(&summary, &options, &args.lake.lake)
+        );
         return Ok(());
     }
     let summary = ingest_files(options).await?;
@@ -712,16 +745,29 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
         grouped(s.commits),
         grouped(s.rebalances)
     );
-    let _ = writeln!(out, "  messages  {:>12} ({:.1} MB)", grouped(t.records), t.bytes as f64 / 1e6);
+    let _ = writeln!(
+        out,
+        "  messages  {:>12} ({:.1} MB)",
+        grouped(t.records),
+        t.bytes as f64 / 1e6
+    );
     let _ = writeln!(out, "  accepted  {:>12}", grouped(t.accepted));
     let _ = write!(out, "  rejected  {:>12}", grouped(t.rejected_total()));
     if t.rejected_total() > 0 {
-        let reasons: Vec<String> = t.rejected.iter().map(|(k, v)| format!("{k} {}", grouped(*v))).collect();
+        let reasons: Vec<String> = t
+            .rejected
+            .iter()
+            .map(|(k, v)| format!("{k} {}", grouped(*v)))
+            .collect();
         let _ = write!(out, "  ({}; see the rejects table)", reasons.join(", "));
     }
     out.push('\n');
     if let Some(dlq) = &options.dlq_topic {
-        let _ = writeln!(out, "  dead letters {:>9} to {dlq}", grouped(s.dead_letters));
+        let _ = writeln!(
+            out,
+            "  dead letters {:>9} to {dlq}",
+            grouped(s.dead_letters)
+        );
     }
     let _ = writeln!(
         out,
@@ -745,8 +791,17 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
         );
     }
     if !t.unknown_venues.is_empty() {
-        let list: Vec<String> = t.unknown_venues.iter().take(10).map(|(k, v)| format!("{k} ({})", grouped(*v))).collect();
-        let _ = writeln!(out, "  unknown venues (kept, kind 'unknown'): {}", list.join(", "));
+        let list: Vec<String> = t
+            .unknown_venues
+            .iter()
+            .take(10)
+            .map(|(k, v)| format!("{k} ({})", grouped(*v)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  unknown venues (kept, kind 'unknown'): {}",
+            list.join(", ")
+        );
     }
     let _ = writeln!(
         out,
@@ -1166,24 +1221,29 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         live_options.rate = args.rate;
         live_options.seed = args.seed;
         live_options.commit_every = commit_every;
-        let run: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::ingest::IngestError>> + Send>> =
-            match aggregator.clone() {
-                Some(options) => {
-                    let hooks = LiveHooks {
-                        engine: engine.clone(),
-                        events: events.clone(),
-                        stats: stats.clone(),
-                    };
-                    Box::pin(async move { ingest_kafka(options, Some(hooks), stop_rx).await.map(|_| ()) })
-                }
-                None => Box::pin(crate::live::run(
-                    live_options,
-                    engine.clone(),
-                    events.clone(),
-                    stats.clone(),
-                    stop_rx,
-                )),
-            };
+        let run: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), crate::ingest::IngestError>> + Send>,
+        > = match aggregator.clone() {
+            Some(options) => {
+                let hooks = LiveHooks {
+                    engine: engine.clone(),
+                    events: events.clone(),
+                    stats: stats.clone(),
+                };
+                Box::pin(async move {
+                    ingest_kafka(options, Some(hooks), stop_rx)
+                        .await
+                        .map(|_| ())
+                })
+            }
+            None => Box::pin(crate::live::run(
+                live_options,
+                engine.clone(),
+                events.clone(),
+                stats.clone(),
+                stop_rx,
+            )),
+        };
         let task = tokio::spawn(async move {
             let outcome = run.await;
             if let Err(e) = &outcome {

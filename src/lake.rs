@@ -371,6 +371,7 @@ impl Lake {
         fs::create_dir_all(&commits).map_err(io_error(&commits))?;
         let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
         write_atomic(&commits.join(format!("{}.json", record.run)), &bytes)?;
+        crash_point("commit-logged");
         self.publish(record)
     }
 }
@@ -441,6 +442,15 @@ impl Lake {
                 other => return other,
             }
         }
+    }
+}
+
+/// Crash tests: `DARKPOOL_CRASH_AT=<point>` aborts the process there (no destructors, no
+/// flushing: what kill -9 does), so a test can stop a run at an exact step of its commit.
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var("DARKPOOL_CRASH_AT").is_ok_and(|at| at == point) {
+        eprintln!("DARKPOOL_CRASH_AT={point}: aborting here");
+        std::process::abort();
     }
 }
 

@@ -768,21 +768,23 @@ fn two_processes_ingesting_the_same_file_commit_it_once() {
 }
 
 #[test]
-fn serve_refuses_brokers_until_the_kafka_ingest_exists() {
+fn serve_with_unreachable_brokers_fails_before_writing_anything() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
         &[
             "serve",
             "--brokers",
-            "127.0.0.1:9092",
+            "127.0.0.1:1",
+            "--connect-timeout",
+            "1s",
             "--bind",
             "127.0.0.1:0",
         ],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("cannot ingest from Kafka yet"),
+        stderr(&out).contains("cannot reach Kafka at 127.0.0.1:1"),
         "{}",
         stderr(&out)
     );

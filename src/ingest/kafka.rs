@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::KafkaError as RdError;
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
@@ -136,7 +136,9 @@ impl ClientContext for Member {
     fn error(&self, error: RdError, reason: &str) {
         match error {
             // Reaching the end of a partition is news, not trouble (the loop sees it too).
-            RdError::PartitionEOF(_) => tracing::debug!("librdkafka: {reason}"),
+            RdError::PartitionEOF(_) | RdError::Global(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::debug!("librdkafka: {reason}")
+            }
             other => tracing::warn!("Kafka: {other}: {reason}"),
         }
     }
@@ -220,13 +222,21 @@ impl Partition {
     }
 }
 
+/// A bad message to copy to the dead-letter topic: key, value, why, and where it was.
+struct DeadLetter {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    reject: crate::model::Reject,
+    pos: SourcePos,
+}
+
 /// One run's work, committed together or dropped together.
 struct Interval {
     tx: Transaction,
     /// partition -> [start, end)
     ranges: BTreeMap<i32, (i64, i64)>,
     closed: Vec<RecordBatch>,
-    dead_letters: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, crate::model::Reject, SourcePos)>,
+    dead_letters: Vec<DeadLetter>,
     started: Instant,
 }
 
@@ -313,11 +323,7 @@ pub async fn ingest_kafka(
             what: "subscribe",
             source,
         })?;
-    let spill = lake.staging_dir("kafka-window-state").join(format!(
-        "{}-{}",
-        crate::lake::hostname(),
-        std::process::id()
-    ));
+    let spill = window_state_dir(&lake)?;
     let mut agg = Aggregator {
         options: &options,
         lake: lake.clone(),
@@ -398,16 +404,20 @@ pub async fn ingest_kafka(
                     }
                     Outcome::Rejected(reject) => {
                         if agg.options.dlq_topic.is_some() {
-                            agg.interval.dead_letters.push((
-                                message.key().map(<[u8]>::to_vec),
-                                message.payload().map(<[u8]>::to_vec),
+                            agg.interval.dead_letters.push(DeadLetter {
+                                key: message.key().map(<[u8]>::to_vec),
+                                value: message.payload().map(<[u8]>::to_vec),
                                 reject,
                                 pos,
-                            ));
+                            });
                         }
                     }
                 }
-                agg.interval.ranges.entry(partition).or_insert((start, start)).1 = offset + 1;
+                agg.interval
+                    .ranges
+                    .entry(partition)
+                    .or_insert((start, start))
+                    .1 = offset + 1;
                 agg.idle_closed = false;
             }
             Some(Err(RdError::PartitionEOF(partition))) => {
@@ -427,7 +437,11 @@ pub async fn ingest_kafka(
 
         let stopping = *stop.borrow();
         let done = options.until_end && assigned_once && agg.parts.values().all(Partition::is_done);
-        if agg.decoder.len() >= batch_rows || last_flush.elapsed() >= flush_every || done || stopping {
+        if agg.decoder.len() >= batch_rows
+            || last_flush.elapsed() >= flush_every
+            || done
+            || stopping
+        {
             agg.flush().await?;
             last_flush = Instant::now();
         }
@@ -445,6 +459,7 @@ pub async fn ingest_kafka(
         }
     }
     agg.publish_live()?;
+    let _ = std::fs::remove_dir_all(window_state_dir(&lake)?);
     let mut summary = agg.summary;
     summary.windows = agg.windows.stats();
     summary.elapsed = started.elapsed();
@@ -473,7 +488,9 @@ impl Aggregator<'_> {
             } else {
                 i64::MAX
             };
-            tracing::debug!("partition {partition}: lake end {end:?}, end offset now {end_at_assign}");
+            tracing::debug!(
+                "partition {partition}: lake end {end:?}, end offset now {end_at_assign}"
+            );
             self.parts.insert(
                 *partition,
                 Partition {
@@ -496,12 +513,7 @@ impl Aggregator<'_> {
     /// A fresh window operator holding the lake's windows, fed (without closing anything) the
     /// lake's trades of the assigned partitions that are in windows not yet emitted.
     async fn rebuild_windows(&mut self) -> Result<(), IngestError> {
-        let spill = self.lake.staging_dir("kafka-window-state").join(format!(
-            "{}-{}",
-            crate::lake::hostname(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&spill);
+        let spill = window_state_dir(&self.lake)?;
         self.windows = WindowOperator::new(
             self.options.ingest.window,
             self.options.ingest.reemit_late,
@@ -697,9 +709,14 @@ impl Aggregator<'_> {
                 }
             }
             if let Some(dlq) = &self.options.dlq_topic {
-                for (key, value, reject, pos) in &dead_letters {
-                    let headers = kafka::dead_letter_headers(reject, pos);
-                    publisher.send(dlq, key.as_deref(), value.as_deref(), Some(headers))?;
+                for letter in &dead_letters {
+                    let headers = kafka::dead_letter_headers(&letter.reject, &letter.pos);
+                    publisher.send(
+                        dlq,
+                        letter.key.as_deref(),
+                        letter.value.as_deref(),
+                        Some(headers),
+                    )?;
                 }
             }
             let topic = self.options.output_topic.as_deref().unwrap_or("");
@@ -716,6 +733,7 @@ impl Aggregator<'_> {
             });
         }
         let rows = tx.rows().clone();
+        crate::lake::crash_point("before-lake-commit");
         match tx.commit() {
             Ok(_) => {}
             Err(e @ LakeError::OffsetConflict { .. }) => {
@@ -737,6 +755,7 @@ impl Aggregator<'_> {
         if ranges.is_empty() {
             return Ok(());
         }
+        crate::lake::crash_point("before-group-commit");
         let mut offsets = TopicPartitionList::new();
         for (partition, (_, end)) in &ranges {
             if let Err(e) =
@@ -778,6 +797,25 @@ impl Aggregator<'_> {
     }
 }
 
+/// A fresh folder for the window operator's spilled state, owned by this process (so
+/// `Lake::recover` of another member leaves it alone, and removes it once this one is dead).
+fn window_state_dir(lake: &Lake) -> Result<std::path::PathBuf, IngestError> {
+    let dir = lake.staging_dir(&format!(
+        "window-state-{}-{}",
+        crate::lake::hostname(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(crate::lake::io_error(&dir))?;
+    let owner = dir.join("owner");
+    std::fs::write(
+        &owner,
+        format!("{} {}\n", crate::lake::hostname(), std::process::id()),
+    )
+    .map_err(crate::lake::io_error(&owner))?;
+    Ok(dir)
+}
+
 /// Closed windows as messages for the output topic: key `SYMBOL-VENUE`, value one JSON object
 /// with the original field names and timestamp form (`2024-01-01T11:50:00`), plus the new
 /// fields.
@@ -813,9 +851,7 @@ pub fn window_messages(batch: &RecordBatch) -> Vec<(String, String)> {
                         serde_json::Value::from(column.as_primitive::<Int64Type>().value(row))
                     }
                     DataType::Boolean => serde_json::Value::from(column.as_boolean().value(row)),
-                    DataType::Utf8 => {
-                        serde_json::Value::from(column.as_string::<i32>().value(row))
-                    }
+                    DataType::Utf8 => serde_json::Value::from(column.as_string::<i32>().value(row)),
                     _ => serde_json::Value::Null,
                 }
             };

@@ -97,10 +97,7 @@ pub enum KafkaError {
     #[error("Kafka client setting rejected: {0} (check -X / DARKPOOL_KAFKA_* settings)")]
     Config(RdError),
     #[error("Kafka {what}: {source}")]
-    Client {
-        what: &'static str,
-        source: RdError,
-    },
+    Client { what: &'static str, source: RdError },
     #[error("creating topic {topic}: {detail}")]
     CreateTopic { topic: String, detail: String },
     #[error("{failed} message(s) to {topic} were not delivered; first error: {first}")]
@@ -115,14 +112,14 @@ pub enum KafkaError {
 
 /// Wait until the brokers answer a metadata request, or fail after `connect_timeout`.
 pub fn check_reachable(options: &KafkaOptions) -> Result<(), KafkaError> {
-    let consumer: BaseConsumer = options
-        .config(&[])
-        .create()
-        .map_err(KafkaError::Config)?;
+    let consumer: BaseConsumer = options.config(&[]).create().map_err(KafkaError::Config)?;
     let started = Instant::now();
     loop {
         let left = options.connect_timeout.saturating_sub(started.elapsed());
-        match consumer.fetch_metadata(None, left.clamp(Duration::from_millis(200), Duration::from_secs(2))) {
+        match consumer.fetch_metadata(
+            None,
+            left.clamp(Duration::from_millis(200), Duration::from_secs(2)),
+        ) {
             Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
             Ok(_) if started.elapsed() >= options.connect_timeout => {
                 return Err(KafkaError::Unreachable {
@@ -150,10 +147,8 @@ pub async fn ensure_topics(
     topics: &[&str],
     partitions: i32,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = options
-        .config(&[])
-        .create()
-        .map_err(KafkaError::Config)?;
+    let admin: AdminClient<DefaultClientContext> =
+        options.config(&[]).create().map_err(KafkaError::Config)?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
@@ -413,7 +408,11 @@ impl MessageDecoder {
                 Outcome::Trade(ts)
             }
             Err(reject) => {
-                *self.stats.rejected.entry(reject.reason.as_str()).or_default() += 1;
+                *self
+                    .stats
+                    .rejected
+                    .entry(reject.reason.as_str())
+                    .or_default() += 1;
                 let kept = &raw[..raw.len().min(self.max_bytes)];
                 self.rejects
                     .append(rejected_at, &reject, kept, raw.len(), pos);
@@ -582,7 +581,10 @@ mod tests {
     fn bad_messages_become_rejects_with_their_position() {
         let mut decoder = MessageDecoder::new(Arc::new(Registry::embedded()), 200);
         let good = br#"{"timestamp":"2024-01-01T11:50:03","symbol":"S","price":2.5,"quantity":4,"venue":"DARK1"}"#;
-        assert!(matches!(decoder.push(Some(good), &pos(0), 0), Outcome::Trade(_)));
+        assert!(matches!(
+            decoder.push(Some(good), &pos(0), 0),
+            Outcome::Trade(_)
+        ));
         let long = vec![b' '; 300];
         let cases: [(Option<&[u8]>, &str); 6] = [
             (None, "null_value"),
@@ -614,7 +616,11 @@ mod tests {
             .as_any()
             .downcast_ref::<arrow::array::Int64Array>()
             .unwrap();
-        assert_eq!(raw_bytes.value(5), 300, "the full size is kept, the bytes cut");
+        assert_eq!(
+            raw_bytes.value(5),
+            300,
+            "the full size is kept, the bytes cut"
+        );
         assert_eq!(decoder.take_stats().rejected_total(), 6);
     }
 
@@ -642,7 +648,10 @@ mod tests {
         assert_eq!(value["venue"], "DARK2");
         // The aggregator accepts it.
         let mut decoder = MessageDecoder::new(Arc::new(Registry::embedded()), 1 << 20);
-        assert!(matches!(decoder.push(Some(&got[0].1), &pos(0), 0), Outcome::Trade(_)));
+        assert!(matches!(
+            decoder.push(Some(&got[0].1), &pos(0), 0),
+            Outcome::Trade(_)
+        ));
     }
 
     #[test]

@@ -456,10 +456,17 @@ pub fn write_trades(
     if let Some(header) = TradeWriter::new(format).header() {
         writeln!(out, "{header}")?;
     }
-    let written = each_trade(config, registry, format, count, rate, &mut |step| match step {
-        Step::Trade { line, .. } => out.write_all(line.as_bytes()),
-        Step::Pause => out.flush(),
-    })?;
+    let written = each_trade(
+        config,
+        registry,
+        format,
+        count,
+        rate,
+        &mut |step| match step {
+            Step::Trade { line, .. } => out.write_all(line.as_bytes()),
+            Step::Pause => out.flush(),
+        },
+    )?;
     out.flush()?;
     Ok(written)
 }

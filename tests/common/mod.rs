@@ -2,6 +2,8 @@
 //! simulated trades.
 #![allow(dead_code)]
 
+pub mod oracle;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

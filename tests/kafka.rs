@@ -1,0 +1,665 @@
+//! The Kafka producer and aggregator against a real Kafka-protocol broker (tansu in CI, any
+//! Kafka via DARKPOOL_TEST_BROKERS), through the real binary: round trip to the window topic,
+//! kill -9 at several points, a two-member group, bad messages, late trades, and an unreachable
+//! broker. Each test uses its own topics and group, so they share one broker.
+//!
+//! With no broker these tests fail in CI (CI or DARKPOOL_REQUIRE_KAFKA set) and are skipped,
+//! loudly, elsewhere.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use darkpool::window::WindowSpec;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+mod common;
+
+/// Fast group membership on tansu (and a dead member noticed in 2 s).
+const GROUP_SETTINGS: [&str; 4] = [
+    "-X",
+    "session.timeout.ms=2000",
+    "-X",
+    "heartbeat.interval.ms=500",
+];
+
+fn broker() -> Option<String> {
+    let required = std::env::var_os("CI").is_some_and(|v| v != "false")
+        || std::env::var_os("DARKPOOL_REQUIRE_KAFKA").is_some();
+    let address =
+        std::env::var("DARKPOOL_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let reachable = address
+        .split(',')
+        .filter_map(|a| std::net::ToSocketAddrs::to_socket_addrs(a).ok())
+        .flatten()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    match (reachable, required) {
+        (true, _) => Some(address),
+        (false, true) => panic!(
+            "no Kafka broker at {address}: CI runs these tests against tansu (.ci/run starts it); \
+             set DARKPOOL_TEST_BROKERS to a broker"
+        ),
+        (false, false) => {
+            eprintln!(
+                "SKIPPED: no Kafka broker at {address} (set DARKPOOL_TEST_BROKERS, or run .ci/run)"
+            );
+            None
+        }
+    }
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "{prefix}-{}-{now}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn darkpool(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_darkpool"));
+    command.current_dir(dir).env_remove("DARKPOOL_CRASH_AT");
+    command
+}
+
+/// Run to the end (killed, and the test failed, after 3 minutes: a hang is a failure).
+fn run(mut command: Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return false;
+            }
+        }
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        true
+    });
+    let output = child.wait_with_output().unwrap();
+    drop(watchdog);
+    if !output.status.success() {
+        panic!(
+            "{command:?} failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let results = admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+/// Simulated trades onto `topic` (created with `partitions`).
+fn produce(dir: &Path, brokers: &str, topic: &str, count: u64, partitions: i32) {
+    let output = run({
+        let mut c = darkpool(dir);
+        c.args(["simulate", "--brokers", brokers, "--topic", topic])
+            .args(["--count", &count.to_string(), "--seed", "7"])
+            .args(["--partitions", &partitions.to_string()]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr).replace(',', "");
+    assert!(
+        stderr.contains(&format!("({count} acknowledged)")),
+        "{stderr}"
+    );
+}
+
+/// A count of the ingest summary, by its label ("accepted", "rejected", "dead letters").
+fn summary_count(stderr: &str, label: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|n| n.replace(',', "").parse().unwrap())
+        .unwrap_or_else(|| panic!("no '{label}' in the summary:\n{stderr}"))
+}
+
+/// `ingest --brokers` arguments shared by the tests.
+fn ingest_command(dir: &Path, brokers: &str, topic: &str, group: &str) -> Command {
+    let mut c = darkpool(dir);
+    c.args([
+        "ingest",
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ])
+    .args([
+        "--lake",
+        "lake",
+        "--commit-every",
+        "300ms",
+        "--idle-timeout",
+        "60s",
+    ])
+    .args(GROUP_SETTINGS);
+    c
+}
+
+/// A message read back: key, value, headers.
+type Read = (Option<String>, Vec<u8>, Vec<(String, String)>);
+
+/// Every message of `topic` (all partitions, from the start).
+fn read_topic(brokers: &str, topic: &str, expected: usize) -> Vec<Read> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "2000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(|k| String::from_utf8_lossy(k).to_string()),
+                    m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                ));
+                quiet_since = Instant::now();
+            }
+            _ if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+fn query(dir: &Path, sql: &str) -> String {
+    let output = run({
+        let mut c = darkpool(dir);
+        c.args(["query", "--lake", "lake", "--format", "csv", sql]);
+        c
+    });
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Trades landed, distinct positions, and the offsets span: every produced trade exactly once.
+fn assert_exactly_once(dir: &Path, topic: &str, count: u64) {
+    let rows = query(
+        dir,
+        &format!(
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT (source_partition, source_offset)) AS distinct_positions \
+             FROM trades WHERE source_topic = '{topic}'"
+        ),
+    );
+    assert_eq!(
+        rows.trim(),
+        format!("n,distinct_positions\n{count},{count}"),
+        "{rows}"
+    );
+}
+
+async fn assert_windows_equal_batch(dir: &Path) {
+    common::oracle::assert_streaming_equals_batch(&dir.join("lake"), WindowSpec::default()).await;
+}
+
+#[tokio::test]
+async fn round_trip_lands_every_trade_and_publishes_windows_in_the_original_shape() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, out) = (unique("trades"), unique("windows"));
+    produce(dir.path(), &brokers, &topic, 6000, 3);
+    let output = run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        c.args(["--until-end", "--output-topic", &out]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(summary_count(&stderr, "accepted"), 6000);
+    assert_exactly_once(dir.path(), &topic, 6000);
+    assert_windows_equal_batch(dir.path()).await;
+
+    let windows: usize = query(dir.path(), "SELECT COUNT(*) AS n FROM window_history")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let messages = read_topic(&brokers, &out, windows);
+    assert_eq!(messages.len(), windows, "one message per window row");
+    let mut total_trades = 0;
+    for (key, value, _) in &messages {
+        let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+        let start = v["window_start"].as_str().unwrap();
+        // The original form: no zone, no fraction.
+        assert_eq!(start.len(), 19, "{start}");
+        assert!(darkpool::time::parse_timestamp(start).is_ok());
+        assert_eq!(
+            key.as_deref(),
+            Some(
+                format!(
+                    "{}-{}",
+                    v["symbol"].as_str().unwrap(),
+                    v["venue"].as_str().unwrap()
+                )
+                .as_str()
+            )
+        );
+        for field in [
+            "total_trade_value",
+            "total_quantity",
+            "num_trades",
+            "latitude",
+            "longitude",
+        ] {
+            assert!(v.get(field).is_some(), "{field} missing in {v}");
+        }
+        assert_eq!(v["is_final"], true);
+        total_trades += v["num_trades"].as_i64().unwrap();
+    }
+    assert_eq!(total_trades, 6000);
+}
+
+#[tokio::test]
+async fn kill_9_at_every_commit_step_then_restart_lands_each_trade_exactly_once() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    let group = unique("g");
+    let count = 20_000;
+    produce(dir.path(), &brokers, &topic, count, 3);
+    // Aborts at exact steps of a commit (after the output topic is acknowledged, after the
+    // commit log is written but before its files are moved, after the lake commit but before
+    // the group's offsets), then kill -9 at arbitrary moments.
+    for point in ["before-lake-commit", "commit-logged", "before-group-commit"] {
+        let output = {
+            let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+            c.env("DARKPOOL_CRASH_AT", point)
+                .args(["--batch-rows", "2000"]);
+            c.output().unwrap()
+        };
+        assert!(
+            !output.status.success(),
+            "{point}: the run should have aborted"
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(point),
+            "{point}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    for delay_ms in [2500u64, 3500, 5000] {
+        let mut child: Child = {
+            let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+            c.args(["--batch-rows", "500"]).stderr(Stdio::null());
+            c.spawn().unwrap()
+        };
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let output = run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+        c.arg("--until-end");
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_exactly_once(dir.path(), &topic, count);
+    assert_windows_equal_batch(dir.path()).await;
+    // Nothing left half-done: no staging, every commit published.
+    let staging: Vec<_> = std::fs::read_dir(dir.path().join("lake/_staging"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "left in staging: {staging:?}\n{stderr}");
+}
+
+#[tokio::test]
+async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 4).await;
+    let start = |name: &str| {
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+        c.args(["--output-topic", ""])
+            .stderr(std::fs::File::create(dir.path().join(name)).unwrap());
+        c.spawn().unwrap()
+    };
+    let mut a = start("a.log");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut b = start("b.log");
+    std::thread::sleep(Duration::from_secs(3));
+    // Produce while both run, paced so both hold partitions for a while.
+    run({
+        let mut c = darkpool(dir.path());
+        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
+            .args(["--count", "8000", "--rate", "2000", "--seed", "11"]);
+        c
+    });
+    let landed = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir.join("lake/_offsets").join(&topic))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .map(|v| v["end"].as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while landed(dir.path()) < 8000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::interrupt(&mut a);
+    common::interrupt(&mut b);
+    let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    for name in ["a.log", "b.log"] {
+        let log = logs(name);
+        let accepted = summary_count(&log, "accepted");
+        assert!(
+            accepted > 0,
+            "{name} landed nothing: both members must share the work\n{log}"
+        );
+    }
+    // One more run closes the windows left open (end of input), as a batch job would. It uses
+    // a group of its own: the lake's offsets, not the group's, decide where it reads (and
+    // tansu 0.6 keeps a departed leader in a group both members left, so that group would
+    // never settle).
+    run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        c.args(["--until-end", "--output-topic", ""]);
+        c
+    });
+    assert_exactly_once(dir.path(), &topic, 8000);
+    assert_windows_equal_batch(dir.path()).await;
+}
+
+#[tokio::test]
+async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_goes_on() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, dlq) = (unique("trades"), unique("dlq"));
+    create_topic(&brokers, &topic, 1).await;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let good = |i: i64| {
+        format!(
+            r#"{{"timestamp":"2024-01-02T10:00:{:02}","symbol":"S","price":10.5,"quantity":{},"venue":"DARK1"}}"#,
+            i,
+            100 + i
+        )
+    };
+    let oversize = format!(r#"{{"symbol":"{}"}}"#, "X".repeat(3000));
+    let values: Vec<Option<Vec<u8>>> = vec![
+        Some(good(1).into_bytes()),
+        Some(b"not json at all".to_vec()),
+        Some(br#"{"timestamp":"2024-01-02T10:00:02","symbol":"S","price":"ten","quantity":5,"venue":"LIT"}"#.to_vec()),
+        Some(br#"{"symbol":"S","price":1.0}"#.to_vec()),
+        Some(oversize.into_bytes()),
+        Some(b"{\"symbol\":\"\xff\xfe\"}".to_vec()),
+        None,
+        Some(good(3).into_bytes()),
+    ];
+    for value in &values {
+        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&topic).key("S");
+        if let Some(v) = value {
+            record = record.payload(v.as_slice());
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let output = run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        c.args([
+            "--until-end",
+            "--dlq-topic",
+            &dlq,
+            "--max-line-bytes",
+            "1000",
+        ]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(summary_count(&stderr, "accepted"), 2);
+    assert_eq!(summary_count(&stderr, "rejected"), 6);
+    assert_eq!(summary_count(&stderr, "dead letters"), 6);
+    let rejects = query(
+        dir.path(),
+        "SELECT source_offset, reason, raw_bytes, source_topic IS NOT NULL AS has_topic, source_partition FROM rejects ORDER BY source_offset",
+    );
+    assert_eq!(
+        rejects,
+        "source_offset,reason,raw_bytes,has_topic,source_partition\n\
+         1,invalid_json,15,true,0\n\
+         2,wrong_type,89,true,0\n\
+         3,missing_field,26,true,0\n\
+         4,line_too_long,3013,true,0\n\
+         5,invalid_utf8,15,true,0\n\
+         6,null_value,0,true,0\n"
+    );
+    let letters = read_topic(&brokers, &dlq, 6);
+    assert_eq!(letters.len(), 6);
+    let reasons: Vec<String> = letters
+        .iter()
+        .map(|(_, _, h)| {
+            h.iter()
+                .find(|(k, _)| k == "darkpool.reason")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "invalid_json",
+            "wrong_type",
+            "missing_field",
+            "line_too_long",
+            "invalid_utf8",
+            "null_value"
+        ]
+    );
+    let first = &letters[0];
+    assert_eq!(first.1, b"not json at all");
+    assert!(first
+        .2
+        .contains(&("darkpool.offset".to_string(), "1".to_string())));
+    assert!(first
+        .2
+        .contains(&("darkpool.topic".to_string(), topic.clone())));
+}
+
+#[tokio::test]
+async fn a_late_trade_is_kept_and_its_window_corrected() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    create_topic(&brokers, &topic, 1).await;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let trade = |ts: &str, q: i64| {
+        format!(
+            r#"{{"timestamp":"{ts}","symbol":"S","price":10.0,"quantity":{q},"venue":"DARK1"}}"#
+        )
+    };
+    // 10:01 and 10:07 close the 10:00 window (lateness 5 s); then a 10:02 trade arrives late.
+    for (ts, q) in [
+        ("2024-01-02T10:01:00", 100),
+        ("2024-01-02T10:07:00", 200),
+        ("2024-01-02T10:02:00", 50),
+    ] {
+        producer
+            .send(
+                BaseRecord::<'_, str, str>::to(&topic)
+                    .key("S")
+                    .payload(&trade(ts, q)),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        // One micro-batch per message, so the watermark moves between them.
+        c.args(["--until-end", "--batch-rows", "1", "--output-topic", ""]);
+        c
+    });
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT COUNT(*) AS n, MIN(\"timestamp\") AS t FROM late"
+        ),
+        "n,t\n1,2024-01-02T10:02:00Z\n"
+    );
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT window_start, total_quantity, version FROM window_history ORDER BY window_start, version"
+        ),
+        "window_start,total_quantity,version\n\
+         2024-01-02T10:00:00Z,100,1\n\
+         2024-01-02T10:00:00Z,150,2\n\
+         2024-01-02T10:05:00Z,200,1\n"
+    );
+    assert_windows_equal_batch(dir.path()).await;
+}
+
+#[tokio::test]
+async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    produce(dir.path(), &brokers, &topic, 3000, 2);
+    let (mut child, address) = common::start_serve(
+        dir.path(),
+        &[
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--group",
+            &unique("g"),
+            "--output-topic",
+            "",
+            "--commit-every",
+            "300ms",
+            "-X",
+            "session.timeout.ms=2000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ],
+    );
+    // Open windows show within seconds; their trades add up to what was produced.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut total = 0;
+    while Instant::now() < deadline {
+        let body = http_get(&address, "/api/heatmap_data");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
+        total = rows
+            .iter()
+            .map(|r| r["num_trades"].as_i64().unwrap_or(0))
+            .sum::<i64>();
+        if total == 3000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    common::interrupt(&mut child);
+    assert_eq!(total, 3000, "trades in the served windows");
+    assert_exactly_once(dir.path(), &topic, 3000);
+}
+
+/// A plain HTTP/1.1 GET; the body.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_unreachable_broker_fails_with_its_address_after_the_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        vec!["ingest", "--lake", "lake"],
+        vec!["simulate", "--count", "10"],
+    ] {
+        let started = Instant::now();
+        let output = darkpool(dir.path())
+            .args(&command)
+            .args(["--brokers", "127.0.0.1:1", "--connect-timeout", "1s"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach Kafka at 127.0.0.1:1"),
+            "{command:?}: {stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{command:?}: bounded retry"
+        );
+    }
+}
