@@ -76,7 +76,7 @@ fn darkpool(dir: &Path) -> Command {
 
 /// Run to the end (killed, and the test failed, after 3 minutes: a hang is a failure).
 fn run(mut command: Command) -> Output {
-    let mut child = command
+    let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
