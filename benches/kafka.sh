@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Kafka benchmark: produce N simulated trades to a broker, then time
+#   darkpool ingest --brokers --until-end   (consume -> decode -> lake -> windows -> window topic)
+# against a bare rdkafka consume of the same topic (examples/kafka_consume.rs), and print
+# trades/s, peak RSS and the ratio. Each size gets its own topic; peak RSS is compared across
+# sizes. Starts its own tansu (.ci/tansu) unless BENCH_BROKERS names a broker.
+#
+#   benches/kafka.sh                            # 500k and 2M trades
+#   BENCH_SIZES="2000000" BENCH_BROKERS=host:9092 benches/kafka.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkpool-target}"
+BENCH_DIR="${BENCH_DIR:-$HOME/.cache/darkpool-bench}/kafka"
+mkdir -p "$BENCH_DIR"
+cargo build --release --quiet --bin darkpool --example kafka_consume
+DP="$CARGO_TARGET_DIR/release/darkpool"
+BARE="$CARGO_TARGET_DIR/release/examples/kafka_consume"
+if [ -z "${BENCH_BROKERS:-}" ]; then
+  TANSU="$(.ci/tansu)"
+  "$TANSU" broker --listener-url tcp://127.0.0.1:29092 --advertised-listener-url tcp://127.0.0.1:29092 \
+    --storage-engine memory://tansu/ >"$BENCH_DIR/tansu.log" 2>&1 &
+  TANSU_PID=$!
+  trap 'kill "$TANSU_PID" 2>/dev/null || true' EXIT
+  sleep 1
+  BENCH_BROKERS=127.0.0.1:29092
+fi
+FAST=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
+peak() { grep 'Maximum resident' "$1" | awk '{printf "%.0f MiB", $6/1024}'; }
+for n in ${BENCH_SIZES:-500000 2000000}; do
+  topic="bench-$n-$$"
+  "$DP" simulate --brokers "$BENCH_BROKERS" --topic "$topic" --count "$n" --partitions 3 2>&1 | tail -1
+  bare=$("$BARE" "$BENCH_BROKERS" "$topic")
+  echo "$bare"
+  rm -rf "$BENCH_DIR/lake"
+  /usr/bin/time -v -o "$BENCH_DIR/time.txt" "$DP" ingest --brokers "$BENCH_BROKERS" --topic "$topic" \
+    --group "bench-$n-$$" --lake "$BENCH_DIR/lake" --until-end --start earliest --batch-rows 65536 \
+    --output-topic "windows-$n-$$" "${FAST[@]}" 2>"$BENCH_DIR/ingest.txt" || { cat "$BENCH_DIR/ingest.txt"; exit 1; }
+  ingest_rate=$(awk '/speed/ {gsub(",", "", $2); print $2}' "$BENCH_DIR/ingest.txt")
+  bare_rate=$(echo "$bare" | sed -E 's/.* = ([0-9]+) msg\/s.*/\1/')
+  grep -E 'consumed|accepted|windows' "$BENCH_DIR/ingest.txt"
+  echo "  darkpool ingest: $ingest_rate trades/s, peak RSS $(peak "$BENCH_DIR/time.txt"); bare consume: $bare_rate msg/s; ratio $(awk "BEGIN {printf \"%.2f\", $ingest_rate/$bare_rate}")"
+done

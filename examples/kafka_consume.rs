@@ -1,0 +1,62 @@
+//! The benchmark's peer: a bare rdkafka consumer that reads a topic from the start to the end
+//! offsets seen when it starts, touching every payload, and prints messages/s. What
+//! `darkpool ingest --brokers --until-end` adds on top (decode, windows, Parquet, the output
+//! topic, commits) is measured against this.
+//!
+//! cargo run --release --example kafka_consume -- BROKERS TOPIC
+
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(brokers), Some(topic)) = (args.get(1), args.get(2)) else {
+        return Err("usage: kafka_consume BROKERS TOPIC".into());
+    };
+    let group = format!("bare-{}", std::process::id());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("session.timeout.ms", "2000")
+        .set("heartbeat.interval.ms", "500")
+        .create()?;
+    let started = Instant::now();
+    consumer.subscribe(&[topic.as_str()])?;
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    let (mut messages, mut bytes, mut checksum) = (0u64, 0u64, 0u64);
+    let mut at_end = std::collections::BTreeSet::new();
+    while at_end.len() < partitions {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let payload = m.payload().unwrap_or_default();
+                messages += 1;
+                bytes += payload.len() as u64;
+                checksum = checksum.wrapping_add(payload.iter().map(|b| *b as u64).sum::<u64>());
+                at_end.remove(&m.partition());
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => eprintln!("kafka: {e}"),
+            None => {}
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "bare rdkafka consume: {messages} messages, {:.1} MB in {secs:.2} s = {:.0} msg/s (checksum {checksum})",
+        bytes as f64 / 1e6,
+        messages as f64 / secs
+    );
+    Ok(())
+}
