@@ -368,7 +368,10 @@ pub async fn ingest_kafka(
         for event in events {
             agg.summary.rebalances += 1;
             match event {
-                Rebalanced::Revoked => agg.drop_interval()?,
+                Rebalanced::Revoked => {
+                    agg.drop_interval()?;
+                    agg.parts.clear();
+                }
                 Rebalanced::Assigned(assigned) => {
                     assigned_once = true;
                     agg.drop_interval()?;
@@ -436,7 +439,11 @@ pub async fn ingest_kafka(
         }
 
         let stopping = *stop.borrow();
-        let done = options.until_end && assigned_once && agg.parts.values().all(Partition::is_done);
+        // Not between a revoke and the next assignment: no partitions is not the end.
+        let done = options.until_end
+            && assigned_once
+            && !agg.parts.is_empty()
+            && agg.parts.values().all(Partition::is_done);
         if agg.decoder.len() >= batch_rows
             || last_flush.elapsed() >= flush_every
             || done
