@@ -751,17 +751,7 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
         grouped(t.records),
         t.bytes as f64 / 1e6
     );
-    let _ = writeln!(out, "  accepted  {:>12}", grouped(t.accepted));
-    let _ = write!(out, "  rejected  {:>12}", grouped(t.rejected_total()));
-    if t.rejected_total() > 0 {
-        let reasons: Vec<String> = t
-            .rejected
-            .iter()
-            .map(|(k, v)| format!("{k} {}", grouped(*v)))
-            .collect();
-        let _ = write!(out, "  ({}; see the rejects table)", reasons.join(", "));
-    }
-    out.push('\n');
+    write_outcome(&mut out, t);
     if let Some(dlq) = &options.dlq_topic {
         let _ = writeln!(
             out,
@@ -769,12 +759,7 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
             grouped(s.dead_letters)
         );
     }
-    let _ = writeln!(
-        out,
-        "  late      {:>12}  (corrected window versions: {})",
-        grouped(s.windows.late_trades),
-        grouped(s.windows.corrections)
-    );
+    write_late(&mut out, &s.windows);
     let _ = writeln!(
         out,
         "  windows   {:>12} rows written, {} published to {}",
@@ -790,19 +775,7 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
             grouped(s.conflicts)
         );
     }
-    if !t.unknown_venues.is_empty() {
-        let list: Vec<String> = t
-            .unknown_venues
-            .iter()
-            .take(10)
-            .map(|(k, v)| format!("{k} ({})", grouped(*v)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "  unknown venues (kept, kind 'unknown'): {}",
-            list.join(", ")
-        );
-    }
+    write_unknown_venues(&mut out, t);
     let _ = writeln!(
         out,
         "  speed     {:>12} trades/s",
@@ -844,12 +817,6 @@ pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
         }
     }
     let t = &s.totals;
-    let rejected = t.rejected_total();
-    let reasons: Vec<String> = t
-        .rejected
-        .iter()
-        .map(|(k, v)| format!("{k} {}", grouped(*v)))
-        .collect();
     let _ = writeln!(
         out,
         "ingested {ingested} input(s) into {} in {:.2} s",
@@ -862,36 +829,14 @@ pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
         grouped(t.records),
         t.bytes as f64 / 1e6
     );
-    let _ = writeln!(out, "  accepted  {:>12}", grouped(t.accepted));
-    let _ = write!(out, "  rejected  {:>12}", grouped(rejected));
-    if rejected > 0 {
-        let _ = write!(out, "  ({}; see the rejects table)", reasons.join(", "));
-    }
-    out.push('\n');
-    let _ = writeln!(
-        out,
-        "  late      {:>12}  (corrected window versions: {})",
-        grouped(s.windows.late_trades),
-        grouped(s.windows.corrections)
-    );
+    write_outcome(&mut out, t);
+    write_late(&mut out, &s.windows);
     let _ = writeln!(
         out,
         "  windows   {:>12} rows written",
         grouped(s.rows.get(&Table::Windows).copied().unwrap_or(0))
     );
-    if !t.unknown_venues.is_empty() {
-        let list: Vec<String> = t
-            .unknown_venues
-            .iter()
-            .take(10)
-            .map(|(k, v)| format!("{k} ({})", grouped(*v)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "  unknown venues (kept, kind 'unknown'): {}",
-            list.join(", ")
-        );
-    }
+    write_unknown_venues(&mut out, t);
     if t.blank_lines > 0 {
         let _ = writeln!(out, "  blank lines skipped: {}", grouped(t.blank_lines));
     }
@@ -904,6 +849,49 @@ pub fn format_summary(s: &IngestSummary, lake: &Path) -> String {
         s.run.as_deref().unwrap_or("-")
     );
     out
+}
+
+/// The summary's accepted and rejected lines (with the reasons).
+fn write_outcome(out: &mut String, t: &crate::source::DecodeStats) {
+    let _ = writeln!(out, "  accepted  {:>12}", grouped(t.accepted));
+    let _ = write!(out, "  rejected  {:>12}", grouped(t.rejected_total()));
+    if t.rejected_total() > 0 {
+        let reasons: Vec<String> = t
+            .rejected
+            .iter()
+            .map(|(k, v)| format!("{k} {}", grouped(*v)))
+            .collect();
+        let _ = write!(out, "  ({}; see the rejects table)", reasons.join(", "));
+    }
+    out.push('\n');
+}
+
+/// The summary's late-trades line.
+fn write_late(out: &mut String, w: &crate::window::WindowStats) {
+    let _ = writeln!(
+        out,
+        "  late      {:>12}  (corrected window versions: {})",
+        grouped(w.late_trades),
+        grouped(w.corrections)
+    );
+}
+
+/// The summary's unknown-venues line, when there are any.
+fn write_unknown_venues(out: &mut String, t: &crate::source::DecodeStats) {
+    if t.unknown_venues.is_empty() {
+        return;
+    }
+    let list: Vec<String> = t
+        .unknown_venues
+        .iter()
+        .take(10)
+        .map(|(k, v)| format!("{k} ({})", grouped(*v)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  unknown venues (kept, kind 'unknown'): {}",
+        list.join(", ")
+    );
 }
 
 /// One input's line of the ingest summary: format, table, counts and reasons.

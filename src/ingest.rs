@@ -175,6 +175,39 @@ pub(crate) async fn existing_windows(
     Ok(engine.internal("SELECT * FROM windows").await?)
 }
 
+/// Trades of the lake (`trades AS t`, narrowed by `filter`: joins and a WHERE clause) in
+/// event-time order, in the trades schema: what a restart replays into the window operator.
+pub(crate) async fn lake_trades(
+    lake: &Path,
+    window: WindowSpec,
+    filter: &str,
+) -> Result<Vec<RecordBatch>, IngestError> {
+    let mut engine_options = EngineOptions::new(lake);
+    engine_options.window = window;
+    let engine = Engine::open(engine_options).await?;
+    if !engine.has_trades() {
+        return Ok(Vec::new());
+    }
+    let schema = crate::model::trades_schema();
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("t.\"{}\"", f.name()))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM trades AS t {filter} ORDER BY t.\"timestamp\"",
+        columns.join(", ")
+    );
+    engine
+        .internal(&sql)
+        .await?
+        .into_iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| IngestError::Internal(format!("replaying trades: {e}")))
+}
+
 /// Ingest files into the lake as one atomic run. Inputs whose content the lake already holds
 /// are skipped, so re-ingesting never double counts.
 pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, IngestError> {

@@ -282,29 +282,13 @@ pub async fn run(
 /// holds none), in event-time order: with tumbling windows, exactly the trades of windows that
 /// were still open when a run stopped without closing them.
 async fn unwindowed_trades(options: &LiveOptions) -> Result<Vec<RecordBatch>, IngestError> {
-    let mut engine_options = crate::engine::EngineOptions::new(&options.lake);
-    engine_options.window = options.window;
-    let engine = Engine::open(engine_options).await?;
-    if !engine.has_trades() {
-        return Ok(Vec::new());
-    }
-    let columns: Vec<String> = crate::model::trades_schema()
-        .fields()
-        .iter()
-        .map(|f| format!("\"{}\"", f.name()))
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM trades WHERE \"timestamp\" >= COALESCE((SELECT MAX(window_end) FROM window_history), \
-         CAST('1970-01-01T00:00:00Z' AS TIMESTAMP)) ORDER BY \"timestamp\"",
-        columns.join(", ")
-    );
-    let batches = engine.internal(&sql).await?;
-    batches
-        .into_iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| RecordBatch::try_new(crate::model::trades_schema(), b.columns().to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| IngestError::Internal(format!("replaying trades: {e}")))
+    crate::ingest::lake_trades(
+        &options.lake,
+        options.window,
+        "WHERE t.\"timestamp\" >= COALESCE((SELECT MAX(window_end) FROM window_history), \
+         CAST('1970-01-01T00:00:00Z' AS TIMESTAMP))",
+    )
+    .await
 }
 
 /// Commit an interval (its spooled input recorded as the run's source); an interval with

@@ -31,7 +31,7 @@ use rdkafka::ClientContext;
 use tokio::sync::{broadcast, watch};
 
 use super::{existing_windows, now_micros, IngestError, IngestOptions};
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::Engine;
 use crate::lake::{Lake, LakeError, OffsetRange, Table, Transaction};
 use crate::live::{LiveEvent, LiveStats};
 use crate::model::SourcePos;
@@ -466,7 +466,7 @@ pub async fn ingest_kafka(
         }
     }
     agg.publish_live()?;
-    let _ = std::fs::remove_dir_all(window_state_dir(&lake)?);
+    let _ = std::fs::remove_dir_all(window_state_path(&lake));
     let mut summary = agg.summary;
     summary.windows = agg.windows.stats();
     summary.elapsed = started.elapsed();
@@ -530,34 +530,25 @@ impl Aggregator<'_> {
         self.windows
             .preload(&existing_windows(&self.options.ingest).await?)?;
         self.idle_closed = false;
-        if self.parts.is_empty() || !self.lake.has_data(Table::Trades) {
+        if self.parts.is_empty() {
             return Ok(());
         }
-        let mut engine_options = EngineOptions::new(&self.options.ingest.lake);
-        engine_options.window = self.options.ingest.window;
-        let engine = Engine::open(engine_options).await?;
-        let columns: Vec<String> = crate::model::trades_schema()
-            .fields()
-            .iter()
-            .map(|f| format!("t.\"{}\"", f.name()))
-            .collect();
         let partitions: Vec<String> = self.parts.keys().map(|p| p.to_string()).collect();
-        let topic = self.options.topic.replace('\'', "''");
-        let sql = format!(
-            "SELECT {} FROM trades AS t LEFT JOIN (SELECT symbol, venue, MAX(window_end) AS done \
-             FROM window_history GROUP BY symbol, venue) AS d ON t.symbol = d.symbol AND t.venue = d.venue \
-             WHERE t.source_topic = '{topic}' AND t.source_partition IN ({}) \
-             AND (d.done IS NULL OR t.\"timestamp\" >= d.done) ORDER BY t.\"timestamp\"",
-            columns.join(", "),
+        let filter = format!(
+            "LEFT JOIN (SELECT symbol, venue, MAX(window_end) AS done FROM window_history \
+             GROUP BY symbol, venue) AS d ON t.symbol = d.symbol AND t.venue = d.venue \
+             WHERE t.source_topic = '{}' AND t.source_partition IN ({}) \
+             AND (d.done IS NULL OR t.\"timestamp\" >= d.done)",
+            self.options.topic.replace('\'', "''"),
             partitions.join(", ")
         );
-        let schema = crate::model::trades_schema();
-        for batch in engine.internal(&sql).await? {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                .map_err(|e| IngestError::Internal(format!("replaying trades: {e}")))?;
+        let replay = crate::ingest::lake_trades(
+            &self.options.ingest.lake,
+            self.options.ingest.window,
+            &filter,
+        )
+        .await?;
+        for batch in replay {
             let ts = batch
                 .column_by_name("timestamp")
                 .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
@@ -693,10 +684,6 @@ impl Aggregator<'_> {
             self.interval.started = Instant::now();
             return Ok(());
         }
-        if self.interval.ranges.is_empty() {
-            // Windows closed by idleness, with no new message: nothing to fence.
-            tracing::debug!("committing windows closed without new messages");
-        }
         let fresh = Interval::begin(&self.lake, self.options)?;
         let Interval {
             mut tx,
@@ -807,11 +794,7 @@ impl Aggregator<'_> {
 /// A fresh folder for the window operator's spilled state, owned by this process (so
 /// `Lake::recover` of another member leaves it alone, and removes it once this one is dead).
 fn window_state_dir(lake: &Lake) -> Result<std::path::PathBuf, IngestError> {
-    let dir = lake.staging_dir(&format!(
-        "window-state-{}-{}",
-        crate::lake::hostname(),
-        std::process::id()
-    ));
+    let dir = window_state_path(lake);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(crate::lake::io_error(&dir))?;
     let owner = dir.join("owner");
@@ -821,6 +804,14 @@ fn window_state_dir(lake: &Lake) -> Result<std::path::PathBuf, IngestError> {
     )
     .map_err(crate::lake::io_error(&owner))?;
     Ok(dir)
+}
+
+fn window_state_path(lake: &Lake) -> std::path::PathBuf {
+    lake.staging_dir(&format!(
+        "window-state-{}-{}",
+        crate::lake::hostname(),
+        std::process::id()
+    ))
 }
 
 /// Closed windows as messages for the output topic: key `SYMBOL-VENUE`, value one JSON object
