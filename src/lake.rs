@@ -206,8 +206,26 @@ impl Lake {
     }
 
     /// The next offset to read of each partition of `topic` the lake holds data of (partition
-    /// -> end of the last range landed). Call [`Lake::recover`] first.
+    /// -> end of the last range landed). A run whose commit is logged but not yet published
+    /// (its process died between the two, or is between them now) counts as landed: it is
+    /// rolled forward, never re-read. Readers that need its rows call [`Lake::recover`] first.
     pub fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, LakeError> {
+        // Logged runs first, then the index: a publish that completes between the two reads
+        // moves its range into the index, so it is seen either way.
+        let mut pending = Vec::new();
+        for (_, record) in self.logged_unpublished()? {
+            pending.extend(record.offsets.into_iter().filter(|r| r.topic == topic));
+        }
+        let mut ends = self.indexed_offsets(topic)?;
+        for range in pending {
+            let end = ends.entry(range.partition).or_insert(range.end);
+            *end = (*end).max(range.end);
+        }
+        Ok(ends)
+    }
+
+    /// The `_offsets` index alone: partition -> end of the last published range.
+    fn indexed_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, LakeError> {
         let mut ends = BTreeMap::new();
         let dir = self.offsets_dir(topic);
         for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -215,15 +233,30 @@ impl Lake {
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            let bytes = fs::read(&path).map_err(io_error(&path))?;
-            let range: OffsetRange =
-                serde_json::from_slice(&bytes).map_err(|e| LakeError::Record {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+            let range: OffsetRange = read_record(&path)?;
             ends.insert(range.partition, range.end);
         }
         Ok(ends)
+    }
+
+    /// Runs whose commit log is written and whose staging folder still exists: committed, not
+    /// (entirely) visible yet. Staging holds few folders, so this is cheap at any lake size.
+    fn logged_unpublished(&self) -> Result<Vec<(PathBuf, CommitRecord)>, LakeError> {
+        let commits = self.commits_dir();
+        let mut runs = Vec::new();
+        for entry in fs::read_dir(self.root.join("_staging"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let run = entry.file_name().to_string_lossy().to_string();
+            let log = commits.join(format!("{run}.json"));
+            // A commit log is written atomically and never removed.
+            if log.exists() {
+                runs.push((entry.path(), read_record(&log)?));
+            }
+        }
+        Ok(runs)
     }
 
     /// Does the table hold any data file?
@@ -266,25 +299,23 @@ impl Lake {
     }
 
     /// Finish commits a crash interrupted, and remove staging left by dead runs of this host.
+    /// Safe while other processes commit: a run holding Kafka offsets is rolled forward under
+    /// the offsets lock (so the index never moves back), and only if it is still unpublished.
     pub fn recover(&self) -> Result<Recovery, LakeError> {
         let mut report = Recovery::default();
-        let commits = self.commits_dir();
-        for entry in fs::read_dir(&commits).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(io_error(&path))?;
-            let record: CommitRecord =
-                serde_json::from_slice(&bytes).map_err(|e| LakeError::Record {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            if self.staging_dir(&record.run).exists() {
+        for (staging, record) in self.logged_unpublished()? {
+            if record.offsets.is_empty() {
                 self.publish(&record)?;
-                report.rolled_forward.push(record.run);
+            } else {
+                let _lock = self.lock("offsets")?;
+                if !staging.exists() {
+                    continue; // its own process (alive after all) published it meanwhile
+                }
+                self.publish(&record)?;
             }
+            report.rolled_forward.push(record.run);
         }
+        let commits = self.commits_dir();
         let staging_root = self.root.join("_staging");
         for entry in fs::read_dir(&staging_root).into_iter().flatten().flatten() {
             let dir = entry.path();
@@ -293,8 +324,11 @@ impl Lake {
                 continue;
             }
             if !owner_alive(&dir) {
-                fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
-                report.removed_staging.push(run);
+                match fs::remove_dir_all(&dir) {
+                    Ok(()) => report.removed_staging.push(run),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error(&dir)(e)),
+                }
             }
         }
         Ok(report)
@@ -311,7 +345,12 @@ impl Lake {
             if from.exists() {
                 let parent = to.parent().unwrap_or(&self.root).to_path_buf();
                 fs::create_dir_all(&parent).map_err(io_error(&parent))?;
-                fs::rename(&from, &to).map_err(io_error(&to))?;
+                match fs::rename(&from, &to) {
+                    Ok(()) => {}
+                    // A file run's recovery in another process moved it first.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && to.exists() => {}
+                    Err(e) => return Err(io_error(&to)(e)),
+                }
                 dirs.insert(parent);
             }
         }
@@ -328,17 +367,22 @@ impl Lake {
             let dir = self.offsets_dir(&range.topic);
             fs::create_dir_all(&dir).map_err(io_error(&dir))?;
             let path = dir.join(format!("{}.json", range.partition));
-            // Roll-forward may repeat an older commit: the index only ever moves forward.
-            let current = self.offsets(&range.topic)?.get(&range.partition).copied();
+            // Roll-forward may repeat an older commit: the index only ever moves forward. (The
+            // index alone: `offsets` also counts this very run while its staging exists.)
+            let current = self
+                .indexed_offsets(&range.topic)?
+                .get(&range.partition)
+                .copied();
             if current.is_none_or(|end| end < range.end) {
                 let bytes = serde_json::to_vec_pretty(range).unwrap_or_default();
                 write_atomic(&path, &bytes)?;
             }
         }
-        if staging.exists() {
-            fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
+        match fs::remove_dir_all(&staging) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(&staging)(e)),
         }
-        Ok(())
     }
 
     /// Commit a run whose files are closed in its staging folder. A run holding Kafka offsets
@@ -486,6 +530,15 @@ fn sync_dir(dir: &Path) -> Result<(), LakeError> {
         .map_err(io_error(dir))
 }
 
+/// Read one of the lake's JSON records.
+fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LakeError> {
+    let bytes = fs::read(path).map_err(io_error(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| LakeError::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// Write a small file so it appears whole or not at all.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
     write_atomic_with(path, |out| out.write_all(bytes).map_err(io_error(path)))
@@ -581,6 +634,48 @@ mod tests {
         assert!(!lake.has_data(Table::Windows));
         // Idempotent.
         assert_eq!(lake.recover().unwrap(), Recovery::default());
+    }
+
+    #[test]
+    fn a_logged_unpublished_kafka_run_counts_as_landed_and_fences_a_re_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let range = |start, end| OffsetRange {
+            topic: "t".into(),
+            partition: 0,
+            start,
+            end,
+        };
+        let record = |run: &str, start, end| CommitRecord {
+            run: run.into(),
+            files: vec![],
+            sources: vec![],
+            offsets: vec![range(start, end)],
+        };
+        lake.commit(&record("run1", 0, 100)).unwrap();
+        assert_eq!(lake.offsets("t").unwrap()[&0], 100);
+        // run2 logged [100, 250) and died before publishing.
+        fs::create_dir_all(lake.staging_dir("run2")).unwrap();
+        write_atomic(
+            &lake.commits_dir().join("run2.json"),
+            &serde_json::to_vec(&record("run2", 100, 250)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(lake.indexed_offsets("t").unwrap()[&0], 100);
+        assert_eq!(lake.offsets("t").unwrap()[&0], 250, "counted as landed");
+        // Another member re-reading from the index's end is refused.
+        assert!(matches!(
+            lake.commit(&record("run3", 100, 180)),
+            Err(LakeError::OffsetConflict { end: 250, .. })
+        ));
+        // Recovery publishes it and the index moves on; the next range continues from there.
+        assert_eq!(lake.recover().unwrap().rolled_forward, vec!["run2"]);
+        assert_eq!(lake.indexed_offsets("t").unwrap()[&0], 250);
+        lake.commit(&record("run4", 250, 300)).unwrap();
+        assert_eq!(lake.offsets("t").unwrap()[&0], 300);
+        // A repeated roll-forward of an old run never moves the index back.
+        lake.publish(&record("run2", 100, 250)).unwrap();
+        assert_eq!(lake.offsets("t").unwrap()[&0], 300);
     }
 
     #[test]

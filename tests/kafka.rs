@@ -382,21 +382,7 @@ async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
             .args(["--count", "8000", "--rate", "2000", "--seed", "11"]);
         c
     });
-    let landed = |dir: &Path| -> u64 {
-        std::fs::read_dir(dir.join("lake/_offsets").join(&topic))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| std::fs::read(e.path()).ok())
-                    .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                    .map(|v| v["end"].as_u64().unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while landed(dir.path()) < 8000 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_landed(dir.path(), &topic, 8000);
     common::interrupt(&mut a);
     common::interrupt(&mut b);
     let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
@@ -412,6 +398,88 @@ async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
     // a group of its own: the lake's offsets, not the group's, decide where it reads (and
     // tansu 0.6 keeps a departed leader in a group both members left, so that group would
     // never settle).
+    run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        c.args(["--until-end", "--output-topic", ""]);
+        c
+    });
+    assert_exactly_once(dir.path(), &topic, 8000);
+    assert_windows_equal_batch(dir.path()).await;
+}
+
+/// The sum of the `_offsets` index's ends of `topic`: how many offsets the lake says it holds
+/// (each partition starts at 0).
+fn landed(dir: &Path, topic: &str) -> u64 {
+    std::fs::read_dir(dir.join("lake/_offsets").join(topic))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .map(|v| v["end"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Wait (up to a minute) until the lake holds `count` offsets of `topic`.
+fn wait_landed(dir: &Path, topic: &str, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while landed(dir, topic) < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test]
+async fn a_member_dead_between_commit_log_and_publish_is_finished_by_the_member_taking_over() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 4).await;
+    let start = |name: &str, crash: Option<&str>| {
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+        c.args(["--output-topic", ""])
+            .env("DARKPOOL_LOG", "darkpool=info")
+            .stderr(std::fs::File::create(dir.path().join(name)).unwrap());
+        if let Some(point) = crash {
+            c.env("DARKPOOL_CRASH_AT", point);
+        }
+        c.spawn().unwrap()
+    };
+    let mut survivor = start("survivor.log", None);
+    std::thread::sleep(Duration::from_secs(2));
+    // Takes half the partitions, logs its first commit, and dies before moving its files.
+    let mut doomed = start("doomed.log", Some("commit-logged"));
+    std::thread::sleep(Duration::from_secs(3));
+    run({
+        let mut c = darkpool(dir.path());
+        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
+            .args(["--count", "8000", "--rate", "2000", "--seed", "13"]);
+        c
+    });
+    assert!(!doomed.wait().unwrap().success());
+    let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    assert!(
+        logs("doomed.log").contains("commit-logged"),
+        "{}",
+        logs("doomed.log")
+    );
+    // The survivor gets the dead member's partitions and lands everything, without a restart.
+    wait_landed(dir.path(), &topic, 8000);
+    common::interrupt(&mut survivor);
+    let log = logs("survivor.log");
+    assert_eq!(landed(dir.path(), &topic), 8000, "{log}");
+    // Nothing in staging now, before any other process runs recovery, and no duplicate.
+    let staging: Vec<_> = std::fs::read_dir(dir.path().join("lake/_staging"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "left in staging: {staging:?}\n{log}");
+    assert_exactly_once(dir.path(), &topic, 8000);
+    assert!(
+        log.contains("finished the interrupted commit"),
+        "the survivor should have finished the dead member's commit\n{log}\n{}",
+        logs("doomed.log")
+    );
     run({
         let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
         c.args(["--until-end", "--output-topic", ""]);

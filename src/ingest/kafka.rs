@@ -153,6 +153,10 @@ impl ConsumerContext for Member {
     ) {
         let event = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // A member that died between logging a commit and publishing it left rows the
+                // window rebuild needs: finish that commit first. (Its offsets count as landed
+                // either way, so a failure here cannot cause a re-read.)
+                recover_quietly(&self.lake);
                 let ends = self.lake.offsets(&self.topic).unwrap_or_else(|e| {
                     tracing::error!("reading the lake's offsets: {e}; the commit fence still guards against duplicates");
                     BTreeMap::new()
@@ -771,6 +775,7 @@ impl Aggregator<'_> {
     /// After a lost commit race: position every assigned partition at the lake's end again and
     /// rebuild the windows from the lake.
     async fn resync(&mut self, consumer: &StreamConsumer<Member>) -> Result<(), IngestError> {
+        recover_quietly(&self.lake);
         let ends = self.lake.offsets(&self.options.topic)?;
         for (partition, state) in self.parts.iter_mut() {
             let Some(end) = ends.get(partition).copied() else {
@@ -788,6 +793,18 @@ impl Aggregator<'_> {
             }
         }
         self.rebuild_windows().await
+    }
+}
+
+/// Roll forward commits other members left half-done, logging (not failing on) trouble.
+fn recover_quietly(lake: &Lake) {
+    match lake.recover() {
+        Ok(done) => {
+            for run in done.rolled_forward {
+                tracing::info!("finished the interrupted commit of run {run}");
+            }
+        }
+        Err(e) => tracing::warn!("finishing interrupted lake commits: {e}"),
     }
 }
 
