@@ -16,7 +16,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::engine::{Engine, EngineError, EngineOptions};
-use crate::lake::{self, Lake, LakeError, SourceRecord, Table, Transaction, WriterOptions};
+use crate::lake::{
+    self, BackgroundWriter, Lake, LakeError, SourceRecord, Table, Transaction, WriterOptions,
+};
 use crate::source::{self, DecodeOptions, DecodeStats, Format, FormatOptions, SourceError};
 use crate::venue::Registry;
 use crate::window::{WindowError, WindowOperator, WindowSpec, WindowStats};
@@ -118,10 +120,6 @@ enum Decoded {
     InputDone(usize, DecodeStats),
 }
 
-enum WriteMsg {
-    Batch(Table, RecordBatch),
-}
-
 pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -220,7 +218,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     for run in &recovery.rolled_forward {
         tracing::info!("finished the interrupted commit of run {run}");
     }
-    let mut tx = Transaction::begin(&lake, options.writer)?;
+    let tx = Transaction::begin(&lake, options.writer)?;
     let mut summary = IngestSummary::default();
 
     // Resolve, check and de-duplicate every input before writing anything. The claims are
@@ -286,13 +284,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     let bar = progress_bar(options.progress, total_bytes);
 
     // Writer thread: owns the transaction until the end of input.
-    let (write_tx, mut write_rx) = mpsc::channel::<WriteMsg>(3);
-    let writer = tokio::task::spawn_blocking(move || {
-        while let Some(WriteMsg::Batch(table, batch)) = write_rx.blocking_recv() {
-            tx.write(table, &batch)?;
-        }
-        Ok::<Transaction, LakeError>(tx)
-    });
+    let mut writer = BackgroundWriter::start(tx);
 
     // Decoder thread.
     let (decoded_tx, mut decoded_rx) = mpsc::channel::<Decoded>(2);
@@ -333,18 +325,6 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
         Ok::<(), SourceError>(())
     });
 
-    let send = |table, batch: RecordBatch| {
-        let write_tx = write_tx.clone();
-        async move {
-            if batch.num_rows() == 0 {
-                return Ok(());
-            }
-            write_tx
-                .send(WriteMsg::Batch(table, batch))
-                .await
-                .map_err(|_| IngestError::Internal("the lake writer stopped".into()))
-        }
-    };
     let mut done_bytes = 0u64;
     let mut per_input: Vec<DecodeStats> = vec![DecodeStats::default(); plan.len()];
     let pipeline = async {
@@ -355,16 +335,16 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
                     if chunk.trades.num_rows() > 0 {
                         let pushed = windows.push(&chunk.trades).await?;
                         if let Some(late) = pushed.late {
-                            send(Table::Late, late).await?;
+                            writer.write(Table::Late, late).await?;
                         }
                         if let Some(w) = pushed.windows {
-                            send(Table::Windows, w).await?;
+                            writer.write(Table::Windows, w).await?;
                         }
                     }
-                    send(Table::Trades, chunk.trades).await?;
-                    send(Table::Rejects, chunk.rejects).await?;
+                    writer.write(Table::Trades, chunk.trades).await?;
+                    writer.write(Table::Rejects, chunk.rejects).await?;
                     if let Some((table, rows)) = chunk.other {
-                        send(table, rows).await?;
+                        writer.write(table, rows).await?;
                     }
                 }
                 Decoded::InputDone(index, stats) => {
@@ -375,19 +355,16 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
             }
         }
         if let Some(w) = windows.finish().await? {
-            send(Table::Windows, w).await?;
+            writer.write(Table::Windows, w).await?;
         }
         Ok::<(), IngestError>(())
     };
     let pipeline_result = pipeline.await;
-    drop(write_tx);
     drop(decoded_rx);
     let decode_result = decoder
         .await
         .map_err(|e| IngestError::Internal(format!("decoder: {e}")))?;
-    let writer_result = writer
-        .await
-        .map_err(|e| IngestError::Internal(format!("writer: {e}")))?;
+    let writer_result = writer.finish().await;
     // Report the root cause: a decode error explains a stopped pipeline, and so on.
     decode_result?;
     let mut tx = writer_result?;

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use writer::{Transaction, WriterOptions};
+pub use writer::{BackgroundWriter, Transaction, WriterOptions};
 
 /// A table of the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,6 +87,8 @@ pub enum LakeError {
     Record { path: PathBuf, message: String },
     #[error("writing Parquet {path}: {message}")]
     Parquet { path: PathBuf, message: String },
+    #[error("the lake writer thread stopped: {0}")]
+    WriterStopped(String),
     #[error("{path} is being ingested right now by {owner}; try again when that run ends")]
     Claimed { path: String, owner: String },
     #[error("offsets of {topic} partition {partition} from {start}: the lake already holds them up to {end} (another group member or an earlier run landed them); the run is dropped and re-read from the lake's position")]

@@ -324,6 +324,59 @@ impl Drop for Transaction {
     }
 }
 
+/// A transaction written by a thread of its own, so Parquet encoding overlaps the caller's work
+/// (decoding, windows). Batches queue through a short bounded channel, so memory stays flat;
+/// [`BackgroundWriter::finish`] hands the transaction back for commit. Dropped unfinished, the
+/// thread ends and the transaction is dropped with it: its staged files go.
+pub struct BackgroundWriter {
+    batches: tokio::sync::mpsc::Sender<(Table, RecordBatch)>,
+    thread: tokio::task::JoinHandle<Result<Transaction, LakeError>>,
+    rows: u64,
+}
+
+impl BackgroundWriter {
+    pub fn start(mut tx: Transaction) -> BackgroundWriter {
+        let (batches, mut queued) = tokio::sync::mpsc::channel::<(Table, RecordBatch)>(3);
+        let thread = tokio::task::spawn_blocking(move || {
+            while let Some((table, batch)) = queued.blocking_recv() {
+                tx.write(table, &batch)?;
+            }
+            Ok(tx)
+        });
+        BackgroundWriter {
+            batches,
+            thread,
+            rows: 0,
+        }
+    }
+
+    /// Queue a batch (an empty one is skipped). An error means the thread stopped; `finish`
+    /// says why.
+    pub async fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), LakeError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += batch.num_rows() as u64;
+        self.batches
+            .send((table, batch))
+            .await
+            .map_err(|_| LakeError::WriterStopped("it failed; see the run's error".into()))
+    }
+
+    /// Rows queued so far, over all tables.
+    pub fn rows_queued(&self) -> u64 {
+        self.rows
+    }
+
+    /// Wait for every queued batch to be written; the transaction, ready to commit.
+    pub async fn finish(self) -> Result<Transaction, LakeError> {
+        drop(self.batches);
+        self.thread
+            .await
+            .map_err(|e| LakeError::WriterStopped(e.to_string()))?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
