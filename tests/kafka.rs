@@ -170,6 +170,22 @@ fn ingest_command(dir: &Path, brokers: &str, topic: &str, group: &str) -> Comman
     c
 }
 
+/// A long-running group member (no output topic) logging at info level to the file `log`.
+fn member(dir: &Path, brokers: &str, topic: &str, group: &str, log: &str) -> Command {
+    let mut c = ingest_command(dir, brokers, topic, group);
+    c.args(["--output-topic", ""])
+        .env("DARKPOOL_LOG", "darkpool=info")
+        .stderr(std::fs::File::create(dir.join(log)).unwrap());
+    c
+}
+
+/// What is left in the lake's staging folder (nothing, once every run ended or was recovered).
+fn staging_left(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir.join("lake/_staging"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
 /// A message read back: key, value, headers.
 type Read = (Option<String>, Vec<u8>, Vec<(String, String)>);
 
@@ -352,9 +368,7 @@ async fn kill_9_at_every_commit_step_then_restart_lands_each_trade_exactly_once(
     assert_exactly_once(dir.path(), &topic, count);
     assert_windows_equal_batch(dir.path()).await;
     // Nothing left half-done: no staging, every commit published.
-    let staging: Vec<_> = std::fs::read_dir(dir.path().join("lake/_staging"))
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let staging = staging_left(dir.path());
     assert!(staging.is_empty(), "left in staging: {staging:?}\n{stderr}");
 }
 
@@ -365,11 +379,10 @@ async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
     let topic = unique("trades");
     let group = unique("g");
     create_topic(&brokers, &topic, 4).await;
-    let start = |name: &str| {
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
-        c.args(["--output-topic", ""])
-            .stderr(std::fs::File::create(dir.path().join(name)).unwrap());
-        c.spawn().unwrap()
+    let start = |log: &str| {
+        member(dir.path(), &brokers, &topic, &group, log)
+            .spawn()
+            .unwrap()
     };
     let mut a = start("a.log");
     std::thread::sleep(Duration::from_secs(2));
@@ -436,11 +449,8 @@ async fn a_member_dead_between_commit_log_and_publish_is_finished_by_the_member_
     let topic = unique("trades");
     let group = unique("g");
     create_topic(&brokers, &topic, 4).await;
-    let start = |name: &str, crash: Option<&str>| {
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
-        c.args(["--output-topic", ""])
-            .env("DARKPOOL_LOG", "darkpool=info")
-            .stderr(std::fs::File::create(dir.path().join(name)).unwrap());
+    let start = |log: &str, crash: Option<&str>| {
+        let mut c = member(dir.path(), &brokers, &topic, &group, log);
         if let Some(point) = crash {
             c.env("DARKPOOL_CRASH_AT", point);
         }
@@ -470,9 +480,7 @@ async fn a_member_dead_between_commit_log_and_publish_is_finished_by_the_member_
     let log = logs("survivor.log");
     assert_eq!(landed(dir.path(), &topic), 8000, "{log}");
     // Nothing in staging now, before any other process runs recovery, and no duplicate.
-    let staging: Vec<_> = std::fs::read_dir(dir.path().join("lake/_staging"))
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let staging = staging_left(dir.path());
     assert!(staging.is_empty(), "left in staging: {staging:?}\n{log}");
     assert_exactly_once(dir.path(), &topic, 8000);
     assert!(
