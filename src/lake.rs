@@ -509,8 +509,15 @@ fn owner_alive(path: &Path) -> bool {
         path.to_path_buf()
     };
     let Ok(text) = fs::read_to_string(file) else {
-        // No owner file: the run died before writing anything that matters.
-        return false;
+        // No owner file: a run that died before writing anything that matters, or one being
+        // set up this instant (its folder is made just before its owner file): only a folder
+        // older than a minute is taken for dead.
+        let young = fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < std::time::Duration::from_secs(60));
+        return path.is_dir() && young;
     };
     let mut parts = text.split_whitespace();
     let (host, pid) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -600,6 +607,28 @@ pub fn content_id(path: &Path) -> Result<(String, u64), LakeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recovery_leaves_a_staging_folder_being_set_up_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        // Made an instant ago, its owner file not yet written (another process's `begin`).
+        let fresh = lake.staging_dir("run-being-set-up");
+        fs::create_dir_all(&fresh).unwrap();
+        assert_eq!(lake.recover().unwrap(), Recovery::default());
+        assert!(fresh.exists());
+        // A folder that never got its owner file, long ago: the run died; it goes.
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::open(&fresh)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        assert_eq!(
+            lake.recover().unwrap().removed_staging,
+            vec!["run-being-set-up"]
+        );
+        assert!(!fresh.exists());
+    }
 
     #[test]
     fn recovery_rolls_a_logged_commit_forward_and_drops_dead_staging() {

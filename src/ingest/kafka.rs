@@ -16,15 +16,18 @@
 //! acknowledgement and the lake commit sends those windows again (same key and version).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
@@ -126,6 +129,16 @@ struct Member {
     topic: String,
     start: StartFrom,
     events: Mutex<Vec<Rebalanced>>,
+    /// Set with each event, so draining the queue stops at a rebalance.
+    rebalanced: AtomicBool,
+}
+
+impl Member {
+    fn take_events(&self) -> Vec<Rebalanced> {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        self.rebalanced.store(false, Ordering::Release);
+        std::mem::take(&mut *events)
+    }
 }
 
 impl ClientContext for Member {
@@ -197,6 +210,7 @@ impl ConsumerContext for Member {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(event);
+        self.rebalanced.store(true, Ordering::Release);
     }
 }
 
@@ -261,13 +275,110 @@ impl Interval {
     }
 }
 
+/// Messages drained from the consumer's queue in one step.
+const DRAIN: usize = 4096;
+/// From this many messages on, a step is decoded on two threads.
+const PARALLEL_FROM: usize = 256;
+
+/// A message to decode, and where it came from.
+struct Job<'m> {
+    message: &'m BorrowedMessage<'m>,
+    pos: SourcePos,
+}
+
+/// Two message decoders, so that a large step is decoded on two threads. Each holds its own
+/// rows; a flush takes both (row order within a batch does not matter to the lake or windows).
+struct Decoders([MessageDecoder; 2]);
+
+impl Decoders {
+    fn new(options: &KafkaIngestOptions) -> Decoders {
+        let one = || {
+            MessageDecoder::new(
+                options.ingest.venues.clone(),
+                options.ingest.max_line_bytes.max(64),
+            )
+        };
+        Decoders([one(), one()])
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(MessageDecoder::len).sum()
+    }
+
+    /// The outcomes, in the order of `jobs`.
+    fn decode(&mut self, jobs: &[Job<'_>], rejected_at: i64) -> Vec<Outcome> {
+        fn run(decoder: &mut MessageDecoder, jobs: &[Job<'_>], at: i64) -> Vec<Outcome> {
+            jobs.iter()
+                .map(|job| decoder.push(job.message.payload(), &job.pos, at))
+                .collect()
+        }
+        let [first, second] = &mut self.0;
+        if jobs.len() < PARALLEL_FROM {
+            return run(first, jobs, rejected_at);
+        }
+        let (head, tail) = jobs.split_at(jobs.len() / 2);
+        std::thread::scope(|scope| {
+            let helper = scope.spawn(|| run(second, tail, rejected_at));
+            let mut outcomes = run(first, head, rejected_at);
+            match helper.join() {
+                Ok(rest) => outcomes.extend(rest),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            outcomes
+        })
+    }
+
+    /// The rows decoded since the last call, both decoders' in one batch per table.
+    fn take(&mut self) -> Result<(RecordBatch, RecordBatch), IngestError> {
+        let [first, second] = &mut self.0;
+        let (trades, rejects) = first.take();
+        let (more_trades, more_rejects) = second.take();
+        let join = |a: RecordBatch, b: RecordBatch| -> Result<RecordBatch, IngestError> {
+            if b.num_rows() == 0 {
+                return Ok(a);
+            }
+            if a.num_rows() == 0 {
+                return Ok(b);
+            }
+            concat_batches(&a.schema(), [&a, &b])
+                .map_err(|e| IngestError::Internal(format!("joining decoded rows: {e}")))
+        };
+        Ok((join(trades, more_trades)?, join(rejects, more_rejects)?))
+    }
+
+    fn take_stats(&mut self) -> DecodeStats {
+        let [first, second] = &mut self.0;
+        let mut stats = first.take_stats();
+        stats.absorb(&second.take_stats());
+        stats
+    }
+
+    /// Forget the rows and counters (a dropped run).
+    fn clear(&mut self) {
+        for decoder in &mut self.0 {
+            let _ = decoder.take();
+            let _ = decoder.take_stats();
+        }
+    }
+}
+
+/// A window push run off the loop: the operator comes back with what the push produced.
+type WindowPush = (
+    WindowOperator,
+    Result<crate::window::Pushed, crate::window::WindowError>,
+);
+
 /// The aggregator's state between polls.
 struct Aggregator<'a> {
     options: &'a KafkaIngestOptions,
     lake: Lake,
-    windows: WindowOperator,
+    /// `None` while a push runs on the runtime's threads (`in_flight`).
+    windows: Option<WindowOperator>,
+    /// The window push started by the last flush, running while the loop decodes the next
+    /// batch; its output lands in the run before anything reads the windows or the run.
+    in_flight: Option<tokio::task::JoinHandle<WindowPush>>,
     parts: BTreeMap<i32, Partition>,
-    decoder: MessageDecoder,
+    decoders: Decoders,
     interval: Interval,
     publisher: Option<Publisher>,
     summary: KafkaSummary,
@@ -306,6 +417,7 @@ pub async fn ingest_kafka(
         topic: options.topic.clone(),
         start: options.start,
         events: Mutex::new(Vec::new()),
+        rebalanced: AtomicBool::new(false),
     };
     let consumer: StreamConsumer<Member> = options
         .kafka
@@ -336,17 +448,17 @@ pub async fn ingest_kafka(
     let mut agg = Aggregator {
         options: &options,
         lake: lake.clone(),
-        windows: WindowOperator::new(
-            options.ingest.window,
-            options.ingest.reemit_late,
-            Some(spill),
-        )
-        .await?,
-        parts: BTreeMap::new(),
-        decoder: MessageDecoder::new(
-            options.ingest.venues.clone(),
-            options.ingest.max_line_bytes.max(64),
+        windows: Some(
+            WindowOperator::new(
+                options.ingest.window,
+                options.ingest.reemit_late,
+                Some(spill),
+            )
+            .await?,
         ),
+        in_flight: None,
+        parts: BTreeMap::new(),
+        decoders: Decoders::new(&options),
         interval: Interval::begin(&lake, &options)?,
         publisher,
         summary: KafkaSummary::default(),
@@ -359,92 +471,56 @@ pub async fn ingest_kafka(
     let mut last_flush = Instant::now();
     let mut broker_errors = 0u64;
     let mut assigned_once = false;
+    // Messages taken from the queue in one step, and one polled together with a rebalance
+    // (it belongs to the new assignment, so it waits until the events are handled).
+    let mut drained: Vec<KafkaResult<BorrowedMessage<'_>>> = Vec::with_capacity(DRAIN);
+    let mut carried: Option<KafkaResult<BorrowedMessage<'_>>> = None;
+    // One stream for the whole run: `recv()` registers and drops a waker per message.
+    let mut stream = consumer.stream();
     loop {
-        let polled = tokio::select! {
-            message = consumer.recv() => Some(message),
-            _ = tokio::time::sleep(flush_every) => None,
-            _ = stop.changed() => None,
+        let first = match carried.take() {
+            Some(polled) => Some(polled),
+            None => tokio::select! {
+                message = stream.next() => message,
+                _ = tokio::time::sleep(flush_every) => None,
+                _ = stop.changed() => None,
+            },
         };
         // Rebalances seen during the poll come first: a message polled with them belongs to
         // the new assignment.
-        let events: Vec<Rebalanced> = std::mem::take(
-            &mut *consumer
-                .context()
-                .events
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for event in events {
+        for event in consumer.context().take_events() {
             agg.summary.rebalances += 1;
             match event {
                 Rebalanced::Revoked => {
-                    agg.drop_interval()?;
+                    agg.drop_interval().await?;
                     agg.parts.clear();
                 }
                 Rebalanced::Assigned(assigned) => {
                     assigned_once = true;
-                    agg.drop_interval()?;
+                    agg.drop_interval().await?;
                     agg.assign(&consumer, &assigned).await?;
                 }
             }
         }
-
-        match polled {
-            Some(Ok(message)) => 'message: {
-                let partition = message.partition();
-                let offset = message.offset();
-                let Some(state) = agg.parts.get_mut(&partition) else {
-                    break 'message; // fetched before a revoke: the new owner reads it
+        // Then whatever else the queue holds now, up to the next batch boundary (so a batch
+        // still ends after --batch-rows rows) or the next rebalance.
+        if let Some(first) = first {
+            drained.push(first);
+            let room = batch_rows
+                .saturating_sub(agg.decoders.len())
+                .clamp(1, DRAIN);
+            while drained.len() < room {
+                let Some(Some(next)) = stream.next().now_or_never() else {
+                    break;
                 };
-                if state.next.is_some_and(|next| offset < next) {
-                    agg.summary.skipped += 1;
-                    break 'message;
+                if consumer.context().rebalanced.load(Ordering::Acquire) {
+                    carried = Some(next);
+                    break;
                 }
-                let pos = SourcePos {
-                    topic: Some(topic.clone()),
-                    partition: Some(partition),
-                    offset: Some(offset),
-                    ..SourcePos::default()
-                };
-                let start = state.next.unwrap_or(offset);
-                state.next = Some(offset + 1);
-                state.last_message = Instant::now();
-                state.eof = false;
-                match agg.decoder.push(message.payload(), &pos, now_micros()) {
-                    Outcome::Trade(ts) => {
-                        state.max_ts = Some(state.max_ts.map_or(ts, |m| m.max(ts)));
-                    }
-                    Outcome::Rejected(reject) => {
-                        if agg.options.dlq_topic.is_some() {
-                            agg.interval.dead_letters.push(DeadLetter {
-                                key: message.key().map(<[u8]>::to_vec),
-                                value: message.payload().map(<[u8]>::to_vec),
-                                reject,
-                                pos,
-                            });
-                        }
-                    }
-                }
-                agg.interval
-                    .ranges
-                    .entry(partition)
-                    .or_insert((start, start))
-                    .1 = offset + 1;
-                agg.idle_closed = false;
+                drained.push(next);
             }
-            Some(Err(RdError::PartitionEOF(partition))) => {
-                tracing::debug!("partition {partition}: end reached");
-                if let Some(state) = agg.parts.get_mut(&partition) {
-                    state.eof = true;
-                }
-            }
-            Some(Err(e)) => {
-                broker_errors += 1;
-                if broker_errors.is_power_of_two() {
-                    tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
-                }
-            }
-            None => {}
+            agg.take_messages(&topic, &drained, &mut broker_errors);
+            drained.clear();
         }
 
         let stopping = *stop.borrow();
@@ -453,7 +529,7 @@ pub async fn ingest_kafka(
             && assigned_once
             && !agg.parts.is_empty()
             && agg.parts.values().all(Partition::is_done);
-        if agg.decoder.len() >= batch_rows
+        if agg.decoders.len() >= batch_rows
             || last_flush.elapsed() >= flush_every
             || done
             || stopping
@@ -462,7 +538,7 @@ pub async fn ingest_kafka(
             last_flush = Instant::now();
         }
         if done {
-            if let Some(closed) = agg.windows.finish().await? {
+            if let Some(closed) = agg.windows().await?.finish().await? {
                 agg.closed(closed).await?;
             }
         }
@@ -474,10 +550,11 @@ pub async fn ingest_kafka(
             break;
         }
     }
+    let windows = agg.windows().await?.stats();
     agg.publish_live()?;
     let _ = std::fs::remove_dir_all(window_state_path(&lake));
     let mut summary = agg.summary;
-    summary.windows = agg.windows.stats();
+    summary.windows = windows;
     // The (empty) run begun by the last commit: its staging folder goes before we return.
     drop(agg.interval.writer.finish().await);
     summary.elapsed = started.elapsed();
@@ -485,6 +562,87 @@ pub async fn ingest_kafka(
 }
 
 impl Aggregator<'_> {
+    /// Messages polled, in order: skip what the lake already holds, extend the run's offset
+    /// ranges, decode (on two threads when there are many), and note the partitions' newest
+    /// event times and the dead letters.
+    fn take_messages(
+        &mut self,
+        topic: &Arc<str>,
+        polled: &[KafkaResult<BorrowedMessage<'_>>],
+        broker_errors: &mut u64,
+    ) {
+        let now = Instant::now();
+        let rejected_at = now_micros();
+        let mut jobs = Vec::with_capacity(polled.len());
+        for result in polled {
+            let message = match result {
+                Ok(message) => message,
+                Err(RdError::PartitionEOF(partition)) => {
+                    tracing::debug!("partition {partition}: end reached");
+                    if let Some(state) = self.parts.get_mut(partition) {
+                        state.eof = true;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    *broker_errors += 1;
+                    if broker_errors.is_power_of_two() {
+                        tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
+                    }
+                    continue;
+                }
+            };
+            let partition = message.partition();
+            let offset = message.offset();
+            let Some(state) = self.parts.get_mut(&partition) else {
+                continue; // fetched before a revoke: the new owner reads it
+            };
+            if state.next.is_some_and(|next| offset < next) {
+                self.summary.skipped += 1;
+                continue;
+            }
+            let start = state.next.unwrap_or(offset);
+            state.next = Some(offset + 1);
+            state.last_message = now;
+            state.eof = false;
+            self.interval
+                .ranges
+                .entry(partition)
+                .or_insert((start, start))
+                .1 = offset + 1;
+            self.idle_closed = false;
+            jobs.push(Job {
+                message,
+                pos: SourcePos {
+                    topic: Some(topic.clone()),
+                    partition: Some(partition),
+                    offset: Some(offset),
+                    ..SourcePos::default()
+                },
+            });
+        }
+        let outcomes = self.decoders.decode(&jobs, rejected_at);
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Trade(ts) => {
+                    if let Some(state) = job.pos.partition.and_then(|p| self.parts.get_mut(&p)) {
+                        state.max_ts = Some(state.max_ts.map_or(ts, |m| m.max(ts)));
+                    }
+                }
+                Outcome::Rejected(reject) => {
+                    if self.options.dlq_topic.is_some() {
+                        self.interval.dead_letters.push(DeadLetter {
+                            key: job.message.key().map(<[u8]>::to_vec),
+                            value: job.message.payload().map(<[u8]>::to_vec),
+                            reject,
+                            pos: job.pos,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// Partitions assigned: read them from the lake's end, and rebuild the windows their trades
     /// left open from the lake.
     async fn assign(
@@ -532,14 +690,15 @@ impl Aggregator<'_> {
     /// lake's trades of the assigned partitions that are in windows not yet emitted.
     async fn rebuild_windows(&mut self) -> Result<(), IngestError> {
         let spill = window_state_dir(&self.lake)?;
-        self.windows = WindowOperator::new(
+        self.discard_in_flight().await?;
+        let mut windows = WindowOperator::new(
             self.options.ingest.window,
             self.options.ingest.reemit_late,
             Some(spill),
         )
         .await?;
-        self.windows
-            .preload(&existing_windows(&self.options.ingest).await?)?;
+        windows.preload(&existing_windows(&self.options.ingest).await?)?;
+        let windows = self.windows.insert(windows);
         self.idle_closed = false;
         if self.parts.is_empty() {
             return Ok(());
@@ -573,7 +732,7 @@ impl Aggregator<'_> {
                     }
                 }
             }
-            self.windows.push_until(&batch, None).await?;
+            windows.push_until(&batch, None).await?;
         }
         Ok(())
     }
@@ -592,31 +751,33 @@ impl Aggregator<'_> {
         oldest.map(|t| t.saturating_sub(self.options.ingest.window.lateness))
     }
 
-    /// Decoded messages -> windows and the run's files.
+    /// Decoded messages -> the run's files, and a window push that runs while the loop goes
+    /// on (the previous push lands first). Live views and idle closing wait for it.
     async fn flush(&mut self) -> Result<(), IngestError> {
-        let (trades, rejects) = self.decoder.take();
+        let mut windows = self.windows_taken().await?;
+        let (trades, rejects) = self.decoders.take()?;
         let watermark = self.watermark();
-        let pushed = self.windows.push_until(&trades, watermark).await?;
         self.write(Table::Trades, &trades).await?;
         self.write(Table::Rejects, &rejects).await?;
-        if let Some(late) = pushed.late {
-            if let Some(live) = &self.live {
-                live.stats
-                    .late
-                    .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
-            }
-            self.write(Table::Late, &late).await?;
+        if let Some(live) = &self.live {
+            live.stats
+                .trades
+                .fetch_add(trades.num_rows() as u64, Ordering::Relaxed);
+            live.stats
+                .rejected
+                .fetch_add(rejects.num_rows() as u64, Ordering::Relaxed);
         }
-        if let Some(closed) = pushed.windows {
-            self.closed(closed).await?;
-        }
+        self.in_flight = Some(tokio::spawn(async move {
+            let pushed = windows.push_until(&trades, watermark).await;
+            (windows, pushed)
+        }));
         let all_idle = !self.parts.is_empty()
             && self
                 .parts
                 .values()
                 .all(|p| p.is_idle(self.options.idle_timeout));
         if all_idle && !self.idle_closed {
-            if let Some(closed) = self.windows.finish().await? {
+            if let Some(closed) = self.windows().await?.finish().await? {
                 tracing::info!(
                     "every partition idle for {:?}: closed {} open windows",
                     self.options.idle_timeout,
@@ -626,15 +787,54 @@ impl Aggregator<'_> {
             }
             self.idle_closed = true;
         }
-        if let Some(live) = &self.live {
-            live.stats
-                .trades
-                .fetch_add(trades.num_rows() as u64, Ordering::Relaxed);
-            live.stats
-                .rejected
-                .fetch_add(rejects.num_rows() as u64, Ordering::Relaxed);
+        if self.live.is_some() {
+            self.windows().await?;
+            self.publish_live()?;
         }
-        self.publish_live()
+        Ok(())
+    }
+
+    /// The window operator, once the push in flight (if any) has landed its output in the run.
+    async fn windows(&mut self) -> Result<&mut WindowOperator, IngestError> {
+        let windows = self.windows_taken().await?;
+        Ok(self.windows.insert(windows))
+    }
+
+    /// The window operator, taken out of `self` after the push in flight (if any) has landed.
+    async fn windows_taken(&mut self) -> Result<WindowOperator, IngestError> {
+        if let Some(task) = self.in_flight.take() {
+            let (windows, pushed) = task
+                .await
+                .map_err(|e| IngestError::Internal(format!("window push: {e}")))?;
+            self.windows = Some(windows);
+            let pushed = pushed?;
+            if let Some(late) = pushed.late {
+                if let Some(live) = &self.live {
+                    live.stats
+                        .late
+                        .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
+                }
+                self.write(Table::Late, &late).await?;
+            }
+            if let Some(closed) = pushed.windows {
+                self.closed(closed).await?;
+            }
+        }
+        self.windows
+            .take()
+            .ok_or_else(|| IngestError::Internal("the window operator went missing".into()))
+    }
+
+    /// Wait for the push in flight and drop its output (its run is being dropped).
+    async fn discard_in_flight(&mut self) -> Result<(), IngestError> {
+        if let Some(task) = self.in_flight.take() {
+            let (windows, pushed) = task
+                .await
+                .map_err(|e| IngestError::Internal(format!("window push: {e}")))?;
+            self.windows = Some(windows);
+            pushed?;
+        }
+        Ok(())
     }
 
     async fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<(), IngestError> {
@@ -659,7 +859,10 @@ impl Aggregator<'_> {
             return Ok(());
         };
         let mut rows = self.interval.closed.clone();
-        if let Some(open) = self.windows.open_windows()? {
+        let Some(windows) = self.windows.as_mut() else {
+            return Ok(()); // a push is in flight: the next flush publishes
+        };
+        if let Some(open) = windows.open_windows()? {
             let _ = live.events.send(LiveEvent::Open(open.clone()));
             rows.push(open);
         }
@@ -670,9 +873,9 @@ impl Aggregator<'_> {
 
     /// Drop the run in progress (a rebalance, or a lost commit race): what it read is read
     /// again from the lake's offsets by whoever owns the partitions next.
-    fn drop_interval(&mut self) -> Result<(), IngestError> {
-        let _ = self.decoder.take();
-        let _ = self.decoder.take_stats();
+    async fn drop_interval(&mut self) -> Result<(), IngestError> {
+        self.discard_in_flight().await?;
+        self.decoders.clear();
         let fresh = Interval::begin(&self.lake, self.options)?;
         let old = std::mem::replace(&mut self.interval, fresh);
         if !old.is_empty() {
@@ -688,6 +891,7 @@ impl Aggregator<'_> {
     /// (fenced by the offset ranges), then the group's offsets.
     async fn commit(&mut self, consumer: &StreamConsumer<Member>) -> Result<(), IngestError> {
         self.flush().await?;
+        self.windows().await?;
         if self.interval.is_empty() {
             self.interval.started = Instant::now();
             return Ok(());
@@ -743,7 +947,7 @@ impl Aggregator<'_> {
             Err(e @ LakeError::OffsetConflict { .. }) => {
                 tracing::warn!("{e}");
                 self.summary.conflicts += 1;
-                let _ = self.decoder.take_stats();
+                let _ = self.decoders.take_stats();
                 return self.resync(consumer).await;
             }
             Err(e) => return Err(e.into()),
@@ -752,7 +956,7 @@ impl Aggregator<'_> {
         for (table, n) in rows {
             *self.summary.rows.entry(table).or_default() += n;
         }
-        self.summary.decode.absorb(&self.decoder.take_stats());
+        self.summary.decode.absorb(&self.decoders.take_stats());
         if let Some(live) = &self.live {
             live.stats.commits.fetch_add(1, Ordering::Relaxed);
         }
