@@ -739,3 +739,190 @@ fn an_unreachable_broker_fails_with_its_address_after_the_connect_timeout() {
         );
     }
 }
+
+/// A tansu of the test's own behind a TCP proxy that tansu advertises, so every client
+/// connection (bootstrap and broker) goes through the proxy, and the test can take the broker
+/// away mid-run (open connections reset, new ones closed at once) and bring it back with its
+/// data intact. `None` (skipped, or a failure in CI) without a tansu binary
+/// (`DARKPOOL_TEST_TANSU`; `.ci/run` sets it).
+struct ProxiedBroker {
+    tansu: Child,
+    address: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    /// Connections reset or refused while down.
+    cut: std::sync::Arc<AtomicU32>,
+}
+
+impl ProxiedBroker {
+    fn start(dir: &Path) -> Option<ProxiedBroker> {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let required = std::env::var_os("CI").is_some_and(|v| v != "false")
+            || std::env::var_os("DARKPOOL_REQUIRE_KAFKA").is_some();
+        let tansu = std::env::var_os("DARKPOOL_TEST_TANSU")
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_file());
+        let Some(tansu) = tansu else {
+            assert!(
+                !required,
+                "DARKPOOL_TEST_TANSU names no tansu binary: .ci/run sets it (from .ci/tansu)"
+            );
+            eprintln!("SKIPPED: set DARKPOOL_TEST_TANSU to a tansu binary (.ci/tansu prints one)");
+            return None;
+        };
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = proxy.local_addr().unwrap().to_string();
+        let backend = {
+            let free = TcpListener::bind("127.0.0.1:0").unwrap();
+            free.local_addr().unwrap().to_string()
+        };
+        let tansu = Command::new(tansu)
+            .args(["broker", "--listener-url", &format!("tcp://{backend}")])
+            .args(["--advertised-listener-url", &format!("tcp://{address}")])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&backend).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start on {backend}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let up = Arc::new(AtomicBool::new(true));
+        let open = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+        let cut = Arc::new(AtomicU32::new(0));
+        let (up2, open2, cut2) = (up.clone(), open.clone(), cut.clone());
+        std::thread::spawn(move || {
+            for client in proxy.incoming().flatten() {
+                if !up2.load(Ordering::SeqCst) {
+                    cut2.fetch_add(1, Ordering::Relaxed);
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = TcpStream::connect(&backend) else {
+                    continue;
+                };
+                let mut open = open2.lock().unwrap();
+                for stream in [&client, &server] {
+                    open.push(stream.try_clone().unwrap());
+                }
+                drop(open);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Some(ProxiedBroker {
+            tansu,
+            address,
+            up,
+            open,
+            cut,
+        })
+    }
+
+    /// The broker gone: every open connection reset, new ones closed at once.
+    fn take_down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            self.cut.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn bring_back(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for ProxiedBroker {
+    fn drop(&mut self) {
+        let _ = self.tansu.kill();
+        let _ = self.tansu.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_broker_lost_mid_run_is_waited_for_and_nothing_is_lost_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(broker) = ProxiedBroker::start(dir.path()) else {
+        return;
+    };
+    let brokers = broker.address.clone();
+    let topic = unique("trades");
+    let windows_topic = unique("windows");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 3).await;
+    let mut aggregator = {
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+        c.args(["--output-topic", &windows_topic, "--batch-rows", "500"])
+            .env("DARKPOOL_LOG", "darkpool=info")
+            .stderr(std::fs::File::create(dir.path().join("ingest.log")).unwrap());
+        c.spawn().unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    // 6,000 trades over about 6 s; the broker is gone for 6 s of it.
+    let producer = {
+        let mut c = darkpool(dir.path());
+        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
+            .args(["--count", "6000", "--rate", "1000", "--seed", "17"])
+            .args(["--market-rate", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    broker.take_down();
+    std::thread::sleep(Duration::from_secs(6));
+    broker.bring_back();
+    let produced = producer.wait_with_output().unwrap();
+    let produced_log = String::from_utf8_lossy(&produced.stderr).replace(',', "");
+    assert!(produced.status.success(), "{produced_log}");
+    assert!(
+        produced_log.contains("(6000 acknowledged)"),
+        "{produced_log}"
+    );
+    assert!(
+        broker.cut.load(Ordering::Relaxed) > 0,
+        "the outage cut no connection"
+    );
+    // Everything the topic holds (an idempotent producer's retries included) lands, in the
+    // same process, after the outage.
+    let messages = read_topic(&brokers, &topic, 6000).len() as u64;
+    assert!(messages >= 6000, "the topic holds {messages} messages");
+    wait_landed(dir.path(), &topic, messages);
+    assert!(
+        aggregator.try_wait().unwrap().is_none(),
+        "the aggregator stopped during the outage:\n{}",
+        std::fs::read_to_string(dir.path().join("ingest.log")).unwrap()
+    );
+    common::interrupt(&mut aggregator);
+    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
+    assert_eq!(landed(dir.path(), &topic), messages, "{log}");
+    assert!(
+        log.contains("brokers are down"),
+        "the aggregator never saw the outage\n{log}"
+    );
+    assert_exactly_once(dir.path(), &topic, messages);
+    // The windows closed so far went out, and the rest close in a final run.
+    let published = read_topic(&brokers, &windows_topic, 1).len();
+    assert!(published > 0, "no window published\n{log}");
+    run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+        c.args(["--until-end", "--output-topic", ""]);
+        c
+    });
+    assert_exactly_once(dir.path(), &topic, messages);
+    assert_windows_equal_batch(dir.path()).await;
+}
