@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -37,10 +36,12 @@ use super::{existing_windows, now_micros, IngestError, IngestOptions};
 use crate::engine::Engine;
 use crate::lake::{BackgroundWriter, Lake, LakeError, OffsetRange, Table, Transaction};
 use crate::live::{LiveEvent, LiveStats};
-use crate::model::SourcePos;
-use crate::source::kafka::{self, KafkaError, KafkaOptions, MessageDecoder, Outcome, Publisher};
+use crate::source::kafka::{self, KafkaError, KafkaOptions, Publisher};
 use crate::source::DecodeStats;
 use crate::window::{WindowOperator, WindowStats};
+
+mod pool;
+use pool::{DeadLetter, DecodePool};
 
 /// Where a member starts reading a partition the lake holds nothing of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -240,14 +241,6 @@ impl Partition {
     }
 }
 
-/// A bad message to copy to the dead-letter topic: key, value, why, and where it was.
-struct DeadLetter {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    reject: crate::model::Reject,
-    pos: SourcePos,
-}
-
 /// One run's work, committed together or dropped together.
 struct Interval {
     /// The run's Parquet files, written by a thread of their own.
@@ -256,6 +249,8 @@ struct Interval {
     ranges: BTreeMap<i32, (i64, i64)>,
     closed: Vec<RecordBatch>,
     dead_letters: Vec<DeadLetter>,
+    /// What decoding the run's messages counted (the summary's, once committed).
+    decode: DecodeStats,
     started: Instant,
 }
 
@@ -266,6 +261,7 @@ impl Interval {
             ranges: BTreeMap::new(),
             closed: Vec::new(),
             dead_letters: Vec::new(),
+            decode: DecodeStats::default(),
             started: Instant::now(),
         })
     }
@@ -277,91 +273,6 @@ impl Interval {
 
 /// Messages drained from the consumer's queue in one step.
 const DRAIN: usize = 4096;
-/// From this many messages on, a step is decoded on two threads.
-const PARALLEL_FROM: usize = 256;
-
-/// A message to decode, and where it came from.
-struct Job<'m> {
-    message: &'m BorrowedMessage<'m>,
-    pos: SourcePos,
-}
-
-/// Two message decoders, so that a large step is decoded on two threads. Each holds its own
-/// rows; a flush takes both (row order within a batch does not matter to the lake or windows).
-struct Decoders([MessageDecoder; 2]);
-
-impl Decoders {
-    fn new(options: &KafkaIngestOptions) -> Decoders {
-        let one = || {
-            MessageDecoder::new(
-                options.ingest.venues.clone(),
-                options.ingest.max_line_bytes.max(64),
-            )
-        };
-        Decoders([one(), one()])
-    }
-
-    fn len(&self) -> usize {
-        self.0.iter().map(MessageDecoder::len).sum()
-    }
-
-    /// The outcomes, in the order of `jobs`.
-    fn decode(&mut self, jobs: &[Job<'_>], rejected_at: i64) -> Vec<Outcome> {
-        fn run(decoder: &mut MessageDecoder, jobs: &[Job<'_>], at: i64) -> Vec<Outcome> {
-            jobs.iter()
-                .map(|job| decoder.push(job.message.payload(), &job.pos, at))
-                .collect()
-        }
-        let [first, second] = &mut self.0;
-        if jobs.len() < PARALLEL_FROM {
-            return run(first, jobs, rejected_at);
-        }
-        let (head, tail) = jobs.split_at(jobs.len() / 2);
-        std::thread::scope(|scope| {
-            let helper = scope.spawn(|| run(second, tail, rejected_at));
-            let mut outcomes = run(first, head, rejected_at);
-            match helper.join() {
-                Ok(rest) => outcomes.extend(rest),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-            outcomes
-        })
-    }
-
-    /// The rows decoded since the last call, both decoders' in one batch per table.
-    fn take(&mut self) -> Result<(RecordBatch, RecordBatch), IngestError> {
-        let [first, second] = &mut self.0;
-        let (trades, rejects) = first.take();
-        let (more_trades, more_rejects) = second.take();
-        let join = |a: RecordBatch, b: RecordBatch| -> Result<RecordBatch, IngestError> {
-            if b.num_rows() == 0 {
-                return Ok(a);
-            }
-            if a.num_rows() == 0 {
-                return Ok(b);
-            }
-            concat_batches(&a.schema(), [&a, &b])
-                .map_err(|e| IngestError::Internal(format!("joining decoded rows: {e}")))
-        };
-        Ok((join(trades, more_trades)?, join(rejects, more_rejects)?))
-    }
-
-    fn take_stats(&mut self) -> DecodeStats {
-        let [first, second] = &mut self.0;
-        let mut stats = first.take_stats();
-        stats.absorb(&second.take_stats());
-        stats
-    }
-
-    /// Forget the rows and counters (a dropped run).
-    fn clear(&mut self) {
-        for decoder in &mut self.0 {
-            let _ = decoder.take();
-            let _ = decoder.take_stats();
-        }
-    }
-}
-
 /// A window push run off the loop: the operator comes back with what the push produced.
 type WindowPush = (
     WindowOperator,
@@ -378,7 +289,7 @@ struct Aggregator<'a> {
     /// batch; its output lands in the run before anything reads the windows or the run.
     in_flight: Option<tokio::task::JoinHandle<WindowPush>>,
     parts: BTreeMap<i32, Partition>,
-    decoders: Decoders,
+    decoders: DecodePool,
     interval: Interval,
     publisher: Option<Publisher>,
     summary: KafkaSummary,
@@ -458,14 +369,18 @@ pub async fn ingest_kafka(
         ),
         in_flight: None,
         parts: BTreeMap::new(),
-        decoders: Decoders::new(&options),
+        decoders: DecodePool::new(
+            Arc::from(options.topic.as_str()),
+            options.ingest.venues.clone(),
+            options.ingest.max_line_bytes.max(64),
+            options.dlq_topic.is_some(),
+        )?,
         interval: Interval::begin(&lake, &options)?,
         publisher,
         summary: KafkaSummary::default(),
         idle_closed: false,
         live,
     };
-    let topic: Arc<str> = Arc::from(options.topic.as_str());
     let batch_rows = options.ingest.batch_rows.max(1);
     let flush_every = Duration::from_millis(250).min(options.commit_every);
     let mut last_flush = Instant::now();
@@ -519,7 +434,7 @@ pub async fn ingest_kafka(
                 }
                 drained.push(next);
             }
-            agg.take_messages(&topic, &drained, &mut broker_errors);
+            agg.take_messages(&drained, &mut broker_errors)?;
             drained.clear();
         }
 
@@ -563,17 +478,13 @@ pub async fn ingest_kafka(
 
 impl Aggregator<'_> {
     /// Messages polled, in order: skip what the lake already holds, extend the run's offset
-    /// ranges, decode (on two threads when there are many), and note the partitions' newest
-    /// event times and the dead letters.
+    /// ranges, and hand the rest to the decode workers.
     fn take_messages(
         &mut self,
-        topic: &Arc<str>,
         polled: &[KafkaResult<BorrowedMessage<'_>>],
         broker_errors: &mut u64,
-    ) {
+    ) -> Result<(), IngestError> {
         let now = Instant::now();
-        let rejected_at = now_micros();
-        let mut jobs = Vec::with_capacity(polled.len());
         for result in polled {
             let message = match result {
                 Ok(message) => message,
@@ -611,36 +522,9 @@ impl Aggregator<'_> {
                 .or_insert((start, start))
                 .1 = offset + 1;
             self.idle_closed = false;
-            jobs.push(Job {
-                message,
-                pos: SourcePos {
-                    topic: Some(topic.clone()),
-                    partition: Some(partition),
-                    offset: Some(offset),
-                    ..SourcePos::default()
-                },
-            });
+            self.decoders.push(message);
         }
-        let outcomes = self.decoders.decode(&jobs, rejected_at);
-        for (job, outcome) in jobs.into_iter().zip(outcomes) {
-            match outcome {
-                Outcome::Trade(ts) => {
-                    if let Some(state) = job.pos.partition.and_then(|p| self.parts.get_mut(&p)) {
-                        state.max_ts = Some(state.max_ts.map_or(ts, |m| m.max(ts)));
-                    }
-                }
-                Outcome::Rejected(reject) => {
-                    if self.options.dlq_topic.is_some() {
-                        self.interval.dead_letters.push(DeadLetter {
-                            key: job.message.key().map(<[u8]>::to_vec),
-                            value: job.message.payload().map(<[u8]>::to_vec),
-                            reject,
-                            pos: job.pos,
-                        });
-                    }
-                }
-            }
-        }
+        self.decoders.send(now_micros())
     }
 
     /// Partitions assigned: read them from the lake's end, and rebuild the windows their trades
@@ -755,7 +639,15 @@ impl Aggregator<'_> {
     /// on (the previous push lands first). Live views and idle closing wait for it.
     async fn flush(&mut self) -> Result<(), IngestError> {
         let mut windows = self.windows_taken().await?;
-        let (trades, rejects) = self.decoders.take()?;
+        let decoded = self.decoders.take(now_micros()).await?;
+        for (partition, ts) in decoded.max_ts {
+            if let Some(state) = self.parts.get_mut(&partition) {
+                state.max_ts = Some(state.max_ts.map_or(ts, |m| m.max(ts)));
+            }
+        }
+        self.interval.dead_letters.extend(decoded.dead_letters);
+        self.interval.decode.absorb(&decoded.stats);
+        let (trades, rejects) = (decoded.trades, decoded.rejects);
         let watermark = self.watermark();
         self.write(Table::Trades, &trades).await?;
         self.write(Table::Rejects, &rejects).await?;
@@ -875,7 +767,7 @@ impl Aggregator<'_> {
     /// again from the lake's offsets by whoever owns the partitions next.
     async fn drop_interval(&mut self) -> Result<(), IngestError> {
         self.discard_in_flight().await?;
-        self.decoders.clear();
+        self.decoders.clear()?;
         let fresh = Interval::begin(&self.lake, self.options)?;
         let old = std::mem::replace(&mut self.interval, fresh);
         if !old.is_empty() {
@@ -902,6 +794,7 @@ impl Aggregator<'_> {
             ranges,
             closed,
             dead_letters,
+            decode,
             ..
         } = std::mem::replace(&mut self.interval, fresh);
         if let Some(publisher) = self.publisher.as_mut() {
@@ -947,7 +840,6 @@ impl Aggregator<'_> {
             Err(e @ LakeError::OffsetConflict { .. }) => {
                 tracing::warn!("{e}");
                 self.summary.conflicts += 1;
-                let _ = self.decoders.take_stats();
                 return self.resync(consumer).await;
             }
             Err(e) => return Err(e.into()),
@@ -956,7 +848,7 @@ impl Aggregator<'_> {
         for (table, n) in rows {
             *self.summary.rows.entry(table).or_default() += n;
         }
-        self.summary.decode.absorb(&self.decoders.take_stats());
+        self.summary.decode.absorb(&decode);
         if let Some(live) = &self.live {
             live.stats.commits.fetch_add(1, Ordering::Relaxed);
         }

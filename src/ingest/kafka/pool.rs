@@ -1,0 +1,333 @@
+//! Decoding off the aggregator's loop.
+//!
+//! The loop copies each step's payloads into one buffer (so the consumer's messages are
+//! released at once) and hands it to a worker thread; workers each own a [`MessageDecoder`]
+//! and decode while the loop polls the next step. A flush collects every worker's rows, the
+//! partitions' newest event times and the dead letters. Commands to a worker run in order, so a
+//! take or a clear covers everything sent before it.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use rdkafka::message::{BorrowedMessage, Message};
+use tokio::sync::oneshot;
+
+use super::super::IngestError;
+use crate::model::{rejects_schema, trades_schema, Reject, SourcePos};
+use crate::source::kafka::{MessageDecoder, Outcome};
+use crate::source::DecodeStats;
+use crate::venue::Registry;
+
+/// From this many messages on, a step is split across the workers.
+const SPLIT_FROM: usize = 256;
+
+/// A bad message to copy to the dead-letter topic: key, value, why, and where it was.
+pub struct DeadLetter {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub reject: Reject,
+    pub pos: SourcePos,
+}
+
+/// What the workers decoded since the last take.
+pub struct Decoded {
+    pub trades: RecordBatch,
+    pub rejects: RecordBatch,
+    pub stats: DecodeStats,
+    /// partition -> newest event time of its trades.
+    pub max_ts: BTreeMap<i32, i64>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Decoded {
+    fn empty() -> Decoded {
+        Decoded {
+            trades: RecordBatch::new_empty(trades_schema()),
+            rejects: RecordBatch::new_empty(rejects_schema()),
+            stats: DecodeStats::default(),
+            max_ts: BTreeMap::new(),
+            dead_letters: Vec::new(),
+        }
+    }
+
+    fn absorb(&mut self, other: Decoded) -> Result<(), IngestError> {
+        fn join(mine: &mut RecordBatch, more: RecordBatch) -> Result<(), IngestError> {
+            if more.num_rows() == 0 {
+                return Ok(());
+            }
+            *mine = if mine.num_rows() == 0 {
+                more
+            } else {
+                concat_batches(&mine.schema(), [&*mine, &more])
+                    .map_err(|e| IngestError::Internal(format!("joining decoded rows: {e}")))?
+            };
+            Ok(())
+        }
+        join(&mut self.trades, other.trades)?;
+        join(&mut self.rejects, other.rejects)?;
+        self.stats.absorb(&other.stats);
+        for (partition, ts) in other.max_ts {
+            let max = self.max_ts.entry(partition).or_insert(ts);
+            *max = (*max).max(ts);
+        }
+        self.dead_letters.extend(other.dead_letters);
+        Ok(())
+    }
+}
+
+/// One message of a step: where its key and value are in the step's buffer.
+struct Copied {
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+    partition: i32,
+    offset: i64,
+}
+
+/// A step's messages, being copied.
+struct Step {
+    bytes: Vec<u8>,
+    messages: Vec<Copied>,
+}
+
+/// A step, or part of one, handed to a worker.
+struct Sent {
+    bytes: Arc<Vec<u8>>,
+    messages: Vec<Copied>,
+    rejected_at: i64,
+}
+
+enum Command {
+    Decode(Sent),
+    Take(oneshot::Sender<Decoded>),
+    Clear,
+}
+
+struct Worker {
+    commands: mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The workers, and the step being copied.
+pub struct DecodePool {
+    workers: Vec<Worker>,
+    next: usize,
+    /// Messages handed out since the last take.
+    pending: usize,
+    step: Step,
+    keep_keys: bool,
+}
+
+impl DecodePool {
+    /// `keep_keys`: bad messages keep their key and value (for the dead-letter topic).
+    pub fn new(
+        topic: Arc<str>,
+        venues: Arc<Registry>,
+        max_bytes: usize,
+        keep_keys: bool,
+    ) -> Result<DecodePool, IngestError> {
+        let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+        let mut workers = Vec::with_capacity(count);
+        for n in 0..count {
+            let (commands, queue) = mpsc::channel();
+            let decoder = MessageDecoder::new(venues.clone(), max_bytes);
+            let topic = topic.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("darkpool-decode-{n}"))
+                .spawn(move || work(decoder, topic, keep_keys, queue))
+                .map_err(|e| IngestError::Internal(format!("starting a decode thread: {e}")))?;
+            workers.push(Worker {
+                commands,
+                thread: Some(thread),
+            });
+        }
+        Ok(DecodePool {
+            workers,
+            next: 0,
+            pending: 0,
+            step: Step::default(),
+            keep_keys,
+        })
+    }
+
+    /// Messages handed out (or copied) since the last take.
+    pub fn len(&self) -> usize {
+        self.pending + self.step.messages.len()
+    }
+
+    /// Copy a message into the current step.
+    pub fn push(&mut self, message: &BorrowedMessage<'_>) {
+        let mut copy = |bytes: Option<&[u8]>| {
+            bytes.map(|b| {
+                let start = self.step.bytes.len();
+                self.step.bytes.extend_from_slice(b);
+                start..self.step.bytes.len()
+            })
+        };
+        let value = copy(message.payload());
+        let key = if self.keep_keys {
+            copy(message.key())
+        } else {
+            None
+        };
+        self.step.messages.push(Copied {
+            key,
+            value,
+            partition: message.partition(),
+            offset: message.offset(),
+        });
+    }
+
+    /// Hand the current step to the workers (split across them when large).
+    pub fn send(&mut self, rejected_at: i64) -> Result<(), IngestError> {
+        if self.step.messages.is_empty() {
+            return Ok(());
+        }
+        let Step {
+            bytes,
+            mut messages,
+        } = std::mem::take(&mut self.step);
+        self.pending += messages.len();
+        let bytes = Arc::new(bytes);
+        let parts = if messages.len() < SPLIT_FROM {
+            1
+        } else {
+            self.workers.len()
+        };
+        let size = messages.len().div_ceil(parts);
+        while !messages.is_empty() {
+            let rest = messages.split_off(size.min(messages.len()));
+            let part = std::mem::replace(&mut messages, rest);
+            self.next = (self.next + 1) % self.workers.len();
+            self.command(
+                self.next,
+                Command::Decode(Sent {
+                    bytes: bytes.clone(),
+                    messages: part,
+                    rejected_at,
+                }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Everything decoded since the last take (the current step is sent first).
+    pub async fn take(&mut self, rejected_at: i64) -> Result<Decoded, IngestError> {
+        self.send(rejected_at)?;
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for n in 0..self.workers.len() {
+            let (reply, answer) = oneshot::channel();
+            self.command(n, Command::Take(reply))?;
+            replies.push(answer);
+        }
+        let mut decoded = Decoded::empty();
+        for answer in replies {
+            let part = answer
+                .await
+                .map_err(|_| IngestError::Internal("a decode thread stopped".into()))?;
+            decoded.absorb(part)?;
+        }
+        self.pending = 0;
+        Ok(decoded)
+    }
+
+    /// Forget everything not yet taken (a dropped run).
+    pub fn clear(&mut self) -> Result<(), IngestError> {
+        self.step = Step::default();
+        self.pending = 0;
+        for n in 0..self.workers.len() {
+            self.command(n, Command::Clear)?;
+        }
+        Ok(())
+    }
+
+    fn command(&self, worker: usize, command: Command) -> Result<(), IngestError> {
+        self.workers[worker]
+            .commands
+            .send(command)
+            .map_err(|_| IngestError::Internal("a decode thread stopped".into()))
+    }
+}
+
+impl Default for Step {
+    fn default() -> Step {
+        Step {
+            bytes: Vec::with_capacity(1 << 20),
+            messages: Vec::with_capacity(super::DRAIN),
+        }
+    }
+}
+
+impl Drop for DecodePool {
+    fn drop(&mut self) {
+        let threads: Vec<_> = self
+            .workers
+            .drain(..)
+            .filter_map(|mut w| w.thread.take())
+            .collect();
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A worker: decode steps into its own builders until the pool goes.
+fn work(
+    mut decoder: MessageDecoder,
+    topic: Arc<str>,
+    keep_keys: bool,
+    queue: mpsc::Receiver<Command>,
+) {
+    let mut max_ts: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut dead_letters = Vec::new();
+    while let Ok(command) = queue.recv() {
+        match command {
+            Command::Decode(step) => {
+                let slice = |range: &Option<Range<usize>>| {
+                    range.as_ref().and_then(|r| step.bytes.get(r.clone()))
+                };
+                for message in &step.messages {
+                    let pos = SourcePos {
+                        topic: Some(topic.clone()),
+                        partition: Some(message.partition),
+                        offset: Some(message.offset),
+                        ..SourcePos::default()
+                    };
+                    let value = slice(&message.value);
+                    match decoder.push(value, &pos, step.rejected_at) {
+                        Outcome::Trade(ts) => {
+                            let max = max_ts.entry(message.partition).or_insert(ts);
+                            *max = (*max).max(ts);
+                        }
+                        Outcome::Rejected(reject) if keep_keys => dead_letters.push(DeadLetter {
+                            key: slice(&message.key).map(<[u8]>::to_vec),
+                            value: value.map(<[u8]>::to_vec),
+                            reject,
+                            pos,
+                        }),
+                        Outcome::Rejected(_) => {}
+                    }
+                }
+            }
+            Command::Take(reply) => {
+                let (trades, rejects) = decoder.take();
+                let _ = reply.send(Decoded {
+                    trades,
+                    rejects,
+                    stats: decoder.take_stats(),
+                    max_ts: std::mem::take(&mut max_ts),
+                    dead_letters: std::mem::take(&mut dead_letters),
+                });
+            }
+            Command::Clear => {
+                let _ = decoder.take();
+                let _ = decoder.take_stats();
+                max_ts.clear();
+                dead_letters.clear();
+            }
+        }
+    }
+}
