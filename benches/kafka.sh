@@ -26,10 +26,12 @@ if [ -z "${BENCH_BROKERS:-}" ]; then
 fi
 FAST=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
 peak() { grep 'Maximum resident' "$1" | awk '{printf "%.0f MiB", $6/1024}'; }
+# CPU time (user + system, all threads) of a run.
+cpu() { awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f CPU-s", s}' "$1"; }
 for n in ${BENCH_SIZES:-500000 2000000}; do
   topic="bench-$n-$$"
   "$DP" simulate --brokers "$BENCH_BROKERS" --topic "$topic" --count "$n" --partitions 3 2>&1 | tail -1
-  bare=$("$BARE" "$BENCH_BROKERS" "$topic")
+  bare=$(/usr/bin/time -v -o "$BENCH_DIR/bare-time.txt" "$BARE" "$BENCH_BROKERS" "$topic")
   echo "$bare"
   rm -rf "$BENCH_DIR/lake"
   /usr/bin/time -v -o "$BENCH_DIR/time.txt" "$DP" ingest --brokers "$BENCH_BROKERS" --topic "$topic" \
@@ -38,5 +40,5 @@ for n in ${BENCH_SIZES:-500000 2000000}; do
   ingest_rate=$(awk '/speed/ {gsub(",", "", $2); print $2}' "$BENCH_DIR/ingest.txt")
   bare_rate=$(echo "$bare" | sed -E 's/.* = ([0-9]+) msg\/s.*/\1/')
   grep -E 'consumed|accepted|windows' "$BENCH_DIR/ingest.txt"
-  echo "  darkpool ingest: $ingest_rate trades/s, peak RSS $(peak "$BENCH_DIR/time.txt"); bare consume: $bare_rate msg/s; ratio $(awk "BEGIN {printf \"%.2f\", $ingest_rate/$bare_rate}")"
+  echo "  darkpool ingest: $ingest_rate trades/s, $(cpu "$BENCH_DIR/time.txt"), peak RSS $(peak "$BENCH_DIR/time.txt"); bare consume: $bare_rate msg/s, $(cpu "$BENCH_DIR/bare-time.txt"); ratio $(awk "BEGIN {printf \"%.2f\", $ingest_rate/$bare_rate}")"
 done

@@ -14,6 +14,11 @@
 //! offset ranges, so a kill -9 at any moment, a rebalance, or two members racing can neither
 //! lose nor land twice a trade. The output topic is at-least-once: a crash between its
 //! acknowledgement and the lake commit sends those windows again (same key and version).
+//!
+//! Work is spread over threads, the loop keeping everything order-dependent: it polls the queue
+//! in steps, keeps the offsets, and copies payloads to the decode workers (`pool`); a flush
+//! collects their rows, writes them through the run's Parquet writer thread, and starts the
+//! window push on the runtime, which lands its output before the next flush reads the windows.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
