@@ -29,9 +29,14 @@ const GROUP_SETTINGS: [&str; 4] = [
     "heartbeat.interval.ms=500",
 ];
 
+/// In CI (or with DARKPOOL_REQUIRE_KAFKA) a missing broker fails the Kafka tests.
+fn kafka_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| v != "false")
+        || std::env::var_os("DARKPOOL_REQUIRE_KAFKA").is_some()
+}
+
 fn broker() -> Option<String> {
-    let required = std::env::var_os("CI").is_some_and(|v| v != "false")
-        || std::env::var_os("DARKPOOL_REQUIRE_KAFKA").is_some();
+    let required = kafka_required();
     let address =
         std::env::var("DARKPOOL_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let reachable = address
@@ -759,14 +764,12 @@ impl ProxiedBroker {
         use std::net::{TcpListener, TcpStream};
         use std::sync::atomic::AtomicBool;
         use std::sync::{Arc, Mutex};
-        let required = std::env::var_os("CI").is_some_and(|v| v != "false")
-            || std::env::var_os("DARKPOOL_REQUIRE_KAFKA").is_some();
         let tansu = std::env::var_os("DARKPOOL_TEST_TANSU")
             .map(std::path::PathBuf::from)
             .filter(|p| p.is_file());
         let Some(tansu) = tansu else {
             assert!(
-                !required,
+                !kafka_required(),
                 "DARKPOOL_TEST_TANSU names no tansu binary: .ci/run sets it (from .ci/tansu)"
             );
             eprintln!("SKIPPED: set DARKPOOL_TEST_TANSU to a tansu binary (.ci/tansu prints one)");

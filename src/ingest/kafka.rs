@@ -699,12 +699,7 @@ impl Aggregator<'_> {
 
     /// The window operator, taken out of `self` after the push in flight (if any) has landed.
     async fn windows_taken(&mut self) -> Result<WindowOperator, IngestError> {
-        if let Some(task) = self.in_flight.take() {
-            let (windows, pushed) = task
-                .await
-                .map_err(|e| IngestError::Internal(format!("window push: {e}")))?;
-            self.windows = Some(windows);
-            let pushed = pushed?;
+        if let Some(pushed) = self.in_flight_done().await? {
             if let Some(late) = pushed.late {
                 if let Some(live) = &self.live {
                     live.stats
@@ -724,14 +719,19 @@ impl Aggregator<'_> {
 
     /// Wait for the push in flight and drop its output (its run is being dropped).
     async fn discard_in_flight(&mut self) -> Result<(), IngestError> {
-        if let Some(task) = self.in_flight.take() {
-            let (windows, pushed) = task
-                .await
-                .map_err(|e| IngestError::Internal(format!("window push: {e}")))?;
-            self.windows = Some(windows);
-            pushed?;
-        }
-        Ok(())
+        self.in_flight_done().await.map(drop)
+    }
+
+    /// Wait for the push in flight (if any): the operator back in `self`, and what it produced.
+    async fn in_flight_done(&mut self) -> Result<Option<crate::window::Pushed>, IngestError> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        let (windows, pushed) = task
+            .await
+            .map_err(|e| IngestError::Internal(format!("window push: {e}")))?;
+        self.windows = Some(windows);
+        Ok(Some(pushed?))
     }
 
     async fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<(), IngestError> {

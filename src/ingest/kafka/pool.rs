@@ -16,7 +16,7 @@ use arrow::compute::concat_batches;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::oneshot;
 
-use super::super::IngestError;
+use crate::ingest::IngestError;
 use crate::model::{rejects_schema, trades_schema, Reject, SourcePos};
 use crate::source::kafka::{MessageDecoder, Outcome};
 use crate::source::DecodeStats;
