@@ -88,6 +88,7 @@ struct Copied {
 }
 
 /// A step's messages, being copied.
+#[derive(Default)]
 struct Step {
     bytes: Vec<u8>,
     messages: Vec<Copied>,
@@ -186,10 +187,16 @@ impl DecodePool {
         if self.step.messages.is_empty() {
             return Ok(());
         }
+        // The next step starts with this one's room: steady streams reuse it without growing,
+        // a trickle of single messages stays small.
+        let next = Step {
+            bytes: Vec::with_capacity(self.step.bytes.len()),
+            messages: Vec::with_capacity(self.step.messages.len()),
+        };
         let Step {
             bytes,
             mut messages,
-        } = std::mem::take(&mut self.step);
+        } = std::mem::replace(&mut self.step, next);
         self.pending += messages.len();
         let bytes = Arc::new(bytes);
         let parts = if messages.len() < SPLIT_FROM {
@@ -249,15 +256,6 @@ impl DecodePool {
             .commands
             .send(command)
             .map_err(|_| IngestError::Internal("a decode thread stopped".into()))
-    }
-}
-
-impl Default for Step {
-    fn default() -> Step {
-        Step {
-            bytes: Vec::with_capacity(1 << 20),
-            messages: Vec::with_capacity(super::DRAIN),
-        }
     }
 }
 
