@@ -15,12 +15,15 @@ use arrow::array::{
 };
 use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
-use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::model::{late_schema, trades_schema};
 use crate::time::{format_duration, parse_duration_micros, DurationError};
+
+mod prepared;
+
+use prepared::Prepared;
 
 /// The aggregate, as shipped (also the named query `window_aggregate`).
 pub const AGGREGATE_SQL: &str = include_str!("../sql/window_aggregate.sql");
@@ -385,9 +388,10 @@ pub struct Pushed {
 
 /// Streaming window aggregation over Arrow micro-batches of trades.
 pub struct WindowOperator {
-    ctx: SessionContext,
     spec: WindowSpec,
-    aggregate_sql: String,
+    /// The aggregate over a micro-batch of trades, and the merge of partial rows: planned once.
+    aggregate: Prepared,
+    merge: Prepared,
     /// Columns of the aggregate (all nullable).
     row_schema: SchemaRef,
     /// `row_schema` + `is_final` + `version`.
@@ -409,17 +413,21 @@ fn pipeline_context() -> SessionContext {
 
 /// The schema of the window aggregate's output (all nullable), found by planning the SQL.
 pub async fn row_schema(spec: &WindowSpec) -> Result<SchemaRef, WindowError> {
-    let ctx = pipeline_context();
-    let empty = RecordBatch::new_empty(trades_schema());
-    let plan = run_on(
-        &ctx,
-        "trades",
-        empty,
-        &spec.render(AGGREGATE_SQL),
-        "window_aggregate",
-    )
-    .await?;
-    Ok(nullable(plan.schema()))
+    Ok(nullable(
+        prepare_aggregate(&pipeline_context(), spec).await?.schema(),
+    ))
+}
+
+async fn prepare_aggregate(
+    ctx: &SessionContext,
+    spec: &WindowSpec,
+) -> Result<Prepared, WindowError> {
+    Prepared::new(ctx, "trades", trades_schema(), &spec.render(AGGREGATE_SQL))
+        .await
+        .map_err(|source| WindowError::Sql {
+            query: "window_aggregate",
+            source,
+        })
 }
 
 fn nullable(schema: SchemaRef) -> SchemaRef {
@@ -444,24 +452,6 @@ pub fn output_schema(row_schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-async fn run_on(
-    ctx: &SessionContext,
-    table: &str,
-    input: RecordBatch,
-    sql: &str,
-    query: &'static str,
-) -> Result<RecordBatch, WindowError> {
-    let err = |source| WindowError::Sql { query, source };
-    let schema = input.schema();
-    let mem = MemTable::try_new(schema, vec![vec![input]]).map_err(err)?;
-    ctx.deregister_table(table).map_err(err)?;
-    ctx.register_table(table, Arc::new(mem)).map_err(err)?;
-    let df = ctx.sql(sql).await.map_err(err)?;
-    let out_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(err)?;
-    concat_batches(&out_schema, &batches).map_err(|e| err(e.into()))
-}
-
 impl WindowOperator {
     /// `spill_dir`: where the state of emitted windows goes once it outgrows memory (without
     /// one, it all stays in memory).
@@ -471,11 +461,19 @@ impl WindowOperator {
         spill_dir: Option<PathBuf>,
     ) -> Result<WindowOperator, WindowError> {
         spec.check()?;
-        let row_schema = row_schema(&spec).await?;
+        let ctx = pipeline_context();
+        let aggregate = prepare_aggregate(&ctx, &spec).await?;
+        let row_schema = nullable(aggregate.schema());
+        let merge = Prepared::new(&ctx, "window_rows", row_schema.clone(), MERGE_SQL)
+            .await
+            .map_err(|source| WindowError::Sql {
+                query: "window_merge",
+                source,
+            })?;
         Ok(WindowOperator {
-            ctx: pipeline_context(),
             spec,
-            aggregate_sql: spec.render(AGGREGATE_SQL),
+            aggregate,
+            merge,
             output_schema: output_schema(&row_schema),
             row_schema,
             open: None,
@@ -513,21 +511,28 @@ impl WindowOperator {
     }
 
     async fn aggregate(&self, trades: &RecordBatch) -> Result<RecordBatch, WindowError> {
-        let rows = run_on(
-            &self.ctx,
-            "trades",
-            trades.clone(),
-            &self.aggregate_sql,
-            "window_aggregate",
-        )
-        .await?;
+        let rows = self
+            .aggregate
+            .run(trades.clone())
+            .await
+            .map_err(|source| WindowError::Sql {
+                query: "window_aggregate",
+                source,
+            })?;
         conform(&rows, &self.row_schema)
     }
 
     async fn merge(&self, parts: &[RecordBatch]) -> Result<RecordBatch, WindowError> {
         let all = concat_batches(&self.row_schema, parts)
             .map_err(|e| WindowError::Schema(e.to_string()))?;
-        let rows = run_on(&self.ctx, "window_rows", all, MERGE_SQL, "window_merge").await?;
+        let rows = self
+            .merge
+            .run(all)
+            .await
+            .map_err(|source| WindowError::Sql {
+                query: "window_merge",
+                source,
+            })?;
         conform(&rows, &self.row_schema)
     }
 
