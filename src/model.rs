@@ -5,10 +5,10 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder,
-    Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder,
+    Int64Builder, PrimitiveBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::venue::Registry;
 
@@ -213,12 +213,32 @@ impl SourceBuilders {
     }
 
     fn finish_into(&mut self, columns: &mut Vec<ArrayRef>) {
-        columns.push(Arc::new(self.file.finish()));
-        columns.push(Arc::new(self.line.finish()));
-        columns.push(Arc::new(self.topic.finish()));
-        columns.push(Arc::new(self.partition.finish()));
-        columns.push(Arc::new(self.offset.finish()));
+        columns.push(finish_strings(&mut self.file));
+        columns.push(finish_values(&mut self.line));
+        columns.push(finish_strings(&mut self.topic));
+        columns.push(finish_values(&mut self.partition));
+        columns.push(finish_values(&mut self.offset));
     }
+}
+
+/// Finish a column builder, leaving it empty with room for as many values.
+fn finish_strings(builder: &mut StringBuilder) -> ArrayRef {
+    let array = builder.finish();
+    *builder = StringBuilder::with_capacity(array.len(), array.value_data().len());
+    Arc::new(array)
+}
+
+fn finish_values<T: ArrowPrimitiveType>(builder: &mut PrimitiveBuilder<T>) -> ArrayRef {
+    let array = builder.finish();
+    *builder =
+        PrimitiveBuilder::<T>::with_capacity(array.len()).with_data_type(array.data_type().clone());
+    Arc::new(array)
+}
+
+fn finish_bools(builder: &mut BooleanBuilder) -> ArrayRef {
+    let array = builder.finish();
+    *builder = BooleanBuilder::with_capacity(array.len());
+    Arc::new(array)
 }
 
 /// Counts of trades whose venue is not in the registry.
@@ -318,25 +338,26 @@ impl TradeBuilder {
         self.rows += 1;
     }
 
-    /// The rows appended so far as one batch; the builder starts empty again.
+    /// The rows appended so far as one batch; the builder starts empty again, with room for
+    /// as many rows (batches repeat in size, and growing columns row by row costs copies).
     pub fn finish(&mut self) -> RecordBatch {
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.timestamp.finish()),
-            Arc::new(self.symbol.finish()),
-            Arc::new(self.price.finish()),
-            Arc::new(self.quantity.finish()),
-            Arc::new(self.venue.finish()),
-            Arc::new(self.venue_kind.finish()),
-            Arc::new(self.side.finish()),
-            Arc::new(self.order_type.finish()),
-            Arc::new(self.order_id.finish()),
-            Arc::new(self.algo_fingerprint.finish()),
-            Arc::new(self.is_spoof.finish()),
-            Arc::new(self.trade_value.finish()),
-            Arc::new(self.latitude.finish()),
-            Arc::new(self.longitude.finish()),
-            Arc::new(self.sale_condition.finish()),
-            Arc::new(self.extended_hours.finish()),
+            finish_values(&mut self.timestamp),
+            finish_strings(&mut self.symbol),
+            finish_values(&mut self.price),
+            finish_values(&mut self.quantity),
+            finish_strings(&mut self.venue),
+            finish_strings(&mut self.venue_kind),
+            finish_strings(&mut self.side),
+            finish_strings(&mut self.order_type),
+            finish_strings(&mut self.order_id),
+            finish_strings(&mut self.algo_fingerprint),
+            finish_bools(&mut self.is_spoof),
+            finish_values(&mut self.trade_value),
+            finish_values(&mut self.latitude),
+            finish_values(&mut self.longitude),
+            finish_strings(&mut self.sale_condition),
+            finish_bools(&mut self.extended_hours),
         ];
         self.source.finish_into(&mut columns);
         self.rows = 0;

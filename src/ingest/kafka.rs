@@ -807,7 +807,7 @@ impl Aggregator<'_> {
             if let Some(topic) = &self.options.output_topic {
                 for batch in &closed {
                     for (key, json) in window_messages(batch) {
-                        publisher.send(topic, Some(key.as_bytes()), Some(json.as_bytes()), None)?;
+                        publisher.send(topic, Some(key.as_bytes()), Some(&json), None)?;
                         published += 1;
                     }
                 }
@@ -941,46 +941,109 @@ fn window_state_path(lake: &Lake) -> std::path::PathBuf {
 /// Closed windows as messages for the output topic: key `SYMBOL-VENUE`, value one JSON object
 /// with the original field names and timestamp form (`2024-01-01T11:50:00`), plus the new
 /// fields.
-pub fn window_messages(batch: &RecordBatch) -> Vec<(String, String)> {
+pub fn window_messages(batch: &RecordBatch) -> Vec<(String, Vec<u8>)> {
     let schema = batch.schema();
-    let mut out = Vec::with_capacity(batch.num_rows());
-    let text = |name: &str, row: usize| -> String {
+    // Field names as JSON strings, escaped once.
+    let names: Vec<Vec<u8>> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut name = Vec::new();
+            put(&mut name, f.name().as_str());
+            name
+        })
+        .collect();
+    let text = |name: &str, row: usize| -> &str {
         batch
             .column_by_name(name)
             .and_then(|c| c.as_string_opt::<i32>())
             .filter(|c| c.is_valid(row))
-            .map(|c| c.value(row).to_string())
-            .unwrap_or_default()
+            .map_or("", |c| c.value(row))
     };
+    let mut out = Vec::with_capacity(batch.num_rows());
+    let mut stamp = String::new();
     for row in 0..batch.num_rows() {
-        let mut object = serde_json::Map::new();
-        for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            let value = if column.is_null(row) {
-                serde_json::Value::Null
-            } else {
-                match column.data_type() {
-                    DataType::Timestamp(_, _) => {
-                        let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
-                        let mut text = String::new();
-                        crate::time::format_iso_micros(micros, &mut text);
-                        text.truncate(19);
-                        serde_json::Value::from(text)
-                    }
-                    DataType::Float64 => {
-                        serde_json::Value::from(column.as_primitive::<Float64Type>().value(row))
-                    }
-                    DataType::Int64 => {
-                        serde_json::Value::from(column.as_primitive::<Int64Type>().value(row))
-                    }
-                    DataType::Boolean => serde_json::Value::from(column.as_boolean().value(row)),
-                    DataType::Utf8 => serde_json::Value::from(column.as_string::<i32>().value(row)),
-                    _ => serde_json::Value::Null,
+        let mut json = Vec::with_capacity(512);
+        json.push(b'{');
+        for (i, (name, column)) in names.iter().zip(batch.columns()).enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(name);
+            json.push(b':');
+            match column.data_type() {
+                _ if column.is_null(row) => json.extend_from_slice(b"null"),
+                DataType::Timestamp(_, _) => {
+                    let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
+                    stamp.clear();
+                    crate::time::format_iso_micros(micros, &mut stamp);
+                    stamp.truncate(19);
+                    put(&mut json, stamp.as_str());
                 }
-            };
-            object.insert(field.name().clone(), value);
+                DataType::Float64 => {
+                    put(&mut json, &column.as_primitive::<Float64Type>().value(row))
+                }
+                DataType::Int64 => put(&mut json, &column.as_primitive::<Int64Type>().value(row)),
+                DataType::Boolean => put(&mut json, &column.as_boolean().value(row)),
+                DataType::Utf8 => put(&mut json, column.as_string::<i32>().value(row)),
+                _ => json.extend_from_slice(b"null"),
+            }
         }
+        json.push(b'}');
         let key = format!("{}-{}", text("symbol", row), text("venue", row));
-        out.push((key, serde_json::Value::Object(object).to_string()));
+        out.push((key, json));
     }
     out
+}
+
+/// Append `value` as JSON (floats that are not finite as `null`, like serde_json's `Value`).
+fn put<T: serde::Serialize + ?Sized>(json: &mut Vec<u8>, value: &T) {
+    // Writing plain values into a Vec cannot fail.
+    let _ = serde_json::to_writer(json, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::TimestampMicrosecondArray;
+    use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn window_messages_are_json_objects_in_column_order_with_the_original_timestamp_form() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("window_start", crate::model::timestamp_type(), false),
+            Field::new("symbol", DataType::Utf8, false),
+            Field::new("venue", DataType::Utf8, true),
+            Field::new("vwap", DataType::Float64, true),
+            Field::new("num_trades", DataType::Int64, false),
+            Field::new("is_final", DataType::Boolean, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![1_704_109_800_000_000, 0])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec!["A\"B", "XYZ"])),
+                Arc::new(StringArray::from(vec![Some("IEX"), None])),
+                Arc::new(Float64Array::from(vec![Some(f64::NAN), Some(1.0)])),
+                Arc::new(Int64Array::from(vec![3, 1])),
+                Arc::new(BooleanArray::from(vec![true, false])),
+            ],
+        )
+        .unwrap();
+        let messages = window_messages(&batch);
+        assert_eq!(messages[0].0, "A\"B-IEX");
+        assert_eq!(
+            String::from_utf8(messages[0].1.clone()).unwrap(),
+            r#"{"window_start":"2024-01-01T11:50:00","symbol":"A\"B","venue":"IEX","vwap":null,"num_trades":3,"is_final":true}"#
+        );
+        assert_eq!(messages[1].0, "XYZ-");
+        assert_eq!(
+            String::from_utf8(messages[1].1.clone()).unwrap(),
+            r#"{"window_start":"1970-01-01T00:00:00","symbol":"XYZ","venue":null,"vwap":1.0,"num_trades":1,"is_final":false}"#
+        );
+    }
 }
