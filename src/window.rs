@@ -422,12 +422,8 @@ async fn prepare_aggregate(
     ctx: &SessionContext,
     spec: &WindowSpec,
 ) -> Result<Prepared, WindowError> {
-    Prepared::new(ctx, "trades", trades_schema(), &spec.render(AGGREGATE_SQL))
-        .await
-        .map_err(|source| WindowError::Sql {
-            query: "window_aggregate",
-            source,
-        })
+    let sql = spec.render(AGGREGATE_SQL);
+    Prepared::new(ctx, "window_aggregate", "trades", trades_schema(), &sql).await
 }
 
 fn nullable(schema: SchemaRef) -> SchemaRef {
@@ -464,12 +460,14 @@ impl WindowOperator {
         let ctx = pipeline_context();
         let aggregate = prepare_aggregate(&ctx, &spec).await?;
         let row_schema = nullable(aggregate.schema());
-        let merge = Prepared::new(&ctx, "window_rows", row_schema.clone(), MERGE_SQL)
-            .await
-            .map_err(|source| WindowError::Sql {
-                query: "window_merge",
-                source,
-            })?;
+        let merge = Prepared::new(
+            &ctx,
+            "window_merge",
+            "window_rows",
+            row_schema.clone(),
+            MERGE_SQL,
+        )
+        .await?;
         Ok(WindowOperator {
             spec,
             aggregate,
@@ -511,28 +509,14 @@ impl WindowOperator {
     }
 
     async fn aggregate(&self, trades: &RecordBatch) -> Result<RecordBatch, WindowError> {
-        let rows = self
-            .aggregate
-            .run(trades.clone())
-            .await
-            .map_err(|source| WindowError::Sql {
-                query: "window_aggregate",
-                source,
-            })?;
+        let rows = self.aggregate.run(trades.clone()).await?;
         conform(&rows, &self.row_schema)
     }
 
     async fn merge(&self, parts: &[RecordBatch]) -> Result<RecordBatch, WindowError> {
         let all = concat_batches(&self.row_schema, parts)
             .map_err(|e| WindowError::Schema(e.to_string()))?;
-        let rows = self
-            .merge
-            .run(all)
-            .await
-            .map_err(|source| WindowError::Sql {
-                query: "window_merge",
-                source,
-            })?;
+        let rows = self.merge.run(all).await?;
         conform(&rows, &self.row_schema)
     }
 

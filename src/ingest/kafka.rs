@@ -953,13 +953,17 @@ pub fn window_messages(batch: &RecordBatch) -> Vec<(String, Vec<u8>)> {
             name
         })
         .collect();
-    let text = |name: &str, row: usize| -> &str {
+    let key_part = |name: &str| {
         batch
             .column_by_name(name)
             .and_then(|c| c.as_string_opt::<i32>())
+    };
+    let (symbols, venues) = (key_part("symbol"), key_part("venue"));
+    fn text(column: Option<&arrow::array::StringArray>, row: usize) -> &str {
+        column
             .filter(|c| c.is_valid(row))
             .map_or("", |c| c.value(row))
-    };
+    }
     let mut out = Vec::with_capacity(batch.num_rows());
     let mut stamp = String::new();
     for row in 0..batch.num_rows() {
@@ -990,7 +994,7 @@ pub fn window_messages(batch: &RecordBatch) -> Vec<(String, Vec<u8>)> {
             }
         }
         json.push(b'}');
-        let key = format!("{}-{}", text("symbol", row), text("venue", row));
+        let key = format!("{}-{}", text(symbols, row), text(venues, row));
         out.push((key, json));
     }
     out

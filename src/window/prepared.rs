@@ -16,6 +16,8 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
+
+use super::WindowError;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
@@ -29,6 +31,8 @@ type Slot = Arc<Mutex<Option<RecordBatch>>>;
 
 /// A query over one table (`table` in its SQL), planned once.
 pub(super) struct Prepared {
+    /// The query's name in errors.
+    query: &'static str,
     slot: Slot,
     plan: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
@@ -36,9 +40,23 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    /// Plan `sql` over a table named `table` with `input` as its schema, in a context of its own.
+    /// Plan `sql` (named `query` in errors) over a table named `table` with `input` as its
+    /// schema.
     pub(super) async fn new(
         ctx: &SessionContext,
+        query: &'static str,
+        table: &str,
+        input: SchemaRef,
+        sql: &str,
+    ) -> Result<Prepared, WindowError> {
+        Self::plan(ctx, query, table, input, sql)
+            .await
+            .map_err(|source| WindowError::Sql { query, source })
+    }
+
+    async fn plan(
+        ctx: &SessionContext,
+        query: &'static str,
         table: &str,
         input: SchemaRef,
         sql: &str,
@@ -56,6 +74,7 @@ impl Prepared {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let plan = df.create_physical_plan().await?;
         Ok(Prepared {
+            query,
             slot,
             plan,
             schema,
@@ -69,7 +88,16 @@ impl Prepared {
     }
 
     /// Run the query over `input`, all output in one batch.
-    pub(super) async fn run(&self, input: RecordBatch) -> Result<RecordBatch> {
+    pub(super) async fn run(&self, input: RecordBatch) -> Result<RecordBatch, WindowError> {
+        self.execute(input)
+            .await
+            .map_err(|source| WindowError::Sql {
+                query: self.query,
+                source,
+            })
+    }
+
+    async fn execute(&self, input: RecordBatch) -> Result<RecordBatch> {
         *self.slot.lock().map_err(poisoned)? = Some(input);
         let plan = reset_plan_states(self.plan.clone())?;
         let batches = collect(plan, self.task.clone()).await;
