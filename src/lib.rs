@@ -11,6 +11,7 @@ pub mod export;
 pub mod ingest;
 pub mod lake;
 pub mod live;
+pub mod memory;
 pub mod model;
 pub mod output;
 pub mod report;

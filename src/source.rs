@@ -623,6 +623,7 @@ pub fn decode_lines(
     let mut rejects = RejectBuilder::default();
     let mut stats = DecodeStats::default();
     let mut header: Option<csv::Header> = None;
+    let mut key_order = decode::KeyOrder::default();
     let mut line_no = 0i64;
     let mut pos = SourcePos {
         file: Some(source_file),
@@ -650,7 +651,7 @@ pub fn decode_lines(
         let outcome = line_text(buf, full_len, options.max_line_bytes).and_then(|text| {
             let raw = match &header {
                 Some(h) => h.record(text),
-                None => decode::parse_json(text),
+                None => decode::parse_json_keyed(text, &mut key_order),
             };
             raw.and_then(|raw| decode::validate(&raw).map(|t| trades.append(&t, &pos)))
         });

@@ -278,6 +278,8 @@ impl Interval {
 
 /// Messages drained from the consumer's queue in one step.
 const DRAIN: usize = 4096;
+/// How often memory freed by the run is handed back to the OS (see [`crate::memory`]).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// A window push run off the loop: the operator comes back with what the push produced.
 type WindowPush = (
     WindowOperator,
@@ -389,6 +391,7 @@ pub async fn ingest_kafka(
     let batch_rows = options.ingest.batch_rows.max(1);
     let flush_every = Duration::from_millis(250).min(options.commit_every);
     let mut last_flush = Instant::now();
+    let mut last_trim = Instant::now();
     let mut broker_errors = 0u64;
     let mut assigned_once = false;
     // Messages taken from the queue in one step, and one polled together with a rebalance
@@ -456,6 +459,10 @@ pub async fn ingest_kafka(
         {
             agg.flush().await?;
             last_flush = Instant::now();
+            if last_trim.elapsed() >= TRIM_EVERY {
+                crate::memory::release_free();
+                last_trim = last_flush;
+            }
         }
         if done {
             if let Some(closed) = agg.windows().await?.finish().await? {

@@ -154,7 +154,21 @@ impl<'a> RawTrade<'a> {
 /// hand-written scanner; anything else (escapes, nested values, malformed JSON) goes through
 /// serde_json, which also produces the reject reasons. Both accept exactly valid JSON.
 pub fn parse_json(line: &str) -> Result<RawTrade<'_>, Reject> {
-    if let Some(raw) = FlatScanner::new(line).object() {
+    parse_json_keyed(line, &mut KeyOrder::default())
+}
+
+/// The key order of the last record the scanner read. Producers send every record's keys in
+/// the same order, so the scanner first checks for the key expected at each position, a byte
+/// comparison, before scanning the key and looking its name up. Any order is still read.
+#[derive(Debug, Default, Clone)]
+pub struct KeyOrder(Vec<Option<Field>>);
+
+/// Keys per record that [`KeyOrder`] remembers.
+const KEY_ORDER_LIMIT: usize = 64;
+
+/// [`parse_json`] for a stream of records: `order` carries the key order from one to the next.
+pub fn parse_json_keyed<'a>(line: &'a str, order: &mut KeyOrder) -> Result<RawTrade<'a>, Reject> {
+    if let Some(raw) = FlatScanner::new(line).object(order) {
         return Ok(raw);
     }
     serde_json::from_str::<RawTrade<'_>>(line).map_err(|e| {
@@ -350,14 +364,42 @@ impl<'a> FlatScanner<'a> {
         Some(())
     }
 
-    fn object(mut self) -> Option<RawTrade<'a>> {
+    /// The quoted key `field` (its name exactly, no escapes), if it comes next.
+    fn key_is(&mut self, field: Field) -> bool {
+        self.skip_ws();
+        let name = field.name().as_bytes();
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let found = rest.len() > name.len() + 1
+            && rest[0] == b'"'
+            && &rest[1..=name.len()] == name
+            && rest[name.len() + 1] == b'"';
+        if found {
+            self.pos += name.len() + 2;
+        }
+        found
+    }
+
+    fn object(mut self, order: &mut KeyOrder) -> Option<RawTrade<'a>> {
         let mut raw = RawTrade::default();
         self.eat(b'{')?;
         if self.eat(b'}').is_none() {
+            let mut n = 0;
             loop {
-                let key = self.string()?;
+                let expected = order.0.get(n).copied().flatten();
+                let field = match expected.filter(|&f| self.key_is(f)) {
+                    Some(field) => Some(field),
+                    None => {
+                        let field = Field::from_name(self.string()?);
+                        if n < KEY_ORDER_LIMIT {
+                            order.0.truncate(n);
+                            order.0.push(field);
+                        }
+                        field
+                    }
+                };
+                n += 1;
                 self.eat(b':')?;
-                match Field::from_name(key) {
+                match field {
                     Some(field) => self.value(&mut raw.fields[field as usize])?,
                     None => self.value(&mut None)?,
                 }
@@ -800,8 +842,11 @@ mod tests {
             r#"{"a": tru}"#,
             r#"{"symbol": "Ünïcode"}"#,
         ];
+        let mut order = KeyOrder::default();
         for case in cases {
-            let fast = FlatScanner::new(case).object();
+            let fast = FlatScanner::new(case).object(&mut KeyOrder::default());
+            // Read again after the previous case: the carried key order misses and recovers.
+            assert_eq!(FlatScanner::new(case).object(&mut order), fast, "{case}");
             let slow = serde_json::from_str::<RawTrade<'_>>(case).ok();
             if let Some(fast) = fast {
                 assert_eq!(Some(fast), slow, "{case}");
@@ -809,7 +854,9 @@ mod tests {
             assert_eq!(parse_json(case).ok(), slow, "{case}");
         }
         assert!(
-            FlatScanner::new(GOOD).object().is_some(),
+            FlatScanner::new(GOOD)
+                .object(&mut KeyOrder::default())
+                .is_some(),
             "the common shape takes the fast path"
         );
     }
@@ -826,6 +873,8 @@ mod tests {
             state
         };
         let alphabet = b"{}[]\":,.-+eE0123456789 \\tnulltruefalse\x01\xff";
+        let mut order = KeyOrder::default();
+        assert!(FlatScanner::new(GOOD).object(&mut order).is_some());
         for _ in 0..20_000 {
             let mut bytes = GOOD.as_bytes().to_vec();
             for _ in 0..(1 + next() % 4) {
@@ -841,7 +890,8 @@ mod tests {
                 continue;
             };
             let slow = serde_json::from_str::<RawTrade<'_>>(text).ok();
-            if let Some(fast) = FlatScanner::new(text).object() {
+            // The key order carries over, as in a stream: mutated keys must miss it cleanly.
+            if let Some(fast) = FlatScanner::new(text).object(&mut order) {
                 assert_eq!(Some(&fast), slow.as_ref(), "{text}");
             }
             if let Ok(raw) = parse_json(text) {

@@ -365,6 +365,7 @@ pub fn dead_letter_headers(reject: &Reject, pos: &SourcePos) -> OwnedHeaders {
 /// Trade messages decoded into Arrow builders, with their Kafka positions.
 pub struct MessageDecoder {
     trades: TradeBuilder,
+    key_order: decode::KeyOrder,
     rejects: RejectBuilder,
     max_bytes: usize,
     stats: DecodeStats,
@@ -381,6 +382,7 @@ impl MessageDecoder {
     pub fn new(registry: Arc<Registry>, max_bytes: usize) -> MessageDecoder {
         MessageDecoder {
             trades: TradeBuilder::new(registry),
+            key_order: decode::KeyOrder::default(),
             rejects: RejectBuilder::default(),
             max_bytes,
             stats: DecodeStats::default(),
@@ -440,7 +442,7 @@ impl MessageDecoder {
         }
         let text = std::str::from_utf8(bytes)
             .map_err(|e| Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))?;
-        let raw = decode::parse_json(text.trim())?;
+        let raw = decode::parse_json_keyed(text.trim(), &mut self.key_order)?;
         let trade = decode::validate(&raw)?;
         self.trades.append(&trade, pos);
         Ok(trade.timestamp)
