@@ -5,9 +5,11 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder,
-    Int64Builder, PrimitiveBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder,
+    Int32Builder, Int64Builder, PrimitiveBuilder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::venue::Registry;
@@ -196,28 +198,82 @@ pub struct Trade<'a> {
 
 #[derive(Default)]
 struct SourceBuilders {
-    file: StringBuilder,
+    file: RepeatedStrings,
     line: Int64Builder,
-    topic: StringBuilder,
+    topic: RepeatedStrings,
     partition: Int32Builder,
     offset: Int64Builder,
 }
 
 impl SourceBuilders {
     fn append(&mut self, pos: &SourcePos) {
-        self.file.append_option(pos.file.as_deref());
+        self.file.append(pos.file.as_ref());
         self.line.append_option(pos.line);
-        self.topic.append_option(pos.topic.as_deref());
+        self.topic.append(pos.topic.as_ref());
         self.partition.append_option(pos.partition);
         self.offset.append_option(pos.offset);
     }
 
     fn finish_into(&mut self, columns: &mut Vec<ArrayRef>) {
-        columns.push(finish_strings(&mut self.file));
+        columns.push(self.file.finish());
         columns.push(finish_values(&mut self.line));
-        columns.push(finish_strings(&mut self.topic));
+        columns.push(self.topic.finish());
         columns.push(finish_values(&mut self.partition));
         columns.push(finish_values(&mut self.offset));
+    }
+}
+
+/// A text column of long runs of one value (the source file or topic of a batch): a run of the
+/// same `Arc` is counted, not copied row by row, and a column that is one run is built whole.
+#[derive(Default)]
+struct RepeatedStrings {
+    rows: StringBuilder,
+    /// The run at the end, not yet in `rows`.
+    run: Option<(Arc<str>, usize)>,
+}
+
+impl RepeatedStrings {
+    fn append(&mut self, value: Option<&Arc<str>>) {
+        match (value, &mut self.run) {
+            (Some(value), Some((run, n))) if Arc::ptr_eq(value, run) => *n += 1,
+            (value, _) => {
+                self.end_run();
+                match value {
+                    Some(value) => self.run = Some((value.clone(), 1)),
+                    None => self.rows.append_null(),
+                }
+            }
+        }
+    }
+
+    fn end_run(&mut self) {
+        if let Some((value, n)) = self.run.take() {
+            for _ in 0..n {
+                self.rows.append_value(&*value);
+            }
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        if self.rows.is_empty() {
+            // (i32 offsets: a longer column goes row by row, and fails there as any would)
+            let fits = |(value, n): &&(Arc<str>, usize)| {
+                value
+                    .len()
+                    .checked_mul(*n)
+                    .is_some_and(|b| b <= i32::MAX as usize)
+            };
+            if let Some((value, n)) = self.run.as_ref().filter(fits) {
+                let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(value.len(), *n));
+                let bytes = Buffer::from(value.as_bytes().repeat(*n));
+                if let Ok(array) = StringArray::try_new(offsets, bytes, None) {
+                    self.run = None;
+                    return Arc::new(array);
+                }
+            }
+        }
+        self.end_run();
+        finish_strings(&mut self.rows)
     }
 }
 
@@ -680,5 +736,45 @@ impl RejectBuilder {
         self.rows = 0;
         RecordBatch::try_new(rejects_schema(), columns)
             .unwrap_or_else(|e| unreachable!("reject columns follow rejects_schema: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(builder: &mut RepeatedStrings) -> Vec<Option<String>> {
+        let array = builder.finish();
+        let strings = array.as_any().downcast_ref::<StringArray>().unwrap();
+        strings.iter().map(|v| v.map(str::to_string)).collect()
+    }
+
+    /// Runs, nulls and equal text in different `Arc`s all come out row for row, and the
+    /// builder starts over empty after each finish.
+    #[test]
+    fn repeated_strings_keep_every_row() {
+        let (a, b, a_again) = (Arc::from("topic-a"), Arc::from("b"), Arc::from("topic-a"));
+        let mut builder = RepeatedStrings::default();
+        for value in [
+            Some(&a),
+            Some(&a),
+            None,
+            Some(&b),
+            Some(&a_again),
+            Some(&a),
+            None,
+        ] {
+            builder.append(value);
+        }
+        let expected = ["topic-a", "topic-a", "", "b", "topic-a", "topic-a", ""]
+            .map(|v| (!v.is_empty()).then(|| v.to_string()));
+        assert_eq!(column(&mut builder), expected);
+        for _ in 0..3 {
+            builder.append(Some(&b));
+        }
+        assert_eq!(column(&mut builder), vec![Some("b".to_string()); 3]);
+        assert_eq!(column(&mut builder), Vec::<Option<String>>::new());
+        builder.append(None);
+        assert_eq!(column(&mut builder), vec![None]);
     }
 }

@@ -579,7 +579,13 @@ impl Aggregator<'_> {
             self.parts.keys().collect::<Vec<_>>(),
             self.options.topic
         );
-        self.rebuild_windows().await
+        let started = Instant::now();
+        self.rebuild_windows().await?;
+        tracing::debug!(
+            "open windows rebuilt from the lake in {:?}",
+            started.elapsed()
+        );
+        Ok(())
     }
 
     /// A fresh window operator holding the lake's windows, fed (without closing anything) the

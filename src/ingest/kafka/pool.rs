@@ -281,6 +281,12 @@ fn work(
 ) {
     let mut max_ts: BTreeMap<i32, i64> = BTreeMap::new();
     let mut dead_letters = Vec::new();
+    // One position per worker, its topic a copy of its own: cloning a shared `Arc` per message
+    // would bounce its counter between the threads' caches.
+    let mut pos = SourcePos {
+        topic: Some(Arc::from(&*topic)),
+        ..SourcePos::default()
+    };
     while let Ok(command) = queue.recv() {
         match command {
             Command::Decode(step) => {
@@ -288,12 +294,8 @@ fn work(
                     range.as_ref().and_then(|r| step.bytes.get(r.clone()))
                 };
                 for message in &step.messages {
-                    let pos = SourcePos {
-                        topic: Some(topic.clone()),
-                        partition: Some(message.partition),
-                        offset: Some(message.offset),
-                        ..SourcePos::default()
-                    };
+                    pos.partition = Some(message.partition);
+                    pos.offset = Some(message.offset);
                     let value = slice(&message.value);
                     match decoder.push(value, &pos, step.rejected_at) {
                         Outcome::Trade(ts) => {
@@ -304,7 +306,7 @@ fn work(
                             key: slice(&message.key).map(<[u8]>::to_vec),
                             value: value.map(<[u8]>::to_vec),
                             reject,
-                            pos,
+                            pos: pos.clone(),
                         }),
                         Outcome::Rejected(_) => {}
                     }
