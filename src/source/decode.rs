@@ -746,6 +746,17 @@ pub fn validate<'r>(raw: &'r RawTrade<'_>) -> Result<Trade<'r>, Reject> {
 mod tests {
     use super::*;
 
+    /// A small deterministic generator for the randomised tests below.
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     const GOOD: &str = r#"{"timestamp":"2024-01-01T11:50:03.120000","symbol":"SYNTH_AMZN","price":262.39,"quantity":3143,"venue":"DARK2","is_spoof":0,"algo_fingerprint":"A7","order_type":"LIMIT","order_id":"o123","side":"BUY","trade_value":824691.77,"latitude":40.7128,"longitude":-74.006}"#;
 
     fn reason(line: &str) -> RejectReason {
@@ -865,13 +876,7 @@ mod tests {
     /// accepts what serde_json rejects or reads it differently.
     #[test]
     fn mutated_messages_never_panic_and_scanners_agree() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let alphabet = b"{}[]\":,.-+eE0123456789 \\tnulltruefalse\x01\xff";
         let mut order = KeyOrder::default();
         assert!(FlatScanner::new(GOOD).object(&mut order).is_some());
@@ -904,20 +909,14 @@ mod tests {
     /// (first byte, a word boundary, the tail) and whatever the bytes around it (UTF-8 too).
     #[test]
     fn string_end_matches_a_byte_loop() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         let alphabet = b"aZ09 _-.:~\x7f\x80\xc3\xa9\xff\x00\x1f\x20\"\\!#";
         for _ in 0..50_000 {
             let len = (next() % 40) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
                     // mostly plain text, so stops land anywhere in longer runs
-                    if next() % 6 == 0 {
+                    if next().is_multiple_of(6) {
                         alphabet[(next() as usize) % alphabet.len()]
                     } else {
                         b'a' + (next() % 26) as u8
@@ -934,18 +933,12 @@ mod tests {
     /// The short-decimal fast path gives exactly what `str::parse` gives.
     #[test]
     fn short_decimals_equal_the_standard_parse() {
-        let mut state = 0xD1B5_4A32_D192_ED03u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0xD1B5_4A32_D192_ED03);
         for _ in 0..200_000 {
             let int_digits = 1 + (next() % 15) as usize;
             let frac = (next() % (16 - int_digits as u64)) as usize;
             let mut text = String::new();
-            if next() % 4 == 0 {
+            if next().is_multiple_of(4) {
                 text.push('-');
             }
             let first = if int_digits == 1 {
