@@ -1,13 +1,15 @@
 -- Trade windows: value, volume, VWAP, price range, block prints and spoof flags per (window_start, symbol, venue).
--- darkpool fills in {{slide}} (the hop, an interval), {{size}} (the window length, a duration) and
--- {{lags}} (the hop offsets, durations); the default is 5-minute tumbling windows. Blocks: >= 10,000 shares or >= $200,000 notional.
+-- darkpool fills in {{slide}} (the hop, an interval), {{size}} (the window length, a duration),
+-- {{hops}} and {{lag}}: for hopping windows `CROSS JOIN (VALUES (0), (slide), ...) AS h (lag)` and
+-- `h.lag` (a trade lands in every window that holds it); for tumbling windows, the default (5
+-- minutes), no join and a zero lag. Blocks: >= 10,000 shares or >= $200,000 notional.
 -- latitude/longitude: the venue's location (MAX, in case messages carried differing coordinates).
 WITH assigned AS (
     SELECT
         t.*,
-        arrow_cast(date_bin({{slide}}, t."timestamp"), 'Timestamp(Microsecond, Some("UTC"))') - h.lag AS window_start
+        arrow_cast(date_bin({{slide}}, t."timestamp"), 'Timestamp(Microsecond, Some("UTC"))') - {{lag}} AS window_start
     FROM trades AS t
-    CROSS JOIN (VALUES {{lags}}) AS h (lag)
+    {{hops}}
 )
 SELECT
     window_start,

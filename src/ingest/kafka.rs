@@ -122,6 +122,9 @@ pub struct LiveHooks {
     pub stats: Arc<LiveStats>,
 }
 
+/// The output producer's local queue (KiB): about 25k windows in flight.
+const WINDOW_QUEUE_KBYTES: usize = 8 * 1024;
+
 /// What the rebalance callback saw; handled by the loop after each poll.
 #[derive(Debug)]
 enum Rebalanced {
@@ -322,7 +325,9 @@ pub async fn ingest_kafka(
         tracing::info!("finished the interrupted commit of run {run}");
     }
     let publisher = if options.output_topic.is_some() || options.dlq_topic.is_some() {
-        Some(Publisher::new(&options.kafka)?)
+        // A commit's windows go out while earlier ones are acknowledged rather than all queued
+        // at once: the queue's memory is bounded however many windows a commit closes.
+        Some(Publisher::with_queue(&options.kafka, WINDOW_QUEUE_KBYTES)?)
     } else {
         None
     };
@@ -353,6 +358,11 @@ pub async fn ingest_kafka(
             // limits, which the loop's commit pauses trigger: half the throughput on the
             // benchmark (10-200 ms measure the same).
             ("fetch.queue.backoff.ms", "50"),
+            // A fetch to a broker long-polls this long when none of the partitions it asks for
+            // has data. A partition paused for a full queue is not asked for, so while the
+            // others sit at their end the paused one waits out the poll: 0.4 s of a 2M backfill
+            // at librdkafka's 500 ms default.
+            ("fetch.wait.max.ms", "100"),
         ])
         .create_with_context(member)
         .map_err(KafkaError::Config)?;
@@ -819,10 +829,10 @@ impl Aggregator<'_> {
             let mut published = 0u64;
             if let Some(topic) = &self.options.output_topic {
                 for batch in &closed {
-                    for (key, json) in window_messages(batch) {
-                        publisher.send(topic, Some(key.as_bytes()), Some(&json), None)?;
+                    each_window_message(batch, |key, json| {
                         published += 1;
-                    }
+                        publisher.send(topic, Some(key), Some(json), None)
+                    })?;
                 }
             }
             if let Some(dlq) = &self.options.dlq_topic {
@@ -951,10 +961,14 @@ fn window_state_path(lake: &Lake) -> std::path::PathBuf {
     ))
 }
 
-/// Closed windows as messages for the output topic: key `SYMBOL-VENUE`, value one JSON object
-/// with the original field names and timestamp form (`2024-01-01T11:50:00`), plus the new
-/// fields.
-pub fn window_messages(batch: &RecordBatch) -> Vec<(String, Vec<u8>)> {
+/// Closed windows as messages for the output topic, one at a time: key `SYMBOL-VENUE`, value
+/// one JSON object with the original field names and timestamp form (`2024-01-01T11:50:00`),
+/// plus the new fields. The key and value buffers are reused from row to row, so a commit's
+/// windows never sit in memory as JSON all at once (the producer copies each message).
+pub fn each_window_message<E>(
+    batch: &RecordBatch,
+    mut send: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
     let schema = batch.schema();
     // Field names as JSON strings, escaped once.
     let names: Vec<Vec<u8>> = schema
@@ -977,10 +991,10 @@ pub fn window_messages(batch: &RecordBatch) -> Vec<(String, Vec<u8>)> {
             .filter(|c| c.is_valid(row))
             .map_or("", |c| c.value(row))
     }
-    let mut out = Vec::with_capacity(batch.num_rows());
     let mut stamp = String::new();
+    let (mut key, mut json) = (Vec::with_capacity(64), Vec::with_capacity(512));
     for row in 0..batch.num_rows() {
-        let mut json = Vec::with_capacity(512);
+        json.clear();
         json.push(b'{');
         for (i, (name, column)) in names.iter().zip(batch.columns()).enumerate() {
             if i > 0 {
@@ -1007,10 +1021,13 @@ pub fn window_messages(batch: &RecordBatch) -> Vec<(String, Vec<u8>)> {
             }
         }
         json.push(b'}');
-        let key = format!("{}-{}", text(symbols, row), text(venues, row));
-        out.push((key, json));
+        key.clear();
+        key.extend_from_slice(text(symbols, row).as_bytes());
+        key.push(b'-');
+        key.extend_from_slice(text(venues, row).as_bytes());
+        send(&key, &json)?;
     }
-    out
+    Ok(())
 }
 
 /// Append `value` as JSON (floats that are not finite as `null`, like serde_json's `Value`).
@@ -1051,7 +1068,13 @@ mod tests {
             ],
         )
         .unwrap();
-        let messages = window_messages(&batch);
+        let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
+        each_window_message(&batch, |key, json| {
+            messages.push((String::from_utf8(key.to_vec()).unwrap(), json.to_vec()));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(messages.len(), 2);
         assert_eq!(messages[0].0, "A\"B-IEX");
         assert_eq!(
             String::from_utf8(messages[0].1.clone()).unwrap(),

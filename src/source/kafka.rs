@@ -235,7 +235,17 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(options: &KafkaOptions) -> Result<Publisher, KafkaError> {
+        Publisher::with_queue(options, 1 << 20)
+    }
+
+    /// A producer whose local queue holds at most `queue_kbytes` KiB of unacknowledged
+    /// messages ([`Publisher::send`] waits while it is full), unless `-X` says otherwise.
+    pub fn with_queue(
+        options: &KafkaOptions,
+        queue_kbytes: usize,
+    ) -> Result<Publisher, KafkaError> {
         let deliveries = Arc::new(Deliveries::default());
+        let queue_kbytes = queue_kbytes.to_string();
         let producer = options
             .config(&[
                 ("enable.idempotence", "true"),
@@ -243,6 +253,7 @@ impl Publisher {
                 ("linger.ms", "20"),
                 ("compression.type", "lz4"),
                 ("queue.buffering.max.messages", "500000"),
+                ("queue.buffering.max.kbytes", queue_kbytes.as_str()),
             ])
             .create_with_context(Counter(deliveries.clone()))
             .map_err(KafkaError::Config)?;
