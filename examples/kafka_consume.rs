@@ -26,7 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("enable.partition.eof", "true")
         .set("session.timeout.ms", "2000")
         .set("heartbeat.interval.ms", "500")
-        // The same fetch back-off and long-poll wait as darkpool's consumer, so the ratio compares like with like.
+        // The same fetch back-off and long-poll wait as darkpool's consumer, so the ratio
+        // compares like with like.
         .set("fetch.queue.backoff.ms", "50")
         .set("fetch.wait.max.ms", "100")
         .create()?;
