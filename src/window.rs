@@ -799,18 +799,20 @@ mod tests {
 
     #[tokio::test]
     async fn hopping_windows_count_a_trade_in_every_window_that_covers_it() {
+        let input = trades(&[
+            ("2024-01-02T10:03:30", "LIT", 10.0, 100),
+            ("2024-01-02T10:05:10", "LIT", 12.0, 50),
+        ]);
+        // Every window the operator emits for `input`, then at end of input.
+        async fn windows_of(spec: WindowSpec, input: &RecordBatch) -> Vec<RecordBatch> {
+            let mut op = WindowOperator::new(spec, true, None).await.unwrap();
+            let mut rows = Vec::new();
+            rows.extend(op.push(input).await.unwrap().windows);
+            rows.extend(op.finish().await.unwrap());
+            rows
+        }
         let spec = WindowSpec::parse("5m", Some("1m"), "0s").unwrap();
-        let mut op = WindowOperator::new(spec, true, None).await.unwrap();
-        let mut rows = Vec::new();
-        let pushed = op
-            .push(&trades(&[
-                ("2024-01-02T10:03:30", "LIT", 10.0, 100),
-                ("2024-01-02T10:05:10", "LIT", 12.0, 50),
-            ]))
-            .await
-            .unwrap();
-        rows.extend(pushed.windows);
-        rows.extend(op.finish().await.unwrap());
+        let rows = windows_of(spec, &input).await;
         let all = arrow::compute::concat_batches(&rows[0].schema(), &rows).unwrap();
         let starts = all
             .column_by_name("window_start")
@@ -839,21 +841,8 @@ mod tests {
         // 10:03:30 is in the windows starting 09:59..10:03, 10:05:10 in those from 10:01..10:05.
         assert_eq!(got, expected);
         // And one window each when tumbling.
-        let mut op = WindowOperator::new(WindowSpec::default(), true, None)
+        let counts: Vec<i64> = windows_of(WindowSpec::default(), &input)
             .await
-            .unwrap();
-        let mut rows = Vec::new();
-        rows.extend(
-            op.push(&trades(&[
-                ("2024-01-02T10:03:30", "LIT", 10.0, 100),
-                ("2024-01-02T10:05:10", "LIT", 12.0, 50),
-            ]))
-            .await
-            .unwrap()
-            .windows,
-        );
-        rows.extend(op.finish().await.unwrap());
-        let counts: Vec<i64> = rows
             .iter()
             .flat_map(|b| column_i64(b, "num_trades"))
             .collect();
