@@ -3,10 +3,11 @@
 //! The Kafka aggregator frees as much as it allocates (librdkafka's fetch buffers, decoded
 //! batches, Parquet pages), but on different threads and at different times. glibc keeps the
 //! freed chunks in its per-thread arenas, only trimming an arena from its top: through an
-//! 8M-trade run, 100-180 MiB were in use with no trend while the arenas grew to about 340 MiB
-//! (71 MiB in use in 344 MiB at the end), so RSS grew with the run's length though live data
-//! did not. [`release_free`] returns the free pages (whole pages only: it cannot undo
-//! fragmentation inside partly used ones).
+//! 8M-trade run, 100-185 MiB were in use (climbing slowly, by heaptrack, as librdkafka's
+//! prefetch queue fills) while the arenas grew to about 340 MiB (71 MiB in use in 344 MiB at the
+//! end), so RSS grew with the run's length much faster than live data did. [`release_free`]
+//! returns the free pages (whole pages only: it cannot undo fragmentation inside partly used
+//! ones).
 
 /// Give free memory in the allocator's arenas back to the OS (glibc's `malloc_trim`; elsewhere
 /// a no-op). Costs a walk of the free lists, so call it every so often, not per batch.

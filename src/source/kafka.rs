@@ -234,6 +234,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// A producer with librdkafka's default local queue (1 GiB).
     pub fn new(options: &KafkaOptions) -> Result<Publisher, KafkaError> {
         Publisher::with_queue(options, 1 << 20)
     }
