@@ -164,6 +164,11 @@ pub struct AggregatorArgs {
     /// A partition silent this long stops holding windows open; when all are, open windows close.
     #[arg(long, env = "DARKPOOL_IDLE_TIMEOUT", default_value = "30s")]
     pub idle_timeout: String,
+    /// Watermark alignment: a partition this far ahead in event time of the slowest one still
+    /// reading is paused until that one catches up (a backfill of skewed partitions then keeps
+    /// a bounded number of windows open); `off` never pauses.
+    #[arg(long, env = "DARKPOOL_MAX_DRIFT", default_value = "6h")]
+    pub max_drift: String,
     /// How often trades and closed windows are committed to the lake (and offsets to Kafka).
     #[arg(long, env = "DARKPOOL_COMMIT_EVERY", default_value = "5s")]
     pub commit_every: String,
@@ -192,6 +197,14 @@ impl AggregatorArgs {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
         options.idle_timeout = parse_span(&self.idle_timeout, "--idle-timeout")?;
+        options.max_drift = match self.max_drift.trim() {
+            "off" => None,
+            text => Some(
+                parse_duration_micros(text)
+                    .map_err(|e| anyhow!("--max-drift: {e} (or `off`)"))?
+                    .max(1),
+            ),
+        };
         options.commit_every = self.commit_every()?;
         Ok(options)
     }
@@ -767,6 +780,16 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
         grouped(s.windows_published),
         options.output_topic.as_deref().unwrap_or("(no topic)")
     );
+    if s.alignment_pauses > 0 {
+        let _ = writeln!(
+            out,
+            "  aligned   {:>12} partition pause(s): partitions over --max-drift {} ahead in event time waited for the others",
+            grouped(s.alignment_pauses),
+            options
+                .max_drift
+                .map_or_else(|| "off".to_string(), crate::time::format_duration)
+        );
+    }
     if s.skipped > 0 || s.conflicts > 0 {
         let _ = writeln!(
             out,

@@ -1,7 +1,7 @@
 //! The Kafka producer and aggregator against a real Kafka-protocol broker (tansu in CI, any
 //! Kafka via DARKPOOL_TEST_BROKERS), through the real binary: round trip to the window topic,
-//! kill -9 at several points, a two-member group, bad messages, late trades, and an unreachable
-//! broker. Each test uses its own topics and group, so they share one broker.
+//! kill -9 at several points, a two-member group, bad messages, late trades, watermark
+//! alignment, and an unreachable broker. Each test uses its own topics and group, so they share one broker.
 //!
 //! With no broker these tests fail in CI (CI or DARKPOOL_REQUIRE_KAFKA set) and are skipped,
 //! loudly, elsewhere.
@@ -654,6 +654,67 @@ async fn a_late_trade_is_kept_and_its_window_corrected() {
          2024-01-02T10:00:00Z,150,2\n\
          2024-01-02T10:05:00Z,200,1\n"
     );
+    assert_windows_equal_batch(dir.path()).await;
+}
+
+#[tokio::test]
+async fn a_partition_far_ahead_in_event_time_is_paused_until_the_others_catch_up() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    create_topic(&brokers, &topic, 2).await;
+    // Small record batches, so that small fetches can take a partition a little at a time.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("batch.num.messages", "20")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    // Partition 0: a trade a minute (2,000 minutes); partition 1: one every 3 s (100 minutes).
+    // Read side by side, partition 0 runs hours ahead of partition 1.
+    let start = darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap();
+    let count = 2000;
+    for i in 0..count {
+        for (partition, step, symbol) in [(0, 60_000_000, "AAA"), (1, 3_000_000, "BBB")] {
+            let mut ts = String::new();
+            darkpool::time::format_iso_micros(start + i * step, &mut ts);
+            let trade = format!(
+                r#"{{"timestamp":"{ts}","symbol":"{symbol}","price":10.0,"quantity":{q},"venue":"DARK1"}}"#,
+                q = i + 1
+            );
+            producer
+                .send(
+                    BaseRecord::<'_, str, str>::to(&topic)
+                        .partition(partition)
+                        .key(symbol)
+                        .payload(&trade),
+                )
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let output = run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        // Small fetches, so the two partitions arrive interleaved rather than one after the other.
+        c.args(["--until-end", "--batch-rows", "100", "--output-topic", ""])
+            .args(["--max-drift", "1h", "-X", "max.partition.fetch.bytes=8192"])
+            .args([
+                "-X",
+                "fetch.max.bytes=16384",
+                "-X",
+                "message.max.bytes=8192",
+            ]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        summary_count(&stderr, "aligned") >= 1,
+        "partition 0 was never paused:\n{stderr}"
+    );
+    assert_eq!(summary_count(&stderr, "accepted"), 2 * count as u64);
+    assert_exactly_once(dir.path(), &topic, 2 * count as u64);
     assert_windows_equal_batch(dir.path()).await;
 }
 

@@ -20,7 +20,7 @@
 //! collects their rows, writes them through the run's Parquet writer thread, and starts the
 //! window push on the runtime, which lands its output before the next flush reads the windows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,6 +75,10 @@ pub struct KafkaIngestOptions {
     /// A partition with no message for this long no longer holds the watermark back; when every
     /// partition is idle, the open windows are closed.
     pub idle_timeout: Duration,
+    /// Watermark alignment: a partition whose newest trade is more than this (µs of event time)
+    /// ahead of the slowest partition still reading is paused until the others catch up
+    /// (`None`: never). Bounds the open windows of a backfill by this span, not by its length.
+    pub max_drift: Option<i64>,
     /// How often a run is committed to the lake (and offsets to the group).
     pub commit_every: Duration,
     /// Lake, registry, windows, batch size and writer settings (its inputs are unused).
@@ -92,6 +96,7 @@ impl KafkaIngestOptions {
             output_topic: Some(kafka::WINDOWS_TOPIC.into()),
             dlq_topic: None,
             idle_timeout: Duration::from_secs(30),
+            max_drift: Some(DEFAULT_MAX_DRIFT),
             commit_every: Duration::from_secs(5),
             ingest,
         }
@@ -112,6 +117,8 @@ pub struct KafkaSummary {
     pub rebalances: u64,
     /// Messages below the lake's end for their partition, skipped.
     pub skipped: u64,
+    /// Partitions paused for watermark alignment (each time one was).
+    pub alignment_pauses: u64,
     pub elapsed: Duration,
 }
 
@@ -121,6 +128,10 @@ pub struct LiveHooks {
     pub events: broadcast::Sender<LiveEvent>,
     pub stats: Arc<LiveStats>,
 }
+
+/// Watermark alignment's default span: six hours of event time (the shortest that cost the
+/// benchmark nothing at 2M trades; an hour paused often enough to cost 5-10 %).
+pub const DEFAULT_MAX_DRIFT: i64 = 6 * 3_600_000_000;
 
 /// The output producer's local queue (KiB): about 25k windows in flight.
 const WINDOW_QUEUE_KBYTES: usize = 8 * 1024;
@@ -140,6 +151,9 @@ struct Member {
     events: Mutex<Vec<Rebalanced>>,
     /// Set with each event, so draining the queue stops at a rebalance.
     rebalanced: AtomicBool,
+    /// Partitions the loop paused for watermark alignment: resumed at a rebalance (librdkafka
+    /// keeps an application's pause across reassignment).
+    paused: Mutex<BTreeSet<i32>>,
 }
 
 impl Member {
@@ -173,6 +187,16 @@ impl ConsumerContext for Member {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        let paused = std::mem::take(&mut *self.paused.lock().unwrap_or_else(|p| p.into_inner()));
+        if !paused.is_empty() {
+            let mut list = TopicPartitionList::new();
+            for partition in paused {
+                list.add_partition(&self.topic, partition);
+            }
+            if let Err(e) = consumer.resume(&list) {
+                tracing::warn!("resuming paused partitions at a rebalance: {e}");
+            }
+        }
         let event = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 // A member that died between logging a commit and publishing it left rows the
@@ -234,11 +258,14 @@ struct Partition {
     /// The end offset when assigned (for --until-end), and whether EOF was reached.
     end_at_assign: i64,
     eof: bool,
+    /// Paused for watermark alignment (it has data; it waits for the others).
+    paused: bool,
 }
 
 impl Partition {
+    /// Silent for `timeout` (a paused partition is not silent: it is held back).
     fn is_idle(&self, timeout: Duration) -> bool {
-        self.last_message.elapsed() >= timeout
+        !self.paused && self.last_message.elapsed() >= timeout
     }
 
     /// Read up to the end offset seen at assignment, and caught up with the partition (an EOF
@@ -281,8 +308,6 @@ impl Interval {
 
 /// Messages drained from the consumer's queue in one step.
 const DRAIN: usize = 4096;
-/// How often memory freed by the run is handed back to the OS (see [`crate::memory`]).
-const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// A window push run off the loop: the operator comes back with what the push produced.
 type WindowPush = (
     WindowOperator,
@@ -341,6 +366,7 @@ pub async fn ingest_kafka(
         start: options.start,
         events: Mutex::new(Vec::new()),
         rebalanced: AtomicBool::new(false),
+        paused: Mutex::new(BTreeSet::new()),
     };
     let consumer: StreamConsumer<Member> = options
         .kafka
@@ -401,7 +427,6 @@ pub async fn ingest_kafka(
     let batch_rows = options.ingest.batch_rows.max(1);
     let flush_every = Duration::from_millis(250).min(options.commit_every);
     let mut last_flush = Instant::now();
-    let mut last_trim = Instant::now();
     let mut broker_errors = 0u64;
     let mut assigned_once = false;
     // Messages taken from the queue in one step, and one polled together with a rebalance
@@ -468,11 +493,8 @@ pub async fn ingest_kafka(
             || stopping
         {
             agg.flush().await?;
+            agg.align(&consumer);
             last_flush = Instant::now();
-            if last_trim.elapsed() >= TRIM_EVERY {
-                crate::memory::release_free();
-                last_trim = last_flush;
-            }
         }
         if done {
             if let Some(closed) = agg.windows().await?.finish().await? {
@@ -549,6 +571,84 @@ impl Aggregator<'_> {
         self.decoders.send(now_micros())
     }
 
+    /// Watermark alignment (as Flink's): pause partitions more than `max_drift` of event time
+    /// ahead of the slowest one still reading, resume them once it is within half of that.
+    /// Partitions at their end or idle hold nobody back; with none left, all resume. The
+    /// windows are the same either way (the watermark is the slowest partition's); what
+    /// changes is that the trades ahead wait in Kafka instead of as open windows in memory,
+    /// which in a backfill of skewed partitions grew with its length.
+    fn align(&mut self, consumer: &StreamConsumer<Member>) {
+        let Some(drift) = self.options.max_drift else {
+            return;
+        };
+        let idle = self.options.idle_timeout;
+        let mut slowest: Option<i64> = None;
+        for state in self.parts.values() {
+            if state.paused || state.eof || state.is_idle(idle) {
+                continue;
+            }
+            match state.max_ts {
+                // A partition with no trade yet could be anywhere: change nothing until it has.
+                None => return,
+                Some(t) => slowest = Some(slowest.map_or(t, |s| s.min(t))),
+            }
+        }
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        for (&partition, state) in &self.parts {
+            let ahead = state.max_ts.zip(slowest).map(|(t, s)| t.saturating_sub(s));
+            if !state.paused && ahead.is_some_and(|a| a > drift) {
+                pause.push(partition);
+            } else if state.paused && ahead.is_none_or(|a| a <= drift / 2) {
+                resume.push(partition);
+            }
+        }
+        if pause.is_empty() && resume.is_empty() {
+            return;
+        }
+        let list = |partitions: &[i32]| {
+            let mut list = TopicPartitionList::new();
+            for &partition in partitions {
+                list.add_partition(&self.options.topic, partition);
+            }
+            list
+        };
+        let member = consumer.context();
+        let mut paused = member.paused.lock().unwrap_or_else(|p| p.into_inner());
+        if !pause.is_empty() {
+            match consumer.pause(&list(&pause)) {
+                Ok(()) => {
+                    tracing::debug!(
+                        "partitions {pause:?} paused: over {} ahead of the slowest",
+                        crate::time::format_duration(drift)
+                    );
+                    for partition in &pause {
+                        paused.insert(*partition);
+                        if let Some(state) = self.parts.get_mut(partition) {
+                            state.paused = true;
+                        }
+                    }
+                    self.summary.alignment_pauses += pause.len() as u64;
+                }
+                Err(e) => tracing::warn!("pausing partitions {pause:?} (ahead in event time): {e}"),
+            }
+        }
+        if !resume.is_empty() {
+            match consumer.resume(&list(&resume)) {
+                Ok(()) => {
+                    tracing::debug!("partitions {resume:?} resumed");
+                    for partition in &resume {
+                        paused.remove(partition);
+                        if let Some(state) = self.parts.get_mut(partition) {
+                            state.paused = false;
+                            state.last_message = Instant::now();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("resuming partitions {resume:?}: {e}"),
+            }
+        }
+    }
+
     /// Partitions assigned: read them from the lake's end, and rebuild the windows their trades
     /// left open from the lake.
     async fn assign(
@@ -581,6 +681,7 @@ impl Aggregator<'_> {
                     last_message: Instant::now(),
                     end_at_assign,
                     eof: false,
+                    paused: false,
                 },
             );
         }
