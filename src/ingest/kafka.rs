@@ -602,50 +602,48 @@ impl Aggregator<'_> {
                 resume.push(partition);
             }
         }
-        if pause.is_empty() && resume.is_empty() {
+        self.set_paused(consumer, &pause, true);
+        self.set_paused(consumer, &resume, false);
+    }
+
+    /// Pause or resume `partitions` in librdkafka, keeping `parts` and the member's set (what
+    /// a rebalance resumes) in step.
+    fn set_paused(&mut self, consumer: &StreamConsumer<Member>, partitions: &[i32], pause: bool) {
+        if partitions.is_empty() {
             return;
         }
-        let list = |partitions: &[i32]| {
-            let mut list = TopicPartitionList::new();
-            for &partition in partitions {
-                list.add_partition(&self.options.topic, partition);
-            }
-            list
+        let mut list = TopicPartitionList::new();
+        for &partition in partitions {
+            list.add_partition(&self.options.topic, partition);
+        }
+        let (done, verb) = if pause {
+            (consumer.pause(&list), "paused")
+        } else {
+            (consumer.resume(&list), "resumed")
         };
-        let member = consumer.context();
-        let mut paused = member.paused.lock().unwrap_or_else(|p| p.into_inner());
-        if !pause.is_empty() {
-            match consumer.pause(&list(&pause)) {
-                Ok(()) => {
-                    tracing::debug!(
-                        "partitions {pause:?} paused: over {} ahead of the slowest",
-                        crate::time::format_duration(drift)
-                    );
-                    for partition in &pause {
-                        paused.insert(*partition);
-                        if let Some(state) = self.parts.get_mut(partition) {
-                            state.paused = true;
-                        }
-                    }
-                    self.summary.alignment_pauses += pause.len() as u64;
-                }
-                Err(e) => tracing::warn!("pausing partitions {pause:?} (ahead in event time): {e}"),
+        if let Err(e) = done {
+            tracing::warn!("partitions {partitions:?} could not be {verb}: {e}");
+            return;
+        }
+        tracing::debug!("partitions {partitions:?} {verb} (watermark alignment)");
+        let mut paused = consumer
+            .context()
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for partition in partitions {
+            if pause {
+                paused.insert(*partition);
+            } else {
+                paused.remove(partition);
+            }
+            if let Some(state) = self.parts.get_mut(partition) {
+                state.paused = pause;
+                state.last_message = Instant::now();
             }
         }
-        if !resume.is_empty() {
-            match consumer.resume(&list(&resume)) {
-                Ok(()) => {
-                    tracing::debug!("partitions {resume:?} resumed");
-                    for partition in &resume {
-                        paused.remove(partition);
-                        if let Some(state) = self.parts.get_mut(partition) {
-                            state.paused = false;
-                            state.last_message = Instant::now();
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!("resuming partitions {resume:?}: {e}"),
-            }
+        if pause {
+            self.summary.alignment_pauses += partitions.len() as u64;
         }
     }
 
@@ -1007,6 +1005,12 @@ impl Aggregator<'_> {
     /// rebuild the windows from the lake.
     async fn resync(&mut self, consumer: &StreamConsumer<Member>) -> Result<(), IngestError> {
         recover_quietly(&self.lake);
+        // Seek running partitions only; alignment pauses again after the next flush if need be.
+        let paused: Vec<i32> = (self.parts.iter())
+            .filter(|(_, state)| state.paused)
+            .map(|(partition, _)| *partition)
+            .collect();
+        self.set_paused(consumer, &paused, false);
         let ends = self.lake.offsets(&self.options.topic)?;
         for (partition, state) in self.parts.iter_mut() {
             let Some(end) = ends.get(partition).copied() else {
