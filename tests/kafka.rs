@@ -600,6 +600,13 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
         .contains(&("darkpool.topic".to_string(), topic.clone())));
 }
 
+/// One trade message in the original JSON, at $10 on DARK1.
+fn trade_json(ts: &str, symbol: &str, quantity: i64) -> String {
+    format!(
+        r#"{{"timestamp":"{ts}","symbol":"{symbol}","price":10.0,"quantity":{quantity},"venue":"DARK1"}}"#
+    )
+}
+
 #[tokio::test]
 async fn a_late_trade_is_kept_and_its_window_corrected() {
     let Some(brokers) = broker() else { return };
@@ -610,11 +617,7 @@ async fn a_late_trade_is_kept_and_its_window_corrected() {
         .set("bootstrap.servers", &brokers)
         .create()
         .unwrap();
-    let trade = |ts: &str, q: i64| {
-        format!(
-            r#"{{"timestamp":"{ts}","symbol":"S","price":10.0,"quantity":{q},"venue":"DARK1"}}"#
-        )
-    };
+    let trade = |ts: &str, q: i64| trade_json(ts, "S", q);
     // 10:01 and 10:07 close the 10:00 window (lateness 5 s); then a 10:02 trade arrives late.
     for (ts, q) in [
         ("2024-01-02T10:01:00", 100),
@@ -678,10 +681,7 @@ async fn a_partition_far_ahead_in_event_time_is_paused_until_the_others_catch_up
         for (partition, step, symbol) in [(0, 60_000_000, "AAA"), (1, 3_000_000, "BBB")] {
             let mut ts = String::new();
             darkpool::time::format_iso_micros(start + i * step, &mut ts);
-            let trade = format!(
-                r#"{{"timestamp":"{ts}","symbol":"{symbol}","price":10.0,"quantity":{q},"venue":"DARK1"}}"#,
-                q = i + 1
-            );
+            let trade = trade_json(&ts, symbol, i + 1);
             producer
                 .send(
                     BaseRecord::<'_, str, str>::to(&topic)

@@ -189,10 +189,7 @@ impl ConsumerContext for Member {
     ) {
         let paused = std::mem::take(&mut *self.paused.lock().unwrap_or_else(|p| p.into_inner()));
         if !paused.is_empty() {
-            let mut list = TopicPartitionList::new();
-            for partition in paused {
-                list.add_partition(&self.topic, partition);
-            }
+            let list = partition_list(&self.topic, paused.iter().copied());
             if let Err(e) = consumer.resume(&list) {
                 tracing::warn!("resuming paused partitions at a rebalance: {e}");
             }
@@ -612,10 +609,7 @@ impl Aggregator<'_> {
         if partitions.is_empty() {
             return;
         }
-        let mut list = TopicPartitionList::new();
-        for &partition in partitions {
-            list.add_partition(&self.options.topic, partition);
-        }
+        let list = partition_list(&self.options.topic, partitions.iter().copied());
         let (done, verb) = if pause {
             (consumer.pause(&list), "paused")
         } else {
@@ -1029,6 +1023,15 @@ impl Aggregator<'_> {
         }
         self.rebuild_windows().await
     }
+}
+
+/// A list of `topic`'s `partitions` (no offsets), for pause and resume.
+fn partition_list(topic: &str, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for partition in partitions {
+        list.add_partition(topic, partition);
+    }
+    list
 }
 
 /// Roll forward commits other members left half-done, logging (not failing on) trouble.
