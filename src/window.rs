@@ -6,12 +6,13 @@
 //! open windows (bounded by open keys, not trades) plus the latest version of each closed
 //! window (for corrections). Streaming output equals the same SQL in batch over all trades.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMicrosecondArray,
+    UInt32Array,
 };
 use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
@@ -155,7 +156,7 @@ impl WindowSpec {
 /// Key of a window row: start, end, and interned symbol and venue.
 type Key = (i64, i64, u32, u32);
 
-/// Where the latest emitted version of a window is kept, and its version number.
+/// Where the latest emitted version of a window is kept in memory, and its version number.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     chunk: u32,
@@ -163,27 +164,37 @@ struct Slot {
     version: i64,
 }
 
-/// A batch of emitted rows: in memory, or spilled to an Arrow IPC file (batch `batch` of it).
-enum Chunk {
-    Memory(RecordBatch),
-    Spilled { file: usize, batch: usize },
+/// An Arrow IPC file of windows that left memory: their latest versions when they left (the
+/// window columns and `version`), and the range of their window ends.
+struct SpillFile {
+    path: PathBuf,
+    first_end: i64,
+    last_end: i64,
 }
 
 /// Rows kept in memory before the oldest are spilled to disk.
 const SPILL_AT_ROWS: usize = 32 * 1024;
 
-/// The latest version of every emitted window, kept for corrections. The index holds interned
-/// keys and positions only; the rows live in the batches they were emitted in, and the oldest
-/// of those move to Arrow IPC files in the spill folder, so memory stays bounded however long
-/// the run (corrections of old windows are rare and read them back).
+/// The latest version of every emitted window, kept for corrections. In memory are the rows
+/// of recent emits (in the batches they were emitted in) and an index of interned keys over
+/// them. Past [`SPILL_AT_ROWS`] rows, all batches but the newest move to an Arrow IPC file in
+/// the spill folder and leave the index, so memory stays bounded however long the run, index
+/// included. A key not in memory whose window end falls in a file's range is looked for there,
+/// newest file first, and brought back ([`Emitted::fault_in`]). That is rare and cheap to rule
+/// out: a window closing for the first time ends after every window that closed before it, so
+/// only corrections of old windows read files.
 #[derive(Default)]
 struct Emitted {
-    chunks: Vec<Chunk>,
+    /// In-memory batches of emitted rows, by chunk number.
+    chunks: HashMap<u32, RecordBatch>,
+    next_chunk: u32,
     memory_rows: usize,
     /// In-memory rows that trigger a spill (0 means [`SPILL_AT_ROWS`]).
     spill_at_rows: usize,
     spill_dir: Option<PathBuf>,
-    spill_files: Vec<PathBuf>,
+    spill_files: Vec<SpillFile>,
+    /// The latest window end in any spill file.
+    spilled_until: Option<i64>,
     index: HashMap<Key, Slot>,
     names: HashMap<String, u32>,
 }
@@ -192,29 +203,37 @@ fn spill_error(path: &Path, e: impl std::fmt::Display) -> WindowError {
     WindowError::Spill(format!("{}: {e}", path.display()))
 }
 
-impl Emitted {
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.names.get(name) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.insert(name.to_string(), id);
-        id
-    }
+/// The keys of window rows, with `id` naming symbols and venues (`None`: a name no key has).
+fn window_keys(
+    batch: &RecordBatch,
+    mut id: impl FnMut(&str) -> Option<u32>,
+) -> Result<Vec<Option<Key>>, WindowError> {
+    let starts = timestamps(batch, "window_start")?;
+    let ends = timestamps(batch, "window_end")?;
+    let symbols = strings(batch, "symbol")?;
+    let venues = strings(batch, "venue")?;
+    let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let symbol = id(symbols.value(i))?;
+            let venue = id(venues.value(i))?;
+            Some((starts.value(i), ends.value(i), symbol, venue))
+        })
+        .collect())
+}
 
+impl Emitted {
     fn keys(&mut self, batch: &RecordBatch) -> Result<Vec<Key>, WindowError> {
-        let starts = timestamps(batch, "window_start")?;
-        let ends = timestamps(batch, "window_end")?;
-        let symbols = strings(batch, "symbol")?;
-        let venues = strings(batch, "venue")?;
-        let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
-        Ok((0..batch.num_rows())
-            .map(|i| {
-                let symbol = self.intern(symbols.value(i));
-                let venue = self.intern(venues.value(i));
-                (starts.value(i), ends.value(i), symbol, venue)
-            })
-            .collect())
+        let names = &mut self.names;
+        let keys = window_keys(batch, |name| {
+            if let Some(&id) = names.get(name) {
+                return Some(id);
+            }
+            let id = names.len() as u32;
+            names.insert(name.to_string(), id);
+            Some(id)
+        })?;
+        Ok(keys.into_iter().flatten().collect())
     }
 
     fn version(&self, key: &Key) -> Option<i64> {
@@ -222,14 +241,10 @@ impl Emitted {
     }
 
     /// Keep `rows` as the latest versions of their keys.
-    fn record(
-        &mut self,
-        rows: &RecordBatch,
-        keys: &[Key],
-        versions: &[i64],
-    ) -> Result<(), WindowError> {
-        let chunk = self.chunks.len() as u32;
-        self.chunks.push(Chunk::Memory(rows.clone()));
+    fn record(&mut self, rows: &RecordBatch, keys: &[Key], versions: &[i64]) {
+        let chunk = self.next_chunk;
+        self.next_chunk = self.next_chunk.wrapping_add(1);
+        self.chunks.insert(chunk, rows.clone());
         self.memory_rows += rows.num_rows();
         for (row, (key, &version)) in keys.iter().zip(versions).enumerate() {
             let row = row as u32;
@@ -242,6 +257,10 @@ impl Emitted {
                 },
             );
         }
+    }
+
+    /// Spill once the rows in memory pass the limit.
+    fn spill_if_full(&mut self) -> Result<(), WindowError> {
         let limit = if self.spill_at_rows == 0 {
             SPILL_AT_ROWS
         } else {
@@ -253,78 +272,177 @@ impl Emitted {
         Ok(())
     }
 
-    /// Move every in-memory chunk but the newest to one new IPC file.
+    /// Move every in-memory batch but the newest to one new IPC file: the rows that are still
+    /// their key's latest version, with it. Their keys leave the index.
     fn spill(&mut self) -> Result<(), WindowError> {
         let Some(dir) = self.spill_dir.clone() else {
             return Ok(());
         };
-        let newest = self.chunks.len().saturating_sub(1);
-        let victims: Vec<usize> = (0..newest)
-            .filter(|&i| matches!(self.chunks[i], Chunk::Memory(_)))
+        let newest = self.next_chunk.wrapping_sub(1);
+        let mut victims: Vec<u32> = self
+            .chunks
+            .keys()
+            .copied()
+            .filter(|&c| c != newest)
             .collect();
-        let Some(Chunk::Memory(first)) = victims.first().map(|&i| &self.chunks[i]) else {
+        if victims.is_empty() {
             return Ok(());
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| spill_error(&dir, e))?;
-        let path = dir.join(format!("emitted-{:05}.arrow", self.spill_files.len()));
-        let file = std::fs::File::create(&path).map_err(|e| spill_error(&path, e))?;
-        let mut writer =
-            arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &first.schema())
+        }
+        victims.sort_unstable();
+        // chunk -> (row, version) of its rows still latest; and the range of their ends.
+        let mut current: HashMap<u32, Vec<(u32, i64)>> = HashMap::new();
+        let mut ends: Option<(i64, i64)> = None;
+        for (key, slot) in &self.index {
+            if slot.chunk != newest {
+                current
+                    .entry(slot.chunk)
+                    .or_default()
+                    .push((slot.row, slot.version));
+                ends = Some(ends.map_or((key.1, key.1), |(a, b)| (a.min(key.1), b.max(key.1))));
+            }
+        }
+        if let Some((first_end, last_end)) = ends {
+            std::fs::create_dir_all(&dir).map_err(|e| spill_error(&dir, e))?;
+            let path = dir.join(format!("emitted-{:05}.arrow", self.spill_files.len()));
+            let mut writer: Option<arrow::ipc::writer::FileWriter<_>> = None;
+            for chunk in &victims {
+                let (Some(rows), Some(latest)) = (self.chunks.get(chunk), current.get_mut(chunk))
+                else {
+                    continue;
+                };
+                latest.sort_unstable();
+                let taken = arrow::compute::take_record_batch(
+                    rows,
+                    &UInt32Array::from_iter_values(latest.iter().map(|(row, _)| *row)),
+                )
                 .map_err(|e| spill_error(&path, e))?;
-        let file_index = self.spill_files.len();
-        for (batch, &i) in victims.iter().enumerate() {
-            if let Chunk::Memory(rows) = std::mem::replace(
-                &mut self.chunks[i],
-                Chunk::Spilled {
-                    file: file_index,
-                    batch,
-                },
-            ) {
-                writer.write(&rows).map_err(|e| spill_error(&path, e))?;
+                let mut fields: Vec<Field> = taken
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                fields.push(Field::new("version", DataType::Int64, false));
+                let mut columns = taken.columns().to_vec();
+                columns.push(Arc::new(Int64Array::from_iter_values(
+                    latest.iter().map(|(_, version)| *version),
+                )));
+                let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                    .map_err(|e| spill_error(&path, e))?;
+                if writer.is_none() {
+                    let file = std::fs::File::create(&path).map_err(|e| spill_error(&path, e))?;
+                    writer = Some(
+                        arrow::ipc::writer::FileWriter::try_new(
+                            std::io::BufWriter::new(file),
+                            &batch.schema(),
+                        )
+                        .map_err(|e| spill_error(&path, e))?,
+                    );
+                }
+                if let Some(writer) = writer.as_mut() {
+                    writer.write(&batch).map_err(|e| spill_error(&path, e))?;
+                }
+            }
+            if let Some(mut writer) = writer {
+                writer.finish().map_err(|e| spill_error(&path, e))?;
+            }
+            self.spill_files.push(SpillFile {
+                path,
+                first_end,
+                last_end,
+            });
+            self.spilled_until = Some(self.spilled_until.map_or(last_end, |u| u.max(last_end)));
+        }
+        for chunk in victims {
+            if let Some(rows) = self.chunks.remove(&chunk) {
                 self.memory_rows -= rows.num_rows();
             }
         }
-        writer.finish().map_err(|e| spill_error(&path, e))?;
-        self.spill_files.push(path);
+        self.index.retain(|_, slot| slot.chunk == newest);
         Ok(())
     }
 
-    fn load(&self, chunk: usize) -> Result<RecordBatch, WindowError> {
-        match &self.chunks[chunk] {
-            Chunk::Memory(rows) => Ok(rows.clone()),
-            Chunk::Spilled { file, batch } => {
-                let path = &self.spill_files[*file];
-                let reader = std::fs::File::open(path).map_err(|e| spill_error(path, e))?;
-                let mut reader =
-                    arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(reader), None)
-                        .map_err(|e| spill_error(path, e))?;
-                reader.set_index(*batch).map_err(|e| spill_error(path, e))?;
-                reader
-                    .next()
-                    .ok_or_else(|| spill_error(path, "batch missing"))?
-                    .map_err(|e| spill_error(path, e))
+    /// Bring back into memory the latest emitted rows of those `keys` that are in spill files.
+    fn fault_in(&mut self, keys: &[Key]) -> Result<(), WindowError> {
+        let Some(until) = self.spilled_until else {
+            return Ok(());
+        };
+        let mut wanted: HashSet<Key> = keys
+            .iter()
+            .filter(|k| k.1 <= until && !self.index.contains_key(k))
+            .copied()
+            .collect();
+        let (mut found, mut found_keys) = (Vec::new(), Vec::new());
+        for file in self.spill_files.iter().rev() {
+            if wanted.is_empty() {
+                break;
+            }
+            if !wanted
+                .iter()
+                .any(|k| file.first_end <= k.1 && k.1 <= file.last_end)
+            {
+                continue;
+            }
+            let path = &file.path;
+            let reader = std::fs::File::open(path).map_err(|e| spill_error(path, e))?;
+            let reader =
+                arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(reader), None)
+                    .map_err(|e| spill_error(path, e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| spill_error(path, e))?;
+                let keys = window_keys(&batch, |name| self.names.get(name).copied())?;
+                let mut take = Vec::new();
+                for (row, key) in keys.into_iter().enumerate() {
+                    if let Some(key) = key.filter(|k| wanted.remove(k)) {
+                        take.push(row as u32);
+                        found_keys.push(key);
+                    }
+                }
+                if !take.is_empty() {
+                    found.push(
+                        arrow::compute::take_record_batch(&batch, &UInt32Array::from(take))
+                            .map_err(|e| spill_error(path, e))?,
+                    );
+                }
             }
         }
+        let Some(schema) = found.first().map(RecordBatch::schema) else {
+            return Ok(());
+        };
+        let all =
+            concat_batches(&schema, &found).map_err(|e| WindowError::Schema(e.to_string()))?;
+        let last = all.num_columns() - 1;
+        let versions = all
+            .column(last)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let versions = versions.values().to_vec();
+        let rows = all
+            .project(&(0..last).collect::<Vec<_>>())
+            .map_err(|e| WindowError::Schema(e.to_string()))?;
+        self.record(&rows, &found_keys, &versions);
+        Ok(())
     }
 
-    /// The latest emitted rows of `keys` (all of which must be present).
+    /// The latest emitted rows of `keys` (all of which must be in memory).
     fn rows(&self, keys: &[Key]) -> Result<RecordBatch, WindowError> {
-        let mut loaded: Vec<RecordBatch> = Vec::new();
+        let mut loaded: Vec<&RecordBatch> = Vec::new();
         let mut position_of: HashMap<u32, usize> = HashMap::new();
         let mut positions = Vec::with_capacity(keys.len());
         for slot in keys.iter().filter_map(|k| self.index.get(k)) {
             let at = match position_of.get(&slot.chunk) {
                 Some(&at) => at,
                 None => {
-                    loaded.push(self.load(slot.chunk as usize)?);
+                    let rows = self.chunks.get(&slot.chunk).ok_or_else(|| {
+                        WindowError::Spill(format!("emitted rows {} not in memory", slot.chunk))
+                    })?;
+                    loaded.push(rows);
                     position_of.insert(slot.chunk, loaded.len() - 1);
                     loaded.len() - 1
                 }
             };
             positions.push((at, slot.row as usize));
         }
-        let batches: Vec<&RecordBatch> = loaded.iter().collect();
-        arrow::compute::interleave_record_batch(&batches, &positions)
+        arrow::compute::interleave_record_batch(&loaded, &positions)
             .map_err(|e| WindowError::Schema(e.to_string()))
     }
 }
@@ -513,7 +631,8 @@ impl WindowOperator {
                 .to_vec();
             let rows = conform(batch, &self.row_schema)?;
             let keys = self.emitted.keys(&rows)?;
-            self.emitted.record(&rows, &keys, &versions)?;
+            self.emitted.record(&rows, &keys, &versions);
+            self.emitted.spill_if_full()?;
         }
         Ok(())
     }
@@ -634,6 +753,7 @@ impl WindowOperator {
             return Ok(None);
         }
         let row_keys = self.emitted.keys(&rows)?;
+        self.emitted.fault_in(&row_keys)?;
         let known: BooleanArray = row_keys
             .iter()
             .map(|k| Some(self.emitted.version(k).is_some()))
@@ -657,7 +777,8 @@ impl WindowOperator {
         }
         let result = concat_batches(&self.row_schema, &batches)
             .map_err(|e| WindowError::Schema(e.to_string()))?;
-        self.emitted.record(&result, &result_keys, &versions)?;
+        self.emitted.record(&result, &result_keys, &versions);
+        self.emitted.spill_if_full()?;
         self.stats.rows_emitted += result.num_rows() as u64;
         let mut columns = result.columns().to_vec();
         columns.push(Arc::new(BooleanArray::from(vec![true; result.num_rows()])));
@@ -672,9 +793,9 @@ impl WindowOperator {
         let Some(open) = self.open.clone() else {
             return Ok(None);
         };
-        let versions: Vec<i64> = self
-            .emitted
-            .keys(&open)?
+        let keys = self.emitted.keys(&open)?;
+        self.emitted.fault_in(&keys)?;
+        let versions: Vec<i64> = keys
             .iter()
             .map(|k| self.emitted.version(k).map_or(1, |v| v + 1))
             .collect();
@@ -869,7 +990,8 @@ mod tests {
             let rows = op.finish().await.unwrap().unwrap();
             let rows = conform(&rows, &op.row_schema).unwrap();
             let keys = emitted.keys(&rows).unwrap();
-            emitted.record(&rows, &keys, &[minute]).unwrap();
+            emitted.record(&rows, &keys, &[minute]);
+            emitted.spill_if_full().unwrap();
             all_keys.extend(keys);
         }
         assert!(
@@ -877,12 +999,72 @@ mod tests {
             "the oldest rows went to disk"
         );
         assert!(emitted.memory_rows <= 2);
+        assert!(
+            emitted.index.len() <= 2,
+            "spilled keys left the index: {}",
+            emitted.index.len()
+        );
+        assert_eq!(emitted.version(&all_keys[3]), None);
+        // A key that was never emitted, in a spilled range, stays unknown.
+        let (start, end, symbol, _) = all_keys[1];
+        let never = (start, end, symbol, 999);
+        emitted.fault_in(&[all_keys[3], never]).unwrap();
+        assert_eq!(emitted.version(&all_keys[3]), Some(3));
+        assert_eq!(emitted.version(&never), None);
+        emitted.fault_in(&all_keys).unwrap();
         let back = emitted.rows(&all_keys).unwrap();
         assert_eq!(
             column_i64(&back, "total_quantity"),
             vec![100, 101, 102, 103, 104, 105]
         );
-        assert_eq!(emitted.version(&all_keys[3]), Some(3));
+        let versions: Vec<_> = all_keys.iter().map(|k| emitted.version(k)).collect();
+        assert_eq!(versions, (0..6).map(Some).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_late_trade_for_a_window_spilled_to_disk_corrects_its_latest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut op = WindowOperator::new(WindowSpec::default(), true, Some(dir.path().into()))
+            .await
+            .unwrap();
+        op.emitted.spill_at_rows = 2;
+        let mut emitted = Vec::new();
+        // One trade per window: each push closes the window before it.
+        for n in 0..12 {
+            let ts = format!("2024-01-02T10:{:02}:00", n * 5 + 1);
+            emitted.extend(
+                op.push(&trades(&[(&ts, "LIT", 10.0, 100)]))
+                    .await
+                    .unwrap()
+                    .windows,
+            );
+        }
+        // A late trade for the first window, twice: versions 2 and 3, merged each time.
+        for expected in [2, 3] {
+            let late = op
+                .push(&trades(&[("2024-01-02T10:01:00", "LIT", 10.0, 1)]))
+                .await
+                .unwrap();
+            assert!(late.late.is_some());
+            let rows = late.windows.expect("a correction");
+            assert_eq!(column_i64(&rows, "version"), vec![expected]);
+            assert_eq!(
+                column_i64(&rows, "total_quantity"),
+                vec![100 + expected - 1]
+            );
+            assert_eq!(column_i64(&rows, "num_trades"), vec![expected]);
+        }
+        assert!(!op.emitted.spill_files.is_empty(), "windows were spilled");
+        assert!(
+            op.emitted.index.len() <= 4,
+            "the index holds what is in memory, not every window: {}",
+            op.emitted.index.len()
+        );
+        let first: Vec<i64> = emitted
+            .iter()
+            .flat_map(|b| column_i64(b, "version"))
+            .collect();
+        assert_eq!(first, vec![1; 11], "every window closed once, as version 1");
     }
 
     #[test]
