@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ pub enum LiveEvent {
     Open(RecordBatch),
 }
 
-/// Counters of the running pipeline (for `/metrics`).
+/// Counters and gauges of the running pipeline (for `/metrics`).
 #[derive(Debug, Default)]
 pub struct LiveStats {
     pub trades: AtomicU64,
@@ -69,6 +69,11 @@ pub struct LiveStats {
     pub late: AtomicU64,
     pub windows_closed: AtomicU64,
     pub commits: AtomicU64,
+    /// The event-time watermark, µs since the epoch (0 until there is one).
+    pub watermark_micros: AtomicI64,
+    /// Kafka partitions paused by watermark alignment now, and pauses so far.
+    pub paused_partitions: AtomicU64,
+    pub alignment_pauses: AtomicU64,
 }
 
 /// A writer that hands whole flushes of the simulator's output to the pipeline.
@@ -229,6 +234,9 @@ pub async fn run(
                 .fetch_add(decoded.rejected_total(), Ordering::Relaxed);
             for chunk in chunks {
                 let pushed = windows.push(&chunk.trades).await?;
+                if let Some(watermark) = windows.watermark() {
+                    stats.watermark_micros.store(watermark, Ordering::Relaxed);
+                }
                 interval.tx.write(Table::Trades, &chunk.trades)?;
                 if chunk.rejects.num_rows() > 0 {
                     interval.tx.write(Table::Rejects, &chunk.rejects)?;

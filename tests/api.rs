@@ -653,6 +653,29 @@ async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
     let body = heatmap.split("\r\n\r\n").nth(1).unwrap_or_default();
     let rows: Value = serde_json::from_str(body.trim()).unwrap_or(Value::Null);
     assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{heatmap}");
+    // Its event-time watermark is a metric (Unix seconds); no Kafka, so nothing paused.
+    let mut api = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        api,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    api.read_to_string(&mut metrics).unwrap();
+    let watermark: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("darkpool_live_watermark_seconds "))
+        .unwrap_or_else(|| panic!("no watermark in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(
+        watermark > 946_684_800.0,
+        "a watermark after 2000: {watermark}"
+    );
+    assert!(
+        metrics.contains("\ndarkpool_live_paused_partitions 0\n"),
+        "{metrics}"
+    );
     // Ctrl-C: the pipeline commits what it holds and closes its open windows.
     interrupt(&mut child);
     drop(sse);

@@ -758,9 +758,37 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    let metrics = http_get(&address, "/metrics");
     common::interrupt(&mut child);
     assert_eq!(total, 3000, "trades in the served windows");
     assert_exactly_once(dir.path(), &topic, 3000);
+    // The pipeline's metrics: its trades, nothing paused (the partitions of one simulated
+    // stream are near in event time), and a watermark within the trades' event time.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("darkpool_live_trades_total"), 3000.0);
+    assert_eq!(value("darkpool_live_paused_partitions"), 0.0);
+    assert_eq!(value("darkpool_live_alignment_pauses_total"), 0.0);
+    let span = query(
+        dir.path(),
+        "SELECT arrow_cast(MIN(\"timestamp\"), 'Int64') AS lo, arrow_cast(MAX(\"timestamp\"), 'Int64') AS hi FROM trades",
+    );
+    let (lo, hi) = span.lines().nth(1).unwrap().split_once(',').unwrap();
+    let (lo, hi) = (
+        lo.parse::<f64>().unwrap() / 1e6,
+        hi.parse::<f64>().unwrap() / 1e6,
+    );
+    let watermark = value("darkpool_live_watermark_seconds");
+    assert!(
+        lo - 5.0 <= watermark && watermark <= hi - 5.0,
+        "watermark {watermark} outside the trades' {lo}..{hi} less the 5 s lateness"
+    );
 }
 
 /// A plain HTTP/1.1 GET; the body.

@@ -157,11 +157,31 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
                 "Lake commits of the in-process pipeline.",
                 &l.commits,
             ),
+            (
+                "darkpool_live_alignment_pauses_total",
+                "Kafka partitions paused for being over --max-drift ahead in event time.",
+                &l.alignment_pauses,
+            ),
         ] {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP darkpool_live_paused_partitions Kafka partitions paused by watermark alignment now.\n\
+             # TYPE darkpool_live_paused_partitions gauge\ndarkpool_live_paused_partitions {}",
+            l.paused_partitions.load(Ordering::Relaxed)
+        );
+        let watermark = l.watermark_micros.load(Ordering::Relaxed);
+        if watermark != 0 {
+            let _ = writeln!(
+                out,
+                "# HELP darkpool_live_watermark_seconds Event time up to which windows are final (Unix seconds).\n\
+                 # TYPE darkpool_live_watermark_seconds gauge\ndarkpool_live_watermark_seconds {:.6}",
+                watermark as f64 / 1e6
             );
         }
     }

@@ -456,6 +456,8 @@ pub async fn ingest_kafka(
                     agg.assign(&consumer, &assigned).await?;
                 }
             }
+            // The rebalance resumed every paused partition.
+            agg.publish_paused(&consumer);
         }
         // Then whatever else the queue holds now, up to the next batch boundary (so a batch
         // still ends after --batch-rows rows) or the next rebalance.
@@ -636,8 +638,30 @@ impl Aggregator<'_> {
                 state.last_message = Instant::now();
             }
         }
+        drop(paused);
         if pause {
             self.summary.alignment_pauses += partitions.len() as u64;
+            if let Some(live) = &self.live {
+                live.stats
+                    .alignment_pauses
+                    .fetch_add(partitions.len() as u64, Ordering::Relaxed);
+            }
+        }
+        self.publish_paused(consumer);
+    }
+
+    /// The number of partitions paused now, for `/metrics`.
+    fn publish_paused(&self, consumer: &StreamConsumer<Member>) {
+        if let Some(live) = &self.live {
+            let paused = consumer
+                .context()
+                .paused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len();
+            live.stats
+                .paused_partitions
+                .store(paused as u64, Ordering::Relaxed);
         }
     }
 
@@ -773,6 +797,12 @@ impl Aggregator<'_> {
         self.write(Table::Trades, &trades).await?;
         self.write(Table::Rejects, &rejects).await?;
         if let Some(live) = &self.live {
+            if let Some(watermark) = watermark {
+                // The window operator's watermark never goes back; neither does this.
+                live.stats
+                    .watermark_micros
+                    .fetch_max(watermark, Ordering::Relaxed);
+            }
             live.stats
                 .trades
                 .fetch_add(trades.num_rows() as u64, Ordering::Relaxed);
