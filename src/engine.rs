@@ -471,6 +471,15 @@ impl Engine {
         let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
         df.collect().await.map_err(EngineError::sql)
     }
+
+    /// [`Engine::internal`], batch by batch.
+    pub(crate) async fn internal_stream(
+        &self,
+        sql: &str,
+    ) -> Result<SendableRecordBatchStream, EngineError> {
+        let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
+        df.execute_stream().await.map_err(EngineError::sql)
+    }
 }
 
 /// Named parameters from `name=value` text pairs (query strings, `query --param`): a whole

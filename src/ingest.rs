@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 
@@ -160,17 +161,49 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
 }
 
 /// Load the windows the lake already holds, so new trades merge into them.
-pub(crate) async fn existing_windows(
+pub(crate) async fn preload_windows(
     options: &IngestOptions,
-) -> Result<Vec<RecordBatch>, IngestError> {
+    windows: &mut WindowOperator,
+) -> Result<(), IngestError> {
     let lake = Lake::new(&options.lake);
     if !lake.has_data(Table::Windows) {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let mut engine_options = EngineOptions::new(&options.lake);
     engine_options.window = options.window;
     let engine = Engine::open(engine_options).await?;
-    Ok(engine.internal("SELECT * FROM windows").await?)
+    // Every version as stored, batch by batch: the operator keeps the highest per key (on
+    // disk, with a spill folder), so a start over a large lake does not hold its windows.
+    let mut history = engine
+        .internal_stream("SELECT * FROM window_history")
+        .await?;
+    while let Some(batch) = history.next().await {
+        let batch = batch.map_err(|e| IngestError::Internal(format!("reading windows: {e}")))?;
+        windows.preload(&batch)?;
+    }
+    Ok(())
+}
+
+/// A folder of this process's own for the window operator's spilled state (emptied first).
+pub(crate) fn window_state_dir(lake: &Lake) -> Result<std::path::PathBuf, IngestError> {
+    let dir = window_state_path(lake);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(crate::lake::io_error(&dir))?;
+    let owner = dir.join("owner");
+    std::fs::write(
+        &owner,
+        format!("{} {}\n", crate::lake::hostname(), std::process::id()),
+    )
+    .map_err(crate::lake::io_error(&owner))?;
+    Ok(dir)
+}
+
+pub(crate) fn window_state_path(lake: &Lake) -> std::path::PathBuf {
+    lake.staging_dir(&format!(
+        "window-state-{}-{}",
+        crate::lake::hostname(),
+        std::process::id()
+    ))
 }
 
 /// Trades of the lake (`trades AS t`, narrowed by `filter`: joins and a WHERE clause) in
@@ -278,7 +311,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
 
     let spill = lake.staging_dir(tx.run_id()).join("window-state");
     let mut windows = WindowOperator::new(options.window, options.reemit_late, Some(spill)).await?;
-    windows.preload(&existing_windows(&options).await?)?;
+    preload_windows(&options, &mut windows).await?;
 
     let total_bytes: u64 = plan.iter().map(|p| p.4).sum();
     let bar = progress_bar(options.progress, total_bytes);

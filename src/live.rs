@@ -16,7 +16,9 @@ use arrow::array::RecordBatch;
 use tokio::sync::{broadcast, watch};
 
 use crate::engine::Engine;
-use crate::ingest::{existing_windows, IngestError, IngestOptions};
+use crate::ingest::{
+    preload_windows, window_state_dir, window_state_path, IngestError, IngestOptions,
+};
 use crate::lake::{self, Lake, SourceRecord, Table, Transaction, WriterOptions};
 use crate::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
 use crate::source::{self, DecodeOptions, Format, SourceError};
@@ -147,8 +149,10 @@ pub async fn run(
     let mut ingest_options = IngestOptions::new(&options.lake, Vec::new());
     ingest_options.window = options.window;
     ingest_options.venues = options.venues.clone();
-    let mut windows = WindowOperator::new(options.window, true, None).await?;
-    windows.preload(&existing_windows(&ingest_options).await?)?;
+    // Emitted windows past what memory keeps go to a folder of this process's own.
+    let spill = window_state_dir(&lake)?;
+    let mut windows = WindowOperator::new(options.window, true, Some(spill)).await?;
+    preload_windows(&ingest_options, &mut windows).await?;
     let mut interval = Interval::begin(&lake)?;
     // Windows that were open when an earlier run stopped without closing them (a crash): their
     // trades are in the lake, so they go through the operator again before new trades do.
@@ -281,6 +285,7 @@ pub async fn run(
         engine.set_live_windows(live).await;
         if stopping {
             // The interval begun above holds nothing; dropping it removes its staging.
+            let _ = std::fs::remove_dir_all(window_state_path(&lake));
             return Ok(());
         }
     }

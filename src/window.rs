@@ -197,6 +197,39 @@ struct Emitted {
     spilled_until: Option<i64>,
     index: HashMap<Key, Slot>,
     names: HashMap<String, u32>,
+    /// Windows emitted before this run ([`WindowOperator::preload`]): every stored version,
+    /// in no order (the highest wins), in files and in rows not yet written to one; and the
+    /// latest window end among them.
+    history: Vec<SpillFile>,
+    history_pending: Vec<RecordBatch>,
+    history_pending_rows: usize,
+    history_until: Option<i64>,
+}
+
+/// Write `batches` (at least one) to a new Arrow IPC file.
+fn write_ipc(path: &Path, batches: &[RecordBatch]) -> Result<(), WindowError> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let file = std::fs::File::create(path).map_err(|e| spill_error(path, e))?;
+    let mut writer =
+        arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &first.schema())
+            .map_err(|e| spill_error(path, e))?;
+    for batch in batches {
+        writer.write(batch).map_err(|e| spill_error(path, e))?;
+    }
+    writer.finish().map_err(|e| spill_error(path, e))
+}
+
+/// The earliest and latest `window_end` of `batches`.
+fn end_range(batches: &[RecordBatch]) -> Result<Option<(i64, i64)>, WindowError> {
+    let mut range: Option<(i64, i64)> = None;
+    for batch in batches {
+        for &end in timestamps(batch, "window_end")?.values() {
+            range = Some(range.map_or((end, end), |(a, b)| (a.min(end), b.max(end))));
+        }
+    }
+    Ok(range)
 }
 
 fn spill_error(path: &Path, e: impl std::fmt::Display) -> WindowError {
@@ -220,6 +253,21 @@ fn window_keys(
             Some((starts.value(i), ends.value(i), symbol, venue))
         })
         .collect())
+}
+
+/// `rows` with a `version` column added.
+fn with_versions(rows: &RecordBatch, versions: Vec<i64>) -> Result<RecordBatch, WindowError> {
+    let mut fields: Vec<Field> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("version", DataType::Int64, false));
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(versions)));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| WindowError::Schema(e.to_string()))
 }
 
 impl Emitted {
@@ -259,14 +307,18 @@ impl Emitted {
         }
     }
 
-    /// Spill once the rows in memory pass the limit.
-    fn spill_if_full(&mut self) -> Result<(), WindowError> {
-        let limit = if self.spill_at_rows == 0 {
+    /// Rows kept in memory before spilling.
+    fn limit(&self) -> usize {
+        if self.spill_at_rows == 0 {
             SPILL_AT_ROWS
         } else {
             self.spill_at_rows
-        };
-        if self.memory_rows > limit {
+        }
+    }
+
+    /// Spill once the rows in memory pass the limit.
+    fn spill_if_full(&mut self) -> Result<(), WindowError> {
+        if self.memory_rows > self.limit() {
             self.spill()?;
         }
         Ok(())
@@ -304,7 +356,7 @@ impl Emitted {
         if let Some((first_end, last_end)) = ends {
             std::fs::create_dir_all(&dir).map_err(|e| spill_error(&dir, e))?;
             let path = dir.join(format!("emitted-{:05}.arrow", self.spill_files.len()));
-            let mut writer: Option<arrow::ipc::writer::FileWriter<_>> = None;
+            let mut batches = Vec::new();
             for chunk in &victims {
                 let (Some(rows), Some(latest)) = (self.chunks.get(chunk), current.get_mut(chunk))
                 else {
@@ -316,36 +368,12 @@ impl Emitted {
                     &UInt32Array::from_iter_values(latest.iter().map(|(row, _)| *row)),
                 )
                 .map_err(|e| spill_error(&path, e))?;
-                let mut fields: Vec<Field> = taken
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone())
-                    .collect();
-                fields.push(Field::new("version", DataType::Int64, false));
-                let mut columns = taken.columns().to_vec();
-                columns.push(Arc::new(Int64Array::from_iter_values(
-                    latest.iter().map(|(_, version)| *version),
-                )));
-                let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-                    .map_err(|e| spill_error(&path, e))?;
-                if writer.is_none() {
-                    let file = std::fs::File::create(&path).map_err(|e| spill_error(&path, e))?;
-                    writer = Some(
-                        arrow::ipc::writer::FileWriter::try_new(
-                            std::io::BufWriter::new(file),
-                            &batch.schema(),
-                        )
-                        .map_err(|e| spill_error(&path, e))?,
-                    );
-                }
-                if let Some(writer) = writer.as_mut() {
-                    writer.write(&batch).map_err(|e| spill_error(&path, e))?;
-                }
+                batches.push(with_versions(
+                    &taken,
+                    latest.iter().map(|(_, version)| *version).collect(),
+                )?);
             }
-            if let Some(mut writer) = writer {
-                writer.finish().map_err(|e| spill_error(&path, e))?;
-            }
+            write_ipc(&path, &batches)?;
             self.spill_files.push(SpillFile {
                 path,
                 first_end,
@@ -362,55 +390,84 @@ impl Emitted {
         Ok(())
     }
 
-    /// Bring back into memory the latest emitted rows of those `keys` that are in spill files.
-    fn fault_in(&mut self, keys: &[Key]) -> Result<(), WindowError> {
-        let Some(until) = self.spilled_until else {
+    /// Remember windows emitted before this run: `rows` of the window columns and `version`,
+    /// every stored version, in any order. With a spill folder they go to disk.
+    fn remember(&mut self, rows: RecordBatch) -> Result<(), WindowError> {
+        if let Some((_, last)) = end_range(std::slice::from_ref(&rows))? {
+            self.history_until = Some(self.history_until.map_or(last, |u| u.max(last)));
+        }
+        self.history_pending_rows += rows.num_rows();
+        self.history_pending.push(rows);
+        if self.history_pending_rows > self.limit() {
+            self.write_history()?;
+        }
+        Ok(())
+    }
+
+    /// The rows of windows from before this run not yet in a file go to one.
+    fn write_history(&mut self) -> Result<(), WindowError> {
+        let Some(dir) = self.spill_dir.clone() else {
             return Ok(());
         };
+        let Some((first_end, last_end)) = end_range(&self.history_pending)? else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| spill_error(&dir, e))?;
+        let path = dir.join(format!("history-{:05}.arrow", self.history.len()));
+        write_ipc(&path, &self.history_pending)?;
+        self.history.push(SpillFile {
+            path,
+            first_end,
+            last_end,
+        });
+        self.history_pending.clear();
+        self.history_pending_rows = 0;
+        Ok(())
+    }
+
+    /// Bring back into memory the latest emitted rows of those `keys` that are not in memory:
+    /// from this run's spill files (newest first: a key's first match is its latest version),
+    /// else from the windows of earlier runs (every version stored: the highest wins).
+    fn fault_in(&mut self, keys: &[Key]) -> Result<(), WindowError> {
+        let before = |end: i64, until: Option<i64>| until.is_some_and(|u| end <= u);
         let mut wanted: HashSet<Key> = keys
             .iter()
-            .filter(|k| k.1 <= until && !self.index.contains_key(k))
+            .filter(|k| before(k.1, self.spilled_until) || before(k.1, self.history_until))
+            .filter(|k| !self.index.contains_key(k))
             .copied()
             .collect();
-        let (mut found, mut found_keys) = (Vec::new(), Vec::new());
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut found: HashMap<Key, (i64, RecordBatch)> = HashMap::new();
         for file in self.spill_files.iter().rev() {
             if wanted.is_empty() {
                 break;
             }
-            if !wanted
-                .iter()
-                .any(|k| file.first_end <= k.1 && k.1 <= file.last_end)
-            {
-                continue;
+            for (key, version, row) in self.matches(file, &wanted)? {
+                wanted.remove(&key);
+                found.insert(key, (version, row));
             }
-            let path = &file.path;
-            let reader = std::fs::File::open(path).map_err(|e| spill_error(path, e))?;
-            let reader =
-                arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(reader), None)
-                    .map_err(|e| spill_error(path, e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| spill_error(path, e))?;
-                let keys = window_keys(&batch, |name| self.names.get(name).copied())?;
-                let mut take = Vec::new();
-                for (row, key) in keys.into_iter().enumerate() {
-                    if let Some(key) = key.filter(|k| wanted.remove(k)) {
-                        take.push(row as u32);
-                        found_keys.push(key);
-                    }
-                }
-                if !take.is_empty() {
-                    found.push(
-                        arrow::compute::take_record_batch(&batch, &UInt32Array::from(take))
-                            .map_err(|e| spill_error(path, e))?,
-                    );
+        }
+        if !wanted.is_empty() {
+            let mut older =
+                self.matches_in(self.history_pending.iter().cloned().map(Ok), &wanted)?;
+            for file in &self.history {
+                older.extend(self.matches(file, &wanted)?);
+            }
+            for (key, version, row) in older {
+                if found.get(&key).is_none_or(|(v, _)| *v < version) {
+                    found.insert(key, (version, row));
                 }
             }
         }
-        let Some(schema) = found.first().map(RecordBatch::schema) else {
+        let (found_keys, parts): (Vec<Key>, Vec<RecordBatch>) =
+            found.into_iter().map(|(key, (_, row))| (key, row)).unzip();
+        let Some(schema) = parts.first().map(RecordBatch::schema) else {
             return Ok(());
         };
         let all =
-            concat_batches(&schema, &found).map_err(|e| WindowError::Schema(e.to_string()))?;
+            concat_batches(&schema, &parts).map_err(|e| WindowError::Schema(e.to_string()))?;
         let last = all.num_columns() - 1;
         let versions = all
             .column(last)
@@ -421,6 +478,48 @@ impl Emitted {
             .map_err(|e| WindowError::Schema(e.to_string()))?;
         self.record(&rows, &found_keys, &versions);
         Ok(())
+    }
+
+    /// The rows of `file` whose keys are `wanted`: key, version and the row.
+    fn matches(
+        &self,
+        file: &SpillFile,
+        wanted: &HashSet<Key>,
+    ) -> Result<Vec<(Key, i64, RecordBatch)>, WindowError> {
+        if !wanted
+            .iter()
+            .any(|k| file.first_end <= k.1 && k.1 <= file.last_end)
+        {
+            return Ok(Vec::new());
+        }
+        let path = &file.path;
+        let reader = std::fs::File::open(path).map_err(|e| spill_error(path, e))?;
+        let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(reader), None)
+            .map_err(|e| spill_error(path, e))?;
+        self.matches_in(reader.map(|b| b.map_err(|e| spill_error(path, e))), wanted)
+    }
+
+    /// [`Emitted::matches`] over batches of the window columns and `version`.
+    fn matches_in(
+        &self,
+        batches: impl Iterator<Item = Result<RecordBatch, WindowError>>,
+        wanted: &HashSet<Key>,
+    ) -> Result<Vec<(Key, i64, RecordBatch)>, WindowError> {
+        let mut out = Vec::new();
+        for batch in batches {
+            let batch = batch?;
+            let keys = window_keys(&batch, |name| self.names.get(name).copied())?;
+            let versions = batch
+                .column(batch.num_columns() - 1)
+                .as_primitive_opt::<arrow::datatypes::Int64Type>()
+                .ok_or_else(|| WindowError::Spill("emitted rows without versions".into()))?;
+            for (row, key) in keys.into_iter().enumerate() {
+                if let Some(key) = key.filter(|k| wanted.contains(k)) {
+                    out.push((key, versions.value(row), batch.slice(row, 1)));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The latest emitted rows of `keys` (all of which must be in memory).
@@ -617,24 +716,20 @@ impl WindowOperator {
         self.stats
     }
 
-    /// Remember windows already in the lake (rows of the `windows` table) so that new trades
-    /// for them produce a merged next version instead of a second row for the same key.
-    pub fn preload(&mut self, windows: &[RecordBatch]) -> Result<(), WindowError> {
-        for batch in windows {
-            let versions = batch
-                .column_by_name("version")
-                .and_then(|c| cast(c, &DataType::Int64).ok())
-                .ok_or_else(|| WindowError::Schema("windows rows lack version".into()))?;
-            let versions = versions
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .values()
-                .to_vec();
-            let rows = conform(batch, &self.row_schema)?;
-            let keys = self.emitted.keys(&rows)?;
-            self.emitted.record(&rows, &keys, &versions);
-            self.emitted.spill_if_full()?;
-        }
-        Ok(())
+    /// Remember windows already in the lake (rows of `window_history`: every version, in any
+    /// order) so that new trades for them produce a merged next version instead of a second
+    /// row for the same key. With a spill folder they are kept on disk and looked up there.
+    pub fn preload(&mut self, batch: &RecordBatch) -> Result<(), WindowError> {
+        let versions = batch
+            .column_by_name("version")
+            .and_then(|c| cast(c, &DataType::Int64).ok())
+            .ok_or_else(|| WindowError::Schema("windows rows lack version".into()))?;
+        let versions = versions
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        let rows = conform(batch, &self.row_schema)?;
+        self.emitted.remember(with_versions(&rows, versions)?)
     }
 
     async fn aggregate(&self, trades: &RecordBatch) -> Result<RecordBatch, WindowError> {
@@ -1065,6 +1160,67 @@ mod tests {
             .flat_map(|b| column_i64(b, "version"))
             .collect();
         assert_eq!(first, vec![1; 11], "every window closed once, as version 1");
+    }
+
+    #[tokio::test]
+    async fn preloaded_windows_stay_on_disk_and_the_highest_version_is_continued() {
+        // An earlier run: twelve windows, the first corrected once (version 2).
+        let mut earlier = WindowOperator::new(WindowSpec::default(), true, None)
+            .await
+            .unwrap();
+        let mut history = Vec::new();
+        for n in 0..12 {
+            let ts = format!("2024-01-02T10:{:02}:00", n * 5 + 1);
+            let pushed = earlier.push(&trades(&[(&ts, "LIT", 10.0, 100)])).await;
+            history.extend(pushed.unwrap().windows);
+        }
+        let late = trades(&[("2024-01-02T10:02:00", "LIT", 10.0, 7)]);
+        history.extend(earlier.push(&late).await.unwrap().windows);
+        history.extend(earlier.finish().await.unwrap());
+        let versions: Vec<i64> = history
+            .iter()
+            .flat_map(|b| column_i64(b, "version"))
+            .collect();
+        assert_eq!(versions.iter().filter(|v| **v == 2).count(), 1);
+        // A new run reads them a row at a time, in either order, keeping them on disk.
+        let rows: Vec<RecordBatch> = history
+            .iter()
+            .flat_map(|b| (0..b.num_rows()).map(|row| b.slice(row, 1)))
+            .collect();
+        for newest_first in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut op = WindowOperator::new(WindowSpec::default(), true, Some(dir.path().into()))
+                .await
+                .unwrap();
+            op.emitted.spill_at_rows = 2;
+            let mut order: Vec<&RecordBatch> = rows.iter().collect();
+            if newest_first {
+                order.reverse();
+            }
+            for row in order {
+                op.preload(row).unwrap();
+            }
+            assert!(op.emitted.history.len() >= 4, "history went to files");
+            assert!(op.emitted.index.is_empty(), "and not into memory");
+            // A trade for the corrected window: version 3, merged with version 2 (2 trades).
+            op.push(&trades(&[("2024-01-02T10:03:00", "LIT", 10.0, 1)]))
+                .await
+                .unwrap();
+            let out = op.finish().await.unwrap().unwrap();
+            assert_eq!(
+                column_i64(&out, "version"),
+                vec![3],
+                "newest first: {newest_first}"
+            );
+            assert_eq!(column_i64(&out, "num_trades"), vec![3]);
+            assert_eq!(column_i64(&out, "total_quantity"), vec![108]);
+            // A window the earlier run never had starts at version 1.
+            op.push(&trades(&[("2024-01-03T10:03:00", "LIT", 10.0, 1)]))
+                .await
+                .unwrap();
+            let out = op.finish().await.unwrap().unwrap();
+            assert_eq!(column_i64(&out, "version"), vec![1]);
+        }
     }
 
     #[tokio::test]

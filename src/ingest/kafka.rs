@@ -37,7 +37,9 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use tokio::sync::{broadcast, watch};
 
-use super::{existing_windows, now_micros, IngestError, IngestOptions};
+use super::{
+    now_micros, preload_windows, window_state_dir, window_state_path, IngestError, IngestOptions,
+};
 use crate::engine::Engine;
 use crate::lake::{BackgroundWriter, Lake, LakeError, OffsetRange, Table, Transaction};
 use crate::live::{LiveEvent, LiveStats};
@@ -718,15 +720,16 @@ impl Aggregator<'_> {
     /// A fresh window operator holding the lake's windows, fed (without closing anything) the
     /// lake's trades of the assigned partitions that are in windows not yet emitted.
     async fn rebuild_windows(&mut self) -> Result<(), IngestError> {
-        let spill = window_state_dir(&self.lake)?;
+        // The push in flight may still read the old operator's files: it ends first.
         self.discard_in_flight().await?;
+        let spill = window_state_dir(&self.lake)?;
         let mut windows = WindowOperator::new(
             self.options.ingest.window,
             self.options.ingest.reemit_late,
             Some(spill),
         )
         .await?;
-        windows.preload(&existing_windows(&self.options.ingest).await?)?;
+        preload_windows(&self.options.ingest, &mut windows).await?;
         let windows = self.windows.insert(windows);
         self.idle_closed = false;
         if self.parts.is_empty() {
@@ -1078,27 +1081,6 @@ fn recover_quietly(lake: &Lake) {
 
 /// A fresh folder for the window operator's spilled state, owned by this process (so
 /// `Lake::recover` of another member leaves it alone, and removes it once this one is dead).
-fn window_state_dir(lake: &Lake) -> Result<std::path::PathBuf, IngestError> {
-    let dir = window_state_path(lake);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(crate::lake::io_error(&dir))?;
-    let owner = dir.join("owner");
-    std::fs::write(
-        &owner,
-        format!("{} {}\n", crate::lake::hostname(), std::process::id()),
-    )
-    .map_err(crate::lake::io_error(&owner))?;
-    Ok(dir)
-}
-
-fn window_state_path(lake: &Lake) -> std::path::PathBuf {
-    lake.staging_dir(&format!(
-        "window-state-{}-{}",
-        crate::lake::hostname(),
-        std::process::id()
-    ))
-}
-
 /// Closed windows as messages for the output topic, one at a time: key `SYMBOL-VENUE`, value
 /// one JSON object with the original field names and timestamp form (`2024-01-01T11:50:00`),
 /// plus the new fields. The key and value buffers are reused from row to row, so a commit's
