@@ -182,7 +182,9 @@ const SPILL_AT_ROWS: usize = 32 * 1024;
 /// included. A key not in memory whose window end falls in a file's range is looked for there,
 /// newest file first, and brought back ([`Emitted::fault_in`]). That is rare and cheap to rule
 /// out: a window closing for the first time ends after every window that closed before it, so
-/// only corrections of old windows read files.
+/// only corrections of old windows read files. Windows of earlier runs (the lake's, streamed in
+/// at start) go to files of their own the same way and are looked up last, the highest stored
+/// version winning; until the watermark passes the latest of them, new windows look there too.
 #[derive(Default)]
 struct Emitted {
     /// In-memory batches of emitted rows, by chunk number.
