@@ -306,6 +306,9 @@ pub struct IngestArgs {
     /// Rows per Arrow micro-batch.
     #[arg(long, env = "DARKPOOL_BATCH_ROWS", default_value_t = 32 * 1024)]
     pub batch_rows: usize,
+    /// Emitted window rows kept in memory (for corrections) before the oldest spill to disk.
+    #[arg(long, env = "DARKPOOL_WINDOW_MEMORY_ROWS", default_value_t = crate::window::SPILL_AT_ROWS)]
+    pub window_memory_rows: usize,
     /// Longest accepted input line in bytes; longer lines are rejected (their first bytes kept).
     #[arg(long, env = "DARKPOOL_MAX_LINE_BYTES", default_value_t = 1 << 20)]
     pub max_line_bytes: usize,
@@ -705,6 +708,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     options.window = args.window.spec()?;
     options.reemit_late = args.reemit_late;
     options.batch_rows = args.batch_rows.max(1);
+    options.window_memory_rows = args.window_memory_rows.max(1);
     options.max_line_bytes = args.max_line_bytes;
     options.writer = WriterOptions {
         file_rows: args.file_rows.max(1),

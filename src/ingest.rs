@@ -39,6 +39,8 @@ pub struct IngestOptions {
     /// Re-emit a window as a new version when late trades change it.
     pub reemit_late: bool,
     pub batch_rows: usize,
+    /// Emitted window rows kept in memory before the oldest spill to disk.
+    pub window_memory_rows: usize,
     pub max_line_bytes: usize,
     pub writer: WriterOptions,
     /// Draw a progress bar (only when stderr is a terminal).
@@ -56,6 +58,7 @@ impl IngestOptions {
             window: WindowSpec::default(),
             reemit_late: true,
             batch_rows: 32 * 1024,
+            window_memory_rows: crate::window::SPILL_AT_ROWS,
             max_line_bytes: 1 << 20,
             writer: WriterOptions::default(),
             progress: false,
@@ -310,7 +313,9 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     }
 
     let spill = lake.staging_dir(tx.run_id()).join("window-state");
-    let mut windows = WindowOperator::new(options.window, options.reemit_late, Some(spill)).await?;
+    let mut windows = WindowOperator::new(options.window, options.reemit_late, Some(spill))
+        .await?
+        .with_memory_rows(options.window_memory_rows);
     preload_windows(&options, &mut windows).await?;
 
     let total_bytes: u64 = plan.iter().map(|p| p.4).sum();

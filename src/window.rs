@@ -172,8 +172,9 @@ struct SpillFile {
     last_end: i64,
 }
 
-/// Rows kept in memory before the oldest are spilled to disk.
-const SPILL_AT_ROWS: usize = 32 * 1024;
+/// Emitted window rows kept in memory before the oldest are spilled to disk (the default of
+/// `--window-memory-rows`).
+pub const SPILL_AT_ROWS: usize = 32 * 1024;
 
 /// The latest version of every emitted window, kept for corrections. In memory are the rows
 /// of recent emits (in the batches they were emitted in) and an index of interned keys over
@@ -712,6 +713,13 @@ impl WindowOperator {
             reemit_late,
             stats: WindowStats::default(),
         })
+    }
+
+    /// Keep up to `rows` emitted window rows in memory (with a spill folder) before the oldest
+    /// go to disk; [`SPILL_AT_ROWS`] unless set.
+    pub fn with_memory_rows(mut self, rows: usize) -> WindowOperator {
+        self.emitted.spill_at_rows = rows.max(1);
+        self
     }
 
     pub fn stats(&self) -> WindowStats {

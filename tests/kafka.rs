@@ -170,6 +170,10 @@ fn ingest_command(dir: &Path, brokers: &str, topic: &str, group: &str) -> Comman
         "300ms",
         "--idle-timeout",
         "60s",
+        // Emitted windows spill past a few rows, so restarts and corrections read them back
+        // from disk (the windows must still equal a batch recompute).
+        "--window-memory-rows",
+        "16",
     ])
     .args(GROUP_SETTINGS);
     c

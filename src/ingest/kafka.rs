@@ -407,7 +407,8 @@ pub async fn ingest_kafka(
                 options.ingest.reemit_late,
                 Some(spill),
             )
-            .await?,
+            .await?
+            .with_memory_rows(options.ingest.window_memory_rows),
         ),
         in_flight: None,
         parts: BTreeMap::new(),
@@ -728,7 +729,8 @@ impl Aggregator<'_> {
             self.options.ingest.reemit_late,
             Some(spill),
         )
-        .await?;
+        .await?
+        .with_memory_rows(self.options.ingest.window_memory_rows);
         preload_windows(&self.options.ingest, &mut windows).await?;
         let windows = self.windows.insert(windows);
         self.idle_closed = false;
