@@ -235,6 +235,26 @@ fn end_range(batches: &[RecordBatch]) -> Result<Option<(i64, i64)>, WindowError>
     Ok(range)
 }
 
+/// Write `batches` (window columns and `version`) to the new file `dir/name`, noting their
+/// window-end range; `None` (and no file) when they hold no rows.
+fn spill_file(
+    dir: &Path,
+    name: String,
+    batches: &[RecordBatch],
+) -> Result<Option<SpillFile>, WindowError> {
+    let Some((first_end, last_end)) = end_range(batches)? else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| spill_error(dir, e))?;
+    let path = dir.join(name);
+    write_ipc(&path, batches)?;
+    Ok(Some(SpillFile {
+        path,
+        first_end,
+        last_end,
+    }))
+}
+
 fn spill_error(path: &Path, e: impl std::fmt::Display) -> WindowError {
     WindowError::Spill(format!("{}: {e}", path.display()))
 }
@@ -344,45 +364,38 @@ impl Emitted {
             return Ok(());
         }
         victims.sort_unstable();
-        // chunk -> (row, version) of its rows still latest; and the range of their ends.
+        // chunk -> (row, version) of its rows that are still their key's latest.
         let mut current: HashMap<u32, Vec<(u32, i64)>> = HashMap::new();
-        let mut ends: Option<(i64, i64)> = None;
-        for (key, slot) in &self.index {
-            if slot.chunk != newest {
-                current
-                    .entry(slot.chunk)
-                    .or_default()
-                    .push((slot.row, slot.version));
-                ends = Some(ends.map_or((key.1, key.1), |(a, b)| (a.min(key.1), b.max(key.1))));
-            }
+        for slot in self.index.values().filter(|slot| slot.chunk != newest) {
+            current
+                .entry(slot.chunk)
+                .or_default()
+                .push((slot.row, slot.version));
         }
-        if let Some((first_end, last_end)) = ends {
-            std::fs::create_dir_all(&dir).map_err(|e| spill_error(&dir, e))?;
-            let path = dir.join(format!("emitted-{:05}.arrow", self.spill_files.len()));
-            let mut batches = Vec::new();
-            for chunk in &victims {
-                let (Some(rows), Some(latest)) = (self.chunks.get(chunk), current.get_mut(chunk))
-                else {
-                    continue;
-                };
-                latest.sort_unstable();
-                let taken = arrow::compute::take_record_batch(
-                    rows,
-                    &UInt32Array::from_iter_values(latest.iter().map(|(row, _)| *row)),
-                )
-                .map_err(|e| spill_error(&path, e))?;
-                batches.push(with_versions(
-                    &taken,
-                    latest.iter().map(|(_, version)| *version).collect(),
-                )?);
-            }
-            write_ipc(&path, &batches)?;
-            self.spill_files.push(SpillFile {
-                path,
-                first_end,
-                last_end,
-            });
-            self.spilled_until = Some(self.spilled_until.map_or(last_end, |u| u.max(last_end)));
+        let mut batches = Vec::new();
+        for chunk in &victims {
+            let (Some(rows), Some(latest)) = (self.chunks.get(chunk), current.get_mut(chunk))
+            else {
+                continue;
+            };
+            latest.sort_unstable();
+            let taken = arrow::compute::take_record_batch(
+                rows,
+                &UInt32Array::from_iter_values(latest.iter().map(|(row, _)| *row)),
+            )
+            .map_err(|e| WindowError::Schema(e.to_string()))?;
+            batches.push(with_versions(
+                &taken,
+                latest.iter().map(|(_, version)| *version).collect(),
+            )?);
+        }
+        let name = format!("emitted-{:05}.arrow", self.spill_files.len());
+        if let Some(file) = spill_file(&dir, name, &batches)? {
+            self.spilled_until = Some(
+                self.spilled_until
+                    .map_or(file.last_end, |u| u.max(file.last_end)),
+            );
+            self.spill_files.push(file);
         }
         for chunk in victims {
             if let Some(rows) = self.chunks.remove(&chunk) {
@@ -412,17 +425,9 @@ impl Emitted {
         let Some(dir) = self.spill_dir.clone() else {
             return Ok(());
         };
-        let Some((first_end, last_end)) = end_range(&self.history_pending)? else {
-            return Ok(());
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| spill_error(&dir, e))?;
-        let path = dir.join(format!("history-{:05}.arrow", self.history.len()));
-        write_ipc(&path, &self.history_pending)?;
-        self.history.push(SpillFile {
-            path,
-            first_end,
-            last_end,
-        });
+        let name = format!("history-{:05}.arrow", self.history.len());
+        self.history
+            .extend(spill_file(&dir, name, &self.history_pending)?);
         self.history_pending.clear();
         self.history_pending_rows = 0;
         Ok(())
