@@ -374,6 +374,67 @@ async fn round_trip_lands_every_trade_and_publishes_windows_in_the_original_shap
 }
 
 #[tokio::test]
+async fn closed_windows_reach_the_output_topic_before_their_run_commits() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, out) = (unique("trades"), unique("windows"));
+    // 50 minutes of event time: windows close while the run reads.
+    let spread = ["--partitions", "3", "--market-rate", "1"];
+    produce_with(dir.path(), &brokers, &topic, 3000, &spread, 7);
+    // The reader below subscribes before the member would create it, and a consumer
+    // subscribed to a missing topic looks for it again only minutes later.
+    create_topic(&brokers, &out, 1).await;
+    // A run that never commits nor goes idle by itself: what reaches the output topic
+    // meanwhile went out as it closed, not at the commit (which only waits for the
+    // acknowledgements).
+    let mut member = {
+        let mut c = darkpool(dir.path());
+        c.args(["ingest", "--brokers", &brokers, "--topic", &topic])
+            .args([
+                "--group",
+                &unique("g"),
+                "--lake",
+                "lake",
+                "--output-topic",
+                &out,
+            ])
+            .args([
+                "--commit-every",
+                "1h",
+                "--idle-timeout",
+                "1h",
+                "--start",
+                "earliest",
+            ])
+            .args(GROUP_SETTINGS)
+            .stderr(std::fs::File::create(dir.path().join("member.log")).unwrap());
+        c.spawn().unwrap()
+    };
+    let early = read_topic(&brokers, &out, 1);
+    let commits = std::fs::read_dir(dir.path().join("lake/_commits"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    common::interrupt(&mut member);
+    assert!(
+        !early.is_empty(),
+        "no window reached the topic before the commit\n{}",
+        std::fs::read_to_string(dir.path().join("member.log")).unwrap_or_default()
+    );
+    assert_eq!(commits, 0, "the run committed before it was stopped");
+    // Stopping committed the run (its open windows stay open, for the next run to rebuild):
+    // the windows it landed are the ones that had gone out, once each.
+    let windows: usize = query(dir.path(), "SELECT COUNT(*) AS n FROM window_history")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(early.len(), windows);
+    assert_eq!(read_topic(&brokers, &out, windows).len(), windows);
+    assert_exactly_once(dir.path(), &topic, 3000);
+}
+
+#[tokio::test]
 async fn kill_9_at_every_commit_step_then_restart_lands_each_trade_exactly_once() {
     let Some(brokers) = broker() else { return };
     let dir = tempfile::tempdir().unwrap();

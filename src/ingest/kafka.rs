@@ -3,8 +3,9 @@
 //! ```text
 //! consume -> decode (bad messages -> rejects, and the dead-letter topic)
 //!         -> windows (watermark = min over the assigned partitions; idle ones left out)
+//!         -> closed windows to the output topic as they close (acknowledged before the lake
+//!            commit of their run)
 //!         -> one lake run every --commit-every, recording its offset ranges
-//!         -> the run's closed windows to the output topic (acknowledged before the lake commit)
 //!         -> offsets committed to the group (after the lake commit)
 //! ```
 //!
@@ -12,8 +13,9 @@
 //! each partition from the lake's end (`Lake::offsets`), not from the group's committed offset,
 //! and rebuilds the windows still open from the lake's trades. A run's commit is fenced by its
 //! offset ranges, so a kill -9 at any moment, a rebalance, or two members racing can neither
-//! lose nor land twice a trade. The output topic is at-least-once: a crash between its
-//! acknowledgement and the lake commit sends those windows again (same key and version).
+//! lose nor land twice a trade. The output topic is at-least-once: windows go out when they
+//! close, so a crash, a rebalance or a lost commit race that drops their run sends them again
+//! (same key and version) once the run is read again.
 //!
 //! Work is spread over threads, the loop keeping everything order-dependent: it polls the queue
 //! in steps, keeps the offsets, and copies payloads to the decode workers (`pool`); a flush
@@ -281,7 +283,10 @@ struct Interval {
     writer: BackgroundWriter,
     /// partition -> [start, end)
     ranges: BTreeMap<i32, (i64, i64)>,
+    /// Windows closed in the run, kept for the live views (`serve --brokers`) only.
     closed: Vec<RecordBatch>,
+    /// Window messages sent to the output topic in the run (acknowledged at its commit).
+    published: u64,
     dead_letters: Vec<DeadLetter>,
     /// What decoding the run's messages counted (the summary's, once committed).
     decode: DecodeStats,
@@ -294,6 +299,7 @@ impl Interval {
             writer: BackgroundWriter::start(Transaction::begin(lake, options.ingest.writer)?),
             ranges: BTreeMap::new(),
             closed: Vec::new(),
+            published: 0,
             dead_letters: Vec::new(),
             decode: DecodeStats::default(),
             started: Instant::now(),
@@ -500,6 +506,7 @@ pub async fn ingest_kafka(
         }
         if done {
             if let Some(closed) = agg.windows().await?.finish().await? {
+                tracing::debug!("end reached: closing {} open windows", closed.num_rows());
                 agg.closed(closed).await?;
             }
         }
@@ -889,15 +896,26 @@ impl Aggregator<'_> {
         Ok(self.interval.writer.write(table, batch.clone()).await?)
     }
 
+    /// Windows just closed: into the run's files, out to the output topic (the run's commit
+    /// waits for their acknowledgement), and to the live views.
     async fn closed(&mut self, closed: RecordBatch) -> Result<(), IngestError> {
         self.write(Table::Windows, &closed).await?;
+        if let (Some(publisher), Some(topic)) =
+            (self.publisher.as_mut(), &self.options.output_topic)
+        {
+            let published = &mut self.interval.published;
+            each_window_message(&closed, |key, json| {
+                *published += 1;
+                publisher.send(topic, Some(key), Some(json), None)
+            })?;
+        }
         if let Some(live) = &self.live {
             live.stats
                 .windows_closed
                 .fetch_add(closed.num_rows() as u64, Ordering::Relaxed);
             let _ = live.events.send(LiveEvent::Closed(closed.clone()));
+            self.interval.closed.push(closed);
         }
-        self.interval.closed.push(closed);
         Ok(())
     }
 
@@ -935,8 +953,8 @@ impl Aggregator<'_> {
         Ok(())
     }
 
-    /// Land the run: windows and dead letters acknowledged by the brokers, then the lake commit
-    /// (fenced by the offset ranges), then the group's offsets.
+    /// Land the run: its windows (sent as they closed) and dead letters acknowledged by the
+    /// brokers, then the lake commit (fenced by the offset ranges), then the group's offsets.
     async fn commit(&mut self, consumer: &StreamConsumer<Member>) -> Result<(), IngestError> {
         self.flush().await?;
         self.windows().await?;
@@ -948,21 +966,13 @@ impl Aggregator<'_> {
         let Interval {
             writer,
             ranges,
-            closed,
+            published,
             dead_letters,
             decode,
             ..
         } = std::mem::replace(&mut self.interval, fresh);
+        let started = Instant::now();
         if let Some(publisher) = self.publisher.as_mut() {
-            let mut published = 0u64;
-            if let Some(topic) = &self.options.output_topic {
-                for batch in &closed {
-                    each_window_message(batch, |key, json| {
-                        published += 1;
-                        publisher.send(topic, Some(key), Some(json), None)
-                    })?;
-                }
-            }
             if let Some(dlq) = &self.options.dlq_topic {
                 for letter in &dead_letters {
                     let headers = kafka::dead_letter_headers(&letter.reject, &letter.pos);
@@ -978,9 +988,15 @@ impl Aggregator<'_> {
             publisher.flush(topic)?;
             self.summary.windows_published += published;
             self.summary.dead_letters += dead_letters.len() as u64;
+            tracing::debug!(
+                "commit: {published} window(s), {} dead letter(s) acknowledged in {:?}",
+                dead_letters.len(),
+                started.elapsed()
+            );
         }
         // The writer thread finished the run's files meanwhile (or does so now).
         let mut tx = writer.finish().await?;
+        tracing::debug!("commit: files finished after {:?}", started.elapsed());
         for (partition, (start, end)) in &ranges {
             tx.add_offsets(OffsetRange {
                 topic: self.options.topic.clone(),
@@ -992,7 +1008,7 @@ impl Aggregator<'_> {
         let rows = tx.rows().clone();
         crate::lake::crash_point("before-lake-commit");
         match tx.commit() {
-            Ok(_) => {}
+            Ok(_) => tracing::debug!("commit: lake committed after {:?}", started.elapsed()),
             Err(e @ LakeError::OffsetConflict { .. }) => {
                 tracing::warn!("{e}");
                 self.summary.conflicts += 1;
