@@ -312,6 +312,16 @@ fn assert_exactly_once(dir: &Path, topic: &str, count: u64) {
     );
 }
 
+/// How many window rows (every version) the lake holds.
+fn window_rows(dir: &Path) -> usize {
+    query(dir, "SELECT COUNT(*) AS n FROM window_history")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 async fn assert_windows_equal_batch(dir: &Path) {
     common::oracle::assert_streaming_equals_batch(&dir.join("lake"), WindowSpec::default()).await;
 }
@@ -332,12 +342,7 @@ async fn round_trip_lands_every_trade_and_publishes_windows_in_the_original_shap
     assert_exactly_once(dir.path(), &topic, 6000);
     assert_windows_equal_batch(dir.path()).await;
 
-    let windows: usize = query(dir.path(), "SELECT COUNT(*) AS n FROM window_history")
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let windows = window_rows(dir.path());
     let messages = read_topic(&brokers, &out, windows);
     assert_eq!(messages.len(), windows, "one message per window row");
     let mut total_trades = 0;
@@ -423,12 +428,7 @@ async fn closed_windows_reach_the_output_topic_before_their_run_commits() {
     assert_eq!(commits, 0, "the run committed before it was stopped");
     // Stopping committed the run (its open windows stay open, for the next run to rebuild):
     // the windows it landed are the ones that had gone out, once each.
-    let windows: usize = query(dir.path(), "SELECT COUNT(*) AS n FROM window_history")
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let windows = window_rows(dir.path());
     assert_eq!(early.len(), windows);
     assert_eq!(read_topic(&brokers, &out, windows).len(), windows);
     assert_exactly_once(dir.path(), &topic, 3000);
