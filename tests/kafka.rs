@@ -427,9 +427,14 @@ async fn closed_windows_reach_the_output_topic_before_their_run_commits() {
     );
     assert_eq!(commits, 0, "the run committed before it was stopped");
     // Stopping committed the run (its open windows stay open, for the next run to rebuild):
-    // the windows it landed are the ones that had gone out, once each.
+    // the windows it landed are on the topic, once each (the early read may have stopped at a
+    // pause before the last of them).
     let windows = window_rows(dir.path());
-    assert_eq!(early.len(), windows);
+    assert!(
+        early.len() <= windows,
+        "{} sent, {windows} landed",
+        early.len()
+    );
     assert_eq!(read_topic(&brokers, &out, windows).len(), windows);
     assert_exactly_once(dir.path(), &topic, 3000);
 }
