@@ -139,33 +139,18 @@ async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 
 /// Simulated trades onto `topic` (created with `partitions`).
 fn produce(dir: &Path, brokers: &str, topic: &str, count: u64, partitions: i32) {
-    produce_seeded(dir, brokers, topic, count, partitions, 7);
-}
-
-/// Simulated trades of the simulator's `seed` onto `topic` (created with `partitions` if new).
-fn produce_seeded(dir: &Path, brokers: &str, topic: &str, count: u64, partitions: i32, seed: u64) {
+    let partitions = partitions.to_string();
     produce_with(
         dir,
         brokers,
         topic,
         count,
-        &["--partitions", &partitions.to_string()],
-        seed,
+        &["--partitions", &partitions],
+        7,
     );
 }
 
-/// Simulated trades of `seed` onto the existing `topic`, `rate` a second.
-fn produce_paced(dir: &Path, brokers: &str, topic: &str, count: u64, seed: u64, rate: u64) {
-    produce_with(
-        dir,
-        brokers,
-        topic,
-        count,
-        &["--rate", &rate.to_string()],
-        seed,
-    );
-}
-
+/// Simulated trades of the simulator's `seed` onto `topic`, with more `simulate` flags.
 fn produce_with(dir: &Path, brokers: &str, topic: &str, count: u64, args: &[&str], seed: u64) {
     let output = run({
         let mut c = darkpool(dir);
@@ -456,7 +441,14 @@ async fn kill_9_at_every_commit_step_then_restart_lands_each_trade_exactly_once(
     let count: u64 = chunks.iter().sum::<u64>() + 3 * paced;
     let points = ["before-lake-commit", "commit-logged", "before-group-commit"];
     for (seed, (point, chunk)) in (7..).zip(points.into_iter().zip(chunks)) {
-        produce_seeded(dir.path(), &brokers, &topic, chunk, 3, seed);
+        produce_with(
+            dir.path(),
+            &brokers,
+            &topic,
+            chunk,
+            &["--partitions", "3"],
+            seed,
+        );
         let output = run_within({
             let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
             c.env("DARKPOOL_CRASH_AT", point)
@@ -478,7 +470,8 @@ async fn kill_9_at_every_commit_step_then_restart_lands_each_trade_exactly_once(
         let producer = std::thread::spawn({
             let (dir, brokers, topic) = (dir.path().to_owned(), brokers.clone(), topic.clone());
             move || {
-                produce_paced(&dir, &brokers, &topic, paced, seed, paced / 4);
+                let rate = (paced / 4).to_string();
+                produce_with(&dir, &brokers, &topic, paced, &["--rate", &rate], seed);
             }
         });
         let mut child: Child = {
