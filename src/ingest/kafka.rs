@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -33,7 +33,7 @@ use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
@@ -49,7 +49,9 @@ use crate::source::kafka::{self, KafkaError, KafkaOptions, Publisher};
 use crate::source::DecodeStats;
 use crate::window::{WindowOperator, WindowStats};
 
+mod fetch;
 mod pool;
+use fetch::{FetchQueue, Fetched, Polled};
 use pool::{DeadLetter, DecodePool};
 
 /// Where a member starts reading a partition the lake holds nothing of.
@@ -158,6 +160,8 @@ struct Member {
     /// Partitions the loop paused for watermark alignment: resumed at a rebalance (librdkafka
     /// keeps an application's pause across reassignment).
     paused: Mutex<BTreeSet<i32>>,
+    /// The loop's fetch queue: assigned partitions are routed to it (`fetch`).
+    fetch: OnceLock<Weak<FetchQueue>>,
 }
 
 impl Member {
@@ -223,6 +227,19 @@ impl ConsumerContext for Member {
                     };
                     if let Err(e) = tpl.set_partition_offset(&self.topic, *partition, offset) {
                         tracing::error!("positioning partition {partition}: {e}");
+                    }
+                }
+                // Before the assignment: its first fetch must already go to the loop's queue.
+                if let Some(fetch) = self.fetch.get().and_then(Weak::upgrade) {
+                    let topic = std::ffi::CString::new(self.topic.as_str()).ok();
+                    for (partition, _) in &assigned {
+                        let routed = topic.as_deref().is_some_and(|topic| {
+                            fetch.route(consumer.client().native_ptr(), topic, *partition)
+                        });
+                        if !routed {
+                            // Its messages come through the consumer's queue instead.
+                            tracing::warn!("partition {partition}: not routed to the fetch queue");
+                        }
                     }
                 }
                 if let Err(e) = consumer.assign(tpl) {
@@ -372,6 +389,7 @@ pub async fn ingest_kafka(
         events: Mutex::new(Vec::new()),
         rebalanced: AtomicBool::new(false),
         paused: Mutex::new(BTreeSet::new()),
+        fetch: OnceLock::new(),
     };
     let consumer: StreamConsumer<Member> = options
         .kafka
@@ -435,8 +453,19 @@ pub async fn ingest_kafka(
     let mut last_flush = Instant::now();
     let mut broker_errors = 0u64;
     let mut assigned_once = false;
-    // Messages taken from the queue in one step, and one polled together with a rebalance
-    // (it belongs to the new assignment, so it waits until the events are handled).
+    // The partitions' messages come through a queue of our own, a step at a time (`fetch`);
+    // the consumer's queue carries the rebalances (and any message of a partition that could
+    // not be routed). Declared after the consumer: dropped before it.
+    let fetch = Arc::new(
+        FetchQueue::new(consumer.client().native_ptr())
+            .ok_or_else(|| IngestError::Internal("creating the fetch queue".into()))?,
+    );
+    let _ = consumer.context().fetch.set(Arc::downgrade(&fetch));
+    let mut fetched: Vec<Fetched> = Vec::with_capacity(DRAIN);
+    // The last drain filled its step: more may wait, and no wake-up comes for them.
+    let mut more_fetched = false;
+    // Messages taken from the consumer's queue in one step, and one polled together with a
+    // rebalance (it belongs to the new assignment, so it waits until the events are handled).
     let mut drained: Vec<KafkaResult<BorrowedMessage<'_>>> = Vec::with_capacity(DRAIN);
     let mut carried: Option<KafkaResult<BorrowedMessage<'_>>> = None;
     // One stream for the whole run: `recv()` registers and drops a waker per message.
@@ -444,8 +473,11 @@ pub async fn ingest_kafka(
     loop {
         let first = match carried.take() {
             Some(polled) => Some(polled),
+            // Serve the consumer's queue (rebalances) without waiting.
+            None if more_fetched => stream.next().now_or_never().flatten(),
             None => tokio::select! {
                 message = stream.next() => message,
+                _ = fetch.ready() => None,
                 _ = tokio::time::sleep(flush_every) => None,
                 _ = stop.changed() => None,
             },
@@ -468,8 +500,9 @@ pub async fn ingest_kafka(
             // The rebalance resumed every paused partition.
             agg.publish_paused(&consumer);
         }
-        // Then whatever else the queue holds now, up to the next batch boundary (so a batch
-        // still ends after --batch-rows rows) or the next rebalance.
+        let now = Instant::now();
+        // Then whatever else the consumer's queue holds now, up to the next batch boundary
+        // (so a batch still ends after --batch-rows rows) or the next rebalance.
         if let Some(first) = first {
             drained.push(first);
             let room = batch_rows
@@ -485,9 +518,32 @@ pub async fn ingest_kafka(
                 }
                 drained.push(next);
             }
-            agg.take_messages(&drained, &mut broker_errors)?;
+            for polled in &drained {
+                agg.take_message(polled.as_ref().map(Polled::of), now, &mut broker_errors);
+            }
             drained.clear();
         }
+        // And the step our queue holds, unless a rebalance is waiting to be handled: the
+        // messages after it belong to the new assignment. (The rebalance callback only runs
+        // while this loop polls the consumer's queue, so nothing can come between this check
+        // and the drain.)
+        if consumer.context().rebalanced.load(Ordering::Acquire) {
+            more_fetched = true;
+        } else {
+            let room = batch_rows
+                .saturating_sub(agg.decoders.len())
+                .clamp(1, DRAIN);
+            more_fetched = fetch.drain(&mut fetched, room) == room;
+            for message in &fetched {
+                agg.take_message(
+                    message.result().as_ref().map(|m| *m),
+                    now,
+                    &mut broker_errors,
+                );
+            }
+            fetched.clear();
+        }
+        agg.send_step()?;
 
         let stopping = *stop.borrow();
         // Not between a revoke and the next assignment: no partitions is not the end.
@@ -530,53 +586,55 @@ pub async fn ingest_kafka(
 }
 
 impl Aggregator<'_> {
-    /// Messages polled, in order: skip what the lake already holds, extend the run's offset
-    /// ranges, and hand the rest to the decode workers.
-    fn take_messages(
+    /// A message polled (or what came in its place), in order: skip what the lake already
+    /// holds, extend the run's offset ranges, and hand the rest to the decode workers (they get
+    /// the step at `send_step`).
+    fn take_message(
         &mut self,
-        polled: &[KafkaResult<BorrowedMessage<'_>>],
+        polled: Result<Polled<'_>, &RdError>,
+        now: Instant,
         broker_errors: &mut u64,
-    ) -> Result<(), IngestError> {
-        let now = Instant::now();
-        for result in polled {
-            let message = match result {
-                Ok(message) => message,
-                Err(RdError::PartitionEOF(partition)) => {
-                    tracing::debug!("partition {partition}: end reached");
-                    if let Some(state) = self.parts.get_mut(partition) {
-                        state.eof = true;
-                    }
-                    continue;
+    ) {
+        let message = match polled {
+            Ok(message) => message,
+            Err(RdError::PartitionEOF(partition)) => {
+                tracing::debug!("partition {partition}: end reached");
+                if let Some(state) = self.parts.get_mut(partition) {
+                    state.eof = true;
                 }
-                Err(e) => {
-                    *broker_errors += 1;
-                    if broker_errors.is_power_of_two() {
-                        tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
-                    }
-                    continue;
-                }
-            };
-            let partition = message.partition();
-            let offset = message.offset();
-            let Some(state) = self.parts.get_mut(&partition) else {
-                continue; // fetched before a revoke: the new owner reads it
-            };
-            if state.next.is_some_and(|next| offset < next) {
-                self.summary.skipped += 1;
-                continue;
+                return;
             }
-            let start = state.next.unwrap_or(offset);
-            state.next = Some(offset + 1);
-            state.last_message = now;
-            state.eof = false;
-            self.interval
-                .ranges
-                .entry(partition)
-                .or_insert((start, start))
-                .1 = offset + 1;
-            self.idle_closed = false;
-            self.decoders.push(message);
+            Err(e) => {
+                *broker_errors += 1;
+                if broker_errors.is_power_of_two() {
+                    tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
+                }
+                return;
+            }
+        };
+        let (partition, offset) = (message.partition, message.offset);
+        let Some(state) = self.parts.get_mut(&partition) else {
+            return; // fetched before a revoke: the new owner reads it
+        };
+        if state.next.is_some_and(|next| offset < next) {
+            self.summary.skipped += 1;
+            return;
         }
+        let start = state.next.unwrap_or(offset);
+        state.next = Some(offset + 1);
+        state.last_message = now;
+        state.eof = false;
+        self.interval
+            .ranges
+            .entry(partition)
+            .or_insert((start, start))
+            .1 = offset + 1;
+        self.idle_closed = false;
+        self.decoders.push(message);
+    }
+
+    /// The messages taken since the last step, to the decode workers.
+    fn send_step(&mut self) -> Result<(), IngestError> {
         self.decoders.send(now_micros())
     }
 

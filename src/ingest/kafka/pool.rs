@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
-use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::oneshot;
 
+use super::fetch::Polled;
 use crate::ingest::IngestError;
 use crate::model::{rejects_schema, trades_schema, Reject, SourcePos};
 use crate::source::kafka::{MessageDecoder, Outcome};
@@ -160,7 +160,7 @@ impl DecodePool {
     }
 
     /// Copy a message into the current step.
-    pub fn push(&mut self, message: &BorrowedMessage<'_>) {
+    pub fn push(&mut self, message: Polled<'_>) {
         let mut copy = |bytes: Option<&[u8]>| {
             bytes.map(|b| {
                 let start = self.step.bytes.len();
@@ -168,17 +168,17 @@ impl DecodePool {
                 start..self.step.bytes.len()
             })
         };
-        let value = copy(message.payload());
+        let value = copy(message.payload);
         let key = if self.keep_keys {
-            copy(message.key())
+            copy(message.key)
         } else {
             None
         };
         self.step.messages.push(Copied {
             key,
             value,
-            partition: message.partition(),
-            offset: message.offset(),
+            partition: message.partition,
+            offset: message.offset,
         });
     }
 
