@@ -121,7 +121,10 @@ pub fn check_reachable(options: &KafkaOptions) -> Result<(), KafkaError> {
             None,
             left.clamp(Duration::from_millis(200), Duration::from_secs(2)),
         ) {
-            Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
+            Ok(metadata) if !metadata.brokers().is_empty() => {
+                close_in_background(consumer);
+                return Ok(());
+            }
             Ok(_) if started.elapsed() >= options.connect_timeout => {
                 return Err(KafkaError::Unreachable {
                     brokers: options.brokers.clone(),
@@ -139,6 +142,16 @@ pub fn check_reachable(options: &KafkaOptions) -> Result<(), KafkaError> {
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+}
+
+/// Drop a client that has done its job on a thread of its own: destroying a librdkafka client
+/// waits for its threads to wind down (tens of milliseconds), which a caller about to start
+/// its real work need not wait for.
+fn close_in_background<T: Send + 'static>(client: T) {
+    // Should no thread start, the closure, client and all, is dropped here instead.
+    let _ = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || drop(client));
 }
 
 /// Create topics that do not exist yet (`partitions` each, replication 1 unless the broker's
@@ -162,6 +175,7 @@ pub async fn ensure_topics(
             what: "admin request",
             source,
         })?;
+    close_in_background(admin);
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
