@@ -17,8 +17,9 @@
 //! close, so a crash, a rebalance or a lost commit race that drops their run sends them again
 //! (same key and version) once the run is read again.
 //!
-//! Work is spread over threads, the loop keeping everything order-dependent: it polls the queue
-//! in steps, keeps the offsets, and copies payloads to the decode workers (`pool`); a flush
+//! Work is spread over threads, the loop keeping everything order-dependent: it takes the
+//! partitions' messages a step at a time from a queue of its own (`fetch`; rebalances stay on the
+//! consumer's queue), keeps the offsets, and copies payloads to the decode workers (`pool`); a flush
 //! collects their rows, writes them through the run's Parquet writer thread, and starts the
 //! window push on the runtime, which lands its output before the next flush reads the windows.
 
