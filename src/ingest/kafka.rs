@@ -474,8 +474,13 @@ pub async fn ingest_kafka(
     loop {
         let first = match carried.take() {
             Some(polled) => Some(polled),
-            // Serve the consumer's queue (rebalances) without waiting.
-            None if more_fetched => stream.next().now_or_never().flatten(),
+            // Serve the consumer's queue (rebalances) without waiting; still let the runtime
+            // run its other tasks now and then (a window push spawned from a worker thread
+            // waits in that thread's slot while the queue stays full).
+            None if more_fetched => {
+                tokio::task::coop::consume_budget().await;
+                stream.next().now_or_never().flatten()
+            }
             None => tokio::select! {
                 message = stream.next() => message,
                 _ = fetch.ready() => None,
