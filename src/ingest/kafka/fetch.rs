@@ -178,3 +178,128 @@ impl<'a> Polled<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    use rdkafka::ClientConfig;
+
+    use super::*;
+
+    type Seen = Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+    fn produce(producer: &BaseProducer, range: std::ops::Range<usize>) {
+        for i in range {
+            let (key, value) = (format!("k{i}"), format!("v{i}"));
+            let record = BaseRecord::to("t").partition(0).key(&key);
+            // Every tenth message has no value (a tombstone).
+            let sent = if i % 10 == 9 {
+                producer.send(record)
+            } else {
+                producer.send(record.payload(&value))
+            };
+            sent.map_err(|(e, _)| e).expect("queued");
+        }
+        producer.flush(Duration::from_secs(10)).expect("delivered");
+    }
+
+    /// Drain until the partition's end is reported (or 30 s pass); serve the consumer's own
+    /// queue meanwhile and check it carries no message of the routed partition.
+    fn drain_to_end(fetch: &FetchQueue, consumer: &BaseConsumer, seen: &mut Seen) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut fetched = Vec::new();
+        loop {
+            assert!(Instant::now() < deadline, "no end of partition within 30 s");
+            if let Some(Ok(message)) = consumer.poll(Duration::ZERO) {
+                panic!("the consumer's queue got {:?}", Polled::of(&message));
+            }
+            if fetch.drain(&mut fetched, 7) == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let mut end = false;
+            for message in fetched.drain(..) {
+                match message.result() {
+                    Ok(m) => seen.push((
+                        m.offset,
+                        m.key.map(<[u8]>::to_vec),
+                        m.payload.map(<[u8]>::to_vec),
+                    )),
+                    Err(RdError::PartitionEOF(0)) => end = true,
+                    Err(e) => panic!("unexpected: {e}"),
+                }
+            }
+            if end {
+                return;
+            }
+        }
+    }
+
+    fn expected(range: std::ops::Range<usize>) -> Seen {
+        range
+            .map(|i| {
+                let payload = (i % 10 != 9).then(|| format!("v{i}").into_bytes());
+                (i as i64, Some(format!("k{i}").into_bytes()), payload)
+            })
+            .collect()
+    }
+
+    /// A partition routed before it is assigned: its messages (keys, values, tombstones) and
+    /// its end come through the fetch queue in order, in steps of any size, none through the
+    /// consumer's queue; once drained empty, the queue wakes its waiter when more arrive.
+    #[test]
+    fn a_routed_partition_comes_through_the_fetch_queue_in_order_and_wakes_its_waiter() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("t", 1, 1).expect("topic");
+        let servers = cluster.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .create()
+            .expect("producer");
+        produce(&producer, 0..500);
+
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("group.id", "fetch-test")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let rk = consumer.client().native_ptr();
+        let fetch = FetchQueue::new(rk).expect("queue");
+        let topic = CString::new("t").expect("topic name");
+        assert!(fetch.route(rk, &topic, 0));
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset("t", 0, Offset::Beginning)
+            .expect("offset");
+        consumer.assign(&list).expect("assign");
+
+        let mut seen = Seen::new();
+        drain_to_end(&fetch, &consumer, &mut seen);
+        assert_eq!(seen, expected(0..500));
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let wait = |ms| {
+            let waited =
+                async { tokio::time::timeout(Duration::from_millis(ms), fetch.ready()).await };
+            runtime.block_on(waited).is_ok()
+        };
+        // A wake-up stored while the queue filled is used up; then, empty, it stays quiet.
+        wait(50);
+        assert!(!wait(300), "woken with nothing new queued");
+        produce(&producer, 500..520);
+        assert!(wait(10_000), "not woken when messages arrived");
+        seen.clear();
+        drain_to_end(&fetch, &consumer, &mut seen);
+        assert_eq!(seen, expected(500..520));
+        drop(fetch);
+    }
+}
