@@ -450,6 +450,9 @@ pub async fn ingest_kafka(
         live,
     };
     let batch_rows = options.ingest.batch_rows.max(1);
+    // How many messages the next step may take: up to the next batch boundary (so a batch
+    // still ends after --batch-rows rows), at most a step's worth.
+    let step_room = |pending: usize| batch_rows.saturating_sub(pending).clamp(1, DRAIN);
     let flush_every = Duration::from_millis(250).min(options.commit_every);
     let mut last_flush = Instant::now();
     let mut broker_errors = 0u64;
@@ -507,13 +510,11 @@ pub async fn ingest_kafka(
             agg.publish_paused(&consumer);
         }
         let now = Instant::now();
-        // Then whatever else the consumer's queue holds now, up to the next batch boundary
-        // (so a batch still ends after --batch-rows rows) or the next rebalance.
+        // Then whatever else the consumer's queue holds now, up to the step's room or the next
+        // rebalance.
         if let Some(first) = first {
             drained.push(first);
-            let room = batch_rows
-                .saturating_sub(agg.decoders.len())
-                .clamp(1, DRAIN);
+            let room = step_room(agg.decoders.len());
             while drained.len() < room {
                 let Some(Some(next)) = stream.next().now_or_never() else {
                     break;
@@ -536,16 +537,10 @@ pub async fn ingest_kafka(
         if consumer.context().rebalanced.load(Ordering::Acquire) {
             more_fetched = true;
         } else {
-            let room = batch_rows
-                .saturating_sub(agg.decoders.len())
-                .clamp(1, DRAIN);
+            let room = step_room(agg.decoders.len());
             more_fetched = fetch.drain(&mut fetched, room) == room;
             for message in &fetched {
-                agg.take_message(
-                    message.result().as_ref().map(|m| *m),
-                    now,
-                    &mut broker_errors,
-                );
+                agg.take_message(message.result().as_ref().copied(), now, &mut broker_errors);
             }
             fetched.clear();
         }
@@ -784,10 +779,9 @@ impl Aggregator<'_> {
         Ok(())
     }
 
-    /// The partitions' end offsets now: one request for all of them (the latest offset by
-    /// time, as `fetch_watermarks` asks one partition at a time: 30-40 ms each on a local
-    /// broker, while the fetched messages waited), then one query per partition it did not
-    /// answer.
+    /// The partitions' end offsets now, in one by-time request for the latest offset of each
+    /// (a watermark query per partition took 30-40 ms each on a local broker while the fetched
+    /// messages waited); a partition that request did not answer gets its own query.
     fn end_offsets(
         &self,
         consumer: &StreamConsumer<Member>,

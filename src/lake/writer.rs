@@ -117,7 +117,8 @@ impl Transaction {
         });
         // Min/max statistics only where they can prune: on random identifiers, free text and
         // the few values every row group holds all of, they never skip anything, and on strings
-        // they cost two comparisons a value (a tenth of writing a Kafka backfill's trades).
+        // they cost two comparisons a value (string statistics were about 3 % of a Kafka
+        // backfill's CPU samples, kept columns included).
         let props = [
             "order_id",
             "algo_fingerprint",
