@@ -526,7 +526,12 @@ pub async fn ingest_kafka(
                 drained.push(next);
             }
             for polled in &drained {
-                agg.take_message(polled.as_ref().map(Polled::of), now, &mut broker_errors);
+                let polled = polled.as_ref().map(Polled::of);
+                if agg.take_message(polled, now, &mut broker_errors) {
+                    if let Ok(message) = polled {
+                        agg.decoders.copy(message);
+                    }
+                }
             }
             drained.clear();
         }
@@ -539,10 +544,19 @@ pub async fn ingest_kafka(
         } else {
             let room = step_room(agg.decoders.len());
             more_fetched = fetch.drain(&mut fetched, room) == room;
-            for message in &fetched {
-                agg.take_message(message.result().as_ref().copied(), now, &mut broker_errors);
+            for message in fetched.drain(..) {
+                match message.into_data() {
+                    Ok(data) => {
+                        if agg.take_message(Ok(data.view()), now, &mut broker_errors) {
+                            agg.decoders.hand(data);
+                        }
+                    }
+                    Err(e) => {
+                        let taken = agg.take_message(Err(&e), now, &mut broker_errors);
+                        debug_assert!(!taken, "an event is never decoded");
+                    }
+                }
             }
-            fetched.clear();
         }
         agg.send_step()?;
 
@@ -588,14 +602,15 @@ pub async fn ingest_kafka(
 
 impl Aggregator<'_> {
     /// A message polled (or what came in its place), in order: skip what the lake already
-    /// holds, extend the run's offset ranges, and hand the rest to the decode workers (they get
-    /// the step at `send_step`).
+    /// holds and extend the run's offset ranges. True when the message is to go to the decode
+    /// workers (the caller adds it to the step, which they get at `send_step`).
+    #[must_use]
     fn take_message(
         &mut self,
         polled: Result<Polled<'_>, &RdError>,
         now: Instant,
         broker_errors: &mut u64,
-    ) {
+    ) -> bool {
         let message = match polled {
             Ok(message) => message,
             Err(RdError::PartitionEOF(partition)) => {
@@ -603,23 +618,23 @@ impl Aggregator<'_> {
                 if let Some(state) = self.parts.get_mut(partition) {
                     state.eof = true;
                 }
-                return;
+                return false;
             }
             Err(e) => {
                 *broker_errors += 1;
                 if broker_errors.is_power_of_two() {
                     tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
                 }
-                return;
+                return false;
             }
         };
         let (partition, offset) = (message.partition, message.offset);
         let Some(state) = self.parts.get_mut(&partition) else {
-            return; // fetched before a revoke: the new owner reads it
+            return false; // fetched before a revoke: the new owner reads it
         };
         if state.next.is_some_and(|next| offset < next) {
             self.summary.skipped += 1;
-            return;
+            return false;
         }
         let start = state.next.unwrap_or(offset);
         state.next = Some(offset + 1);
@@ -631,7 +646,7 @@ impl Aggregator<'_> {
             .or_insert((start, start))
             .1 = offset + 1;
         self.idle_closed = false;
-        self.decoders.push(message);
+        true
     }
 
     /// The messages taken since the last step, to the decode workers.

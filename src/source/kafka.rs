@@ -476,7 +476,8 @@ impl MessageDecoder {
         }
         let text = std::str::from_utf8(bytes)
             .map_err(|e| Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))?;
-        let raw = decode::parse_json_keyed(text.trim(), &mut self.key_order)?;
+        let mut raw = RawTrade::default();
+        decode::parse_json_into(text.trim(), &mut self.key_order, &mut raw)?;
         let trade = decode::validate(&raw)?;
         self.trades.append(&trade, pos);
         Ok(trade.timestamp)

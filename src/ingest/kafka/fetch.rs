@@ -115,7 +115,9 @@ impl Drop for FetchQueue {
 #[repr(transparent)]
 pub(super) struct Fetched(NonNull<rd::rd_kafka_message_t>);
 
-// SAFETY: a message may be read and destroyed on any thread.
+// SAFETY: a message may be read and destroyed on any thread (its buffer and partition are
+// reference-counted with atomics); every message is dropped before its consumer (the decode
+// workers are joined first).
 unsafe impl Send for Fetched {}
 
 impl Fetched {
@@ -125,20 +127,31 @@ impl Fetched {
     }
 
     /// The message, or what librdkafka reported in its place (an end of partition, an error).
-    pub(super) fn result(&self) -> Result<Polled<'_>, RdError> {
+    pub(super) fn into_data(self) -> Result<Data, RdError> {
         let m = self.raw();
-        let code = RDKafkaErrorCode::from(m.err);
-        match code {
-            RDKafkaErrorCode::NoError => Ok(Polled {
-                partition: m.partition,
-                offset: m.offset,
-                // SAFETY: librdkafka's pointer and length of the message's bytes, alive
-                // with the message.
-                payload: unsafe { bytes(m.payload, m.len) },
-                key: unsafe { bytes(m.key, m.key_len) },
-            }),
+        match RDKafkaErrorCode::from(m.err) {
+            RDKafkaErrorCode::NoError => Ok(Data(self)),
             RDKafkaErrorCode::PartitionEOF => Err(RdError::PartitionEOF(m.partition)),
             other => Err(RdError::MessageConsumption(other)),
+        }
+    }
+}
+
+/// A fetched message that carries data (not an event in its place). It is handed to a decode
+/// worker as it is and read there in place: librdkafka's bytes are not copied (a copy cost
+/// about 3 % of a Kafka backfill's CPU time).
+pub(super) struct Data(Fetched);
+
+impl Data {
+    pub(super) fn view(&self) -> Polled<'_> {
+        let m = self.0.raw();
+        Polled {
+            partition: m.partition,
+            offset: m.offset,
+            // SAFETY: librdkafka's pointers and lengths of the message's bytes, alive with the
+            // message.
+            payload: unsafe { bytes(m.payload, m.len) },
+            key: unsafe { bytes(m.key, m.key_len) },
         }
     }
 }
@@ -224,12 +237,15 @@ mod tests {
             }
             let mut end = false;
             for message in fetched.drain(..) {
-                match message.result() {
-                    Ok(m) => seen.push((
-                        m.offset,
-                        m.key.map(<[u8]>::to_vec),
-                        m.payload.map(<[u8]>::to_vec),
-                    )),
+                match message.into_data() {
+                    Ok(data) => {
+                        let m = data.view();
+                        seen.push((
+                            m.offset,
+                            m.key.map(<[u8]>::to_vec),
+                            m.payload.map(<[u8]>::to_vec),
+                        ))
+                    }
                     Err(RdError::PartitionEOF(0)) => end = true,
                     Err(e) => panic!("unexpected: {e}"),
                 }

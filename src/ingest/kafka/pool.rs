@@ -1,8 +1,9 @@
 //! Decoding off the aggregator's loop.
 //!
-//! The loop copies each step's payloads into one buffer (so the consumer's messages are
-//! released at once) and hands it to a worker thread; workers each own a [`MessageDecoder`]
-//! and decode while the loop polls the next step. A flush collects every worker's rows, the
+//! The loop hands each step's messages to a worker thread: those from the fetch queue as
+//! librdkafka's messages themselves (read in place and destroyed by the worker), those polled
+//! from the consumer's queue (which it only lends) copied into one buffer. Workers each own a
+//! [`MessageDecoder`] and decode while the loop polls the next step. A flush collects every worker's rows, the
 //! partitions' newest event times and the dead letters. Commands to a worker run in order, so a
 //! take or a clear covers everything sent before it.
 
@@ -15,7 +16,7 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use tokio::sync::oneshot;
 
-use super::fetch::Polled;
+use super::fetch::{Data, Polled};
 use crate::ingest::IngestError;
 use crate::model::{rejects_schema, trades_schema, Reject, SourcePos};
 use crate::source::kafka::{MessageDecoder, Outcome};
@@ -79,7 +80,7 @@ impl Decoded {
     }
 }
 
-/// One message of a step: where its key and value are in the step's buffer.
+/// A copied message: where its key and value are in the step's buffer.
 struct Copied {
     key: Option<Range<usize>>,
     value: Option<Range<usize>>,
@@ -87,17 +88,43 @@ struct Copied {
     offset: i64,
 }
 
-/// A step's messages, being copied.
+/// One message of a step.
+enum Held {
+    /// librdkafka's message, read in place.
+    Fetched(Data),
+    Copied(Copied),
+}
+
+impl Held {
+    fn view<'a>(&'a self, bytes: &'a [u8]) -> Polled<'a> {
+        match self {
+            Held::Fetched(data) => data.view(),
+            Held::Copied(c) => {
+                let slice = |range: &Option<Range<usize>>| {
+                    range.as_ref().and_then(|r| bytes.get(r.clone()))
+                };
+                Polled {
+                    partition: c.partition,
+                    offset: c.offset,
+                    payload: slice(&c.value),
+                    key: slice(&c.key),
+                }
+            }
+        }
+    }
+}
+
+/// A step's messages, being gathered.
 #[derive(Default)]
 struct Step {
     bytes: Vec<u8>,
-    messages: Vec<Copied>,
+    messages: Vec<Held>,
 }
 
 /// A step, or part of one, handed to a worker.
 struct Sent {
     bytes: Arc<Vec<u8>>,
-    messages: Vec<Copied>,
+    messages: Vec<Held>,
     rejected_at: i64,
 }
 
@@ -159,8 +186,13 @@ impl DecodePool {
         self.pending + self.step.messages.len()
     }
 
+    /// Add a fetched message to the current step, as it is.
+    pub fn hand(&mut self, message: Data) {
+        self.step.messages.push(Held::Fetched(message));
+    }
+
     /// Copy a message into the current step.
-    pub fn push(&mut self, message: Polled<'_>) {
+    pub fn copy(&mut self, message: Polled<'_>) {
         let mut copy = |bytes: Option<&[u8]>| {
             bytes.map(|b| {
                 let start = self.step.bytes.len();
@@ -174,12 +206,12 @@ impl DecodePool {
         } else {
             None
         };
-        self.step.messages.push(Copied {
+        self.step.messages.push(Held::Copied(Copied {
             key,
             value,
             partition: message.partition,
             offset: message.offset,
-        });
+        }));
     }
 
     /// Hand the current step to the workers (split across them when large).
@@ -290,20 +322,18 @@ fn work(
     while let Ok(command) = queue.recv() {
         match command {
             Command::Decode(step) => {
-                let slice = |range: &Option<Range<usize>>| {
-                    range.as_ref().and_then(|r| step.bytes.get(r.clone()))
-                };
-                for message in &step.messages {
+                for held in &step.messages {
+                    let message = held.view(&step.bytes);
                     pos.partition = Some(message.partition);
                     pos.offset = Some(message.offset);
-                    let value = slice(&message.value);
+                    let value = message.payload;
                     match decoder.push(value, &pos, step.rejected_at) {
                         Outcome::Trade(ts) => {
                             let max = max_ts.entry(message.partition).or_insert(ts);
                             *max = (*max).max(ts);
                         }
                         Outcome::Rejected(reject) if keep_keys => dead_letters.push(DeadLetter {
-                            key: slice(&message.key).map(<[u8]>::to_vec),
+                            key: message.key.map(<[u8]>::to_vec),
                             value: value.map(<[u8]>::to_vec),
                             reject,
                             pos: pos.clone(),
