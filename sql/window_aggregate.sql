@@ -1,8 +1,12 @@
 -- Trade windows: value, volume, VWAP, price range, block prints and spoof flags per (window_start, symbol, venue).
 -- darkpool fills in {{slide}} (the hop, an interval), {{size}} (the window length, a duration),
--- {{hops}} and {{lag}}: for hopping windows `CROSS JOIN (VALUES (0), (slide), ...) AS h (lag)` and
--- `h.lag` (a trade lands in every window that holds it); for tumbling windows, the default (5
--- minutes), no join and a zero lag. Blocks: >= 10,000 shares or >= $200,000 notional.
+-- {{hops}}, {{lag}} and {{in_window}}: for hopping windows `CROSS JOIN (VALUES (0), (slide), ...)
+-- AS h (lag)`, `h.lag` and `"timestamp" < window_start + {{size}}` (a trade lands in every window
+-- that holds it); for tumbling windows, the default (5 minutes), no join, a zero lag and `TRUE`
+-- (every trade is in the one window it is binned to; DataFusion drops the filter).
+-- Blocks: >= 10,000 shares or >= $200,000 notional. The conditional sums are aggregate FILTERs
+-- rather than SUM(CASE ...): DataFusion evaluates a CASE with a column branch by copying the
+-- batch's rows for each branch (the same windows, a tenth less windowing time).
 -- latitude/longitude: the venue's location (MAX, in case messages carried differing coordinates).
 WITH assigned AS (
     SELECT
@@ -24,14 +28,14 @@ SELECT
     SUM(trade_value) / SUM(quantity) AS vwap,
     MIN(price) AS min_price,
     MAX(price) AS max_price,
-    SUM(CASE WHEN quantity >= 10000 OR trade_value >= 200000 THEN 1 ELSE 0 END) AS block_trades,
-    SUM(CASE WHEN quantity >= 10000 OR trade_value >= 200000 THEN trade_value ELSE 0 END) AS block_value,
-    SUM(CASE WHEN side = 'BUY' THEN quantity ELSE 0 END) AS buy_quantity,
-    SUM(CASE WHEN side = 'SELL' THEN quantity ELSE 0 END) AS sell_quantity,
-    SUM(CASE WHEN is_spoof THEN 1 ELSE 0 END) AS spoof_trades,
+    COUNT(*) FILTER (WHERE quantity >= 10000 OR trade_value >= 200000) AS block_trades,
+    COALESCE(SUM(trade_value) FILTER (WHERE quantity >= 10000 OR trade_value >= 200000), 0) AS block_value,
+    COALESCE(SUM(quantity) FILTER (WHERE side = 'BUY'), 0) AS buy_quantity,
+    COALESCE(SUM(quantity) FILTER (WHERE side = 'SELL'), 0) AS sell_quantity,
+    COUNT(*) FILTER (WHERE is_spoof) AS spoof_trades,
     MAX(latitude) AS latitude,
     MAX(longitude) AS longitude
 FROM assigned
-WHERE "timestamp" < window_start + {{size}}
+WHERE {{in_window}}
 GROUP BY window_start, symbol, venue
 ORDER BY window_start, symbol, venue

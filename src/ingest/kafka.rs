@@ -363,10 +363,10 @@ pub async fn ingest_kafka(
     mut stop: watch::Receiver<bool>,
 ) -> Result<KafkaSummary, IngestError> {
     let started = Instant::now();
+    // The broker check runs while the lake is opened and the consumer starts joining its group
+    // (the join takes its time on the broker's side); nothing is read before it passed.
     let check = options.kafka.clone();
-    tokio::task::spawn_blocking(move || kafka::check_reachable(&check))
-        .await
-        .map_err(|e| IngestError::Internal(format!("broker check: {e}")))??;
+    let reachable = tokio::task::spawn_blocking(move || kafka::check_reachable(&check));
     let lake = Lake::new(&options.ingest.lake);
     lake.ensure_tables()?;
     for run in lake.recover()?.rolled_forward {
@@ -422,6 +422,9 @@ pub async fn ingest_kafka(
             what: "subscribe",
             source,
         })?;
+    reachable
+        .await
+        .map_err(|e| IngestError::Internal(format!("broker check: {e}")))??;
     let spill = window_state_dir(&lake)?;
     let mut agg = Aggregator {
         options: &options,
