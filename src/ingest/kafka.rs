@@ -19,9 +19,10 @@
 //!
 //! Work is spread over threads, the loop keeping everything order-dependent: it takes the
 //! partitions' messages a step at a time from a queue of its own (`fetch`; rebalances stay on the
-//! consumer's queue), keeps the offsets, and copies payloads to the decode workers (`pool`); a flush
-//! collects their rows, writes them through the run's Parquet writer thread, and starts the
-//! window push on the runtime, which lands its output before the next flush reads the windows.
+//! consumer's queue), keeps the offsets, and hands the messages to the decode workers (`pool`),
+//! which read them in place; a flush collects their rows, writes them through the run's Parquet
+//! writer thread, and starts the window push on the runtime, which lands its output before the
+//! next flush reads the windows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

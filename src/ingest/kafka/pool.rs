@@ -3,9 +3,9 @@
 //! The loop hands each step's messages to a worker thread: those from the fetch queue as
 //! librdkafka's messages themselves (read in place and destroyed by the worker), those polled
 //! from the consumer's queue (which it only lends) copied into one buffer. Workers each own a
-//! [`MessageDecoder`] and decode while the loop polls the next step. A flush collects every worker's rows, the
-//! partitions' newest event times and the dead letters. Commands to a worker run in order, so a
-//! take or a clear covers everything sent before it.
+//! [`MessageDecoder`] and decode while the loop polls the next step. A flush collects every
+//! worker's rows, the partitions' newest event times and the dead letters. Commands to a worker
+//! run in order, so a take or a clear covers everything sent before it.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
