@@ -650,10 +650,14 @@ pub fn decode_lines(
         stats.records += 1;
         let outcome = line_text(buf, full_len, options.max_line_bytes).and_then(|text| {
             let raw = match &header {
-                Some(h) => h.record(text),
-                None => decode::parse_json_keyed(text, &mut key_order),
+                Some(h) => h.record(text)?,
+                None => {
+                    let mut raw = decode::RawTrade::default();
+                    decode::parse_json_into(text, &mut key_order, &mut raw)?;
+                    raw
+                }
             };
-            raw.and_then(|raw| decode::validate(&raw).map(|t| trades.append(&t, &pos)))
+            decode::validate(&raw).map(|t| trades.append(&t, &pos))
         });
         stats.settle(
             outcome,
