@@ -212,6 +212,15 @@ struct Emitted {
     history_until: Option<i64>,
 }
 
+impl Emitted {
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+            && self.spill_files.is_empty()
+            && self.history.is_empty()
+            && self.history_pending.is_empty()
+    }
+}
+
 /// Write `batches` (at least one) to a new Arrow IPC file.
 fn write_ipc(path: &Path, batches: &[RecordBatch]) -> Result<(), WindowError> {
     let Some(first) = batches.first() else {
@@ -734,6 +743,14 @@ impl WindowOperator {
         self.stats
     }
 
+    /// Nothing pushed, preloaded or emitted yet: as [`WindowOperator::new`] made it.
+    pub fn is_pristine(&self) -> bool {
+        self.open.is_none()
+            && self.watermark.is_none()
+            && self.stats == WindowStats::default()
+            && self.emitted.is_empty()
+    }
+
     /// Remember windows already in the lake (rows of `window_history`: every version, in any
     /// order) so that new trades for them produce a merged next version instead of a second
     /// row for the same key. With a spill folder they are kept on disk and looked up there.
@@ -1208,6 +1225,31 @@ mod tests {
             .flat_map(|b| column_i64(b, "version"))
             .collect();
         assert_eq!(first, vec![1; 11], "every window closed once, as version 1");
+    }
+
+    #[tokio::test]
+    async fn an_operator_is_pristine_until_it_is_fed_anything() {
+        let fresh = || async {
+            WindowOperator::new(WindowSpec::default(), true, None)
+                .await
+                .unwrap()
+        };
+        let mut op = fresh().await;
+        assert!(op.is_pristine());
+        let empty = RecordBatch::new_empty(trades_schema());
+        op.push_until(&empty, None).await.unwrap();
+        assert!(op.is_pristine(), "nothing to push changes nothing");
+        op.push_until(&empty, Some(0)).await.unwrap();
+        assert!(!op.is_pristine(), "a watermark");
+        let mut op = fresh().await;
+        op.push(&trades(&[("2024-01-02T10:00:01", "LIT", 10.0, 100)]))
+            .await
+            .unwrap();
+        assert!(!op.is_pristine(), "an open window");
+        let closed = op.finish().await.unwrap().unwrap();
+        let mut op = fresh().await;
+        op.preload(&closed).unwrap();
+        assert!(!op.is_pristine(), "a window from the lake");
     }
 
     #[tokio::test]
