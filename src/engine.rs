@@ -339,11 +339,6 @@ impl Engine {
         &self.lake
     }
 
-    /// Does the lake hold any trades yet?
-    pub fn has_trades(&self) -> bool {
-        self.lake.has_data(Table::Trades)
-    }
-
     /// The `window_history` schema (window columns + is_final + version).
     pub fn window_schema(&self) -> SchemaRef {
         self.window_schema.clone()

@@ -216,17 +216,14 @@ pub(crate) async fn lake_trades(
     window: WindowSpec,
     filter: &str,
 ) -> Result<Vec<RecordBatch>, IngestError> {
-    // Opening the engine on an empty lake took 6-10 ms (every start of a Kafka ingest, after
-    // its partitions are assigned).
+    // Checked before the engine opens: opening it on an empty lake took 6-10 ms (every start
+    // of a Kafka ingest, after its partitions are assigned).
     if !Lake::new(lake).has_data(Table::Trades) {
         return Ok(Vec::new());
     }
     let mut engine_options = EngineOptions::new(lake);
     engine_options.window = window;
     let engine = Engine::open(engine_options).await?;
-    if !engine.has_trades() {
-        return Ok(Vec::new());
-    }
     let schema = crate::model::trades_schema();
     let columns: Vec<String> = schema
         .fields()
