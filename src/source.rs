@@ -649,15 +649,11 @@ pub fn decode_lines(
         }
         stats.records += 1;
         let outcome = line_text(buf, full_len, options.max_line_bytes).and_then(|text| {
-            let raw = match &header {
-                Some(h) => h.record(text)?,
-                None => {
-                    let mut raw = decode::RawTrade::default();
-                    decode::parse_json_into(text, &mut key_order, &mut raw)?;
-                    raw
-                }
-            };
-            decode::validate(&raw).map(|t| trades.append(&t, &pos))
+            let mut append = |t: &crate::model::Trade<'_>| trades.append(t, &pos);
+            match &header {
+                Some(h) => decode::validate(&h.record(text)?).map(|t| append(&t)),
+                None => decode::decode_json(text, &mut key_order, append),
+            }
         });
         stats.settle(
             outcome,

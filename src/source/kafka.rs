@@ -476,11 +476,11 @@ impl MessageDecoder {
         }
         let text = std::str::from_utf8(bytes)
             .map_err(|e| Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))?;
-        let mut raw = RawTrade::default();
-        decode::parse_json_into(text.trim(), &mut self.key_order, &mut raw)?;
-        let trade = decode::validate(&raw)?;
-        self.trades.append(&trade, pos);
-        Ok(trade.timestamp)
+        let trades = &mut self.trades;
+        decode::decode_json(text.trim(), &mut self.key_order, |trade| {
+            trades.append(trade, pos);
+            trade.timestamp
+        })
     }
 
     /// The rows decoded since the last call.

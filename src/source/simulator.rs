@@ -553,6 +553,20 @@ mod tests {
         );
     }
 
+    /// Every simulated message takes the decoder's typed path (the one `decode_bench` and
+    /// the Kafka benchmark time), not the general one.
+    #[test]
+    fn simulated_messages_take_the_typed_path() {
+        let out = generate(3, 5000, SimFormat::Ndjson);
+        let mut order = crate::source::decode::KeyOrder::default();
+        for line in std::str::from_utf8(&out).unwrap().lines() {
+            assert!(
+                crate::source::decode::typed_trade(line, &mut order).is_some(),
+                "{line}"
+            );
+        }
+    }
+
     #[test]
     fn writes_exactly_count_trades_some_out_of_order() {
         let out = generate(1, 5000, SimFormat::Ndjson);
