@@ -355,11 +355,9 @@ impl<'a> FlatScanner<'a> {
     }
 
     fn skip_ws(&mut self) {
-        let rest = self.bytes.get(self.pos..).unwrap_or_default();
-        self.pos += rest
-            .iter()
-            .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            .count();
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
     }
 
     fn eat(&mut self, byte: u8) -> Option<()> {
@@ -783,7 +781,28 @@ fn text<'r>(raw: &'r RawTrade<'_>, field: Field) -> Result<Option<&'r str>, Reje
 /// Non-empty printable ASCII without spaces: nothing to trim, no control characters, a code as
 /// it is (the common case, checked in one pass).
 fn is_plain(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b > b' ' && b < 0x7F)
+    is_plain_bytes(s.as_bytes())
+}
+
+fn is_plain_bytes(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let plain_byte = |b: &u8| *b > b' ' && *b < 0x7F;
+    // Eight bytes at a time: a byte up to ' ' borrows (the lowest such mark is exact, and any
+    // mark means one); with no byte at 0x80 or above, adding one carries nowhere and sets the
+    // high bit of exactly the bytes at 0x7F.
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    !bytes.is_empty()
+        && words.into_iter().all(|chunk| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let v = u64::from_le_bytes(word);
+            let low = v.wrapping_sub(ONES * 0x21) & !v & HIGH;
+            let high = (v | v.wrapping_add(ONES)) & HIGH;
+            low | high == 0
+        })
+        && tail.iter().all(plain_byte)
 }
 
 /// Longest symbol / venue code accepted.
@@ -1296,6 +1315,24 @@ mod tests {
                 .iter()
                 .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
             assert_eq!(string_end(&bytes), expected, "{bytes:?}");
+        }
+    }
+
+    /// The word-at-a-time check agrees with a byte loop for every byte value at every
+    /// position of strings up to 40 bytes (whole words, the tail, both).
+    #[test]
+    fn is_plain_matches_a_byte_loop() {
+        let byte_loop = |s: &[u8]| !s.is_empty() && s.iter().all(|&b| b > b' ' && b < 0x7F);
+        for n in 0..=40usize {
+            let base: Vec<u8> = (0..n).map(|i| b'!' + (i % 90) as u8).collect();
+            assert_eq!(is_plain_bytes(&base), byte_loop(&base), "{base:?}");
+            for at in 0..n {
+                for b in 0..=255u8 {
+                    let mut bytes = base.clone();
+                    bytes[at] = b;
+                    assert_eq!(is_plain_bytes(&bytes), byte_loop(&bytes), "{bytes:?}");
+                }
+            }
         }
     }
 
