@@ -320,7 +320,8 @@ fn string_end(bytes: &[u8]) -> Option<usize> {
 
 /// `a == b` for short slices, a word at a time: a slice comparison calls `memcmp`, whose call
 /// costs more than comparing a key of a few bytes (it was 2 % of a Kafka ingest's CPU time).
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
