@@ -10,7 +10,7 @@ use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 
 use crate::model;
 use crate::source::csv::split_line;
-use crate::source::decode::same_bytes;
+use crate::source::decode::{same_bytes, word_at};
 
 /// The registry shipped in `data/venues.csv`, compiled in so a fresh binary needs no files.
 pub const DEFAULT_REGISTRY_CSV: &str = include_str!("../data/venues.csv");
@@ -116,9 +116,7 @@ impl CodeIndex {
         let mut words = code.chunks_exact(8);
         let mut h = code.len() as u64;
         for chunk in &mut words {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            h = mix(h, u64::from_le_bytes(word));
+            h = mix(h, word_at(chunk, 0));
         }
         let tail = words
             .remainder()

@@ -291,22 +291,34 @@ fn short_decimal(mantissa: u64, frac_digits: Option<usize>, negative: bool) -> S
     }
 }
 
+/// Each byte 0x01, each byte 0x80: for the word-at-a-time (SWAR) checks below.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// The eight bytes from `at` as one little-endian word.
+#[inline]
+pub(crate) fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// The high bits of the bytes of `v` below `n` (at most 0x80). A borrow can mark a byte after
+/// a marked one falsely, never before: any mark means a byte below `n`, and the lowest is one.
+#[inline]
+fn bytes_below(v: u64, n: u8) -> u64 {
+    v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH
+}
+
 /// Where a JSON string's body ends: the first quote, backslash or control character, eight
 /// bytes at a time (SWAR: a branch per word instead of a hard-to-predict one per byte).
 fn string_end(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let mut at = 0;
     for chunk in bytes.chunks_exact(8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let v = u64::from_le_bytes(word);
-        // Bytes equal to '"' or '\\', or below 0x20; a false mark can only follow a true one,
-        // so the lowest mark is exact.
-        let marks = zero_byte(v ^ (ONES * u64::from(b'"')))
-            | zero_byte(v ^ (ONES * u64::from(b'\\')))
-            | (v.wrapping_sub(ONES * 0x20) & !v & HIGH);
+        let v = word_at(chunk, 0);
+        let marks = bytes_below(v ^ (ONES * u64::from(b'"')), 1)
+            | bytes_below(v ^ (ONES * u64::from(b'\\')), 1)
+            | bytes_below(v, 0x20);
         if marks != 0 {
             return Some(at + (marks.trailing_zeros() / 8) as usize);
         }
@@ -329,14 +341,12 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if n < 8 {
         return a.iter().zip(b).all(|(x, y)| x == y);
     }
-    let word = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
     // Whole words, then the last eight bytes (overlapping the words before when n is not a
     // multiple of eight).
-    (0..n - 8).step_by(8).all(|at| word(a, at) == word(b, at)) && word(a, n - 8) == word(b, n - 8)
+    (0..n - 8)
+        .step_by(8)
+        .all(|at| word_at(a, at) == word_at(b, at))
+        && word_at(a, n - 8) == word_at(b, n - 8)
 }
 
 /// A strict scanner for flat JSON objects; `None` means "not handled here" (not "invalid").
@@ -786,24 +796,16 @@ fn is_plain(s: &str) -> bool {
 }
 
 fn is_plain_bytes(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    let plain_byte = |b: &u8| *b > b' ' && *b < 0x7F;
-    // Eight bytes at a time: a byte up to ' ' borrows (the lowest such mark is exact, and any
-    // mark means one); with no byte at 0x80 or above, adding one carries nowhere and sets the
-    // high bit of exactly the bytes at 0x7F.
+    // Eight bytes at a time: bytes up to ' ', and (with no byte at 0x80 or above, adding one
+    // carries nowhere) the high bit of exactly the bytes at 0x7F or above.
     let words = bytes.chunks_exact(8);
     let tail = words.remainder();
     !bytes.is_empty()
         && words.into_iter().all(|chunk| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            let v = u64::from_le_bytes(word);
-            let low = v.wrapping_sub(ONES * 0x21) & !v & HIGH;
-            let high = (v | v.wrapping_add(ONES)) & HIGH;
-            low | high == 0
+            let v = word_at(chunk, 0);
+            bytes_below(v, 0x21) | ((v | v.wrapping_add(ONES)) & HIGH) == 0
         })
-        && tail.iter().all(plain_byte)
+        && tail.iter().all(|&b| b > b' ' && b < 0x7F)
 }
 
 /// Longest symbol / venue code accepted.
