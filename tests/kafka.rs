@@ -1,7 +1,7 @@
 //! The Kafka producer and aggregator against a real Kafka-protocol broker (tansu in CI, any
 //! Kafka via DARKPOOL_TEST_BROKERS), through the real binary: round trip to the window topic,
 //! kill -9 at several points, a two-member group, bad messages, late trades, watermark
-//! alignment, and an unreachable broker. Each test uses its own topics and group, so they share one broker.
+//! alignment (and a rebalance while partitions are paused), and an unreachable broker. Each test uses its own topics and group, so they share one broker.
 //!
 //! With no broker these tests fail in CI (CI or DARKPOOL_REQUIRE_KAFKA set) and are skipped,
 //! loudly, elsewhere.
@@ -16,6 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -559,9 +560,9 @@ fn landed(dir: &Path, topic: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Wait (up to a minute) until the lake holds `count` offsets of `topic`.
+/// Wait (up to two minutes) until the lake holds `count` offsets of `topic`.
 fn wait_landed(dir: &Path, topic: &str, count: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while landed(dir, topic) < count && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -780,52 +781,98 @@ async fn a_late_trade_is_kept_and_its_window_corrected() {
     assert_windows_equal_batch(dir.path()).await;
 }
 
+/// One partition's trades for `produce_series`: `count` trades of `symbol`, `step` µs apart
+/// in event time from `start`.
+struct Series {
+    partition: i32,
+    symbol: &'static str,
+    start: i64,
+    step: i64,
+    count: i64,
+}
+
+impl Series {
+    fn new(partition: i32, symbol: &'static str, start: i64, step: i64, count: i64) -> Self {
+        Series {
+            partition,
+            symbol,
+            start,
+            step,
+            count,
+        }
+    }
+}
+
+/// Produce each series to its partition, in small record batches so that small fetches can
+/// take a partition a little at a time.
+fn produce_series(brokers: &str, topic: &str, series: &[Series]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("batch.num.messages", "20")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let mut ts = String::new();
+    for s in series {
+        for i in 0..s.count {
+            ts.clear();
+            darkpool::time::format_iso_micros(s.start + i * s.step, &mut ts);
+            let trade = trade_json(&ts, s.symbol, i + 1);
+            let mut record = BaseRecord::<'_, str, str>::to(topic)
+                .partition(s.partition)
+                .key(s.symbol)
+                .payload(&trade);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => panic!("producing to {topic}: {e}"),
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Small fetches (a record batch or two of `produce_series`'s at a time), so that partitions
+/// are read interleaved and a backlog takes a while.
+const SMALL_FETCHES: [&str; 6] = [
+    "-X",
+    "max.partition.fetch.bytes=8192",
+    "-X",
+    "fetch.max.bytes=16384",
+    "-X",
+    "message.max.bytes=8192",
+];
+
 #[tokio::test]
 async fn a_partition_far_ahead_in_event_time_is_paused_until_the_others_catch_up() {
     let Some(brokers) = broker() else { return };
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("trades");
     create_topic(&brokers, &topic, 2).await;
-    // Small record batches, so that small fetches can take a partition a little at a time.
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("batch.num.messages", "20")
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
     // Partition 0: a trade a minute (2,000 minutes); partition 1: one every 3 s (100 minutes).
     // Read side by side, partition 0 runs hours ahead of partition 1.
     let start = darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap();
     let count = 2000;
-    for i in 0..count {
-        for (partition, step, symbol) in [(0, 60_000_000, "AAA"), (1, 3_000_000, "BBB")] {
-            let mut ts = String::new();
-            darkpool::time::format_iso_micros(start + i * step, &mut ts);
-            let trade = trade_json(&ts, symbol, i + 1);
-            producer
-                .send(
-                    BaseRecord::<'_, str, str>::to(&topic)
-                        .partition(partition)
-                        .key(symbol)
-                        .payload(&trade),
-                )
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    produce_series(
+        &brokers,
+        &topic,
+        &[
+            Series::new(0, "AAA", start, 60_000_000, count),
+            Series::new(1, "BBB", start, 3_000_000, count),
+        ],
+    );
     let output = run({
         let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
         // Small fetches, so the two partitions arrive interleaved rather than one after the other.
         c.args(["--until-end", "--batch-rows", "100", "--output-topic", ""])
-            .args(["--max-drift", "1h", "-X", "max.partition.fetch.bytes=8192"])
-            .args([
-                "-X",
-                "fetch.max.bytes=16384",
-                "-X",
-                "message.max.bytes=8192",
-            ]);
+            .args(["--max-drift", "1h"])
+            .args(SMALL_FETCHES);
         c
     });
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -835,6 +882,90 @@ async fn a_partition_far_ahead_in_event_time_is_paused_until_the_others_catch_up
     );
     assert_eq!(summary_count(&stderr, "accepted"), 2 * count as u64);
     assert_exactly_once(dir.path(), &topic, 2 * count as u64);
+    assert_windows_equal_batch(dir.path()).await;
+}
+
+/// Wait (up to a minute) until the file `log` in `dir` holds `needle`; its text then.
+fn wait_for_log(dir: &Path, log: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn a_rebalance_while_partitions_are_paused_resumes_them_and_loses_nothing() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 4).await;
+    // Partition 2: a backlog, read slowly (small fetches, a debug build); partitions 0, 1 and
+    // 3 start a day later, so the first member (A) pauses them as soon as it sees them. The
+    // second member (B) joins while they are paused, and the rebalance gives A partitions 0
+    // and 1 (static members, A's id first: the range assignor's order), both paused.
+    // librdkafka keeps an application's pause across reassignment, and A's new partition state
+    // starts unpaused, so unless the rebalance resumes them A never reads them to the end.
+    let start = darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap();
+    let day = 86_400_000_000;
+    let (backlog, ahead) = (60_000, 5000);
+    produce_series(
+        &brokers,
+        &topic,
+        &[
+            Series::new(0, "AAA", start + day, 1_000_000, ahead),
+            Series::new(1, "BBB", start + day, 1_000_000, ahead),
+            Series::new(2, "CCC", start, 100_000, backlog),
+            Series::new(3, "DDD", start + day, 1_000_000, ahead),
+        ],
+    );
+    let total = (backlog + 3 * ahead) as u64;
+    let start_member = |name: &str, log_filter: &str| {
+        let mut c = member(dir.path(), &brokers, &topic, &group, &format!("{name}.log"));
+        c.args(["--max-drift", "1m", "--batch-rows", "500", "-X"])
+            .arg(format!("client.id={name}-{group}"))
+            .args(SMALL_FETCHES)
+            .env("DARKPOOL_LOG", log_filter);
+        c.spawn().unwrap()
+    };
+    let mut a = start_member("a", "darkpool=info,darkpool::ingest::kafka=debug");
+    let log = wait_for_log(dir.path(), "a.log", "(watermark alignment)");
+    assert!(
+        log.contains("paused (watermark alignment)"),
+        "A never paused the partitions ahead\n{log}"
+    );
+    let mut b = start_member("b", "darkpool=info");
+    wait_landed(dir.path(), &topic, total);
+    let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let landed_now = landed(dir.path(), &topic);
+    common::interrupt(&mut a);
+    common::interrupt(&mut b);
+    let (log_a, log_b) = (logs("a.log"), logs("b.log"));
+    assert!(
+        log_a.contains("resumed at a rebalance") && log_a.contains("assigned partitions [0, 1] of"),
+        "A should have had partitions paused at the rebalance and kept 0 and 1 (the backlog \
+         was read before B joined, or the broker ordered the members otherwise)\n{log_a}"
+    );
+    assert_eq!(
+        landed_now, total,
+        "partitions left paused after the rebalance\n{log_a}\n{log_b}"
+    );
+    for (name, log) in [("a.log", &log_a), ("b.log", &log_b)] {
+        assert!(
+            summary_count(log, "accepted") > 0,
+            "{name} landed nothing\n{log}"
+        );
+    }
+    run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        c.args(["--until-end", "--output-topic", ""]);
+        c
+    });
+    assert_exactly_once(dir.path(), &topic, total);
     assert_windows_equal_batch(dir.path()).await;
 }
 

@@ -200,8 +200,12 @@ impl ConsumerContext for Member {
         let paused = std::mem::take(&mut *self.paused.lock().unwrap_or_else(|p| p.into_inner()));
         if !paused.is_empty() {
             let list = partition_list(&self.topic, paused.iter().copied());
-            if let Err(e) = consumer.resume(&list) {
-                tracing::warn!("resuming paused partitions at a rebalance: {e}");
+            match consumer.resume(&list) {
+                // The new assignment starts unpaused; alignment pauses again what is ahead.
+                Ok(()) => tracing::info!(
+                    "partitions {paused:?}, paused for watermark alignment, resumed at a rebalance"
+                ),
+                Err(e) => tracing::warn!("resuming paused partitions at a rebalance: {e}"),
             }
         }
         let event = match err {
