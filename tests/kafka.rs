@@ -912,7 +912,7 @@ async fn a_rebalance_while_partitions_are_paused_resumes_them_and_loses_nothing(
     // starts unpaused, so unless the rebalance resumes them A never reads them to the end.
     let start = darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap();
     let day = 86_400_000_000;
-    let (backlog, ahead) = (60_000, 5000);
+    let (backlog, ahead) = (100_000, 5000);
     produce_series(
         &brokers,
         &topic,
