@@ -1,7 +1,8 @@
 //! The Kafka producer and aggregator against a real Kafka-protocol broker (tansu in CI, any
 //! Kafka via DARKPOOL_TEST_BROKERS), through the real binary: round trip to the window topic,
 //! kill -9 at several points, a two-member group, bad messages, late trades, watermark
-//! alignment (and a rebalance while partitions are paused), and an unreachable broker. Each test uses its own topics and group, so they share one broker.
+//! alignment (and a rebalance while partitions are paused), and an unreachable broker. Each
+//! test uses its own topics and group, so they share one broker.
 //!
 //! With no broker these tests fail in CI (CI or DARKPOOL_REQUIRE_KAFKA set) and are skipped,
 //! loudly, elsewhere.
@@ -905,11 +906,13 @@ async fn a_rebalance_while_partitions_are_paused_resumes_them_and_loses_nothing(
     let group = unique("g");
     create_topic(&brokers, &topic, 4).await;
     // Partition 2: a backlog, read slowly (small fetches, a debug build); partitions 0, 1 and
-    // 3 start a day later, so the first member (A) pauses them as soon as it sees them. The
-    // second member (B) joins while they are paused, and the rebalance gives A partitions 0
-    // and 1 (static members, A's id first: the range assignor's order), both paused.
-    // librdkafka keeps an application's pause across reassignment, and A's new partition state
-    // starts unpaused, so unless the rebalance resumes them A never reads them to the end.
+    // 3 start a day later, so the first member (A) pauses them at its first flush (every 500
+    // rows). The second member (B) joins while they are paused, and the rebalance gives A
+    // partitions 0 and 1, both paused: the range assignor orders members by id, which the
+    // broker (tansu, as Kafka) starts with the client id, so A's comes first. librdkafka keeps
+    // an application's pause across reassignment, and A's new partition state starts
+    // unpaused, so unless the rebalance resumes them A never reads partition 0 to its end
+    // (checked: without the resume, 4,980 of its trades were never read).
     let start = darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap();
     let day = 86_400_000_000;
     let (backlog, ahead) = (100_000, 5000);
