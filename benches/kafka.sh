@@ -10,14 +10,25 @@
 #   BENCH_SIZES="2000000" BENCH_PAIRS=20 benches/kafka.sh
 # BENCH_PAIRS=N runs N pairs (bare, then darkpool with a fresh lake and group) on each topic and
 # ends with the ratio's min / median / max: on a shared 2-core VM one pair varies by ±5 %.
+# It starts with the host's single-core speed at darkpool's decode (examples/decode_bench): the
+# ratio follows it, since darkpool is CPU-bound on two cores while the bare consumer mostly
+# waits on the broker; quote the two together (BENCH_HOST_CHECK=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkpool-target}"
 BENCH_DIR="${BENCH_DIR:-$HOME/.cache/darkpool-bench}/kafka"
 mkdir -p "$BENCH_DIR"
-cargo build --release --quiet --bin darkpool --example kafka_consume
+cargo build --release --quiet --bin darkpool --example kafka_consume --example decode_bench
 DP="$CARGO_TARGET_DIR/release/darkpool"
 BARE="$CARGO_TARGET_DIR/release/examples/kafka_consume"
+if [ "${BENCH_HOST_CHECK:-1}" != 0 ]; then
+  "$DP" simulate --count 200000 >"$BENCH_DIR/decode.ndjson"
+  runs=$(for _ in 1 2 3; do
+    "$CARGO_TARGET_DIR/release/examples/decode_bench" "$BENCH_DIR/decode.ndjson" 10 |
+      sed -E 's/.* = ([0-9]+) ns.*/\1/'
+  done | sort -n | tr '\n' ' ')
+  echo "host check: decode_bench ${runs}ns a trade (best first; see README, Performance, Kafka)"
+fi
 if [ -z "${BENCH_BROKERS:-}" ]; then
   TANSU="$(.ci/tansu)"
   "$TANSU" broker --listener-url tcp://127.0.0.1:29092 --advertised-listener-url tcp://127.0.0.1:29092 \
