@@ -96,11 +96,11 @@ struct CodeIndex {
 }
 
 impl CodeIndex {
-    fn new(codes: &[&str]) -> CodeIndex {
-        let size = (codes.len() * 2).max(8).next_power_of_two();
+    fn new(venues: &[Venue]) -> CodeIndex {
+        let size = (venues.len() * 2).max(8).next_power_of_two();
         let mut slots = vec![0u32; size];
-        for (position, code) in codes.iter().enumerate() {
-            let mut at = CodeIndex::hash(code.as_bytes()) & (size - 1);
+        for (position, venue) in venues.iter().enumerate() {
+            let mut at = CodeIndex::hash(venue.code.as_bytes()) & (size - 1);
             while slots[at] != 0 {
                 at = (at + 1) & (size - 1);
             }
@@ -127,13 +127,13 @@ impl CodeIndex {
         (h ^ (h >> 32)) as usize
     }
 
-    /// The position of `code` among `codes` (those the index was made from).
-    fn find(&self, codes: &[Venue], code: &str) -> Option<usize> {
+    /// The position of `code` among `venues` (those the index was made from).
+    fn find(&self, venues: &[Venue], code: &str) -> Option<usize> {
         let mask = self.slots.len() - 1;
         let mut at = CodeIndex::hash(code.as_bytes()) & mask;
         loop {
             let position = (self.slots[at] as usize).checked_sub(1)?;
-            if same_bytes(codes[position].code.as_bytes(), code.as_bytes()) {
+            if same_bytes(venues[position].code.as_bytes(), code.as_bytes()) {
                 return Some(position);
             }
             at = (at + 1) & mask;
@@ -232,8 +232,7 @@ impl Registry {
                     .unwrap_or_default(),
             });
         }
-        let codes: Vec<&str> = venues.iter().map(|v| v.code.as_str()).collect();
-        let index = CodeIndex::new(&codes);
+        let index = CodeIndex::new(&venues);
         Ok(Registry { venues, index })
     }
 
