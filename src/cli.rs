@@ -808,6 +808,17 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
         "  speed     {:>12} trades/s",
         grouped((t.accepted as f64 / s.elapsed.as_secs_f64().max(1e-9)) as u64)
     );
+    // The start (broker check, group join: about a second, whatever the size) apart from the
+    // reading, which is what a long backfill runs at.
+    if let Some(first) = s.first_message.filter(|first| *first < s.elapsed) {
+        let reading = (s.elapsed - first).as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            out,
+            "  reading   {:>12} trades/s from the first message, {:.2} s after the start",
+            grouped((t.accepted as f64 / reading) as u64),
+            first.as_secs_f64()
+        );
+    }
     out
 }
 

@@ -326,6 +326,12 @@ async fn round_trip_lands_every_trade_and_publishes_windows_in_the_original_shap
     });
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(summary_count(&stderr, "accepted"), 6000);
+    // The rate from the first message leaves out the start (the group join at least), so it is
+    // above the whole run's.
+    assert!(
+        summary_count(&stderr, "reading") > summary_count(&stderr, "speed"),
+        "{stderr}"
+    );
     assert_exactly_once(dir.path(), &topic, 6000);
     assert_windows_equal_batch(dir.path()).await;
 

@@ -128,6 +128,9 @@ pub struct KafkaSummary {
     /// Partitions paused for watermark alignment (each time one was).
     pub alignment_pauses: u64,
     pub elapsed: Duration,
+    /// From the start to the first message read (the broker check and the group join, mostly):
+    /// the rest of `elapsed` is the reading rate, which a long run converges to.
+    pub first_message: Option<Duration>,
 }
 
 /// For `serve --brokers`: where open windows and events go.
@@ -359,6 +362,8 @@ struct Aggregator<'a> {
     /// Open windows were closed because every partition went idle (until data comes again).
     idle_closed: bool,
     live: Option<LiveHooks>,
+    /// When the first message was read.
+    first_message: Option<Instant>,
 }
 
 /// Run the aggregator until `stop` turns true, or (with `until_end`) the end is reached.
@@ -456,6 +461,7 @@ pub async fn ingest_kafka(
         summary: KafkaSummary::default(),
         idle_closed: false,
         live,
+        first_message: None,
     };
     let batch_rows = options.ingest.batch_rows.max(1);
     // How many messages the next step may take: up to the next batch boundary (so a batch
@@ -605,6 +611,7 @@ pub async fn ingest_kafka(
     // The (empty) run begun by the last commit: its staging folder goes before we return.
     drop(agg.interval.writer.finish().await);
     summary.elapsed = started.elapsed();
+    summary.first_message = agg.first_message.map(|at| at.duration_since(started));
     Ok(summary)
 }
 
@@ -636,6 +643,7 @@ impl Aggregator<'_> {
                 return false;
             }
         };
+        self.first_message.get_or_insert(now);
         let (partition, offset) = (message.partition, message.offset);
         let Some(state) = self.parts.get_mut(&partition) else {
             return false; // fetched before a revoke: the new owner reads it
