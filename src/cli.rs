@@ -617,7 +617,7 @@ fn produce(
     registry: &Registry,
     rate: f64,
 ) -> Result<()> {
-    kafka::check_reachable(kafka)?;
+    kafka::check_reachable(kafka, None)?;
     let topic = args.kafka.topic.trim();
     tokio::runtime::Handle::current().block_on(kafka::ensure_topics(
         kafka,
@@ -720,7 +720,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         let topics = args.aggregator.output_topics();
         if !topics.is_empty() {
             let check = kafka.clone();
-            tokio::task::spawn_blocking(move || kafka::check_reachable(&check)).await??;
+            tokio::task::spawn_blocking(move || kafka::check_reachable(&check, None)).await??;
             kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?;
         }
         let options = args.aggregator.options(kafka, &args.kafka.topic, options)?;
@@ -1210,7 +1210,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let aggregator = match kafka {
         Some(kafka) => {
             let check = kafka.clone();
-            tokio::task::spawn_blocking(move || kafka::check_reachable(&check)).await??;
+            tokio::task::spawn_blocking(move || kafka::check_reachable(&check, None)).await??;
             let topics = args.aggregator.output_topics();
             if !topics.is_empty() {
                 kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?;

@@ -1100,6 +1100,31 @@ fn an_unreachable_broker_fails_with_its_address_after_the_connect_timeout() {
     }
 }
 
+#[test]
+fn until_end_on_a_missing_topic_fails_naming_it_after_the_connect_timeout() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("missing");
+    let started = Instant::now();
+    let output = run_within({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        c.args(["--until-end", "--connect-timeout", "2s"]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("topic {topic} is not available at {brokers}"))
+            && stderr.contains("Unknown topic or partition"),
+        "{stderr}"
+    );
+    // It had waited for ever (a typo in --topic looked like a hang).
+    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
+    // Nothing half-done in the lake: no trades and no staged run.
+    assert_eq!(landed(dir.path(), &topic), 0);
+    assert!(staging_left(dir.path()).is_empty(), "{stderr}");
+}
+
 /// A tansu of the test's own behind a TCP proxy that tansu advertises, so every client
 /// connection (bootstrap and broker) goes through the proxy, and the test can take the broker
 /// away mid-run (open connections reset, new ones closed at once) and bring it back with its

@@ -374,9 +374,12 @@ pub async fn ingest_kafka(
 ) -> Result<KafkaSummary, IngestError> {
     let started = Instant::now();
     // The broker check runs while the lake is opened and the consumer starts joining its group
-    // (the join takes its time on the broker's side); nothing is read before it passed.
+    // (the join takes its time on the broker's side); nothing is read before it passed. With
+    // --until-end it also wants the topic: there is no end to read to in a missing one.
     let check = options.kafka.clone();
-    let reachable = tokio::task::spawn_blocking(move || kafka::check_reachable(&check));
+    let topic = options.until_end.then(|| options.topic.clone());
+    let reachable =
+        tokio::task::spawn_blocking(move || kafka::check_reachable(&check, topic.as_deref()));
     let lake = Lake::new(&options.ingest.lake);
     lake.ensure_tables()?;
     for run in lake.recover()?.rolled_forward {

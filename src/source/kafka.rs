@@ -95,6 +95,13 @@ pub enum KafkaError {
         waited: Duration,
         detail: String,
     },
+    #[error("topic {topic} is not available at {brokers} (tried for {waited:.0?}): {detail}. Is --topic right? (--until-end reads to the end offsets the topic has at the start, so it must exist; without it the aggregator waits for the topic)")]
+    TopicUnavailable {
+        topic: String,
+        brokers: String,
+        waited: Duration,
+        detail: String,
+    },
     #[error("Kafka client setting rejected: {0} (check -X / DARKPOOL_KAFKA_* settings)")]
     Config(RdError),
     #[error("Kafka {what}: {source}")]
@@ -111,36 +118,52 @@ pub enum KafkaError {
     Source(#[from] SourceError),
 }
 
-/// Wait until the brokers answer a metadata request, or fail after `connect_timeout`.
-pub fn check_reachable(options: &KafkaOptions) -> Result<(), KafkaError> {
+/// Wait until the brokers answer a metadata request, or fail after `connect_timeout`. With a
+/// `topic`, also until they list it without an error: still missing then, it is an error too
+/// (a reader that stops at the end offsets seen at its start would otherwise wait for ever).
+pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<(), KafkaError> {
     let consumer: BaseConsumer = options.config(&[]).create().map_err(KafkaError::Config)?;
     let started = Instant::now();
     loop {
         let left = options.connect_timeout.saturating_sub(started.elapsed());
-        match consumer.fetch_metadata(
-            None,
+        let failure = match consumer.fetch_metadata(
+            topic,
             left.clamp(Duration::from_millis(200), Duration::from_secs(2)),
         ) {
-            Ok(metadata) if !metadata.brokers().is_empty() => {
-                close_in_background(consumer);
-                return Ok(());
-            }
-            Ok(_) if started.elapsed() >= options.connect_timeout => {
-                return Err(KafkaError::Unreachable {
-                    brokers: options.brokers.clone(),
-                    waited: started.elapsed(),
-                    detail: "the cluster lists no brokers".into(),
-                })
-            }
-            Err(e) if started.elapsed() >= options.connect_timeout => {
-                return Err(KafkaError::Unreachable {
-                    brokers: options.brokers.clone(),
-                    waited: started.elapsed(),
-                    detail: e.to_string(),
-                })
-            }
-            _ => std::thread::sleep(Duration::from_millis(100)),
+            Ok(metadata) if metadata.brokers().is_empty() => KafkaError::Unreachable {
+                brokers: options.brokers.clone(),
+                waited: started.elapsed(),
+                detail: "the cluster lists no brokers".into(),
+            },
+            // A consumer's metadata request never creates the topic (allow.auto.create.topics
+            // is off for consumers), so a missing one stays missing.
+            Ok(metadata) => match topic.map(|t| (t, metadata.topics().first())) {
+                Some((t, listed)) if listed.is_none_or(|l| l.error().is_some()) => {
+                    KafkaError::TopicUnavailable {
+                        topic: t.to_string(),
+                        brokers: options.brokers.clone(),
+                        waited: started.elapsed(),
+                        detail: listed.and_then(|l| l.error()).map_or_else(
+                            || "not listed".to_string(),
+                            |e| RDKafkaErrorCode::from(e).to_string(),
+                        ),
+                    }
+                }
+                _ => {
+                    close_in_background(consumer);
+                    return Ok(());
+                }
+            },
+            Err(e) => KafkaError::Unreachable {
+                brokers: options.brokers.clone(),
+                waited: started.elapsed(),
+                detail: e.to_string(),
+            },
+        };
+        if started.elapsed() >= options.connect_timeout {
+            return Err(failure);
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
