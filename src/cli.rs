@@ -187,7 +187,10 @@ impl AggregatorArgs {
     ) -> Result<KafkaIngestOptions> {
         let mut options = KafkaIngestOptions::new(kafka, ingest);
         options.topic = topic.trim().to_string();
-        options.group = self.group.clone();
+        options.group = self.group.trim().to_string();
+        if options.group.is_empty() {
+            bail!("--group is empty: give the consumer group's name");
+        }
         options.start = self.start;
         options.until_end = self.until_end;
         options.output_topic = Some(self.output_topic.trim().to_string()).filter(|t| !t.is_empty());
@@ -206,6 +209,17 @@ impl AggregatorArgs {
             ),
         };
         options.commit_every = self.commit_every()?;
+        for (flag, written) in [
+            ("--output-topic", &options.output_topic),
+            ("--dlq-topic", &options.dlq_topic),
+        ] {
+            if written.as_deref() == Some(options.topic.as_str()) {
+                bail!(
+                    "{flag} {} is the topic read (--topic): the aggregator would read back what it writes, for ever",
+                    options.topic
+                );
+            }
+        }
         Ok(options)
     }
 
@@ -717,13 +731,16 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     };
     options.progress = !args.no_progress;
     if let Some(kafka) = kafka {
+        // Checked before any topic is created.
+        let options = args
+            .aggregator
+            .options(kafka.clone(), &args.kafka.topic, options)?;
         let topics = args.aggregator.output_topics();
         if !topics.is_empty() {
             let check = kafka.clone();
             tokio::task::spawn_blocking(move || kafka::check_reachable(&check, None)).await??;
             kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?;
         }
-        let options = args.aggregator.options(kafka, &args.kafka.topic, options)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -1209,16 +1226,20 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let commit_every = args.aggregator.commit_every()?;
     let aggregator = match kafka {
         Some(kafka) => {
+            // Checked before any topic is created.
+            let mut ingest = IngestOptions::new(&args.lake.lake, Vec::new());
+            ingest.venues = venues.clone();
+            ingest.window = window;
+            let options = args
+                .aggregator
+                .options(kafka.clone(), &args.kafka.topic, ingest)?;
             let check = kafka.clone();
             tokio::task::spawn_blocking(move || kafka::check_reachable(&check, None)).await??;
             let topics = args.aggregator.output_topics();
             if !topics.is_empty() {
                 kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?;
             }
-            let mut ingest = IngestOptions::new(&args.lake.lake, Vec::new());
-            ingest.venues = venues.clone();
-            ingest.window = window;
-            Some(args.aggregator.options(kafka, &args.kafka.topic, ingest)?)
+            Some(options)
         }
         None => None,
     };

@@ -790,3 +790,48 @@ fn serve_with_unreachable_brokers_fails_before_writing_anything() {
     );
     assert!(!dir.path().join("lake").exists(), "nothing is written");
 }
+
+#[test]
+fn aggregator_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    // 127.0.0.1:1 answers nothing: each of these must fail on the flags alone, at once.
+    let kafka = ["--brokers", "127.0.0.1:1", "--topic", "trades"];
+    for (command, flags, says) in [
+        (
+            "ingest",
+            vec!["--output-topic", "trades"],
+            "--output-topic trades is the topic read (--topic)",
+        ),
+        (
+            "ingest",
+            vec!["--dlq-topic", " trades "],
+            "--dlq-topic trades is the topic read (--topic)",
+        ),
+        ("ingest", vec!["--group", " "], "--group is empty"),
+        (
+            "serve",
+            vec!["--dlq-topic", "trades", "--bind", "127.0.0.1:0"],
+            "--dlq-topic trades is the topic read (--topic)",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let mut args = vec![command];
+        args.extend(kafka);
+        args.extend(flags.iter().copied());
+        let out = run(&args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("cannot reach Kafka"),
+            "{args:?}: flags first"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?}: no connect timeout waited out"
+        );
+        assert!(
+            !dir.path().join("lake").exists(),
+            "{args:?}: nothing is written"
+        );
+    }
+}
