@@ -631,6 +631,13 @@ fn produce(
     registry: &Registry,
     rate: f64,
 ) -> Result<()> {
+    // A file that cannot be read fails before the broker is asked or the topic created.
+    if let Some(path) = &args.input {
+        std::fs::File::open(path).map_err(|source| crate::source::SourceError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
     kafka::check_reachable(kafka, None)?;
     let topic = args.kafka.topic.trim();
     tokio::runtime::Handle::current().block_on(kafka::ensure_topics(

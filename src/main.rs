@@ -35,10 +35,14 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let code = e.downcast_ref::<Exit>().map_or(1, |x| x.code);
+            // Each cause once: most of our errors already quote their source in their text.
             let mut message = e.to_string();
             for cause in e.chain().skip(1) {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message.push_str(": ");
+                    message.push_str(&cause);
+                }
             }
             eprintln!("error: {message}");
             ExitCode::from(code as u8)

@@ -372,6 +372,8 @@ fn unreadable_inputs_fail_cleanly_and_write_nothing() {
         let err = stderr(&out);
         assert!(err.contains(expected), "{files:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+        // The OS's reason once, not repeated by the error's cause chain.
+        assert!(err.matches("(os error").count() <= 1, "{err}");
         assert!(
             lake_is_empty(&dir.path().join("lake")),
             "{files:?} left data behind"
@@ -792,11 +794,16 @@ fn serve_with_unreachable_brokers_fails_before_writing_anything() {
 }
 
 #[test]
-fn aggregator_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked() {
+fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked() {
     let dir = tempfile::tempdir().unwrap();
-    // 127.0.0.1:1 answers nothing: each of these must fail on the flags alone, at once.
+    // 127.0.0.1:1 answers nothing: each of these must fail on its flags alone, at once.
     let kafka = ["--brokers", "127.0.0.1:1", "--topic", "trades"];
     for (command, flags, says) in [
+        (
+            "simulate",
+            vec!["--input", "missing.ndjson"],
+            "missing.ndjson: cannot read",
+        ),
         (
             "ingest",
             vec!["--output-topic", "trades"],
