@@ -650,9 +650,8 @@ fn produce(
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     tokio::runtime::Handle::current().spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        shutdown_signal().await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let interrupted = || std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by Ctrl-C");
     let mut failure: Option<anyhow::Error> = None;
@@ -750,9 +749,8 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop_tx.send(true);
-            }
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
         });
         eprintln!(
             "consuming {} at {} as group {} into {} (Ctrl-C stops)",
@@ -1345,11 +1343,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         "darkpool dashboard on http://{shown}/ over {what}\n  API http://{shown}/api/heatmap_data, \
          Kepler.gl http://{shown}/api/kepler/map.json, OpenAPI http://{shown}/api/openapi.json; Ctrl-C stops"
     );
-    // Ctrl-C: event streams end, the pipeline commits what it holds and closes its open
-    // windows, and the server finishes the requests in flight.
+    // Ctrl-C (or SIGTERM): event streams end, the pipeline commits what it holds and closes
+    // its open windows, and the server finishes the requests in flight.
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             let _ = stop_tx.send(true);
         })
         .await
@@ -1360,6 +1358,33 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             .context("the in-process pipeline failed")?;
     }
     served
+}
+
+/// Ctrl-C, or SIGTERM (what `docker compose stop`, systemd and Kubernetes send): either stops
+/// a run the way Ctrl-C always did (what is pending is committed first). A signal that cannot
+/// be listened for never fires.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
 }
 
 /// Run a parsed command line.

@@ -1100,6 +1100,81 @@ fn an_unreachable_broker_fails_with_its_address_after_the_connect_timeout() {
     }
 }
 
+#[tokio::test]
+async fn sigterm_stops_the_aggregator_as_ctrl_c_does_committing_what_it_read() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    produce(dir.path(), &brokers, &topic, 3000, 3);
+    // Commits only at the stop: what lands, lands because the signal was handled.
+    let mut child = darkpool(dir.path())
+        .args(["ingest", "--brokers", &brokers, "--topic", &topic])
+        .args([
+            "--group",
+            &unique("g"),
+            "--lake",
+            "lake",
+            "--start",
+            "earliest",
+        ])
+        .args(["--commit-every", "1h", "--output-topic", ""])
+        .args(GROUP_SETTINGS)
+        .env("DARKPOOL_LOG", "darkpool=debug")
+        .stderr(std::fs::File::create(dir.path().join("ingest.log")).unwrap())
+        .spawn()
+        .unwrap();
+    for partition in 0..3 {
+        let log = wait_for_log(
+            dir.path(),
+            "ingest.log",
+            &format!("partition {partition}: end reached"),
+        );
+        assert!(
+            log.contains(&format!("partition {partition}: end reached")),
+            "{log}"
+        );
+    }
+    assert_eq!(
+        landed(dir.path(), &topic),
+        0,
+        "nothing committed before the stop"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running a minute after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
+    assert!(exit.success(), "{exit}: {log}");
+    assert!(log.contains("stop asked true"), "{log}");
+    assert_eq!(summary_count(&log, "accepted"), 3000);
+    assert_exactly_once(dir.path(), &topic, 3000);
+    // The stop left its open windows to the next run (as Ctrl-C does): a closing run rebuilds
+    // them from the lake, reads nothing again, and closes them.
+    let output = run({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+        c.args(["--until-end", "--output-topic", ""]);
+        c
+    });
+    assert_eq!(
+        summary_count(&String::from_utf8_lossy(&output.stderr), "accepted"),
+        0
+    );
+    assert_exactly_once(dir.path(), &topic, 3000);
+    assert_windows_equal_batch(dir.path()).await;
+}
+
 #[test]
 fn until_end_on_a_missing_topic_fails_naming_it_after_the_connect_timeout() {
     let Some(brokers) = broker() else { return };
