@@ -206,6 +206,14 @@ fn ingest_command(dir: &Path, brokers: &str, topic: &str, group: &str) -> Comman
     c
 }
 
+/// A run to the end offsets (no output topic) after the members under test stopped: it reads
+/// what they left, rebuilds their open windows from the lake and closes them.
+fn closing_run(dir: &Path, brokers: &str, topic: &str, group: &str) -> Output {
+    let mut c = ingest_command(dir, brokers, topic, group);
+    c.args(["--until-end", "--output-topic", ""]);
+    run(c)
+}
+
 /// A long-running group member (no output topic) logging at info level to the file `log`.
 fn member(dir: &Path, brokers: &str, topic: &str, group: &str, log: &str) -> Command {
     let mut c = ingest_command(dir, brokers, topic, group);
@@ -544,11 +552,7 @@ async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
     // a group of its own: the lake's offsets, not the group's, decide where it reads (and
     // tansu 0.6 keeps a departed leader in a group both members left, so that group would
     // never settle).
-    run({
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
-        c.args(["--until-end", "--output-topic", ""]);
-        c
-    });
+    closing_run(dir.path(), &brokers, &topic, &unique("g"));
     assert_exactly_once(dir.path(), &topic, 8000);
     assert_windows_equal_batch(dir.path()).await;
 }
@@ -627,11 +631,7 @@ async fn a_member_dead_between_commit_log_and_publish_is_finished_by_the_member_
         "the survivor should have finished the dead member's commit\n{log}\n{}",
         logs("doomed.log")
     );
-    run({
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
-        c.args(["--until-end", "--output-topic", ""]);
-        c
-    });
+    closing_run(dir.path(), &brokers, &topic, &unique("g"));
     assert_exactly_once(dir.path(), &topic, 8000);
     assert_windows_equal_batch(dir.path()).await;
 }
@@ -975,11 +975,7 @@ async fn a_rebalance_while_partitions_are_paused_resumes_them_and_loses_nothing(
             "{name} landed nothing\n{log}"
         );
     }
-    run({
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
-        c.args(["--until-end", "--output-topic", ""]);
-        c
-    });
+    closing_run(dir.path(), &brokers, &topic, &unique("g"));
     assert_exactly_once(dir.path(), &topic, total);
     assert_windows_equal_batch(dir.path()).await;
 }
@@ -1162,11 +1158,7 @@ async fn sigterm_stops_the_aggregator_as_ctrl_c_does_committing_what_it_read() {
     assert_exactly_once(dir.path(), &topic, 3000);
     // The stop left its open windows to the next run (as Ctrl-C does): a closing run rebuilds
     // them from the lake, reads nothing again, and closes them.
-    let output = run({
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
-        c.args(["--until-end", "--output-topic", ""]);
-        c
-    });
+    let output = closing_run(dir.path(), &brokers, &topic, &unique("g"));
     assert_eq!(
         summary_count(&String::from_utf8_lossy(&output.stderr), "accepted"),
         0
@@ -1376,11 +1368,7 @@ async fn a_broker_lost_mid_run_is_waited_for_and_nothing_is_lost_or_doubled() {
     // The windows closed so far went out, and the rest close in a final run.
     let published = read_topic(&brokers, &windows_topic, 1).len();
     assert!(published > 0, "no window published\n{log}");
-    run({
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
-        c.args(["--until-end", "--output-topic", ""]);
-        c
-    });
+    closing_run(dir.path(), &brokers, &topic, &group);
     assert_exactly_once(dir.path(), &topic, messages);
     assert_windows_equal_batch(dir.path()).await;
 }
