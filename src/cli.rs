@@ -653,13 +653,15 @@ fn produce(
         shutdown_signal().await;
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let interrupted = || std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by Ctrl-C");
+    // What a stop asked for ends the publishing with: a normal end, not a failure.
+    const STOPPED: &str = "stopped by Ctrl-C or SIGTERM";
+    let interrupted = || std::io::Error::new(std::io::ErrorKind::Interrupted, STOPPED);
     let mut failure: Option<anyhow::Error> = None;
     let produced = match &args.input {
         Some(path) => kafka::replay_file(path, &mut |(key, value)| {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(kafka::KafkaError::Source(crate::source::SourceError::Sink(
-                    "stopped by Ctrl-C".into(),
+                    STOPPED.into(),
                 )));
             }
             publisher.send(topic, key.as_deref().map(str::as_bytes), Some(&value), None)
@@ -707,7 +709,7 @@ fn produce(
     }
     match produced {
         Err(kafka::KafkaError::Source(crate::source::SourceError::Sink(m)))
-            if m.contains("Ctrl-C") => {}
+            if m.contains(STOPPED) => {}
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
