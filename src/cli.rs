@@ -244,7 +244,7 @@ fn parse_span(text: &str, flag: &str) -> Result<Duration> {
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Number of trades (default: run until stopped).
+    /// Number of trades (default: run until stopped; with --input, the whole file).
     #[arg(long, env = "DARKPOOL_COUNT")]
     pub count: Option<u64>,
     /// Random seed: the same seed and flags give byte-identical output.
@@ -253,7 +253,7 @@ pub struct SimulateArgs {
     /// First event time (ISO-8601) or `now` for wall-clock timestamps [default: 2024-01-01T09:30:00Z with --count, else now].
     #[arg(long, env = "DARKPOOL_START")]
     pub start: Option<String>,
-    /// Pacing in trades per wall-clock second; 0 = as fast as possible [default: 0 with --count, else 50].
+    /// Pacing in trades per wall-clock second; 0 = as fast as possible [default: 0 with --count or --input, else 50].
     #[arg(long, env = "DARKPOOL_RATE")]
     pub rate: Option<f64>,
     /// Average trades per second of market time on the synthetic clock.
@@ -658,14 +658,22 @@ fn produce(
     let interrupted = || std::io::Error::new(std::io::ErrorKind::Interrupted, STOPPED);
     let mut failure: Option<anyhow::Error> = None;
     let produced = match &args.input {
-        Some(path) => kafka::replay_file(path, &mut |(key, value)| {
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(kafka::KafkaError::Source(crate::source::SourceError::Sink(
-                    STOPPED.into(),
-                )));
-            }
-            publisher.send(topic, key.as_deref().map(str::as_bytes), Some(&value), None)
-        }),
+        Some(path) => {
+            // A file goes as fast as it can unless --rate says otherwise.
+            let mut pacer = simulator::Pacer::new(args.rate.unwrap_or(0.0));
+            kafka::replay_file(path, args.count, &mut |(key, value)| {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(kafka::KafkaError::Source(crate::source::SourceError::Sink(
+                        STOPPED.into(),
+                    )));
+                }
+                publisher.send(topic, key.as_deref().map(str::as_bytes), Some(&value), None)?;
+                if let Some(wait) = pacer.sent_one() {
+                    std::thread::sleep(wait);
+                }
+                Ok(())
+            })
+        }
         None => simulator::each_trade(
             config,
             registry,

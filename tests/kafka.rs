@@ -379,6 +379,53 @@ async fn round_trip_lands_every_trade_and_publishes_windows_in_the_original_shap
     assert_eq!(total_trades, 6000);
 }
 
+#[test]
+fn simulate_replays_a_file_onto_the_topic_as_far_and_as_fast_as_asked() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = run({
+        let mut c = darkpool(dir.path());
+        c.args(["simulate", "--count", "50", "--seed", "3"]);
+        c
+    })
+    .stdout;
+    std::fs::write(dir.path().join("trades.ndjson"), &file).unwrap();
+    let lines: Vec<&[u8]> = file
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), 50);
+    let topic = unique("replay");
+    let started = Instant::now();
+    let output = run({
+        let mut c = darkpool(dir.path());
+        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
+            .args(["--input", "trades.ndjson", "--count", "20", "--rate", "10"]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("(20 acknowledged)"), "{stderr}");
+    // 20 messages at 10 a second take two seconds (unpaced, about half of one).
+    assert!(started.elapsed() >= Duration::from_millis(1900), "{stderr}");
+    let mut read: Vec<(Option<String>, Vec<u8>)> = read_topic(&brokers, &topic, 20)
+        .into_iter()
+        .map(|(key, value, _)| (key, value))
+        .collect();
+    let mut expected: Vec<(Option<String>, Vec<u8>)> = lines[..20]
+        .iter()
+        .map(|line| {
+            let trade: serde_json::Value = serde_json::from_slice(line).unwrap();
+            (trade["symbol"].as_str().map(String::from), line.to_vec())
+        })
+        .collect();
+    read.sort();
+    expected.sort();
+    assert_eq!(
+        read, expected,
+        "the file's first 20 lines as they are, keyed by symbol"
+    );
+}
+
 #[tokio::test]
 async fn closed_windows_reach_the_output_topic_before_their_run_commits() {
     let Some(brokers) = broker() else { return };

@@ -524,9 +524,10 @@ pub type Replayed = (Option<String>, Vec<u8>);
 
 /// Read a CSV or NDJSON file of trades as messages in the original JSON: NDJSON lines are sent
 /// as they are (bad ones too: the aggregator rejects them with reasons), CSV rows become JSON
-/// objects. Blank lines are skipped.
+/// objects. Blank lines are skipped. Stops after `limit` messages, if given.
 pub fn replay_file(
     path: &Path,
+    limit: Option<u64>,
     each: &mut dyn FnMut(Replayed) -> Result<(), KafkaError>,
 ) -> Result<u64, KafkaError> {
     let io_err = |source| SourceError::Io {
@@ -546,7 +547,11 @@ pub fn replay_file(
     let mut lines = LineReader::new(file, 1 << 20, usize::MAX / 2);
     let mut header: Option<csv::Header> = None;
     let mut count = 0u64;
-    while let Some((buf, _)) = lines.next_line().map_err(io_err)? {
+    let limit = limit.unwrap_or(u64::MAX);
+    while count < limit {
+        let Some((buf, _)) = lines.next_line().map_err(io_err)? else {
+            break;
+        };
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -695,7 +700,7 @@ mod tests {
         )
         .unwrap();
         let mut got = Vec::new();
-        replay_file(&path, &mut |m| {
+        replay_file(&path, None, &mut |m| {
             got.push(m);
             Ok(())
         })

@@ -491,7 +491,7 @@ pub fn each_trade(
 ) -> io::Result<u64> {
     let mut sim = Simulator::new(config, registry);
     let mut writer = TradeWriter::new(format);
-    let started = Instant::now();
+    let mut pacer = Pacer::new(rate);
     let mut written = 0u64;
     let limit = count.unwrap_or(u64::MAX);
     while written < limit {
@@ -502,16 +502,42 @@ pub fn each_trade(
             line,
         })?;
         written += 1;
-        if rate > 0.0 {
-            let due = Duration::from_secs_f64(written as f64 / rate);
-            let elapsed = started.elapsed();
-            if due > elapsed {
-                each(Step::Pause)?;
-                std::thread::sleep(due - elapsed);
-            }
+        if let Some(wait) = pacer.sent_one() {
+            each(Step::Pause)?;
+            std::thread::sleep(wait);
         }
     }
     Ok(written)
+}
+
+/// Paces a stream at `rate` items per wall-clock second from its creation (0: as fast as
+/// possible), on the whole count rather than item by item, so sleeps too long or too short
+/// even out.
+pub struct Pacer {
+    rate: f64,
+    started: Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    pub fn new(rate: f64) -> Pacer {
+        Pacer {
+            rate,
+            started: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// One more item went out: how long to wait before the next one (`None`: no wait).
+    pub fn sent_one(&mut self) -> Option<Duration> {
+        self.sent += 1;
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let due = Duration::from_secs_f64(self.sent as f64 / self.rate);
+        due.checked_sub(self.started.elapsed())
+            .filter(|wait| !wait.is_zero())
+    }
 }
 
 #[cfg(test)]
