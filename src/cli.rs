@@ -1370,6 +1370,39 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     served
 }
 
+/// Flags given on the command line that the mode chosen would ignore, refused rather than
+/// dropped without a word. Values from the environment are left alone: one environment may
+/// serve several modes (compose sets `DARKPOOL_*` for all its services).
+pub fn refuse_ignored_flags(matches: &clap::ArgMatches) -> Result<()> {
+    let Some(("simulate", simulate)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let given =
+        |id: &str| simulate.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let set = |id: &str| {
+        simulate
+            .value_source(id)
+            .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue)
+    };
+    const TO_KAFKA: &str = "with --brokers the trades go to the topic, as JSON";
+    const REPLAY: &str = "--input replays the file's trades as they are";
+    // (the mode, an argument it ignores, its flag, why)
+    let rules = [
+        ("brokers", "output", "--output", TO_KAFKA),
+        ("brokers", "format", "--format", TO_KAFKA),
+        ("input", "seed", "--seed", REPLAY),
+        ("input", "start", "--start", REPLAY),
+        ("input", "market_rate", "--market-rate", REPLAY),
+        ("input", "symbols", "--symbols", REPLAY),
+    ];
+    for (mode, id, flag, why) in rules {
+        if set(mode) && given(id) {
+            bail!("{flag} does not apply here: {why}");
+        }
+    }
+    Ok(())
+}
+
 /// Ctrl-C, or SIGTERM (what `docker compose stop`, systemd and Kubernetes send): either stops
 /// a run the way Ctrl-C always did (what is pending is committed first). A signal that cannot
 /// be listened for never fires.

@@ -805,6 +805,16 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
             "missing.ndjson: cannot read",
         ),
         (
+            "simulate",
+            vec!["--input", "missing.ndjson", "--seed", "7"],
+            "--seed does not apply here: --input replays the file's trades as they are",
+        ),
+        (
+            "simulate",
+            vec!["--count", "5", "-o", "t.ndjson"],
+            "--output does not apply here: with --brokers the trades go to the topic, as JSON",
+        ),
+        (
             "ingest",
             vec!["--output-topic", "trades"],
             "--output-topic trades is the topic read (--topic)",
@@ -841,4 +851,25 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
             "{args:?}: nothing is written"
         );
     }
+    assert!(!dir.path().join("t.ndjson").exists());
+    // From the environment (one environment may serve several modes) it is not refused: this
+    // gets as far as the broker.
+    let out = darkpool()
+        .current_dir(dir.path())
+        .args([
+            "simulate",
+            "--brokers",
+            "127.0.0.1:1",
+            "--connect-timeout",
+            "1s",
+        ])
+        .args(["--count", "5"])
+        .env("DARKPOOL_OUTPUT", "t.ndjson")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("cannot reach Kafka"),
+        "{}",
+        stderr(&out)
+    );
 }
