@@ -5,13 +5,14 @@
 
 pub mod kafka;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, TimestampMicrosecondType};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
@@ -163,14 +164,19 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
     bar
 }
 
-/// Load the windows the lake already holds, so new trades merge into them.
+/// The end of each key's (symbol, venue) last emitted window.
+pub(crate) type EmittedTo = HashMap<(String, String), i64>;
+
+/// Load the windows the lake already holds, so new trades merge into them. Returns where each
+/// key's emitted windows end (for [`WindowOperator::push_open`]).
 pub(crate) async fn preload_windows(
     options: &IngestOptions,
     windows: &mut WindowOperator,
-) -> Result<(), IngestError> {
+) -> Result<EmittedTo, IngestError> {
     let lake = Lake::new(&options.lake);
+    let mut emitted_to = EmittedTo::new();
     if !lake.has_data(Table::Windows) {
-        return Ok(());
+        return Ok(emitted_to);
     }
     let mut engine_options = EngineOptions::new(&options.lake);
     engine_options.window = options.window;
@@ -183,8 +189,50 @@ pub(crate) async fn preload_windows(
     while let Some(batch) = history.next().await {
         let batch = batch.map_err(|e| IngestError::Internal(format!("reading windows: {e}")))?;
         windows.preload(&batch)?;
+        // The engine may read strings as views: as plain strings here.
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| arrow::compute::cast(c, &DataType::Utf8).ok())
+        };
+        let (Some(symbols), Some(venues)) = (text("symbol"), text("venue")) else {
+            return Err(IngestError::Internal(
+                "window_history lacks symbol or venue".into(),
+            ));
+        };
+        let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
+        let Some(ends) = batch
+            .column_by_name("window_end")
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        else {
+            return Err(IngestError::Internal(
+                "window_history lacks window_end".into(),
+            ));
+        };
+        for row in 0..batch.num_rows() {
+            let key = (
+                symbols.value(row).to_string(),
+                venues.value(row).to_string(),
+            );
+            let end = emitted_to.entry(key).or_insert(i64::MIN);
+            *end = (*end).max(ends.value(row));
+        }
     }
-    Ok(())
+    Ok(emitted_to)
+}
+
+/// The [`lake_trades`] filter for the trades of windows a stop left open, `also` (a condition
+/// on `t`) holding: per key, those from `size - slide` before the end of its last emitted
+/// window (0 for tumbling windows), all of its trades if it has none. The windows emitted
+/// already among theirs are kept out by [`WindowOperator::push_open`].
+pub(crate) fn open_windows_filter(spec: WindowSpec, also: &str) -> String {
+    format!(
+        "LEFT JOIN (SELECT symbol, venue, MAX(window_end) AS done FROM window_history \
+         GROUP BY symbol, venue) AS d ON t.symbol = d.symbol AND t.venue = d.venue \
+         WHERE ({also}) AND (d.done IS NULL \
+         OR CAST(t.\"timestamp\" AS BIGINT) >= CAST(d.done AS BIGINT) - {})",
+        (spec.size - spec.slide).max(0)
+    )
 }
 
 /// A folder of this process's own for the window operator's spilled state (emptied first).

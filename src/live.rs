@@ -152,15 +152,14 @@ pub async fn run(
     // Emitted windows past what memory keeps go to a folder of this process's own.
     let spill = window_state_dir(&lake)?;
     let mut windows = WindowOperator::new(options.window, true, Some(spill)).await?;
-    preload_windows(&ingest_options, &mut windows).await?;
+    let emitted_to = preload_windows(&ingest_options, &mut windows).await?;
     let mut interval = Interval::begin(&lake)?;
     // Windows that were open when an earlier run stopped without closing them (a crash): their
-    // trades are in the lake, so they go through the operator again before new trades do.
-    for trades in unwindowed_trades(&options).await? {
-        if let Some(closed) = windows.push(&trades).await?.windows {
-            interval.tx.write(Table::Windows, &closed)?;
-            interval.closed.push(closed);
-        }
+    // trades are in the lake, so they go through the operator again before new trades do (which
+    // close them).
+    let filter = crate::ingest::open_windows_filter(options.window, "TRUE");
+    for trades in crate::ingest::lake_trades(&options.lake, options.window, &filter).await? {
+        windows.push_open(&trades, &emitted_to).await?;
     }
 
     // The simulator runs on its own thread, paced to wall-clock time.
@@ -289,19 +288,6 @@ pub async fn run(
             return Ok(());
         }
     }
-}
-
-/// Trades in the lake at or after the end of the last window the lake holds (all trades when it
-/// holds none), in event-time order: with tumbling windows, exactly the trades of windows that
-/// were still open when a run stopped without closing them.
-async fn unwindowed_trades(options: &LiveOptions) -> Result<Vec<RecordBatch>, IngestError> {
-    crate::ingest::lake_trades(
-        &options.lake,
-        options.window,
-        "WHERE t.\"timestamp\" >= COALESCE((SELECT MAX(window_end) FROM window_history), \
-         CAST('1970-01-01T00:00:00Z' AS TIMESTAMP))",
-    )
-    .await
 }
 
 /// Commit an interval (its spooled input recorded as the run's source); an interval with

@@ -767,6 +767,45 @@ impl WindowOperator {
         self.emitted.remember(with_versions(&rows, versions)?)
     }
 
+    /// Trades replayed from the lake after a restart or rebalance into the open windows,
+    /// closing nothing. Of the windows a trade falls in, those ending at or before its key's
+    /// entry in `emitted_to` (the end of the key's last emitted window) were emitted already
+    /// and are left alone; the rest are the windows still open. With hopping windows a replay
+    /// must start `size - slide` before that end to give them all their trades.
+    pub async fn push_open(
+        &mut self,
+        trades: &RecordBatch,
+        emitted_to: &HashMap<(String, String), i64>,
+    ) -> Result<(), WindowError> {
+        if trades.num_rows() == 0 {
+            return Ok(());
+        }
+        let partial = self.aggregate(trades).await?;
+        let ends = timestamps(&partial, "window_end")?;
+        let (symbols, venues) = (strings(&partial, "symbol")?, strings(&partial, "venue")?);
+        let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
+        let open: BooleanArray = (0..partial.num_rows())
+            .map(|row| {
+                let key = (
+                    symbols.value(row).to_string(),
+                    venues.value(row).to_string(),
+                );
+                Some(
+                    emitted_to
+                        .get(&key)
+                        .is_none_or(|&done| ends.value(row) > done),
+                )
+            })
+            .collect();
+        let fresh =
+            filter_record_batch(&partial, &open).map_err(|e| WindowError::Schema(e.to_string()))?;
+        let mut parts = Vec::with_capacity(2);
+        parts.extend(self.open.take());
+        parts.push(fresh);
+        self.open = Some(self.merge(&parts).await?);
+        Ok(())
+    }
+
     async fn aggregate(&self, trades: &RecordBatch) -> Result<RecordBatch, WindowError> {
         let rows = self.aggregate.run(trades.clone()).await?;
         conform(&rows, &self.row_schema)

@@ -720,6 +720,36 @@ async fn serve_rebuilds_the_windows_a_crash_left_open() {
     assert!(trades > landed);
 }
 
+#[tokio::test]
+async fn serve_rebuilds_hopping_windows_a_crash_left_open_with_all_their_trades() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two-second windows every half second: a window open at the crash began up to 1.5 s
+    // before the end of its key's last emitted window.
+    let args = [
+        "--rate",
+        "300",
+        "--commit-every",
+        "500ms",
+        "--window",
+        "2s",
+        "--slide",
+        "500ms",
+        "--allowed-lateness",
+        "0s",
+    ];
+    let (mut child, _) = start_serve(dir.path(), &args);
+    std::thread::sleep(Duration::from_millis(3500));
+    child.kill().unwrap(); // SIGKILL: no chance to close anything
+    child.wait().unwrap();
+    let lake = dir.path().join("lake");
+    assert!(count(&lake, "SELECT COUNT(*) FROM windows").await > 0);
+    let (mut child, _) = start_serve(dir.path(), &args);
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&mut child);
+    let spec = darkpool::window::WindowSpec::parse("2s", Some("500ms"), "0s").unwrap();
+    common::oracle::assert_streaming_equals_batch(&lake, spec).await;
+}
+
 /// Per symbol: (trades, traded value, block prints), straight from the input file.
 fn input_totals(dir: &Path) -> std::collections::BTreeMap<String, (i64, f64, i64)> {
     let mut totals = std::collections::BTreeMap::new();

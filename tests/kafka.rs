@@ -561,6 +561,44 @@ async fn kill_9_at_every_commit_step_then_restart_lands_each_trade_exactly_once(
 }
 
 #[tokio::test]
+async fn hopping_windows_open_at_a_kill_9_are_rebuilt_with_all_their_trades() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    let group = unique("g");
+    // 6,000 trades over 20 minutes of market time.
+    let spread = ["--partitions", "3", "--market-rate", "5"];
+    produce_with(dir.path(), &brokers, &topic, 6000, &spread, 7);
+    // Five-minute windows every minute: a window open at the kill began up to four minutes
+    // before the end of its key's last emitted window, so the restart must replay from there.
+    let hopping = ["--window", "5m", "--slide", "1m"];
+    let mut child = {
+        let mut c = member(dir.path(), &brokers, &topic, &group, "member.log");
+        c.args(hopping);
+        c.spawn().unwrap()
+    };
+    wait_landed(dir.path(), &topic, 6000);
+    child.kill().unwrap(); // SIGKILL: the open windows are only in the lake's trades
+    child.wait().unwrap();
+    assert_eq!(landed(dir.path(), &topic), 6000);
+    assert!(
+        window_rows(dir.path()) > 0,
+        "windows closed before the kill"
+    );
+    let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+    c.args(["--until-end", "--output-topic", ""]).args(hopping);
+    let output = run(c);
+    assert_eq!(
+        summary_count(&String::from_utf8_lossy(&output.stderr), "accepted"),
+        0,
+        "nothing read again"
+    );
+    assert_exactly_once(dir.path(), &topic, 6000);
+    let spec = WindowSpec::parse("5m", Some("1m"), "5s").unwrap();
+    common::oracle::assert_streaming_equals_batch(&dir.path().join("lake"), spec).await;
+}
+
+#[tokio::test]
 async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
     let Some(brokers) = broker() else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -42,7 +42,8 @@ use rdkafka::ClientContext;
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    now_micros, preload_windows, window_state_dir, window_state_path, IngestError, IngestOptions,
+    now_micros, open_windows_filter, preload_windows, window_state_dir, window_state_path,
+    IngestError, IngestOptions,
 };
 use crate::engine::Engine;
 use crate::lake::{BackgroundWriter, Lake, LakeError, OffsetRange, Table, Transaction};
@@ -870,20 +871,20 @@ impl Aggregator<'_> {
             .await?
             .with_memory_rows(self.options.ingest.window_memory_rows),
         };
-        preload_windows(&self.options.ingest, &mut windows).await?;
+        let emitted_to = preload_windows(&self.options.ingest, &mut windows).await?;
         let windows = self.windows.insert(windows);
         self.idle_closed = false;
         if self.parts.is_empty() {
             return Ok(());
         }
         let partitions: Vec<String> = self.parts.keys().map(|p| p.to_string()).collect();
-        let filter = format!(
-            "LEFT JOIN (SELECT symbol, venue, MAX(window_end) AS done FROM window_history \
-             GROUP BY symbol, venue) AS d ON t.symbol = d.symbol AND t.venue = d.venue \
-             WHERE t.source_topic = '{}' AND t.source_partition IN ({}) \
-             AND (d.done IS NULL OR t.\"timestamp\" >= d.done)",
-            self.options.topic.replace('\'', "''"),
-            partitions.join(", ")
+        let filter = open_windows_filter(
+            self.options.ingest.window,
+            &format!(
+                "t.source_topic = '{}' AND t.source_partition IN ({})",
+                self.options.topic.replace('\'', "''"),
+                partitions.join(", ")
+            ),
         );
         let replay = crate::ingest::lake_trades(
             &self.options.ingest.lake,
@@ -905,7 +906,7 @@ impl Aggregator<'_> {
                     }
                 }
             }
-            windows.push_until(&batch, None).await?;
+            windows.push_open(&batch, &emitted_to).await?;
         }
         Ok(())
     }
