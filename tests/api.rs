@@ -689,23 +689,23 @@ async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
         .any(|_| true));
 }
 
+/// `serve` for the crash tests: quick trades, commits and (two-second) windows, no lateness.
+const CRASHING_SERVE: [&str; 8] = [
+    "--rate",
+    "300",
+    "--commit-every",
+    "500ms",
+    "--window",
+    "2s",
+    "--allowed-lateness",
+    "0s",
+];
+
 #[tokio::test]
 async fn serve_rebuilds_the_windows_a_crash_left_open() {
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "--rate",
-        "300",
-        "--commit-every",
-        "500ms",
-        "--window",
-        "2s",
-        "--allowed-lateness",
-        "0s",
-    ];
-    let (mut child, _) = start_serve(dir.path(), &args);
-    std::thread::sleep(Duration::from_millis(3500));
-    child.kill().unwrap(); // SIGKILL: no chance to close anything
-    child.wait().unwrap();
+    let args = CRASHING_SERVE;
+    serve_then_kill(dir.path(), &args, 3500);
     let lake = dir.path().join("lake");
     let landed = count(&lake, "SELECT COUNT(*) FROM trades").await;
     let windowed = count(&lake, "SELECT COALESCE(SUM(num_trades), 0) FROM windows").await;
@@ -713,11 +713,24 @@ async fn serve_rebuilds_the_windows_a_crash_left_open() {
         landed > windowed,
         "the crash should leave trades in open windows ({landed} vs {windowed})"
     );
-    let (mut child, _) = start_serve(dir.path(), &args);
-    std::thread::sleep(Duration::from_millis(1500));
-    interrupt(&mut child);
+    serve_then_interrupt(dir.path(), &args, 1500);
     let trades = assert_windows_match_trades(&lake, "2s").await;
     assert!(trades > landed);
+}
+
+/// `serve` with `args` for `ms`, then SIGKILL: no chance to close anything.
+fn serve_then_kill(dir: &Path, args: &[&str], ms: u64) {
+    let (mut child, _) = start_serve(dir, args);
+    std::thread::sleep(Duration::from_millis(ms));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `serve` with `args` for `ms`, then Ctrl-C: it commits and closes its open windows.
+fn serve_then_interrupt(dir: &Path, args: &[&str], ms: u64) {
+    let (mut child, _) = start_serve(dir, args);
+    std::thread::sleep(Duration::from_millis(ms));
+    interrupt(&mut child);
 }
 
 #[tokio::test]
@@ -725,27 +738,11 @@ async fn serve_rebuilds_hopping_windows_a_crash_left_open_with_all_their_trades(
     let dir = tempfile::tempdir().unwrap();
     // Two-second windows every half second: a window open at the crash began up to 1.5 s
     // before the end of its key's last emitted window.
-    let args = [
-        "--rate",
-        "300",
-        "--commit-every",
-        "500ms",
-        "--window",
-        "2s",
-        "--slide",
-        "500ms",
-        "--allowed-lateness",
-        "0s",
-    ];
-    let (mut child, _) = start_serve(dir.path(), &args);
-    std::thread::sleep(Duration::from_millis(3500));
-    child.kill().unwrap(); // SIGKILL: no chance to close anything
-    child.wait().unwrap();
+    let args = [&CRASHING_SERVE[..], &["--slide", "500ms"]].concat();
+    serve_then_kill(dir.path(), &args, 3500);
     let lake = dir.path().join("lake");
     assert!(count(&lake, "SELECT COUNT(*) FROM windows").await > 0);
-    let (mut child, _) = start_serve(dir.path(), &args);
-    std::thread::sleep(Duration::from_millis(1500));
-    interrupt(&mut child);
+    serve_then_interrupt(dir.path(), &args, 1500);
     let spec = darkpool::window::WindowSpec::parse("2s", Some("500ms"), "0s").unwrap();
     common::oracle::assert_streaming_equals_batch(&lake, spec).await;
 }
