@@ -454,8 +454,17 @@ fn line_text(buf: &[u8], full_len: usize, max_line_bytes: usize) -> Result<&str,
             format!("line of {full_len} bytes exceeds the {max_line_bytes} byte limit (--max-line-bytes); first bytes kept"),
         ));
     }
-    std::str::from_utf8(buf)
-        .map_err(|e| Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))
+    utf8_text(buf)
+}
+
+/// A record's bytes as text, or the reject saying where they stop being UTF-8. The check is
+/// `simdutf8`'s (a tenth of a Kafka trade's decode time with the standard library's, a twentieth
+/// with this); the standard library's only words the error.
+pub(crate) fn utf8_text(bytes: &[u8]) -> Result<&str, Reject> {
+    simdutf8::basic::from_utf8(bytes).or_else(|_| {
+        std::str::from_utf8(bytes)
+            .map_err(|e| Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))
+    })
 }
 
 /// What became of one data line of a [`Records`] format.
@@ -729,6 +738,53 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `utf8_text` takes and refuses exactly what the standard library does, wording the
+    /// refusal as it does: short and long inputs (the SIMD check works in 64-byte blocks),
+    /// ASCII and multibyte text with single bytes changed at random positions (truncated,
+    /// overlong and surrogate sequences among them).
+    #[test]
+    fn utf8_text_agrees_with_the_standard_library() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let texts = [
+            "{\"symbol\":\"SPY\",\"venue\":\"XNYS\"}".repeat(5),
+            "prix €, Zürich, 東京, 🦀 ".repeat(7),
+            "a".repeat(63),
+            "ü".repeat(40),
+        ];
+        let (mut taken, mut refused) = (0, 0);
+        for text in &texts {
+            for _ in 0..2_000 {
+                let mut bytes = text.as_bytes().to_vec();
+                bytes.truncate(1 + (next() as usize) % bytes.len());
+                let at = (next() as usize) % bytes.len();
+                bytes[at] =
+                    [0x80, 0xC0, 0xE0, 0xED, 0xF0, 0xF8, 0xFF, next() as u8][next() as usize % 8];
+                match (utf8_text(&bytes), std::str::from_utf8(&bytes)) {
+                    (Ok(ours), Ok(std)) => {
+                        assert_eq!(ours, std);
+                        taken += 1;
+                    }
+                    (Err(ours), Err(std)) => {
+                        assert_eq!(ours.reason, RejectReason::InvalidUtf8);
+                        assert_eq!(ours.detail, format!("not UTF-8: {std}"));
+                        refused += 1;
+                    }
+                    (ours, std) => panic!("{bytes:?}: ours {:?}, std {std:?}", ours.err()),
+                }
+            }
+        }
+        assert!(
+            taken > 100 && refused > 100,
+            "{taken} taken, {refused} refused"
+        );
+    }
 
     #[test]
     fn line_reader_caps_long_lines_and_strips_crlf() {

@@ -497,8 +497,7 @@ impl MessageDecoder {
                 ),
             ));
         }
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Reject::new(RejectReason::InvalidUtf8, format!("not UTF-8: {e}")))?;
+        let text = super::utf8_text(bytes)?;
         let trades = &mut self.trades;
         decode::decode_json(text.trim(), &mut self.key_order, |trade| {
             trades.append(trade, pos);
