@@ -132,6 +132,7 @@ impl KafkaArgs {
         options.connect_timeout = parse_span(&self.connect_timeout, "--connect-timeout")?;
         options.settings = kafka::env_settings();
         options.settings.extend(self.settings.iter().cloned());
+        kafka::check_settings(&options.settings).map_err(anyhow::Error::msg)?;
         Ok(Some(options))
     }
 }

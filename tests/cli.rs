@@ -793,6 +793,73 @@ fn serve_with_unreachable_brokers_fails_before_writing_anything() {
     assert!(!dir.path().join("lake").exists(), "nothing is written");
 }
 
+/// librdkafka settings that would undo darkpool's guarantees or its flags are refused before
+/// any broker is asked, from -X and from the environment alike; the same values darkpool sets
+/// pass (these runs get as far as the broker).
+#[test]
+fn kafka_settings_darkpool_makes_itself_are_refused_unless_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = ["--brokers", "127.0.0.1:1", "--connect-timeout", "1s"];
+    for (args, env, says) in [
+        (
+            vec!["ingest", "-X", "enable.auto.commit=true"],
+            None,
+            "enable.auto.commit=true (from -X or a DARKPOOL_KAFKA_ variable) is darkpool's own: \
+             darkpool commits offsets only once the lake holds what they cover",
+        ),
+        (
+            vec![
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "-X",
+                "enable.partition.eof=false",
+            ],
+            None,
+            "enable.partition.eof=false (from -X",
+        ),
+        (
+            vec!["simulate", "--count", "5", "-X", "acks=1"],
+            None,
+            "acks=1 (from -X or a DARKPOOL_KAFKA_ variable) is darkpool's own: darkpool's \
+             producers are idempotent",
+        ),
+        (
+            vec!["ingest"],
+            Some(("DARKPOOL_KAFKA_GROUP_ID", "other")),
+            "group.id=other (from -X or a DARKPOOL_KAFKA_ variable) is darkpool's own: use --group",
+        ),
+        (
+            vec!["ingest", "-X", "enable.auto.commit=false", "-X", "acks=all"],
+            None,
+            "cannot reach Kafka",
+        ),
+        (
+            vec!["simulate", "--count", "5", "-X", "enable.idempotence=true"],
+            Some(("DARKPOOL_KAFKA_ACKS", "-1")),
+            "cannot reach Kafka",
+        ),
+    ] {
+        let mut cmd = darkpool();
+        cmd.current_dir(dir.path())
+            .arg(args[0])
+            .args(kafka)
+            .args(&args[1..])
+            .env_remove("DARKPOOL_KAFKA_GROUP_ID")
+            .env_remove("DARKPOOL_KAFKA_ACKS");
+        if let Some((name, value)) = env {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(
+            !dir.path().join("lake").exists(),
+            "{args:?}: nothing is written"
+        );
+    }
+}
+
 #[test]
 fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked() {
     let dir = tempfile::tempdir().unwrap();

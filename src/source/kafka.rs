@@ -73,6 +73,57 @@ pub fn parse_setting(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Why a commit waits for the lake, said where a setting would undo it.
+const COMMITS: &str = "darkpool commits offsets only once the lake holds what they cover; \
+    committed by librdkafka on its own, they would run ahead of the lake and a crash would lose trades";
+/// Why producers are idempotent with acks=all.
+const DELIVERY: &str = "darkpool's producers are idempotent and wait for every in-sync replica, \
+    so a retried send is written once and an acknowledged one is not lost";
+
+/// librdkafka settings darkpool makes itself, because its flags or its guarantees rest on them:
+/// the name, the value darkpool gives it where one is given (the same value is accepted), and
+/// what to use instead. Given with `-X` or `DARKPOOL_KAFKA_*` they would override darkpool's
+/// own without a word (user settings come last in [`KafkaOptions::config`]).
+const OWN_SETTINGS: [(&str, Option<&str>, &str); 11] = [
+    ("bootstrap.servers", None, "use --brokers"),
+    ("metadata.broker.list", None, "use --brokers"),
+    ("group.id", None, "use --group"),
+    ("auto.offset.reset", None, "use --start"),
+    ("enable.auto.commit", Some("false"), COMMITS),
+    ("auto.commit.enable", Some("false"), COMMITS),
+    ("enable.auto.offset.store", Some("false"), COMMITS),
+    (
+        "enable.partition.eof",
+        Some("true"),
+        "--until-end and the watermark alignment learn that a partition is read to its end \
+         from librdkafka's end-of-partition events",
+    ),
+    ("enable.idempotence", Some("true"), DELIVERY),
+    ("acks", Some("all"), DELIVERY),
+    ("request.required.acks", Some("all"), DELIVERY),
+];
+
+/// Refuse a setting of [`OWN_SETTINGS`] that would change darkpool's value.
+pub fn check_settings(settings: &[(String, String)]) -> Result<(), String> {
+    for (key, value) in settings {
+        let Some((_, own, instead)) = OWN_SETTINGS.iter().find(|(name, ..)| name == key) else {
+            continue;
+        };
+        let value = value.trim().to_ascii_lowercase();
+        let same = match *own {
+            Some("all") => value == "all" || value == "-1",
+            Some(own) => value == own,
+            None => false,
+        };
+        if !same {
+            return Err(format!(
+                "the Kafka setting {key}={value} (from -X or a DARKPOOL_KAFKA_ variable) is darkpool's own: {instead}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Settings from the environment: `DARKPOOL_KAFKA_<NAME>` becomes `name` with `_` as `.`
 /// (`DARKPOOL_KAFKA_SASL_USERNAME=u` -> `sasl.username=u`), as Kafka Connect's images do.
 pub fn env_settings() -> Vec<(String, String)> {
@@ -716,6 +767,39 @@ mod tests {
             decoder.push(Some(&got[0].1), &pos(0), 0),
             Outcome::Trade(_)
         ));
+    }
+
+    /// Settings darkpool makes itself are refused unless they say what darkpool says; any
+    /// other setting passes.
+    #[test]
+    fn own_settings_are_refused_unless_unchanged() {
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        for (key, value) in [
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "TRUE"),
+            ("auto.commit.enable", "true"),
+            ("enable.partition.eof", "false"),
+            ("enable.idempotence", "false"),
+            ("acks", "1"),
+            ("request.required.acks", "0"),
+            ("group.id", "other"),
+            ("bootstrap.servers", "elsewhere:9092"),
+            ("auto.offset.reset", "earliest"),
+        ] {
+            let refused = check_settings(&set(key, value)).unwrap_err();
+            assert!(refused.contains(&format!("{key}=")), "{refused}");
+        }
+        for (key, value) in [
+            ("enable.auto.commit", "false"),
+            ("enable.idempotence", " True "),
+            ("acks", "all"),
+            ("acks", "-1"),
+            ("enable.partition.eof", "true"),
+            ("session.timeout.ms", "2000"),
+            ("security.protocol", "SASL_SSL"),
+        ] {
+            assert_eq!(check_settings(&set(key, value)), Ok(()), "{key}={value}");
+        }
     }
 
     #[test]
