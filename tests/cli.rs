@@ -804,8 +804,9 @@ fn kafka_settings_darkpool_makes_itself_are_refused_unless_unchanged() {
         (
             vec!["ingest", "-X", "enable.auto.commit=true"],
             None,
-            "enable.auto.commit=true (from -X or a DARKPOOL_KAFKA_ variable) is darkpool's own: \
-             darkpool commits offsets only once the lake holds what they cover",
+            "enable.auto.commit=true (from -X or a DARKPOOL_KAFKA_ variable) is refused: darkpool \
+             sets enable.auto.commit to false itself, as offsets are committed only once the lake \
+             holds what they cover",
         ),
         (
             vec![
@@ -821,13 +822,14 @@ fn kafka_settings_darkpool_makes_itself_are_refused_unless_unchanged() {
         (
             vec!["simulate", "--count", "5", "-X", "acks=1"],
             None,
-            "acks=1 (from -X or a DARKPOOL_KAFKA_ variable) is darkpool's own: darkpool's \
-             producers are idempotent",
+            "acks=1 (from -X or a DARKPOOL_KAFKA_ variable) is refused: darkpool sets acks to all \
+             itself, as the producers are idempotent",
         ),
         (
             vec!["ingest"],
             Some(("DARKPOOL_KAFKA_GROUP_ID", "other")),
-            "group.id=other (from -X or a DARKPOOL_KAFKA_ variable) is darkpool's own: use --group",
+            "group.id=other (from -X or a DARKPOOL_KAFKA_ variable) is refused: darkpool sets \
+             group.id itself, as --group says",
         ),
         (
             vec!["ingest", "-X", "enable.auto.commit=false", "-X", "acks=all"],

@@ -74,10 +74,11 @@ pub fn parse_setting(text: &str) -> Result<(String, String), String> {
 }
 
 /// Why a commit waits for the lake, said where a setting would undo it.
-const COMMITS: &str = "darkpool commits offsets only once the lake holds what they cover; \
-    committed by librdkafka on its own, they would run ahead of the lake and a crash would lose trades";
+const COMMITS: &str = "offsets are committed only once the lake holds what they cover; \
+    committed by librdkafka on its own, they could run ahead of the lake, and a restart with \
+    --start committed would skip what a crash kept out of it";
 /// Why producers are idempotent with acks=all.
-const DELIVERY: &str = "darkpool's producers are idempotent and wait for every in-sync replica, \
+const DELIVERY: &str = "the producers are idempotent and wait for every in-sync replica, \
     so a retried send is written once and an acknowledged one is not lost";
 
 /// librdkafka settings darkpool makes itself, because its flags or its guarantees rest on them:
@@ -85,10 +86,10 @@ const DELIVERY: &str = "darkpool's producers are idempotent and wait for every i
 /// what to use instead. Given with `-X` or `DARKPOOL_KAFKA_*` they would override darkpool's
 /// own without a word (user settings come last in [`KafkaOptions::config`]).
 const OWN_SETTINGS: [(&str, Option<&str>, &str); 11] = [
-    ("bootstrap.servers", None, "use --brokers"),
-    ("metadata.broker.list", None, "use --brokers"),
-    ("group.id", None, "use --group"),
-    ("auto.offset.reset", None, "use --start"),
+    ("bootstrap.servers", None, "--brokers says"),
+    ("metadata.broker.list", None, "--brokers says"),
+    ("group.id", None, "--group says"),
+    ("auto.offset.reset", None, "--start says"),
     ("enable.auto.commit", Some("false"), COMMITS),
     ("auto.commit.enable", Some("false"), COMMITS),
     ("enable.auto.offset.store", Some("false"), COMMITS),
@@ -109,15 +110,16 @@ pub fn check_settings(settings: &[(String, String)]) -> Result<(), String> {
         let Some((_, own, instead)) = OWN_SETTINGS.iter().find(|(name, ..)| name == key) else {
             continue;
         };
-        let value = value.trim().to_ascii_lowercase();
+        let given = value.trim().to_ascii_lowercase();
         let same = match *own {
-            Some("all") => value == "all" || value == "-1",
-            Some(own) => value == own,
+            Some("all") => given == "all" || given == "-1",
+            Some(own) => given == own,
             None => false,
         };
         if !same {
+            let to = own.map(|v| format!(" to {v}")).unwrap_or_default();
             return Err(format!(
-                "the Kafka setting {key}={value} (from -X or a DARKPOOL_KAFKA_ variable) is darkpool's own: {instead}"
+                "the Kafka setting {key}={value} (from -X or a DARKPOOL_KAFKA_ variable) is refused: darkpool sets {key}{to} itself, as {instead}"
             ));
         }
     }
