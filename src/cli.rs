@@ -551,6 +551,15 @@ pub fn parse_bytes(text: &str) -> Result<usize> {
     Ok((value * scale) as usize)
 }
 
+/// `value` as given for `flag`, or an error below `min`: raising it quietly would run with
+/// something other than what was asked.
+fn at_least(value: usize, min: usize, flag: &str) -> Result<usize> {
+    if value < min {
+        bail!("{flag} must be at least {min}, got {value}");
+    }
+    Ok(value)
+}
+
 /// Thousands separators: 1234567 -> 1,234,567.
 pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
@@ -738,12 +747,16 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     options.venues = args.venues.load()?;
     options.window = args.window.spec()?;
     options.reemit_late = args.reemit_late;
-    options.batch_rows = args.batch_rows.max(1);
-    options.window_memory_rows = args.window_memory_rows.max(1);
+    options.batch_rows = at_least(args.batch_rows, 1, "--batch-rows")?;
+    options.window_memory_rows = at_least(args.window_memory_rows, 1, "--window-memory-rows")?;
     options.max_line_bytes = args.max_line_bytes;
     options.writer = WriterOptions {
-        file_rows: args.file_rows.max(1),
-        file_bytes: parse_bytes(&args.file_bytes)?.max(1 << 20),
+        file_rows: at_least(args.file_rows, 1, "--file-rows")?,
+        file_bytes: at_least(
+            parse_bytes(&args.file_bytes)?,
+            1 << 20,
+            "--file-bytes (bytes)",
+        )?,
         ..WriterOptions::default()
     };
     options.progress = !args.no_progress;

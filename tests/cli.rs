@@ -352,14 +352,17 @@ fn lake_is_empty(lake: &Path) -> bool {
 }
 
 #[test]
-fn unreadable_inputs_fail_cleanly_and_write_nothing() {
+fn unreadable_inputs_and_out_of_range_flags_fail_cleanly_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     simulate(dir.path(), 1_000, 1, "good.ndjson");
     std::fs::write(dir.path().join("bad.csv"), "when,what\n1,2\n").unwrap();
     std::fs::write(dir.path().join("notjson.ndjson"), "timestamp,symbol\n").unwrap();
     std::fs::write(dir.path().join("trades.txt"), "{}\n").unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["good.ndjson", "missing.ndjson"], "missing.ndjson: cannot read"),
+        // Refused, not raised quietly to the least that works.
+        (&["--batch-rows", "0", "good.ndjson"], "--batch-rows must be at least 1, got 0"),
+        (&["--file-bytes", "100k", "good.ndjson"], "--file-bytes (bytes) must be at least 1048576, got 102400"),
         (&["good.ndjson", "bad.csv"], "bad.csv: not a darkpool CSV: the header lacks timestamp, symbol, price, quantity, venue"),
         (&["notjson.ndjson"], "notjson.ndjson: not NDJSON"),
         (&["trades.txt"], "trades.txt: cannot tell the format"),
