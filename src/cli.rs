@@ -560,6 +560,11 @@ fn at_least(value: usize, min: usize, flag: &str) -> Result<usize> {
     Ok(value)
 }
 
+/// `--memory-limit`: the query pool, at least 16 MiB.
+fn memory_limit(text: &str) -> Result<usize> {
+    at_least(parse_bytes(text)?, 16 << 20, "--memory-limit (bytes)")
+}
+
 /// Thousands separators: 1234567 -> 1,234,567.
 pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
@@ -1032,9 +1037,9 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     let mut options = EngineOptions::new(&args.lake.lake);
     options.venues = args.venues.load()?;
     options.window = args.window.spec()?;
-    options.max_rows = args.row_limit.max(1);
+    options.max_rows = at_least(args.row_limit, 1, "--row-limit")?;
     options.timeout = parse_timeout(&args.timeout)?;
-    options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
+    options.memory_limit = memory_limit(&args.memory_limit)?;
     options.sql_dir = Some(args.sql_dir.clone());
     let lake_dir = args.lake.lake.clone();
     let engine = Engine::open(options).await.map_err(engine_error)?;
@@ -1207,7 +1212,7 @@ pub async fn report(args: ReportArgs) -> Result<()> {
     options.venues = args.venues.load()?;
     options.window = args.window.spec()?;
     options.timeout = parse_timeout(&args.timeout)?;
-    options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
+    options.memory_limit = memory_limit(&args.memory_limit)?;
     options.scope = scope;
     let engine = Engine::open(options).await.map_err(engine_error)?;
     let report_options = ReportOptions {
@@ -1240,14 +1245,16 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if kafka.is_some() && args.no_ingest {
         bail!("--brokers and --no-ingest contradict each other: --brokers makes serve the Kafka aggregator too");
     }
+    let max_body_bytes = at_least(parse_bytes(&args.max_body)?, 1024, "--max-body (bytes)")?;
+    let heatmap_rows = at_least(args.heatmap_rows, 1, "--heatmap-rows")?;
     let venues = args.venues.load()?;
     let window = args.window.spec()?;
     let mut options = EngineOptions::new(&args.lake.lake);
     options.venues = venues.clone();
     options.window = window;
-    options.max_rows = args.row_limit.max(1);
+    options.max_rows = at_least(args.row_limit, 1, "--row-limit")?;
     options.timeout = parse_timeout(&args.timeout)?;
-    options.memory_limit = parse_bytes(&args.memory_limit)?.max(16 << 20);
+    options.memory_limit = memory_limit(&args.memory_limit)?;
     options.sql_dir = Some(args.sql_dir.clone());
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         bail!("--rate must be a positive number of trades per second");
@@ -1275,8 +1282,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     crate::lake::Lake::new(&args.lake.lake).ensure_tables()?;
     let engine = Arc::new(Engine::open(options).await.map_err(engine_error)?);
     let api_options = crate::api::ApiOptions {
-        max_body_bytes: parse_bytes(&args.max_body)?.max(1024),
-        heatmap_rows: args.heatmap_rows.max(1),
+        max_body_bytes,
+        heatmap_rows,
         cache_ttl: Duration::from_micros(
             parse_duration_micros(&args.cache_ttl).map_err(|e| anyhow!("--cache-ttl: {e}"))? as u64,
         ),

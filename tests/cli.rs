@@ -384,6 +384,53 @@ fn unreadable_inputs_and_out_of_range_flags_fail_cleanly_and_write_nothing() {
     }
 }
 
+/// Limits below the least that works are refused with the flag named, not raised quietly.
+#[test]
+fn query_report_and_serve_refuse_limits_below_their_least() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            &["query", "--row-limit", "0", "SELECT 1"][..],
+            "--row-limit must be at least 1, got 0",
+        ),
+        (
+            &["query", "--memory-limit", "1M", "SELECT 1"],
+            "--memory-limit (bytes) must be at least 16777216, got 1048576",
+        ),
+        (
+            &["report", "--memory-limit", "0", "--out", "plots"],
+            "--memory-limit (bytes) must be at least 16777216, got 0",
+        ),
+        (
+            &["serve", "--bind", "127.0.0.1:0", "--heatmap-rows", "0"],
+            "--heatmap-rows must be at least 1, got 0",
+        ),
+        (
+            &["serve", "--bind", "127.0.0.1:0", "--max-body", "10"],
+            "--max-body (bytes) must be at least 1024, got 10",
+        ),
+    ] {
+        // A serve that took the flag would serve until stopped: give it 30 s.
+        let mut child = darkpool()
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(!dir.path().join("plots").exists(), "{args:?}");
+        assert!(lake_is_empty(&dir.path().join("lake")), "{args:?}");
+    }
+}
+
 #[test]
 fn refused_sql_exits_2_and_creates_no_file() {
     let dir = tempfile::tempdir().unwrap();
