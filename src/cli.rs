@@ -125,6 +125,7 @@ impl KafkaArgs {
         if self.topic.trim().is_empty() {
             bail!("--topic is empty");
         }
+        kafka::check_topic("--topic", self.topic.trim()).map_err(anyhow::Error::msg)?;
         if self.partitions < 1 {
             bail!("--partitions must be at least 1");
         }
@@ -214,6 +215,9 @@ impl AggregatorArgs {
             ("--output-topic", &options.output_topic),
             ("--dlq-topic", &options.dlq_topic),
         ] {
+            if let Some(topic) = written {
+                kafka::check_topic(flag, topic).map_err(anyhow::Error::msg)?;
+            }
             if written.as_deref() == Some(options.topic.as_str()) {
                 bail!(
                     "{flag} {} is the topic read (--topic): the aggregator would read back what it writes, for ever",

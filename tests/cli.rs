@@ -945,6 +945,11 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
         ),
         ("ingest", vec!["--group", " "], "--group is empty"),
         (
+            "ingest",
+            vec!["--dlq-topic", "../escape"],
+            "--dlq-topic \"../escape\" is not a topic name: Kafka topic names are letters, digits",
+        ),
+        (
             "serve",
             vec!["--dlq-topic", "trades", "--bind", "127.0.0.1:0"],
             "--dlq-topic trades is the topic read (--topic)",
@@ -971,6 +976,15 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
         );
     }
     assert!(!dir.path().join("t.ndjson").exists());
+    let out = run(
+        &["simulate", "--brokers", "127.0.0.1:1", "--topic", "a/b"],
+        dir.path(),
+    );
+    assert!(
+        stderr(&out).contains("--topic \"a/b\" is not a topic name"),
+        "{}",
+        stderr(&out)
+    );
     // From the environment (one environment may serve several modes) it is not refused: this
     // gets as far as the broker.
     let out = darkpool()

@@ -126,6 +126,28 @@ pub fn check_settings(settings: &[(String, String)]) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest topic name Kafka takes.
+const MAX_TOPIC_CHARS: usize = 249;
+
+/// A topic name as Kafka's own brokers take it: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or
+/// `..`. Brokers that take more (tansu takes `a/b`) would otherwise let a name lead the
+/// lake's per-topic offset files (`_offsets/<topic>/`) into other folders.
+pub fn check_topic(flag: &str, name: &str) -> Result<(), String> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name == "." || name == ".." {
+        "Kafka does not take . or .. as topic names"
+    } else if name.len() > MAX_TOPIC_CHARS {
+        "Kafka topic names are at most 249 characters"
+    } else if !name.chars().all(legal) {
+        "Kafka topic names are letters, digits, '.', '_' and '-'"
+    } else {
+        return Ok(());
+    };
+    Err(format!("{flag} {name:?} is not a topic name: {why}"))
+}
+
 /// Settings from the environment: `DARKPOOL_KAFKA_<NAME>` becomes `name` with `_` as `.`
 /// (`DARKPOOL_KAFKA_SASL_USERNAME=u` -> `sasl.username=u`), as Kafka Connect's images do.
 pub fn env_settings() -> Vec<(String, String)> {
@@ -801,6 +823,33 @@ mod tests {
             ("security.protocol", "SASL_SSL"),
         ] {
             assert_eq!(check_settings(&set(key, value)), Ok(()), "{key}={value}");
+        }
+    }
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        for name in [
+            "finra-ats-raw",
+            "dark-pool-heatmap-data",
+            "a.b_C-9",
+            "...",
+            &"x".repeat(249),
+        ] {
+            assert_eq!(check_topic("--topic", name), Ok(()), "{name}");
+        }
+        for name in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../lake",
+            "/etc",
+            "two words",
+            "é",
+            &"x".repeat(250),
+        ] {
+            let refused = check_topic("--topic", name).unwrap_err();
+            assert!(refused.starts_with("--topic \""), "{refused}");
         }
     }
 
