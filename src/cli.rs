@@ -202,6 +202,12 @@ impl AggregatorArgs {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
         options.idle_timeout = parse_span(&self.idle_timeout, "--idle-timeout")?;
+        if options.idle_timeout.is_zero() {
+            // Every partition would count as idle at once: windows would close early and be
+            // corrected by the trades still to come (Flink's withIdleness, likewise, takes only
+            // more than zero).
+            bail!("--idle-timeout must be more than 0, e.g. 30s");
+        }
         options.max_drift = match self.max_drift.trim() {
             "off" => None,
             text => Some(

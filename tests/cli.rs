@@ -946,6 +946,11 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
         ("ingest", vec!["--group", " "], "--group is empty"),
         (
             "ingest",
+            vec!["--idle-timeout", "0s"],
+            "--idle-timeout must be more than 0",
+        ),
+        (
+            "ingest",
             vec!["--dlq-topic", "../escape"],
             "--dlq-topic \"../escape\" is not a topic name: Kafka topic names are letters, digits",
         ),
