@@ -453,10 +453,20 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
         .await
         .map_err(|e| IngestError::Internal(format!("decoder: {e}")))?;
     let writer_result = writer.finish().await;
-    // Report the root cause: a decode error explains a stopped pipeline, and so on.
-    decode_result?;
-    let mut tx = writer_result?;
+    // Report the root cause: an input that failed explains a stopped pipeline; a pipeline or
+    // writer that failed (a full disk, say) explains a decoder whose sink went away.
+    let orphaned = match decode_result {
+        Err(SourceError::Sink(message)) => Some(message),
+        other => {
+            other?;
+            None
+        }
+    };
     pipeline_result?;
+    let mut tx = writer_result?;
+    if let Some(message) = orphaned {
+        return Err(SourceError::Sink(message).into());
+    }
     bar.finish_and_clear();
 
     let committed_at = crate::time::date_of(now_micros());

@@ -362,7 +362,8 @@ impl Drop for Transaction {
 /// thread ends and the transaction is dropped with it: its staged files go.
 pub struct BackgroundWriter {
     batches: tokio::sync::mpsc::Sender<(Table, RecordBatch)>,
-    thread: tokio::task::JoinHandle<Result<Transaction, LakeError>>,
+    /// `None` once a failed write has taken its error.
+    thread: Option<tokio::task::JoinHandle<Result<Transaction, LakeError>>>,
     rows: u64,
 }
 
@@ -377,22 +378,30 @@ impl BackgroundWriter {
         });
         BackgroundWriter {
             batches,
-            thread,
+            thread: Some(thread),
             rows: 0,
         }
     }
 
-    /// Queue a batch (an empty one is skipped). An error means the thread stopped; `finish`
-    /// says why.
+    /// Queue a batch (an empty one is skipped). An error means the thread stopped: it is the
+    /// thread's own (a full disk, say), which is what the run reports.
     pub async fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), LakeError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         self.rows += batch.num_rows() as u64;
-        self.batches
-            .send((table, batch))
-            .await
-            .map_err(|_| LakeError::WriterStopped("it failed; see the run's error".into()))
+        if self.batches.send((table, batch)).await.is_ok() {
+            return Ok(());
+        }
+        Err(match self.thread.take() {
+            Some(thread) => match thread.await {
+                Ok(Err(e)) => e,
+                // It only ends well once the queue is closed, which this writer has not done.
+                Ok(Ok(_)) => LakeError::WriterStopped("it ended early".into()),
+                Err(e) => LakeError::WriterStopped(e.to_string()),
+            },
+            None => LakeError::WriterStopped("it failed at an earlier write".into()),
+        })
     }
 
     /// Rows queued so far, over all tables.
@@ -403,7 +412,12 @@ impl BackgroundWriter {
     /// Wait for every queued batch to be written; the transaction, ready to commit.
     pub async fn finish(self) -> Result<Transaction, LakeError> {
         drop(self.batches);
-        self.thread
+        let Some(thread) = self.thread else {
+            return Err(LakeError::WriterStopped(
+                "it failed at an earlier write".into(),
+            ));
+        };
+        thread
             .await
             .map_err(|e| LakeError::WriterStopped(e.to_string()))?
     }
@@ -471,6 +485,66 @@ mod tests {
             .join("date=2024-01-02")
             .is_dir());
         assert!(!lake.staging_dir(&summary.run).exists());
+    }
+
+    /// A write after the writer thread failed returns the thread's own error (here: its
+    /// staging folder is not a folder), not a pointer to an error nobody prints; so does
+    /// `finish` when no write saw it.
+    #[tokio::test]
+    async fn a_failed_writer_thread_reports_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path().join("lake"));
+        let input = dir.path().join("in.ndjson");
+        fs::write(
+            &input,
+            r#"{"timestamp":"2024-01-02T14:30:00","symbol":"S","price":1.5,"quantity":10,"venue":"LIT"}"#,
+        )
+        .unwrap();
+        let mut trades = Vec::new();
+        let options = DecodeOptions {
+            batch_rows: 100,
+            max_line_bytes: 1 << 20,
+            rejected_at: 0,
+        };
+        let registry = Arc::new(Registry::embedded());
+        decode_lines(
+            &input,
+            &input,
+            Format::Ndjson,
+            &registry,
+            options,
+            &mut |d| {
+                trades.push(d.trades);
+                Ok(())
+            },
+        )
+        .unwrap();
+        for finish_only in [false, true] {
+            let tx = Transaction::begin(&lake, WriterOptions::default()).unwrap();
+            // Its staging folder becomes a file: the thread cannot create its first file.
+            let staging = lake.staging_dir(tx.run_id());
+            fs::remove_dir_all(&staging).unwrap();
+            fs::write(&staging, "in the way").unwrap();
+            let mut writer = BackgroundWriter::start(tx);
+            let mut error = None;
+            let writes = if finish_only { 1 } else { 100 };
+            for _ in 0..writes {
+                if let Err(e) = writer.write(Table::Trades, trades[0].clone()).await {
+                    error = Some(e);
+                    break;
+                }
+            }
+            let error = match error {
+                Some(e) => {
+                    assert!(!finish_only);
+                    e
+                }
+                None => writer.finish().await.err().unwrap(),
+            };
+            let text = error.to_string();
+            assert!(text.contains("Not a directory"), "{text}");
+            assert!(!text.contains("see the run"), "{text}");
+        }
     }
 
     #[test]
