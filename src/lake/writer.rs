@@ -431,6 +431,24 @@ mod tests {
     use crate::venue::Registry;
     use std::sync::Arc;
 
+    /// `text` written to `input` as NDJSON, decoded into trade batches.
+    fn trade_batches(input: &std::path::Path, text: &str) -> Vec<RecordBatch> {
+        fs::write(input, text).unwrap();
+        let options = DecodeOptions {
+            batch_rows: 100,
+            max_line_bytes: 1 << 20,
+            rejected_at: 0,
+        };
+        let registry = Arc::new(Registry::embedded());
+        let mut batches = Vec::new();
+        decode_lines(input, input, Format::Ndjson, &registry, options, &mut |d| {
+            batches.push(d.trades);
+            Ok(())
+        })
+        .unwrap();
+        batches
+    }
+
     #[test]
     fn files_appear_only_at_commit_split_by_date() {
         let dir = tempfile::tempdir().unwrap();
@@ -440,30 +458,10 @@ mod tests {
                 r#"{{"timestamp":"{ts}","symbol":"S","price":1.5,"quantity":10,"venue":"LIT"}}"#
             ) + "\n"
         };
-        fs::write(
+        let batches = trade_batches(
             &input,
-            line("2024-01-01T23:59:59") + &line("2024-01-02T00:00:01"),
-        )
-        .unwrap();
-        let registry = Arc::new(Registry::embedded());
-        let mut batches = Vec::new();
-        let options = DecodeOptions {
-            batch_rows: 100,
-            max_line_bytes: 1 << 20,
-            rejected_at: 0,
-        };
-        decode_lines(
-            &input,
-            &input,
-            Format::Ndjson,
-            &registry,
-            options,
-            &mut |d| {
-                batches.push(d.trades);
-                Ok(())
-            },
-        )
-        .unwrap();
+            &(line("2024-01-01T23:59:59") + &line("2024-01-02T00:00:01")),
+        );
         let lake = Lake::new(dir.path().join("lake"));
         let mut tx = Transaction::begin(&lake, WriterOptions::default()).unwrap();
         for b in &batches {
@@ -495,30 +493,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::new(dir.path().join("lake"));
         let input = dir.path().join("in.ndjson");
-        fs::write(
+        let trades = trade_batches(
             &input,
             r#"{"timestamp":"2024-01-02T14:30:00","symbol":"S","price":1.5,"quantity":10,"venue":"LIT"}"#,
-        )
-        .unwrap();
-        let mut trades = Vec::new();
-        let options = DecodeOptions {
-            batch_rows: 100,
-            max_line_bytes: 1 << 20,
-            rejected_at: 0,
-        };
-        let registry = Arc::new(Registry::embedded());
-        decode_lines(
-            &input,
-            &input,
-            Format::Ndjson,
-            &registry,
-            options,
-            &mut |d| {
-                trades.push(d.trades);
-                Ok(())
-            },
-        )
-        .unwrap();
+        );
         for finish_only in [false, true] {
             let tx = Transaction::begin(&lake, WriterOptions::default()).unwrap();
             // Its staging folder becomes a file: the thread cannot create its first file.
