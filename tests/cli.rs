@@ -876,6 +876,16 @@ fn kafka_settings_darkpool_makes_itself_are_refused_unless_unchanged() {
              itself, as the producers are idempotent",
         ),
         (
+            vec![
+                "ingest",
+                "-X",
+                "partition.assignment.strategy=cooperative-sticky",
+            ],
+            None,
+            "darkpool sets partition.assignment.strategy to range,roundrobin itself, as the \
+             aggregator's rebalance handling takes and gives up whole assignments",
+        ),
+        (
             vec!["ingest"],
             Some(("DARKPOOL_KAFKA_GROUP_ID", "other")),
             "group.id=other (from -X or a DARKPOOL_KAFKA_ variable) is refused: darkpool sets \

@@ -81,45 +81,67 @@ const COMMITS: &str = "offsets are committed only once the lake holds what they 
 const DELIVERY: &str = "the producers are idempotent and wait for every in-sync replica, \
     so a retried send is written once and an acknowledged one is not lost";
 
+/// Why the group must rebalance eagerly.
+const EAGER: &str = "the aggregator's rebalance handling takes and gives up whole assignments \
+    (librdkafka refuses that under the cooperative protocol, and nothing would be read)";
+
+/// What a user setting of a key darkpool makes itself may say.
+#[derive(Clone, Copy)]
+enum Allowed {
+    /// Nothing: a flag says it.
+    Nothing,
+    /// Only darkpool's own value.
+    Only(&'static str),
+    /// Eager assignors only (`range`, `roundrobin`, in any order).
+    Eager,
+}
+
 /// librdkafka settings darkpool makes itself, because its flags or its guarantees rest on them:
-/// the name, the value darkpool gives it where one is given (the same value is accepted), and
-/// what to use instead. Given with `-X` or `DARKPOOL_KAFKA_*` they would override darkpool's
-/// own without a word (user settings come last in [`KafkaOptions::config`]).
-const OWN_SETTINGS: [(&str, Option<&str>, &str); 11] = [
-    ("bootstrap.servers", None, "--brokers says"),
-    ("metadata.broker.list", None, "--brokers says"),
-    ("group.id", None, "--group says"),
-    ("auto.offset.reset", None, "--start says"),
-    ("enable.auto.commit", Some("false"), COMMITS),
-    ("auto.commit.enable", Some("false"), COMMITS),
-    ("enable.auto.offset.store", Some("false"), COMMITS),
+/// the name, what a user setting of it may say, and why. Given with `-X` or `DARKPOOL_KAFKA_*`
+/// they would override darkpool's own without a word (user settings come last in
+/// [`KafkaOptions::config`]).
+const OWN_SETTINGS: [(&str, Allowed, &str); 13] = [
+    ("bootstrap.servers", Allowed::Nothing, "--brokers says"),
+    ("metadata.broker.list", Allowed::Nothing, "--brokers says"),
+    ("group.id", Allowed::Nothing, "--group says"),
+    ("auto.offset.reset", Allowed::Nothing, "--start says"),
+    ("enable.auto.commit", Allowed::Only("false"), COMMITS),
+    ("auto.commit.enable", Allowed::Only("false"), COMMITS),
+    ("enable.auto.offset.store", Allowed::Only("false"), COMMITS),
     (
         "enable.partition.eof",
-        Some("true"),
+        Allowed::Only("true"),
         "--until-end and the watermark alignment learn that a partition is read to its end \
          from librdkafka's end-of-partition events",
     ),
-    ("enable.idempotence", Some("true"), DELIVERY),
-    ("acks", Some("all"), DELIVERY),
-    ("request.required.acks", Some("all"), DELIVERY),
+    ("enable.idempotence", Allowed::Only("true"), DELIVERY),
+    ("acks", Allowed::Only("all"), DELIVERY),
+    ("request.required.acks", Allowed::Only("all"), DELIVERY),
+    ("partition.assignment.strategy", Allowed::Eager, EAGER),
+    ("group.protocol", Allowed::Only("classic"), EAGER),
 ];
 
 /// Refuse a setting of [`OWN_SETTINGS`] that would change darkpool's value.
 pub fn check_settings(settings: &[(String, String)]) -> Result<(), String> {
     for (key, value) in settings {
-        let Some((_, own, instead)) = OWN_SETTINGS.iter().find(|(name, ..)| name == key) else {
+        let Some((_, allowed, why)) = OWN_SETTINGS.iter().find(|(name, ..)| name == key) else {
             continue;
         };
         let given = value.trim().to_ascii_lowercase();
-        let same = match *own {
-            Some("all") => given == "all" || given == "-1",
-            Some(own) => given == own,
-            None => false,
+        let (taken, sets) = match *allowed {
+            Allowed::Nothing => (false, String::new()),
+            Allowed::Only("all") => (given == "all" || given == "-1", " to all".into()),
+            Allowed::Only(own) => (given == own, format!(" to {own}")),
+            Allowed::Eager => (
+                given
+                    .split(',')
+                    .all(|s| matches!(s.trim(), "range" | "roundrobin")),
+                " to range,roundrobin".into(),
+            ),
         };
-        if !same {
-            let to = own.map(|v| format!(" to {v}")).unwrap_or_default();
+        if !taken {
             return Err(format!(
-                "the Kafka setting {key}={value} (from -X or a DARKPOOL_KAFKA_ variable) is refused: darkpool sets {key}{to} itself, as {instead}"
+                "the Kafka setting {key}={value} (from -X or a DARKPOOL_KAFKA_ variable) is refused: darkpool sets {key}{sets} itself, as {why}"
             ));
         }
     }
@@ -809,6 +831,9 @@ mod tests {
             ("group.id", "other"),
             ("bootstrap.servers", "elsewhere:9092"),
             ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("partition.assignment.strategy", "range,cooperative-sticky"),
+            ("group.protocol", "consumer"),
         ] {
             let refused = check_settings(&set(key, value)).unwrap_err();
             assert!(refused.contains(&format!("{key}=")), "{refused}");
@@ -821,6 +846,9 @@ mod tests {
             ("enable.partition.eof", "true"),
             ("session.timeout.ms", "2000"),
             ("security.protocol", "SASL_SSL"),
+            ("partition.assignment.strategy", "roundrobin"),
+            ("partition.assignment.strategy", "roundrobin, range"),
+            ("group.protocol", "classic"),
         ] {
             assert_eq!(check_settings(&set(key, value)), Ok(()), "{key}={value}");
         }
