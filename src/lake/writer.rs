@@ -393,14 +393,10 @@ impl BackgroundWriter {
         if self.batches.send((table, batch)).await.is_ok() {
             return Ok(());
         }
-        Err(match self.thread.take() {
-            Some(thread) => match thread.await {
-                Ok(Err(e)) => e,
-                // It only ends well once the queue is closed, which this writer has not done.
-                Ok(Ok(_)) => LakeError::WriterStopped("it ended early".into()),
-                Err(e) => LakeError::WriterStopped(e.to_string()),
-            },
-            None => LakeError::WriterStopped("it failed at an earlier write".into()),
+        Err(match join(&mut self.thread).await {
+            Err(e) => e,
+            // It only ends well once the queue is closed, which this writer has not done.
+            Ok(_) => LakeError::WriterStopped("it ended early".into()),
         })
     }
 
@@ -410,17 +406,22 @@ impl BackgroundWriter {
     }
 
     /// Wait for every queued batch to be written; the transaction, ready to commit.
-    pub async fn finish(self) -> Result<Transaction, LakeError> {
+    pub async fn finish(mut self) -> Result<Transaction, LakeError> {
         drop(self.batches);
-        let Some(thread) = self.thread else {
-            return Err(LakeError::WriterStopped(
-                "it failed at an earlier write".into(),
-            ));
-        };
-        thread
-            .await
-            .map_err(|e| LakeError::WriterStopped(e.to_string()))?
+        join(&mut self.thread).await
     }
+}
+
+/// A writer thread's outcome, once: a failed write takes it, and `finish` then says so.
+async fn join(
+    thread: &mut Option<tokio::task::JoinHandle<Result<Transaction, LakeError>>>,
+) -> Result<Transaction, LakeError> {
+    let thread = thread
+        .take()
+        .ok_or_else(|| LakeError::WriterStopped("it failed at an earlier write".into()))?;
+    thread
+        .await
+        .map_err(|e| LakeError::WriterStopped(e.to_string()))?
 }
 
 #[cfg(test)]

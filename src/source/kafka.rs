@@ -92,6 +92,8 @@ enum Allowed {
     Nothing,
     /// Only darkpool's own value.
     Only(&'static str),
+    /// `all`, or `-1`, its number.
+    AllReplicas,
     /// Eager assignors only (`range`, `roundrobin`, in any order).
     Eager,
 }
@@ -115,8 +117,8 @@ const OWN_SETTINGS: [(&str, Allowed, &str); 13] = [
          from librdkafka's end-of-partition events",
     ),
     ("enable.idempotence", Allowed::Only("true"), DELIVERY),
-    ("acks", Allowed::Only("all"), DELIVERY),
-    ("request.required.acks", Allowed::Only("all"), DELIVERY),
+    ("acks", Allowed::AllReplicas, DELIVERY),
+    ("request.required.acks", Allowed::AllReplicas, DELIVERY),
     ("partition.assignment.strategy", Allowed::Eager, EAGER),
     ("group.protocol", Allowed::Only("classic"), EAGER),
 ];
@@ -130,7 +132,7 @@ pub fn check_settings(settings: &[(String, String)]) -> Result<(), String> {
         let given = value.trim().to_ascii_lowercase();
         let (taken, sets) = match *allowed {
             Allowed::Nothing => (false, String::new()),
-            Allowed::Only("all") => (given == "all" || given == "-1", " to all".into()),
+            Allowed::AllReplicas => (given == "all" || given == "-1", " to all".into()),
             Allowed::Only(own) => (given == own, format!(" to {own}")),
             Allowed::Eager => (
                 given
