@@ -764,7 +764,8 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     options.reemit_late = args.reemit_late;
     options.batch_rows = at_least(args.batch_rows, 1, "--batch-rows")?;
     options.window_memory_rows = at_least(args.window_memory_rows, 1, "--window-memory-rows")?;
-    options.max_line_bytes = args.max_line_bytes;
+    // Below 64 bytes not even a minimal trade fits.
+    options.max_line_bytes = at_least(args.max_line_bytes, 64, "--max-line-bytes")?;
     options.writer = WriterOptions {
         file_rows: at_least(args.file_rows, 1, "--file-rows")?,
         file_bytes: at_least(

@@ -358,11 +358,12 @@ fn unreadable_inputs_and_out_of_range_flags_fail_cleanly_and_write_nothing() {
     std::fs::write(dir.path().join("bad.csv"), "when,what\n1,2\n").unwrap();
     std::fs::write(dir.path().join("notjson.ndjson"), "timestamp,symbol\n").unwrap();
     std::fs::write(dir.path().join("trades.txt"), "{}\n").unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["good.ndjson", "missing.ndjson"], "missing.ndjson: cannot read"),
         // Refused, not raised quietly to the least that works.
         (&["--batch-rows", "0", "good.ndjson"], "--batch-rows must be at least 1, got 0"),
         (&["--file-bytes", "100k", "good.ndjson"], "--file-bytes (bytes) must be at least 1048576, got 102400"),
+        (&["--max-line-bytes", "0", "good.ndjson"], "--max-line-bytes must be at least 64, got 0"),
         (&["good.ndjson", "bad.csv"], "bad.csv: not a darkpool CSV: the header lacks timestamp, symbol, price, quantity, venue"),
         (&["notjson.ndjson"], "notjson.ndjson: not NDJSON"),
         (&["trades.txt"], "trades.txt: cannot tell the format"),
