@@ -54,7 +54,7 @@ use crate::window::{WindowOperator, WindowStats};
 
 mod fetch;
 mod pool;
-use fetch::{FetchQueue, Fetched, Polled};
+use fetch::{FetchQueue, Fetched, Polled, Reported};
 use pool::{DeadLetter, DecodePool};
 
 /// Where a member starts reading a partition the lake holds nothing of.
@@ -283,9 +283,11 @@ struct Partition {
     /// Newest event time of its trades.
     max_ts: Option<i64>,
     last_message: Instant,
-    /// The end offset when assigned (for --until-end), and whether EOF was reached.
+    /// The end offset when assigned (for --until-end), and whether EOF was reached since the
+    /// last message, with the offset reading goes on from that it reported (when known).
     end_at_assign: i64,
     eof: bool,
+    eof_next: Option<i64>,
     /// Paused for watermark alignment (it has data; it waits for the others).
     paused: bool,
 }
@@ -298,9 +300,16 @@ impl Partition {
 
     /// Read up to the end offset seen at assignment, and caught up with the partition (an EOF
     /// since the last message): the end offset a broker lists can lag the end of its log
-    /// (tansu lists the last batch's first offset), so reaching it alone is not enough.
+    /// (tansu lists the last batch's first offset), so reaching it alone is not enough. The
+    /// end's own offset counts too: a transactional producer's commit markers (and an aborted
+    /// transaction's records) take offsets after the last message that are never delivered,
+    /// so the next message's offset alone never reaches the end offset.
     fn is_done(&self) -> bool {
-        self.eof && self.next.is_none_or(|n| n >= self.end_at_assign)
+        self.eof
+            && self
+                .next
+                .max(self.eof_next)
+                .is_none_or(|n| n >= self.end_at_assign)
     }
 }
 
@@ -544,11 +553,14 @@ pub async fn ingest_kafka(
                 drained.push(next);
             }
             for polled in &drained {
-                let polled = polled.as_ref().map(Polled::of);
-                if agg.take_message(polled, now, &mut broker_errors) {
-                    if let Ok(message) = polled {
-                        agg.decoders.copy(message);
+                match polled {
+                    Ok(message) => {
+                        let message = Polled::of(message);
+                        if agg.take_message(message, now) {
+                            agg.decoders.copy(message);
+                        }
                     }
+                    Err(e) => agg.take_report(Reported::from(e), &mut broker_errors),
                 }
             }
             drained.clear();
@@ -565,14 +577,11 @@ pub async fn ingest_kafka(
             for message in fetched.drain(..) {
                 match message.into_data() {
                     Ok(data) => {
-                        if agg.take_message(Ok(data.view()), now, &mut broker_errors) {
+                        if agg.take_message(data.view(), now) {
                             agg.decoders.hand(data);
                         }
                     }
-                    Err(e) => {
-                        let taken = agg.take_message(Err(&e), now, &mut broker_errors);
-                        debug_assert!(!taken, "an event is never decoded");
-                    }
+                    Err(reported) => agg.take_report(reported, &mut broker_errors),
                 }
             }
         }
@@ -620,33 +629,31 @@ pub async fn ingest_kafka(
 }
 
 impl Aggregator<'_> {
-    /// A message polled (or what came in its place), in order: skip what the lake already
-    /// holds and extend the run's offset ranges. True when the message is to go to the decode
-    /// workers (the caller adds it to the step, which they get at `send_step`).
-    #[must_use]
-    fn take_message(
-        &mut self,
-        polled: Result<Polled<'_>, &RdError>,
-        now: Instant,
-        broker_errors: &mut u64,
-    ) -> bool {
-        let message = match polled {
-            Ok(message) => message,
-            Err(RdError::PartitionEOF(partition)) => {
-                tracing::debug!("partition {partition}: end reached");
-                if let Some(state) = self.parts.get_mut(partition) {
+    /// What librdkafka reported in a message's place: a partition's end, or an error (it
+    /// retries on its own; counted and logged).
+    fn take_report(&mut self, reported: Reported, broker_errors: &mut u64) {
+        match reported {
+            Reported::End { partition, next } => {
+                tracing::debug!("partition {partition}: end reached at {next:?}");
+                if let Some(state) = self.parts.get_mut(&partition) {
                     state.eof = true;
+                    state.eof_next = next;
                 }
-                return false;
             }
-            Err(e) => {
+            Reported::Error(e) => {
                 *broker_errors += 1;
                 if broker_errors.is_power_of_two() {
                     tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
                 }
-                return false;
             }
-        };
+        }
+    }
+
+    /// A message polled, in order: skip what the lake already holds and extend the run's
+    /// offset ranges. True when the message is to go to the decode workers (the caller adds
+    /// it to the step, which they get at `send_step`).
+    #[must_use]
+    fn take_message(&mut self, message: Polled<'_>, now: Instant) -> bool {
         self.first_message.get_or_insert(now);
         let (partition, offset) = (message.partition, message.offset);
         let Some(state) = self.parts.get_mut(&partition) else {
@@ -660,6 +667,7 @@ impl Aggregator<'_> {
         state.next = Some(offset + 1);
         state.last_message = now;
         state.eof = false;
+        state.eof_next = None;
         self.interval
             .ranges
             .entry(partition)
@@ -796,6 +804,7 @@ impl Aggregator<'_> {
                     last_message: Instant::now(),
                     end_at_assign,
                     eof: false,
+                    eof_next: None,
                     paused: false,
                 },
             );

@@ -127,12 +127,42 @@ impl Fetched {
     }
 
     /// The message, or what librdkafka reported in its place (an end of partition, an error).
-    pub(super) fn into_data(self) -> Result<Data, RdError> {
+    pub(super) fn into_data(self) -> Result<Data, Reported> {
         let m = self.raw();
         match RDKafkaErrorCode::from(m.err) {
             RDKafkaErrorCode::NoError => Ok(Data(self)),
-            RDKafkaErrorCode::PartitionEOF => Err(RdError::PartitionEOF(m.partition)),
-            other => Err(RdError::MessageConsumption(other)),
+            RDKafkaErrorCode::PartitionEOF => Err(Reported::End {
+                partition: m.partition,
+                next: Some(m.offset),
+            }),
+            other => Err(Reported::Error(RdError::MessageConsumption(other))),
+        }
+    }
+}
+
+/// What librdkafka put in a message's place.
+#[derive(Debug)]
+pub(super) enum Reported {
+    /// The partition's end was reached. `next` is the offset reading goes on from, when known:
+    /// past the last message, and past any transaction markers and aborted transactions'
+    /// records after it, which take offsets but are never delivered.
+    End {
+        partition: i32,
+        next: Option<i64>,
+    },
+    Error(RdError),
+}
+
+impl From<&RdError> for Reported {
+    /// As rdkafka reports it for a message polled from the consumer's own queue (which keeps
+    /// an end's offset to itself).
+    fn from(error: &RdError) -> Reported {
+        match error {
+            RdError::PartitionEOF(partition) => Reported::End {
+                partition: *partition,
+                next: None,
+            },
+            other => Reported::Error(other.clone()),
         }
     }
 }
@@ -222,8 +252,9 @@ mod tests {
         producer.flush(Duration::from_secs(10)).expect("delivered");
     }
 
-    /// Drain until the partition's end is reported (or 30 s pass); serve the consumer's own
-    /// queue meanwhile and check it carries no message of the routed partition.
+    /// Drain until the partition's end is reported (or 30 s pass), which must carry the offset
+    /// after the last message; serve the consumer's own queue meanwhile and check it carries
+    /// no message of the routed partition.
     fn drain_to_end(fetch: &FetchQueue, consumer: &BaseConsumer, seen: &mut Seen) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut fetched = Vec::new();
@@ -246,8 +277,12 @@ mod tests {
                             m.payload.map(<[u8]>::to_vec),
                         ))
                     }
-                    Err(RdError::PartitionEOF(0)) => end = true,
-                    Err(e) => panic!("unexpected: {e}"),
+                    Err(Reported::End { partition: 0, next }) => {
+                        // Where reading goes on: after the last message.
+                        assert_eq!(next, seen.last().map(|(offset, ..)| offset + 1));
+                        end = true;
+                    }
+                    Err(e) => panic!("unexpected: {e:?}"),
                 }
             }
             if end {
