@@ -57,6 +57,7 @@ impl Format {
     /// Guess from the first bytes of a stream: `PAR1` is Parquet, `{` NDJSON, `[` FINRA's ATS
     /// JSON; a first line of FINRA's or TAQ's columns names those; else CSV.
     pub fn sniff(head: &[u8]) -> Format {
+        let head = head.strip_prefix(UTF8_BOM).unwrap_or(head);
         let first = head.iter().find(|b| !b.is_ascii_whitespace());
         let line = String::from_utf8_lossy(head);
         let line = line
@@ -277,7 +278,7 @@ pub fn check(
     if format == Format::Parquet {
         return parquet_file::check(path, label);
     }
-    let mut reader = BufReader::new(File::open(path).map_err(io_err)?);
+    let mut reader = BufReader::new(open_text(path).map_err(io_err)?);
     let mut first = Vec::new();
     loop {
         first.clear();
@@ -322,6 +323,24 @@ pub fn check(
 
 /// Reads `\n`-terminated lines in large blocks and hands out each line in place (no copy per
 /// line), never holding more than `max` bytes of one line.
+/// The UTF-8 byte order mark that Windows tools (Excel's "CSV UTF-8", Notepad, PowerShell)
+/// put at the start of text files.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A text file read from past its byte order mark, if it has one (without seeking: the
+/// bytes read to look are handed back first).
+fn open_text(path: &Path) -> io::Result<impl Read> {
+    let mut file = File::open(path)?;
+    let mut head = Vec::with_capacity(UTF8_BOM.len());
+    (&mut file)
+        .take(UTF8_BOM.len() as u64)
+        .read_to_end(&mut head)?;
+    if head == UTF8_BOM {
+        head.clear();
+    }
+    Ok(io::Cursor::new(head).chain(file))
+}
+
 struct LineReader<R> {
     inner: R,
     block: Vec<u8>,
@@ -522,7 +541,7 @@ pub(crate) fn decode_records(
         path: label.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io_err)?;
+    let file = open_text(path).map_err(io_err)?;
     let mut lines = LineReader::new(file, 1 << 20, options.max_line_bytes);
     let mut rejects = RejectBuilder::default();
     let mut stats = DecodeStats::default();
@@ -625,7 +644,7 @@ pub fn decode_lines(
         path: label.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io_err)?;
+    let file = open_text(path).map_err(io_err)?;
     let mut lines = LineReader::new(file, 1 << 20, options.max_line_bytes);
     let source_file: Arc<str> = Arc::from(label.display().to_string());
     let mut trades = TradeBuilder::new(registry.clone());
@@ -817,5 +836,6 @@ mod tests {
         assert_eq!(Format::sniff(b"  {\"a\":1}"), Format::Ndjson);
         assert_eq!(Format::sniff(b"PAR1...."), Format::Parquet);
         assert_eq!(Format::sniff(b"timestamp,symbol"), Format::Csv);
+        assert_eq!(Format::sniff(b"\xEF\xBB\xBF{\"a\":1}"), Format::Ndjson);
     }
 }

@@ -302,6 +302,63 @@ fn every_kind_of_bad_row_lands_in_rejects_and_good_rows_are_kept() {
 }
 
 #[test]
+fn text_files_that_start_with_a_byte_order_mark_are_read_whole() {
+    // Excel's "CSV UTF-8", Notepad and PowerShell start files with one.
+    let dir = tempfile::tempdir().unwrap();
+    let bom = b"\xEF\xBB\xBF";
+    for (format, file) in [("ndjson", "bom.ndjson"), ("csv", "bom.csv")] {
+        let text = ok(
+            &["simulate", "--count", "500", "--format", format],
+            dir.path(),
+        )
+        .stdout;
+        std::fs::write(dir.path().join(file), [&bom[..], &text].concat()).unwrap();
+        ok(&["ingest", "--lake", "lake", file], dir.path());
+    }
+    // From stdin, where the format is told from the content.
+    let text = ok(&["simulate", "--count", "500", "--seed", "9"], dir.path()).stdout;
+    let mut child = darkpool()
+        .args(["ingest", "--lake", "lake", "-"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[&bom[..], &text].concat())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = query_json(
+        dir.path(),
+        "lake",
+        "SELECT source_file, COUNT(*) AS n, MIN(source_line) AS first FROM trades \
+         GROUP BY source_file ORDER BY source_file",
+    );
+    let got: Vec<(&str, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap();
+            (
+                text("source_file"),
+                r["n"].as_u64().unwrap(),
+                r["first"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // The CSV's first trade is on line 2, under its header.
+    assert_eq!(
+        got,
+        [("-", 500, 1), ("bom.csv", 500, 2), ("bom.ndjson", 500, 1)]
+    );
+    let rejects = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM rejects");
+    assert_eq!(rejects[0]["n"].as_u64(), Some(0));
+}
+
+#[test]
 fn csv_in_the_original_columns_with_bad_cells() {
     let dir = tempfile::tempdir().unwrap();
     let csv = "timestamp,symbol,price,quantity,venue,is_spoof,algo_fingerprint,order_type,order_id,side\n\
