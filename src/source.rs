@@ -329,7 +329,7 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// A text file read from past its byte order mark, if it has one (without seeking: the
 /// bytes read to look are handed back first).
-fn open_text(path: &Path) -> io::Result<impl Read> {
+pub(crate) fn open_text(path: &Path) -> io::Result<impl Read> {
     let mut file = File::open(path)?;
     let mut head = Vec::with_capacity(UTF8_BOM.len());
     (&mut file)

@@ -389,7 +389,12 @@ fn simulate_replays_a_file_onto_the_topic_as_far_and_as_fast_as_asked() {
         c
     })
     .stdout;
-    std::fs::write(dir.path().join("trades.ndjson"), &file).unwrap();
+    // Saved as Notepad saves it, with a byte order mark, which is not part of the first message.
+    std::fs::write(
+        dir.path().join("trades.ndjson"),
+        [&b"\xEF\xBB\xBF"[..], &file].concat(),
+    )
+    .unwrap();
     let lines: Vec<&[u8]> = file
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())

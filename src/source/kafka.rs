@@ -632,7 +632,7 @@ pub fn replay_file(
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    let file = super::open_text(path).map_err(io_err)?;
     let format = super::Format::detect(path).unwrap_or(super::Format::Ndjson);
     if !matches!(format, super::Format::Csv | super::Format::Ndjson) {
         return Err(SourceError::Header {
