@@ -734,6 +734,7 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
     create_topic(&brokers, &topic, 1).await;
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
+        .set("message.max.bytes", "2000000")
         .create()
         .unwrap();
     let good = |i: i64| {
@@ -744,6 +745,8 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
         )
     };
     let oversize = format!(r#"{{"symbol":"{}"}}"#, "X".repeat(3000));
+    // Over the dead-letter producer's message.max.bytes (1,000,000): it goes cut short.
+    let huge = format!(r#"{{"symbol":"{}"}}"#, "Y".repeat(1_200_000));
     let values: Vec<Option<Vec<u8>>> = vec![
         Some(good(1).into_bytes()),
         Some(b"not json at all".to_vec()),
@@ -752,6 +755,7 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
         Some(oversize.into_bytes()),
         Some(b"{\"symbol\":\"\xff\xfe\"}".to_vec()),
         None,
+        Some(huge.into_bytes()),
         Some(good(3).into_bytes()),
     ];
     for value in &values {
@@ -775,8 +779,8 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
     });
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(summary_count(&stderr, "accepted"), 2);
-    assert_eq!(summary_count(&stderr, "rejected"), 6);
-    assert_eq!(summary_count(&stderr, "dead letters"), 6);
+    assert_eq!(summary_count(&stderr, "rejected"), 7);
+    assert_eq!(summary_count(&stderr, "dead letters"), 7);
     let rejects = query(
         dir.path(),
         "SELECT source_offset, reason, raw_bytes, source_topic IS NOT NULL AS has_topic, source_partition FROM rejects ORDER BY source_offset",
@@ -789,10 +793,11 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
          3,missing_field,26,true,0\n\
          4,line_too_long,3013,true,0\n\
          5,invalid_utf8,15,true,0\n\
-         6,null_value,0,true,0\n"
+         6,null_value,0,true,0\n\
+         7,line_too_long,1200013,true,0\n"
     );
-    let letters = read_topic(&brokers, &dlq, 6);
-    assert_eq!(letters.len(), 6);
+    let letters = read_topic(&brokers, &dlq, 7);
+    assert_eq!(letters.len(), 7);
     let reasons: Vec<String> = letters
         .iter()
         .map(|(_, _, h)| {
@@ -811,9 +816,25 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
             "missing_field",
             "line_too_long",
             "invalid_utf8",
-            "null_value"
+            "null_value",
+            "line_too_long"
         ]
     );
+    let cut = &letters[6];
+    assert_eq!(cut.1.len(), 64 << 10);
+    assert!(cut.1.starts_with(br#"{"symbol":"YYY"#));
+    assert!(cut
+        .2
+        .contains(&("darkpool.value_bytes".to_string(), "1200013".to_string())));
+    assert!(cut
+        .2
+        .contains(&("darkpool.offset".to_string(), "7".to_string())));
+    // The whole letters are sent whole, with no size header.
+    assert_eq!(letters[3].1.len(), 3013);
+    assert!(!letters[3]
+        .2
+        .iter()
+        .any(|(k, _)| k == "darkpool.value_bytes"));
     let first = &letters[0];
     assert_eq!(first.1, b"not json at all");
     assert!(first

@@ -1118,11 +1118,11 @@ impl Aggregator<'_> {
             if let Some(dlq) = &self.options.dlq_topic {
                 for letter in &dead_letters {
                     let headers = kafka::dead_letter_headers(&letter.reject, &letter.pos);
-                    publisher.send(
+                    publisher.send_dead_letter(
                         dlq,
                         letter.key.as_deref(),
                         letter.value.as_deref(),
-                        Some(headers),
+                        headers,
                     )?;
                 }
             }

@@ -441,6 +441,42 @@ impl Publisher {
         }
     }
 
+    /// Queue a dead letter. One the producer refuses as too large (over `message.max.bytes`,
+    /// 1,000,000 bytes by default, which a message up to --max-line-bytes can be) goes with
+    /// its key and value cut to their first [`DEAD_LETTER_CUT`] bytes and their full sizes in
+    /// the headers `darkpool.value_bytes` / `darkpool.key_bytes`: a dead letter that could
+    /// never be sent would stop the aggregator at every restart. Its headers still say where
+    /// the whole message is.
+    pub fn send_dead_letter(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
+        match self.send(topic, key, value, Some(headers.clone())) {
+            Err(KafkaError::Client {
+                source: RdError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                ..
+            }) => {
+                let mut headers = headers;
+                for (bytes, name) in [(key, "darkpool.key_bytes"), (value, "darkpool.value_bytes")]
+                {
+                    if let Some(bytes) = bytes.filter(|b| b.len() > DEAD_LETTER_CUT) {
+                        headers = headers.insert(Header {
+                            key: name,
+                            value: Some(bytes.len().to_string().as_str()),
+                        });
+                    }
+                }
+                let key = key.map(|b| &b[..b.len().min(DEAD_LETTER_CUT)]);
+                let value = value.map(|b| &b[..b.len().min(DEAD_LETTER_CUT)]);
+                self.send(topic, key, value, Some(headers))
+            }
+            other => other,
+        }
+    }
+
     /// Messages queued so far.
     pub fn sent(&self) -> u64 {
         self.sent
@@ -490,6 +526,9 @@ impl Publisher {
         Ok(())
     }
 }
+
+/// What is kept of a dead letter's key and value when the whole is too large to send.
+pub const DEAD_LETTER_CUT: usize = 64 << 10;
 
 /// Headers of a dead letter: why, and where the message came from.
 pub fn dead_letter_headers(reject: &Reject, pos: &SourcePos) -> OwnedHeaders {
