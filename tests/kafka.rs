@@ -1323,11 +1323,49 @@ fn an_unreachable_broker_fails_with_its_address_after_the_connect_timeout() {
             stderr.contains("cannot reach Kafka at 127.0.0.1:1"),
             "{command:?}: {stderr}"
         );
+        // With librdkafka's reason, which the metadata request's error does not give.
+        assert!(
+            stderr.contains("librdkafka said: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused"),
+            "{command:?}: {stderr}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "{command:?}: bounded retry"
         );
     }
+}
+
+#[test]
+fn a_broker_refusing_the_security_settings_fails_with_librdkafkas_reason() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // The test broker has a plaintext listener: a SASL client fails its handshake.
+    let output = darkpool(dir.path())
+        .args(["ingest", "--lake", "lake", "--brokers", &brokers])
+        .args([
+            "--connect-timeout",
+            "2s",
+            "-X",
+            "security.protocol=sasl_plaintext",
+        ])
+        .args([
+            "-X",
+            "sasl.mechanisms=SCRAM-SHA-256",
+            "-X",
+            "sasl.username=u",
+        ])
+        .args(["-X", "sasl.password=p"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let said = stderr
+        .split_once("librdkafka said: ")
+        .unwrap_or_else(|| panic!("no reason given: {stderr}"))
+        .1;
+    assert!(said.starts_with("sasl_plaintext://"), "{stderr}");
+    // The reason and the hint, once each; librdkafka's own log lines stay at debug level.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[tokio::test]

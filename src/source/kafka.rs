@@ -221,7 +221,24 @@ pub enum KafkaError {
 /// `topic`, also until they list it without an error: still missing then, it is an error too
 /// (a reader that stops at the end offsets seen at its start would otherwise wait for ever).
 pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<(), KafkaError> {
-    let consumer: BaseConsumer = options.config(&[]).create().map_err(KafkaError::Config)?;
+    let consumer: BaseConsumer<Reaching> = options
+        .config(&[])
+        .create_with_context(Reaching::default())
+        .map_err(KafkaError::Config)?;
+    // What librdkafka last said went wrong: the cause ("SSL handshake failed", "SASL
+    // authentication error", a wrong security.protocol), which the metadata request's own
+    // error ("broker transport failure") does not give.
+    let cause = |detail: String| {
+        // Errors reach the context when the client's queue is served.
+        let _ = consumer.poll(Duration::ZERO);
+        match consumer.context().last.lock() {
+            Ok(last) => match last.as_deref() {
+                Some(reason) => format!("{detail}; librdkafka said: {reason}"),
+                None => detail,
+            },
+            Err(_) => detail,
+        }
+    };
     let started = Instant::now();
     loop {
         let left = options.connect_timeout.saturating_sub(started.elapsed());
@@ -256,7 +273,7 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
             Err(e) => KafkaError::Unreachable {
                 brokers: options.brokers.clone(),
                 waited: started.elapsed(),
-                detail: e.to_string(),
+                detail: cause(e.to_string()),
             },
         };
         if started.elapsed() >= options.connect_timeout {
@@ -265,6 +282,48 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The reachability check's client context: librdkafka's latest warning or error is kept for
+/// the error message (and logged at debug level only: the message says it).
+#[derive(Default)]
+struct Reaching {
+    last: Mutex<Option<String>>,
+}
+
+impl Reaching {
+    fn keep(&self, reason: &str) {
+        // "[thrd:127.0.0.1:9092/bootstrap]: 127.0.0.1:9092/bootstrap: Connect to ..." names
+        // the broker twice.
+        let reason = match reason.strip_prefix("[thrd:") {
+            Some(rest) => rest.split_once("]: ").map_or(reason, |(_, r)| r),
+            None => reason,
+        };
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(reason.to_string());
+        }
+    }
+}
+
+impl ClientContext for Reaching {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        tracing::debug!("librdkafka: {fac}: {message}");
+        if matches!(
+            level,
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+        ) && fac != "CONFWARN"
+        {
+            self.keep(message);
+        }
+    }
+
+    fn error(&self, error: RdError, reason: &str) {
+        tracing::debug!("librdkafka: {error}: {reason}");
+        self.keep(reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Reaching {}
 
 /// Drop a client that has done its job on a thread of its own: destroying a librdkafka client
 /// waits for its threads to wind down (tens of milliseconds), which a caller about to start
