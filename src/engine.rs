@@ -21,6 +21,7 @@ use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{visit_relations, Statement as SqlStatement};
@@ -428,7 +429,17 @@ impl Engine {
                 df = df.with_param_values(params)?;
             }
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let df = df.limit(0, Some(self.options.max_rows.saturating_add(1)))?;
+            // EXPLAIN ANALYZE must stay the plan's root (under a limit DataFusion fails with an
+            // internal error); a plan's description is a few rows anyway.
+            let explains = matches!(
+                df.logical_plan(),
+                LogicalPlan::Analyze(_) | LogicalPlan::Explain(_)
+            );
+            let df = if explains {
+                df
+            } else {
+                df.limit(0, Some(self.options.max_rows.saturating_add(1)))?
+            };
             Ok::<_, DataFusionError>((schema, df.collect().await?))
         };
         let (schema, batches) = tokio::time::timeout(self.options.timeout, work)

@@ -577,6 +577,18 @@ fn query_lists_tables_and_named_queries_and_writes_formats() {
         assert!(list.contains(name), "{name} missing from --list:\n{list}");
     }
     assert!(list.contains("Venue concentration per symbol"), "{list}");
+    // EXPLAIN ANALYZE runs the query and gives the plan with its measured rows (the row limit,
+    // wrapped round it, had made DataFusion fail with an internal error).
+    let analyzed = stdout(&ok(
+        &[
+            "query",
+            "--lake",
+            "lake",
+            "EXPLAIN ANALYZE SELECT COUNT(*) FROM trades",
+        ],
+        dir.path(),
+    ));
+    assert!(analyzed.contains("output_rows=1"), "{analyzed}");
     let csv = stdout(&ok(
         &[
             "query",
