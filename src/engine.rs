@@ -24,7 +24,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{visit_relations, Statement as SqlStatement};
+use datafusion::sql::sqlparser::ast::{visit_relations, SetExpr, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::ParserError;
 use std::ops::ControlFlow;
@@ -624,9 +624,25 @@ fn is_path(name: &str) -> bool {
             .any(|e| lower.ends_with(e))
 }
 
+/// The write a query's body is, if it is one (`WITH x AS (...) INSERT ...` parses as a query).
+fn written(body: &SetExpr) -> Option<&SqlStatement> {
+    match body {
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => Some(s),
+        SetExpr::Query(q) => written(&q.body),
+        SetExpr::SetOperation { left, right, .. } => written(left).or_else(|| written(right)),
+        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => None,
+    }
+}
+
 fn check_statement(statement: &SqlStatement) -> Result<(), EngineError> {
     match statement {
-        SqlStatement::Query(_) => {}
+        SqlStatement::Query(query) => {
+            if let Some(write) = written(&query.body) {
+                return Err(EngineError::Refused {
+                    what: statement_kind(write),
+                });
+            }
+        }
         SqlStatement::Explain { statement, .. } => return check_statement(statement),
         SqlStatement::ShowTables { .. }
         | SqlStatement::ShowColumns { .. }
@@ -750,6 +766,15 @@ mod tests {
         assert!(refused("SELECT * FROM 'data/x.parquet'").contains("outside the lake"));
         assert!(refused("EXPLAIN COPY (SELECT 1) TO 'x.csv'").contains("COPY"));
         assert!(refused("SELECT 1; DROP TABLE trades").contains("2 statements"));
+        // Writes behind a WITH are writes too.
+        assert_eq!(
+            refused("WITH x AS (SELECT 1) INSERT INTO trades SELECT * FROM x"),
+            "INSERT"
+        );
+        assert_eq!(
+            refused("WITH x AS (SELECT 1) DELETE FROM trades"),
+            "DELETE FROM"
+        );
     }
 
     #[test]
