@@ -41,6 +41,20 @@ fn ok(args: &[&str], dir: &Path) -> Output {
     out
 }
 
+/// `ingest --lake lake -` with `input` on stdin, which must succeed.
+fn ingest_stdin(dir: &Path, input: &[u8]) {
+    let mut child = darkpool()
+        .args(["ingest", "--lake", "lake", "-"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// One JSON row of `query --format json`.
 fn query_json(dir: &Path, lake: &str, sql: &str) -> Vec<serde_json::Value> {
     let out = ok(&["query", "--lake", lake, "--format", "json", sql], dir);
@@ -168,16 +182,7 @@ fn simulate_is_byte_identical_per_seed_and_pipes_into_ingest() {
     assert_eq!(a, b);
     assert_eq!(String::from_utf8_lossy(&a).lines().count(), 3001);
     // stdin, format sniffed from the content
-    let mut child = darkpool()
-        .args(["ingest", "--lake", "lake", "-"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&a).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    ingest_stdin(dir.path(), &a);
     let rows = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM trades");
     assert_eq!(rows[0]["n"].as_u64(), Some(3000));
     // Rows read from stdin say so, not where the input was spooled.
@@ -317,21 +322,7 @@ fn text_files_that_start_with_a_byte_order_mark_are_read_whole() {
     }
     // From stdin, where the format is told from the content.
     let text = ok(&["simulate", "--count", "500", "--seed", "9"], dir.path()).stdout;
-    let mut child = darkpool()
-        .args(["ingest", "--lake", "lake", "-"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&[&bom[..], &text].concat())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    ingest_stdin(dir.path(), &[&bom[..], &text].concat());
     let rows = query_json(
         dir.path(),
         "lake",

@@ -905,6 +905,21 @@ async fn a_late_trade_is_kept_and_its_window_corrected() {
     assert_windows_equal_batch(dir.path()).await;
 }
 
+/// Queue a record, waiting while the producer's queue is full.
+fn send_waiting(producer: &BaseProducer, mut record: BaseRecord<'_, str, str>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, r)) => panic!("producing to {}: {e}", r.topic),
+        }
+    }
+    producer.poll(Duration::ZERO);
+}
+
 /// `count` trades of `symbol` to `topic` from `producer`, one a second from `start` (µs), with
 /// quantities `quantity` upward.
 fn send_trades(
@@ -920,20 +935,8 @@ fn send_trades(
         ts.clear();
         darkpool::time::format_iso_micros(start + i * 1_000_000, &mut ts);
         let trade = trade_json(&ts, symbol, quantity + i);
-        let mut record = BaseRecord::<'_, str, str>::to(topic)
-            .key(symbol)
-            .payload(&trade);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("producing to {topic}: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        let record = BaseRecord::to(topic).key(symbol).payload(trade.as_str());
+        send_waiting(producer, record);
     }
 }
 
@@ -1065,21 +1068,11 @@ fn produce_series(brokers: &str, topic: &str, series: &[Series]) {
             ts.clear();
             darkpool::time::format_iso_micros(s.start + i * s.step, &mut ts);
             let trade = trade_json(&ts, s.symbol, i + 1);
-            let mut record = BaseRecord::<'_, str, str>::to(topic)
+            let record = BaseRecord::to(topic)
                 .partition(s.partition)
                 .key(s.symbol)
-                .payload(&trade);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                    Err((e, _)) => panic!("producing to {topic}: {e}"),
-                }
-            }
-            producer.poll(Duration::ZERO);
+                .payload(trade.as_str());
+            send_waiting(&producer, record);
         }
     }
     producer.flush(Duration::from_secs(60)).unwrap();
