@@ -131,6 +131,10 @@ impl KafkaArgs {
         }
         let mut options = KafkaOptions::new(brokers.trim());
         options.connect_timeout = parse_span(&self.connect_timeout, "--connect-timeout")?;
+        if options.connect_timeout.is_zero() {
+            // It also bounds each request to the broker: at 0 every one would time out.
+            bail!("--connect-timeout must be more than 0, e.g. 10s");
+        }
         options.settings = kafka::env_settings();
         options.settings.extend(self.settings.iter().cloned());
         kafka::check_settings(&options.settings).map_err(anyhow::Error::msg)?;
@@ -177,8 +181,17 @@ pub struct AggregatorArgs {
 }
 
 impl AggregatorArgs {
+    /// Refused below 100 ms (each commit writes its files and a commit record: more often
+    /// only makes small files), not raised to it quietly.
     fn commit_every(&self) -> Result<Duration> {
-        Ok(parse_span(&self.commit_every, "--commit-every")?.max(Duration::from_millis(100)))
+        let every = parse_span(&self.commit_every, "--commit-every")?;
+        if every < Duration::from_millis(100) {
+            bail!(
+                "--commit-every must be at least 100ms, got {}",
+                self.commit_every.trim()
+            );
+        }
+        Ok(every)
     }
 
     fn options(

@@ -1020,6 +1020,22 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
             vec!["--idle-timeout", "0s"],
             "--idle-timeout must be more than 0",
         ),
+        // Refused, not raised quietly to 100ms.
+        (
+            "ingest",
+            vec!["--commit-every", "0"],
+            "--commit-every must be at least 100ms, got 0",
+        ),
+        (
+            "serve",
+            vec!["--commit-every", "50ms", "--bind", "127.0.0.1:0"],
+            "--commit-every must be at least 100ms, got 50ms",
+        ),
+        (
+            "simulate",
+            vec!["--connect-timeout", "0s"],
+            "--connect-timeout must be more than 0",
+        ),
         (
             "ingest",
             vec!["--dlq-topic", "../escape"],
