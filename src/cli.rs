@@ -1208,12 +1208,17 @@ fn parse_time_flag(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
     .transpose()
 }
 
+/// `--timeout`: at least 1 ms (0 had been raised to that quietly, timing out every query;
+/// it is not "no limit" here, as Postgres' statement_timeout 0 is).
 fn parse_timeout(text: &str) -> Result<Duration> {
-    Ok(Duration::from_micros(
-        parse_duration_micros(text)
-            .map_err(|e| anyhow!("--timeout: {e}"))?
-            .max(1000) as u64,
-    ))
+    let timeout = parse_span(text, "--timeout")?;
+    if timeout < Duration::from_millis(1) {
+        bail!(
+            "--timeout must be at least 1ms, got {} (for long queries give a long one, e.g. 1h)",
+            text.trim()
+        );
+    }
+    Ok(timeout)
 }
 
 pub async fn report(args: ReportArgs) -> Result<()> {

@@ -458,6 +458,14 @@ fn query_report_and_serve_refuse_limits_below_their_least() {
             &["serve", "--bind", "127.0.0.1:0", "--max-body", "10"],
             "--max-body (bytes) must be at least 1024, got 10",
         ),
+        (
+            &["query", "--timeout", "0", "SELECT 1"],
+            "--timeout must be at least 1ms, got 0",
+        ),
+        (
+            &["serve", "--bind", "127.0.0.1:0", "--timeout", "0s"],
+            "--timeout must be at least 1ms, got 0s",
+        ),
     ] {
         // A serve that took the flag would serve until stopped: give it 30 s.
         let mut child = darkpool()
