@@ -189,10 +189,28 @@ pub fn parse_json_into<'a>(
                 format!("expected a JSON object: {e}"),
             )
         } else {
-            Reject::new(RejectReason::InvalidJson, e.to_string())
+            Reject::new(RejectReason::InvalidJson, explain_syntax(line, &e))
         }
     })?;
     Ok(())
+}
+
+/// serde_json's syntax error, and what it met when that is Python's NaN or Infinity (its
+/// `json.dumps` writes them for such floats; JSON has no such numbers).
+fn explain_syntax(line: &str, e: &serde_json::Error) -> String {
+    let at = e.column().saturating_sub(1);
+    let word = ["-Infinity", "Infinity", "NaN"].into_iter().find(|word| {
+        // The error points at the value, or just past a leading minus.
+        [at, at.saturating_sub(1)]
+            .iter()
+            .any(|&i| line.get(i..).is_some_and(|rest| rest.starts_with(word)))
+    });
+    match word {
+        Some(word) if e.line() == 1 => format!(
+            "{e}: {word} is not a JSON number (Python's json.dumps writes it for a float {word})"
+        ),
+        _ => e.to_string(),
+    }
 }
 
 /// Decode and validate one JSON record (already checked to be UTF-8) and hand the trade to
@@ -1033,6 +1051,22 @@ mod tests {
     fn classifies_bad_records() {
         let with = |from: &str, to: &str| GOOD.replace(from, to);
         assert_eq!(reason("{not json"), RejectReason::InvalidJson);
+        for (value, word) in [
+            ("NaN", "NaN"),
+            ("Infinity", "Infinity"),
+            ("-Infinity", "-Infinity"),
+        ] {
+            let line = with("262.39", value);
+            let reject = parse_json(&line).unwrap_err();
+            assert_eq!(reject.reason, RejectReason::InvalidJson, "{line}");
+            assert!(
+                reject.detail.ends_with(&format!(
+                    ": {word} is not a JSON number (Python's json.dumps writes it for a float {word})"
+                )),
+                "{}",
+                reject.detail
+            );
+        }
         assert_eq!(reason("[1,2]"), RejectReason::NotAnObject);
         assert_eq!(
             reason(&with(r#""symbol":"SYNTH_AMZN","#, "")),
