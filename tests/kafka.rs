@@ -18,7 +18,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 mod common;
@@ -763,6 +763,20 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
         if let Some(v) = value {
             record = record.payload(v.as_slice());
         }
+        // The producer's own headers, which dead letters keep (a null one too).
+        if value.as_deref() == Some(b"not json at all") {
+            record = record.headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: "trace-id",
+                        value: Some("abc-123"),
+                    })
+                    .insert(Header::<&str> {
+                        key: "nothing",
+                        value: None,
+                    }),
+            );
+        }
         producer.send(record).map_err(|(e, _)| e).unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
@@ -837,6 +851,16 @@ async fn bad_messages_go_to_rejects_and_the_dead_letter_topic_and_the_consumer_g
         .any(|(k, _)| k == "darkpool.value_bytes"));
     let first = &letters[0];
     assert_eq!(first.1, b"not json at all");
+    assert_eq!(
+        first.2[..2],
+        [
+            ("trace-id".to_string(), "abc-123".to_string()),
+            ("nothing".to_string(), String::new())
+        ],
+        "the message's own headers first: {:?}",
+        first.2
+    );
+    assert_eq!(letters[1].2[0].0, "darkpool.reason", "none of its own");
     assert!(first
         .2
         .contains(&("darkpool.offset".to_string(), "1".to_string())));

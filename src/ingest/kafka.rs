@@ -554,10 +554,10 @@ pub async fn ingest_kafka(
             }
             for polled in &drained {
                 match polled {
-                    Ok(message) => {
-                        let message = Polled::of(message);
+                    Ok(borrowed) => {
+                        let message = Polled::of(borrowed);
                         if agg.take_message(message, now) {
-                            agg.decoders.copy(message);
+                            agg.decoders.copy(message, || header_list(borrowed));
                         }
                     }
                     Err(e) => agg.take_report(Reported::from(e), &mut broker_errors),
@@ -1117,7 +1117,8 @@ impl Aggregator<'_> {
         if let Some(publisher) = self.publisher.as_mut() {
             if let Some(dlq) = &self.options.dlq_topic {
                 for letter in &dead_letters {
-                    let headers = kafka::dead_letter_headers(&letter.reject, &letter.pos);
+                    let headers =
+                        kafka::dead_letter_headers(&letter.headers, &letter.reject, &letter.pos);
                     publisher.send_dead_letter(
                         dlq,
                         letter.key.as_deref(),
@@ -1219,6 +1220,17 @@ impl Aggregator<'_> {
 }
 
 /// A list of `topic`'s `partitions` (no offsets), for pause and resume.
+/// A polled message's headers, copied.
+fn header_list(message: &BorrowedMessage<'_>) -> fetch::HeaderList {
+    use rdkafka::message::{Headers, Message};
+    message.headers().map_or_else(Vec::new, |headers| {
+        headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+            .collect()
+    })
+}
+
 fn partition_list(topic: &str, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
     for partition in partitions {

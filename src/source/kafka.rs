@@ -589,11 +589,23 @@ impl Publisher {
 /// What is kept of a dead letter's key and value when the whole is too large to send.
 pub const DEAD_LETTER_CUT: usize = 64 << 10;
 
-/// Headers of a dead letter: why, and where the message came from.
-pub fn dead_letter_headers(reject: &Reject, pos: &SourcePos) -> OwnedHeaders {
+/// Headers of a dead letter: the message's own (`original`, as Kafka Connect's dead letters
+/// keep them), then why it was refused and where it came from.
+pub fn dead_letter_headers(
+    original: &[(String, Option<Vec<u8>>)],
+    reject: &Reject,
+    pos: &SourcePos,
+) -> OwnedHeaders {
     let partition = pos.partition.unwrap_or(-1).to_string();
     let offset = pos.offset.unwrap_or(-1).to_string();
-    OwnedHeaders::new()
+    let mut headers = OwnedHeaders::new_with_capacity(original.len() + 5);
+    for (key, value) in original {
+        headers = headers.insert(Header {
+            key: key.as_str(),
+            value: value.as_deref(),
+        });
+    }
+    headers
         .insert(Header {
             key: "darkpool.reason",
             value: Some(reject.reason.as_str()),

@@ -172,7 +172,40 @@ impl From<&RdError> for Reported {
 /// about 3 % of a Kafka backfill's CPU time).
 pub(super) struct Data(Fetched);
 
+/// A message's headers, copied: name and value (`None`: a null value), in order.
+pub(super) type HeaderList = Vec<(String, Option<Vec<u8>>)>;
+
 impl Data {
+    /// The message's headers, copied (for its dead letter: Kafka Connect's keep the original
+    /// headers too).
+    pub(super) fn headers(&self) -> HeaderList {
+        let message = self.0 .0.as_ptr();
+        let mut list = std::ptr::null_mut();
+        // SAFETY: a live message; librdkafka hands out its own header list, alive with it.
+        let err = unsafe { rd::rd_kafka_message_headers(message, &mut list) };
+        if RDKafkaErrorCode::from(err) != RDKafkaErrorCode::NoError || list.is_null() {
+            return HeaderList::new(); // none (NoEnt), or none readable
+        }
+        let mut headers = HeaderList::new();
+        for idx in 0.. {
+            let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
+            // SAFETY: the live list above; out-pointers to locals.
+            let err =
+                unsafe { rd::rd_kafka_header_get_all(list, idx, &mut name, &mut value, &mut size) };
+            if RDKafkaErrorCode::from(err) != RDKafkaErrorCode::NoError || name.is_null() {
+                break; // past the last (NoEnt)
+            }
+            // SAFETY: librdkafka's NUL-terminated name and `size` value bytes, alive with the
+            // message.
+            let name = unsafe { CStr::from_ptr(name) }
+                .to_string_lossy()
+                .into_owned();
+            let value = unsafe { bytes(value as *mut c_void, size) }.map(<[u8]>::to_vec);
+            headers.push((name, value));
+        }
+        headers
+    }
+
     pub(super) fn view(&self) -> Polled<'_> {
         let m = self.0.raw();
         Polled {

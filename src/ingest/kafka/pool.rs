@@ -16,7 +16,7 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use tokio::sync::oneshot;
 
-use super::fetch::{Data, Polled};
+use super::fetch::{Data, HeaderList, Polled};
 use crate::ingest::IngestError;
 use crate::model::{rejects_schema, trades_schema, Reject, SourcePos};
 use crate::source::kafka::{MessageDecoder, Outcome};
@@ -30,6 +30,8 @@ const SPLIT_FROM: usize = 256;
 pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// The message's own headers.
+    pub headers: HeaderList,
     pub reject: Reject,
     pub pos: SourcePos,
 }
@@ -84,6 +86,7 @@ impl Decoded {
 struct Copied {
     key: Option<Range<usize>>,
     value: Option<Range<usize>>,
+    headers: HeaderList,
     partition: i32,
     offset: i64,
 }
@@ -96,6 +99,14 @@ enum Held {
 }
 
 impl Held {
+    /// The message's headers, copied.
+    fn headers(&self) -> HeaderList {
+        match self {
+            Held::Fetched(data) => data.headers(),
+            Held::Copied(c) => c.headers.clone(),
+        }
+    }
+
     fn view<'a>(&'a self, bytes: &'a [u8]) -> Polled<'a> {
         match self {
             Held::Fetched(data) => data.view(),
@@ -191,8 +202,9 @@ impl DecodePool {
         self.step.messages.push(Held::Fetched(message));
     }
 
-    /// Copy a message into the current step.
-    pub fn copy(&mut self, message: Polled<'_>) {
+    /// Copy a message into the current step (its headers too, for a dead letter, with
+    /// `keep_keys`).
+    pub fn copy(&mut self, message: Polled<'_>, headers: impl FnOnce() -> HeaderList) {
         let mut copy = |bytes: Option<&[u8]>| {
             bytes.map(|b| {
                 let start = self.step.bytes.len();
@@ -206,9 +218,15 @@ impl DecodePool {
         } else {
             None
         };
+        let headers = if self.keep_keys {
+            headers()
+        } else {
+            HeaderList::new()
+        };
         self.step.messages.push(Held::Copied(Copied {
             key,
             value,
+            headers,
             partition: message.partition,
             offset: message.offset,
         }));
@@ -335,6 +353,7 @@ fn work(
                         Outcome::Rejected(reject) if keep_keys => dead_letters.push(DeadLetter {
                             key: message.key.map(<[u8]>::to_vec),
                             value: value.map(<[u8]>::to_vec),
+                            headers: held.headers(),
                             reject,
                             pos: pos.clone(),
                         }),
