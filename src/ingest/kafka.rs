@@ -1219,7 +1219,6 @@ impl Aggregator<'_> {
     }
 }
 
-/// A list of `topic`'s `partitions` (no offsets), for pause and resume.
 /// A polled message's headers, copied.
 fn header_list(message: &BorrowedMessage<'_>) -> fetch::HeaderList {
     use rdkafka::message::{Headers, Message};
@@ -1231,6 +1230,7 @@ fn header_list(message: &BorrowedMessage<'_>) -> fetch::HeaderList {
     })
 }
 
+/// A list of `topic`'s `partitions` (no offsets), for pause and resume.
 fn partition_list(topic: &str, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
     for partition in partitions {
