@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -144,6 +144,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/stream", get(stream::events))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(cors);
     Router::new()
         .nest("/api", api)
@@ -153,13 +154,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
+/// The request's own path (`/api/...`: a nested router's handlers see theirs without `/api`).
+async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::NotFound(format!(
         "no such resource: {}; see /api/openapi.json",
+        uri.path()
+    ))
+}
+
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not taken by {}: the Allow header lists what is; see /api/openapi.json",
         uri.path()
     ))
 }

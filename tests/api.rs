@@ -480,6 +480,30 @@ async fn every_failure_is_a_json_error_with_the_right_status_and_no_500() {
     )
     .await;
     assert_eq!(bad_utf8.error().0, StatusCode::BAD_REQUEST);
+    // A path with the wrong method: a JSON error like the others, naming the request's own
+    // path, and the Allow header.
+    let wrong_method = get(&app, "/api/sql").await;
+    assert_eq!(
+        wrong_method.error(),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into())
+    );
+    assert_eq!(wrong_method.header("allow"), "POST");
+    assert!(
+        wrong_method.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET is not taken by /api/sql"),
+        "{}",
+        wrong_method.text()
+    );
+    let missing = get(&app, "/api/nothing/here").await;
+    assert!(
+        missing
+            .text()
+            .contains("no such resource: /api/nothing/here"),
+        "{}",
+        missing.text()
+    );
 }
 
 #[tokio::test]

@@ -78,7 +78,7 @@ pub async fn document() -> Json<Value> {
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}}
         },
         "components": {"schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {
-            "error": {"type": "string", "description": "bad_request, refused, not_found, too_large, not_acceptable, timeout, internal"},
+            "error": {"type": "string", "description": "bad_request, refused, not_found, method_not_allowed, too_large, not_acceptable, timeout, internal"},
             "message": {"type": "string"}}}}}
     }))
 }
