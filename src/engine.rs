@@ -423,8 +423,9 @@ impl Engine {
     ) -> Result<QueryResult, EngineError> {
         guard(sql)?;
         let started = Instant::now();
-        let work = async {
-            let mut df = self.ctx.sql_with_options(sql, read_only()).await?;
+        let (ctx, sql_text, max_rows) = (self.ctx.clone(), sql.to_string(), self.options.max_rows);
+        let work = async move {
+            let mut df = ctx.sql_with_options(&sql_text, read_only()).await?;
             if let Some(params) = params {
                 df = df.with_param_values(params)?;
             }
@@ -438,14 +439,23 @@ impl Engine {
             let df = if explains {
                 df
             } else {
-                df.limit(0, Some(self.options.max_rows.saturating_add(1)))?
+                df.limit(0, Some(max_rows.saturating_add(1)))?
             };
             Ok::<_, DataFusionError>((schema, df.collect().await?))
         };
-        let (schema, batches) = tokio::time::timeout(self.options.timeout, work)
-            .await
-            .map_err(|_| EngineError::Timeout(self.options.timeout))?
-            .map_err(EngineError::sql)?;
+        // A task of its own: one expression can keep a thread busy past the timeout (nothing
+        // to await inside it), and the timeout still answers on time from another; the task
+        // is dropped at its next await.
+        let mut task = tokio::spawn(work);
+        let (schema, batches) = match tokio::time::timeout(self.options.timeout, &mut task).await {
+            Ok(done) => done
+                .map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))?
+                .map_err(EngineError::sql)?,
+            Err(_) => {
+                task.abort();
+                return Err(EngineError::Timeout(self.options.timeout));
+            }
+        };
         let (batches, truncated) = cut(batches, self.options.max_rows);
         Ok(QueryResult {
             schema,
