@@ -429,6 +429,30 @@ fn simulate_replays_a_file_onto_the_topic_as_far_and_as_fast_as_asked() {
         read, expected,
         "the file's first 20 lines as they are, keyed by symbol"
     );
+    // A line the producer cannot send stops the replay, naming it (and what to do).
+    let mut file_with_huge = lines[0].to_vec();
+    file_with_huge
+        .extend_from_slice(format!("\n{{\"symbol\":\"{}\"}}\n", "Y".repeat(1_100_000)).as_bytes());
+    std::fs::write(dir.path().join("huge.ndjson"), file_with_huge).unwrap();
+    let output = run_within({
+        let mut c = darkpool(dir.path());
+        c.args([
+            "simulate",
+            "--brokers",
+            &brokers,
+            "--topic",
+            &unique("replay"),
+        ])
+        .args(["--input", "huge.ndjson"]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("huge.ndjson line 2 (1100013 bytes) was not sent")
+            && stderr.contains("-X message.max.bytes=N raises it"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

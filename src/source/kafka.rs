@@ -215,6 +215,15 @@ pub enum KafkaError {
     },
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error("{path} line {line} ({bytes} bytes) was not sent: {source}{hint}", path = path.display())]
+    Replay {
+        path: std::path::PathBuf,
+        line: u64,
+        bytes: usize,
+        source: Box<KafkaError>,
+        /// What to do about it, when known.
+        hint: &'static str,
+    },
 }
 
 /// Wait until the brokers answer a metadata request, or fail after `connect_timeout`. With a
@@ -755,11 +764,13 @@ pub fn replay_file(
     let mut lines = LineReader::new(file, 1 << 20, usize::MAX / 2);
     let mut header: Option<csv::Header> = None;
     let mut count = 0u64;
+    let mut line = 0u64;
     let limit = limit.unwrap_or(u64::MAX);
     while count < limit {
         let Some((buf, _)) = lines.next_line().map_err(io_err)? else {
             break;
         };
+        line += 1;
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -786,7 +797,24 @@ pub fn replay_file(
                 (symbol, buf.to_vec())
             }
         };
-        each(message)?;
+        let bytes = message.1.len();
+        each(message).map_err(|e| match e {
+            // The producer refused it: say which line (a stop asked for is not the line's).
+            KafkaError::Client { .. } => KafkaError::Replay {
+                path: path.to_path_buf(),
+                line,
+                bytes,
+                hint: match &e {
+                    KafkaError::Client {
+                        source: RdError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                        ..
+                    } => ". The producer takes up to message.max.bytes (1,000,000 by default; -X message.max.bytes=N raises it, up to what the broker and topic take)",
+                    _ => "",
+                },
+                source: Box::new(e),
+            },
+            other => other,
+        })?;
         count += 1;
     }
     Ok(count)
