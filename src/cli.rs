@@ -244,6 +244,13 @@ impl AggregatorArgs {
                 );
             }
         }
+        if let (Some(windows), Some(dlq)) = (&options.output_topic, &options.dlq_topic) {
+            if windows == dlq {
+                bail!(
+                    "--dlq-topic {dlq} is the window topic (--output-topic): its readers would get the dead letters' raw bytes among the windows"
+                );
+            }
+        }
         Ok(options)
     }
 

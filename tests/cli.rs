@@ -1025,6 +1025,11 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
         ("ingest", vec!["--group", " "], "--group is empty"),
         (
             "ingest",
+            vec!["--dlq-topic", "dark-pool-heatmap-data"],
+            "--dlq-topic dark-pool-heatmap-data is the window topic (--output-topic)",
+        ),
+        (
+            "ingest",
             vec!["--idle-timeout", "0s"],
             "--idle-timeout must be more than 0",
         ),
