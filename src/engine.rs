@@ -427,6 +427,7 @@ impl Engine {
         let work = async move {
             let mut df = ctx.sql_with_options(&sql_text, read_only()).await?;
             if let Some(params) = params {
+                check_param_names(df.logical_plan(), &params)?;
                 df = df.with_param_values(params)?;
             }
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -496,6 +497,34 @@ impl Engine {
         let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
         df.execute_stream().await.map_err(EngineError::sql)
     }
+}
+
+/// Named values the query has no `$name` for are refused, naming what it takes: a misspelt
+/// name would otherwise be ignored (and the query fail on the missing one, or run without it).
+fn check_param_names(plan: &LogicalPlan, params: &ParamValues) -> Result<(), DataFusionError> {
+    let ParamValues::Map(map) = params else {
+        return Ok(());
+    };
+    let takes = plan.get_parameter_names()?;
+    let mut unknown: Vec<&str> = (map.keys())
+        .filter(|name| !takes.contains(&format!("${name}")))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort_unstable();
+    let mut takes: Vec<&str> = takes.iter().map(String::as_str).collect();
+    takes.sort_unstable();
+    Err(DataFusionError::Plan(format!(
+        "unknown parameter(s) {}: the query takes {}",
+        unknown.join(", "),
+        if takes.is_empty() {
+            "none".to_string()
+        } else {
+            takes.join(", ")
+        }
+    )))
 }
 
 /// Named parameters from `name=value` text pairs (query strings, `query --param`): a whole

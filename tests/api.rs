@@ -326,6 +326,29 @@ async fn sql_answers_in_every_negotiated_format_with_bound_parameters() {
     let named = get(&app, "/api/queries/venue_summary?format=csv").await;
     assert_eq!(named.status, StatusCode::OK);
     assert_eq!(named.text().lines().count(), venues + 1);
+    // A misspelt parameter is named, with what the query takes (it had been ignored).
+    let misspelt = get(&app, "/api/queries/short_ratio_symbol?symbl=SYNTH_SPY").await;
+    assert_eq!(
+        misspelt.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        misspelt.text()
+    );
+    assert!(
+        misspelt
+            .text()
+            .contains("unknown parameter(s) symbl: the query takes $symbol"),
+        "{}",
+        misspelt.text()
+    );
+    let extra = get(&app, "/api/queries/venue_summary?symbol=SYNTH_SPY").await;
+    assert!(
+        extra
+            .text()
+            .contains("unknown parameter(s) symbol: the query takes none"),
+        "{}",
+        extra.text()
+    );
     let list = get(&app, "/api/queries").await.json();
     assert!(list
         .as_array()
