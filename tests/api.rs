@@ -74,6 +74,10 @@ impl Reply {
             .map(|v| v.to_str().unwrap())
             .unwrap_or("")
     }
+    /// Panics, showing the body, unless the body holds `text`.
+    fn assert_says(&self, text: &str) {
+        assert!(self.text().contains(text), "{}", self.text());
+    }
     /// An error reply: JSON with `error` and `message`, and its status.
     fn error(&self) -> (StatusCode, String) {
         let body = self.json();
@@ -334,21 +338,9 @@ async fn sql_answers_in_every_negotiated_format_with_bound_parameters() {
         "{}",
         misspelt.text()
     );
-    assert!(
-        misspelt
-            .text()
-            .contains("unknown parameter(s) symbl: the query takes $symbol"),
-        "{}",
-        misspelt.text()
-    );
+    misspelt.assert_says("unknown parameter(s) symbl: the query takes $symbol");
     let extra = get(&app, "/api/queries/venue_summary?symbol=SYNTH_SPY").await;
-    assert!(
-        extra
-            .text()
-            .contains("unknown parameter(s) symbol: the query takes none"),
-        "{}",
-        extra.text()
-    );
+    extra.assert_says("unknown parameter(s) symbol: the query takes none");
     let list = get(&app, "/api/queries").await.json();
     assert!(list
         .as_array()
@@ -527,22 +519,9 @@ async fn every_failure_is_a_json_error_with_the_right_status_and_no_500() {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into())
     );
     assert_eq!(wrong_method.header("allow"), "POST");
-    assert!(
-        wrong_method.json()["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("GET is not taken by /api/sql"),
-        "{}",
-        wrong_method.text()
-    );
+    wrong_method.assert_says(r#""message":"GET is not taken by /api/sql"#);
     let missing = get(&app, "/api/nothing/here").await;
-    assert!(
-        missing
-            .text()
-            .contains("no such resource: /api/nothing/here"),
-        "{}",
-        missing.text()
-    );
+    missing.assert_says("no such resource: /api/nothing/here");
 }
 
 #[tokio::test]
