@@ -321,8 +321,6 @@ pub fn check(
     }
 }
 
-/// Reads `\n`-terminated lines in large blocks and hands out each line in place (no copy per
-/// line), never holding more than `max` bytes of one line.
 /// The UTF-8 byte order mark that Windows tools (Excel's "CSV UTF-8", Notepad, PowerShell)
 /// put at the start of text files.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -341,6 +339,8 @@ pub(crate) fn open_text(path: &Path) -> io::Result<impl Read> {
     Ok(io::Cursor::new(head).chain(file))
 }
 
+/// Reads `\n`-terminated lines in large blocks and hands out each line in place (no copy per
+/// line), never holding more than `max` bytes of one line.
 struct LineReader<R> {
     inner: R,
     block: Vec<u8>,

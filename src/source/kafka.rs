@@ -226,6 +226,19 @@ pub enum KafkaError {
     },
 }
 
+impl KafkaError {
+    /// The producer refused a message as larger than `message.max.bytes`.
+    fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            KafkaError::Client {
+                source: RdError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                ..
+            }
+        )
+    }
+}
+
 /// Wait until the brokers answer a metadata request, or fail after `connect_timeout`. With a
 /// `topic`, also until they list it without an error: still missing then, it is an error too
 /// (a reader that stops at the end offsets seen at its start would otherwise wait for ever).
@@ -523,10 +536,7 @@ impl Publisher {
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
         match self.send(topic, key, value, Some(headers.clone())) {
-            Err(KafkaError::Client {
-                source: RdError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
-                ..
-            }) => {
+            Err(e) if e.is_too_large() => {
                 let mut headers = headers;
                 for (bytes, name) in [(key, "darkpool.key_bytes"), (value, "darkpool.value_bytes")]
                 {
@@ -804,12 +814,10 @@ pub fn replay_file(
                 path: path.to_path_buf(),
                 line,
                 bytes,
-                hint: match &e {
-                    KafkaError::Client {
-                        source: RdError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
-                        ..
-                    } => ". The producer takes up to message.max.bytes (1,000,000 by default; -X message.max.bytes=N raises it, up to what the broker and topic take)",
-                    _ => "",
+                hint: if e.is_too_large() {
+                    ". The producer takes up to message.max.bytes (1,000,000 by default; -X message.max.bytes=N raises it, up to what the broker and topic take)"
+                } else {
+                    ""
                 },
                 source: Box::new(e),
             },
