@@ -430,14 +430,9 @@ pub struct ExportArgs {
     /// Convert this JSON dump (the original API's heatmap_data shape) instead of reading the lake.
     #[arg(long, env = "DARKPOOL_EXPORT_INPUT")]
     pub input: Option<PathBuf>,
-    /// Output format.
-    #[arg(
-        long,
-        env = "DARKPOOL_EXPORT_FORMAT",
-        value_enum,
-        default_value = "parquet"
-    )]
-    pub format: crate::export::ExportFormat,
+    /// Output format [default: from --out's extension (.csv, .parquet), else parquet].
+    #[arg(long, env = "DARKPOOL_EXPORT_FORMAT", value_enum)]
+    pub format: Option<crate::export::ExportFormat>,
     /// Output file, or folder with --partition-by date. Appears complete or not at all.
     #[arg(long, env = "DARKPOOL_EXPORT_OUT")]
     pub out: PathBuf,
@@ -1096,13 +1091,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
             args.format
         );
     }
-    if engine.lake().is_empty() {
-        if lake_dir.is_dir() {
-            eprintln!("note: the lake {} holds no data yet; ingest some first (darkpool ingest --lake {} FILE)", lake_dir.display(), lake_dir.display());
-        } else {
-            eprintln!("note: no lake at {}; results are empty (create one with darkpool ingest --lake {} FILE)", lake_dir.display(), lake_dir.display());
-        }
-    }
+    note_empty_lake(&engine, &lake_dir);
     let params =
         crate::engine::text_params(args.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let result = engine
@@ -1167,19 +1156,35 @@ async fn list(engine: &Engine) -> Result<String, EngineError> {
     Ok(out)
 }
 
+/// A note on stderr when a query or export reads a lake with nothing in it (a mistyped --lake
+/// otherwise gives empty results without a word).
+fn note_empty_lake(engine: &Engine, lake_dir: &Path) {
+    if !engine.lake().is_empty() {
+        return;
+    }
+    let shown = lake_dir.display();
+    if lake_dir.is_dir() {
+        eprintln!("note: the lake {shown} holds no data yet; ingest some first (darkpool ingest --lake {shown} FILE)");
+    } else {
+        eprintln!("note: no lake at {shown}; results are empty (create one with darkpool ingest --lake {shown} FILE)");
+    }
+}
+
 pub async fn export(args: ExportArgs) -> Result<()> {
     let partition = args.partition_by.is_some();
+    let format = crate::export::ExportFormat::resolve(args.format, &args.out)?;
     let summary = match (&args.input, &args.table) {
-        (Some(input), _) => crate::export::export_json(input, args.format, &args.out, partition)?,
+        (Some(input), _) => crate::export::export_json(input, format, &args.out, partition)?,
         (None, Some(table)) => {
             let mut options = EngineOptions::new(&args.lake.lake);
             options.venues = args.venues.load()?;
             options.window = args.window.spec()?;
             let engine = Engine::open(options).await.map_err(engine_error)?;
+            note_empty_lake(&engine, &args.lake.lake);
             crate::export::export_table(
                 &engine,
                 table,
-                args.format,
+                format,
                 &args.out,
                 partition,
                 !args.no_progress,

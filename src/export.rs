@@ -1,6 +1,6 @@
 //! `export`: flat files for Tableau and other BI tools — a lake table or named query, or a JSON
 //! dump in the original API's shape, as typed Parquet or CSV (header, UTC timestamps as
-//! `YYYY-MM-DD HH:MM:SS`), optionally split into `date=YYYY-MM-DD/` folders.
+//! `YYYY-MM-DD HH:MM:SS[.ffffff]`), optionally split into `date=YYYY-MM-DD/` folders.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,6 +20,10 @@ use parquet::arrow::ArrowWriter;
 use crate::engine::{Engine, EngineError};
 use crate::time::parse_timestamp;
 
+/// CSV timestamps: what Tableau and spreadsheets parse, with the fraction of a second where
+/// there is one (`2024-01-01 09:30:00.010597`; a window's bounds stay `2024-01-01 09:35:00`).
+const CSV_TIME: &str = "%Y-%m-%d %H:%M:%S%.f";
+
 /// Output file format of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -32,6 +36,31 @@ impl ExportFormat {
         match self {
             ExportFormat::Parquet => "parquet",
             ExportFormat::Csv => "csv",
+        }
+    }
+
+    /// The format an output path's extension names (`.csv`; `.parquet` or `.pq`), if any.
+    fn of_path(out: &Path) -> Option<ExportFormat> {
+        let ext = out.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(ExportFormat::Csv),
+            "parquet" | "pq" => Some(ExportFormat::Parquet),
+            _ => None,
+        }
+    }
+
+    /// `--format`, else what `--out`'s extension says (as DuckDB's `COPY ... TO` does), else
+    /// Parquet. A flag that contradicts the extension is refused: `--out trades.csv` holding
+    /// Parquet bytes is a file no spreadsheet opens.
+    pub fn resolve(flag: Option<ExportFormat>, out: &Path) -> Result<ExportFormat, ExportError> {
+        match (flag, ExportFormat::of_path(out)) {
+            (Some(flag), Some(named)) if flag != named => Err(ExportError::Contradicts {
+                out: out.to_path_buf(),
+                flag: flag.extension(),
+                named: named.extension(),
+            }),
+            (Some(format), _) | (None, Some(format)) => Ok(format),
+            (None, None) => Ok(ExportFormat::Parquet),
         }
     }
 }
@@ -54,6 +83,12 @@ pub enum ExportError {
     NoDate(String),
     #[error("{0} already exists as a folder; remove it or choose another --out")]
     Exists(PathBuf),
+    #[error("--format {flag} contradicts --out {}, whose extension says {named}; change one of them", out.display())]
+    Contradicts {
+        out: PathBuf,
+        flag: &'static str,
+        named: &'static str,
+    },
 }
 
 /// What an export wrote.
@@ -134,8 +169,8 @@ impl FileWriter {
             ExportFormat::Csv => FileWriter::Csv(Box::new(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)
-                    .with_timestamp_format("%Y-%m-%d %H:%M:%S".into())
-                    .with_timestamp_tz_format("%Y-%m-%d %H:%M:%S".into())
+                    .with_timestamp_format(CSV_TIME.into())
+                    .with_timestamp_tz_format(CSV_TIME.into())
                     .build(BufWriter::new(file)),
             )),
         })

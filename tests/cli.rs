@@ -767,6 +767,70 @@ fn export_writes_typed_parquet_and_spreadsheet_csv_atomically() {
         "{second}"
     );
 
+    // The format follows --out's extension, and trade times keep their fraction of a second.
+    ok(
+        &[
+            "export",
+            "--lake",
+            "lake",
+            "--table",
+            "trades",
+            "--out",
+            "trades.csv",
+        ],
+        dir.path(),
+    );
+    // Every exported time is one of the file's, to the microsecond (read with serde_json).
+    let micros = |t: &str| {
+        let (whole, fraction) = t.split_once('.').unwrap_or((t, ""));
+        format!("{}.{fraction:0<6}", whole.replace('T', " "))
+    };
+    let sent: std::collections::HashSet<String> =
+        std::fs::read_to_string(dir.path().join("t.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                micros(
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"]
+                        .as_str()
+                        .unwrap(),
+                )
+            })
+            .collect();
+    let csv = std::fs::read_to_string(dir.path().join("trades.csv")).unwrap();
+    let times: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(times.len(), 4_000);
+    assert!(times.iter().any(|t| t.contains('.')), "{:?}", &times[..3]);
+    for t in times {
+        assert!(sent.contains(&micros(t)), "{t} is not a sent time");
+    }
+    // A --format the extension contradicts is refused, and nothing is written.
+    let out = run(
+        &[
+            "export",
+            "--lake",
+            "lake",
+            "--table",
+            "trades",
+            "--format",
+            "csv",
+            "--out",
+            "t.parquet",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--format csv contradicts --out t.parquet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("t.parquet").exists());
+
     ok(
         &[
             "export",
