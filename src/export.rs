@@ -2,7 +2,7 @@
 //! dump in the original API's shape, as typed Parquet or CSV (header, UTC timestamps as
 //! `YYYY-MM-DD HH:MM:SS[.ffffff]`), optionally split into `date=YYYY-MM-DD/` folders.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -168,7 +168,8 @@ impl FileWriter {
             )),
             ExportFormat::Csv => FileWriter::Csv(Box::new(
                 arrow::csv::WriterBuilder::new()
-                    .with_header(true)
+                    // No columns (an empty dump): an empty file, not a header line of `""`.
+                    .with_header(!schema.fields().is_empty())
                     .with_timestamp_format(CSV_TIME.into())
                     .with_timestamp_tz_format(CSV_TIME.into())
                     .build(BufWriter::new(file)),
@@ -259,9 +260,9 @@ impl Sink {
         if self.format == ExportFormat::Csv {
             schema = csv_schema(&schema);
         }
-        let staging = self.staging.clone();
+        let out = self.out.clone();
         let write_err = |e: String| ExportError::Write {
-            path: staging.clone(),
+            path: out.clone(),
             message: e,
         };
         if !self.partition {
@@ -326,16 +327,16 @@ impl Sink {
             if self.format == ExportFormat::Csv {
                 w.write(&RecordBatch::new_empty(schema))
                     .map_err(|e| ExportError::Write {
-                        path: self.staging.clone(),
+                        path: self.out.clone(),
                         message: e,
                     })?;
             }
             self.writers.insert(String::new(), w);
         }
-        let staging = self.staging.clone();
+        let out = self.out.clone();
         for (_, w) in std::mem::take(&mut self.writers) {
             w.finish().map_err(|message| ExportError::Write {
-                path: staging.clone(),
+                path: out.clone(),
                 message,
             })?;
             self.summary.files += 1;
@@ -423,6 +424,8 @@ pub fn export_json(
     })?;
     let rows: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::Array(rows)) => rows,
+        // One object: a one-line NDJSON file.
+        Ok(row @ serde_json::Value::Object(_)) => vec![row],
         Ok(_) => return Err(bad("expected a JSON array of objects".into())),
         Err(_) => text
             .lines()
@@ -431,15 +434,46 @@ pub fn export_json(
             .map(|(i, l)| serde_json::from_str(l).map_err(|e| bad(format!("line {}: {e}", i + 1))))
             .collect::<Result<_, _>>()?,
     };
+    let composite = |v: &serde_json::Value| v.is_object() || v.is_array();
+    // An object or array goes in as its JSON text where the format has no form for it (CSV),
+    // or where its column also holds plain values (no one Arrow type fits both).
+    let as_text: HashSet<String> = {
+        let (mut nested, mut plain) = (HashSet::new(), HashSet::new());
+        for map in rows.iter().filter_map(serde_json::Value::as_object) {
+            for (key, value) in map.iter().filter(|(_, v)| !v.is_null()) {
+                let kinds = if composite(value) {
+                    &mut nested
+                } else {
+                    &mut plain
+                };
+                kinds.insert(snake_case(key));
+            }
+        }
+        match format {
+            ExportFormat::Csv => nested,
+            ExportFormat::Parquet => nested.intersection(&plain).cloned().collect(),
+        }
+    };
     let mut ndjson = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let serde_json::Value::Object(map) = row else {
             return Err(bad(format!("element {i} is not an object")));
         };
-        let flat: serde_json::Map<String, serde_json::Value> = map
-            .iter()
-            .map(|(k, v)| (snake_case(k), v.clone()))
-            .collect();
+        let mut flat = serde_json::Map::new();
+        for (key, value) in map {
+            let column = snake_case(key);
+            let value = if composite(value) && as_text.contains(&column) {
+                serde_json::Value::String(value.to_string())
+            } else {
+                value.clone()
+            };
+            if flat.insert(column.clone(), value).is_some() {
+                return Err(bad(format!(
+                    "element {i}: two keys become column `{column}` (the export writes keys in \
+                     snake_case); rename one"
+                )));
+            }
+        }
         serde_json::to_writer(&mut ndjson, &serde_json::Value::Object(flat))
             .map_err(|e| bad(e.to_string()))?;
         ndjson.push(b'\n');
@@ -448,7 +482,11 @@ pub fn export_json(
         arrow::json::reader::infer_json_schema_from_seekable(std::io::Cursor::new(&ndjson), None)
             .map_err(|e| bad(e.to_string()))?;
     let schema = Arc::new(schema);
+    // One batch for the whole dump (already in memory), so that a column becomes a timestamp
+    // only if every row's value is one; numbers in a column inferred as text are read as text.
     let reader = arrow::json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(rows.len().max(1))
+        .with_coerce_primitive(true)
         .build(std::io::Cursor::new(&ndjson))
         .map_err(|e| bad(e.to_string()))?;
     let mut sink = Sink::new(out, format, partition_by_date)?;

@@ -913,7 +913,59 @@ fn export_converts_a_json_dump_in_the_original_api_shape() {
             .data_type(),
         arrow::datatypes::DataType::Timestamp(_, _)
     ));
-    std::fs::write(dir.path().join("bad.json"), "{\"not\": \"an array\"}").unwrap();
+    // Timestamp columns are decided over the whole dump, not per batch of rows: one text value
+    // past the first thousand rows keeps the column text (it had split the file into a
+    // timestamp part and a text part, and failed the Parquet export).
+    let mut rows: Vec<serde_json::Value> = (0..1_500)
+        .map(|n| serde_json::json!({"windowStart": "2024-01-01T09:30:00", "n": n, "tag": "x"}))
+        .collect();
+    rows[1_400]["windowStart"] = "not a time".into();
+    rows[3]["tag"] = 7.into();
+    rows[4]["tag"] = serde_json::json!({"nested": [1, 2]});
+    std::fs::write(
+        dir.path().join("mixed.json"),
+        serde_json::to_string(&rows).unwrap(),
+    )
+    .unwrap();
+    ok(
+        &["export", "--input", "mixed.json", "--out", "mixed.parquet"],
+        dir.path(),
+    );
+    let file = std::fs::File::open(dir.path().join("mixed.parquet")).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = reader.schema().clone();
+    assert_eq!(
+        schema.field_with_name("window_start").unwrap().data_type(),
+        &arrow::datatypes::DataType::Utf8
+    );
+    let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 1_500);
+    ok(
+        &["export", "--input", "mixed.json", "--out", "mixed.csv"],
+        dir.path(),
+    );
+    let csv = std::fs::read_to_string(dir.path().join("mixed.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1_501);
+    assert_eq!(lines[0], "window_start,n,tag");
+    assert_eq!(lines[4], "2024-01-01T09:30:00,3,7");
+    assert_eq!(lines[5], r#"2024-01-01T09:30:00,4,"{""nested"":[1,2]}""#);
+    assert_eq!(lines[1_401], "not a time,1400,x");
+    // One object is a one-line NDJSON file.
+    std::fs::write(dir.path().join("one.json"), r#"{"symbol": "SPY", "n": 1}"#).unwrap();
+    ok(
+        &["export", "--input", "one.json", "--out", "one.csv"],
+        dir.path(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("one.csv")).unwrap(),
+        "symbol,n\nSPY,1\n"
+    );
+    std::fs::write(
+        dir.path().join("bad.json"),
+        "[{\"a\": 1}, [\"not an object\"]]",
+    )
+    .unwrap();
     let out = run(
         &[
             "export", "--input", "bad.json", "--format", "csv", "--out", "bad.csv",
