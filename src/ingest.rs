@@ -323,16 +323,22 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
         let format = match options.format.or_else(|| Format::detect(&path)) {
             Some(f) => f,
             None if label.as_os_str() == "-" => {
-                let mut head = vec![0u8; 64 * 1024];
-                let n = std::fs::File::open(&path)
-                    .and_then(|mut f| f.read(&mut head))
-                    .map_err(IngestError::Stdin)?;
-                Format::sniff(&head[..n])
+                Format::sniff(&source::read_head(&path).map_err(IngestError::Stdin)?)
             }
             None => return Err(SourceError::UnknownFormat { path: label }.into()),
         };
         source::check(&path, &label, format, &options.formats, &options.venues)?;
-        let (id, bytes) = lake::content_id(&path)?;
+        // Of the decompressed bytes: `x.csv.gz` after `x.csv` is the same input, not new trades.
+        // The first read of the whole input, so a truncated or corrupt archive fails here.
+        let unreadable = |source| SourceError::Io {
+            path: label.clone(),
+            source,
+        };
+        let content = source::decompressed(&path).map_err(unreadable)?;
+        let (id, bytes) = lake::content_id(content, &label).map_err(|e| match e {
+            LakeError::Io { source, .. } => IngestError::Source(unreadable(source)),
+            other => other.into(),
+        })?;
         let seen_in_run = plan.iter().any(|(_, _, _, other, _)| *other == id);
         if !claims.contains_key(&id) {
             // Claim before checking, so a run committing the same content right now is seen.

@@ -305,7 +305,8 @@ fn commit(interval: Interval) -> Result<bool, IngestError> {
     }
     spool_file.sync_all().map_err(lake::io_error(&spool))?;
     drop(spool_file);
-    let (id, bytes) = lake::content_id(&spool)?;
+    let file = std::fs::File::open(&spool).map_err(lake::io_error(&spool))?;
+    let (id, bytes) = lake::content_id(file, &spool)?;
     tx.add_source(SourceRecord {
         id,
         path: "simulator".into(),

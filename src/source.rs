@@ -43,9 +43,12 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format a file's extension names.
+    /// The format a file's extension names (under a compression extension: `a.csv.gz` is CSV).
     pub fn from_path(path: &Path) -> Option<Format> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        let ext = Compression::strip(path)
+            .extension()?
+            .to_str()?
+            .to_ascii_lowercase();
         match ext.as_str() {
             "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
             "csv" => Some(Format::Csv),
@@ -87,11 +90,8 @@ impl Format {
         if finra::facility_of(path).is_some() {
             return Some(Format::Regsho);
         }
-        let mut head = vec![0u8; 64 * 1024];
-        let n = File::open(path)
-            .and_then(|mut f| f.read(&mut head))
-            .unwrap_or(0);
-        let sniffed = (n > 0).then(|| Format::sniff(&head[..n]));
+        let head = read_head(path).unwrap_or_default();
+        let sniffed = (!head.is_empty()).then(|| Format::sniff(&head));
         match sniffed {
             Some(f @ (Format::FinraAts | Format::Regsho | Format::Taq | Format::Parquet)) => {
                 Some(f)
@@ -119,6 +119,13 @@ impl Format {
             Format::Taq => "taq",
         }
     }
+}
+
+/// Up to the first 64 KiB of a file's text (decompressed, past a byte order mark).
+pub(crate) fn read_head(path: &Path) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    open_text(path)?.take(64 * 1024).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// Settings of the FINRA and TAQ formats.
@@ -325,18 +332,77 @@ pub fn check(
 /// put at the start of text files.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// A text file read from past its byte order mark, if it has one (without seeking: the
-/// bytes read to look are handed back first).
-pub(crate) fn open_text(path: &Path) -> io::Result<impl Read> {
-    let mut file = File::open(path)?;
+/// How a file's bytes are compressed as a whole (TAQ and many trade archives ship `.gz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// What the first bytes say: gzip's `1f 8b`, zstd's frame magic `28 b5 2f fd`.
+    pub fn of_head(head: &[u8]) -> Option<Compression> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Compression::Gzip)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Compression::Zstd)
+        } else {
+            None
+        }
+    }
+
+    /// The compression of a file, by its first bytes (not its name).
+    pub fn of_file(path: &Path) -> io::Result<Option<Compression>> {
+        let mut head = Vec::with_capacity(4);
+        File::open(path)?.take(4).read_to_end(&mut head)?;
+        Ok(Compression::of_head(&head))
+    }
+
+    /// A name without its compression extension: `trades.ndjson.gz` -> `trades.ndjson`.
+    fn strip(path: &Path) -> &Path {
+        let compressed = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            ["gz", "gzip", "zst", "zstd"]
+                .iter()
+                .any(|c| e.eq_ignore_ascii_case(c))
+        });
+        match (compressed, path.file_stem()) {
+            (true, Some(stem)) => Path::new(stem),
+            _ => path,
+        }
+    }
+}
+
+/// A file's bytes, decompressed if it is gzip (any number of members, as `cat a.gz b.gz`
+/// makes) or zstd: what the lake's content id covers, so that `x.csv` and `x.csv.gz` are the
+/// same input.
+pub fn decompressed(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let mut file = BufReader::with_capacity(1 << 16, File::open(path)?);
+    Ok(match Compression::of_head(file.fill_buf()?) {
+        Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Some(Compression::Zstd) => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+        None => Box::new(file),
+    })
+}
+
+/// A text file's bytes ([`decompressed`]) read from past its UTF-8 byte order mark, if it has
+/// one (without seeking: the bytes read to look are handed back first).
+pub(crate) fn open_text(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let mut stream = decompressed(path)?;
     let mut head = Vec::with_capacity(UTF8_BOM.len());
-    (&mut file)
+    (&mut stream)
         .take(UTF8_BOM.len() as u64)
         .read_to_end(&mut head)?;
     if head == UTF8_BOM {
         head.clear();
     }
-    Ok(io::Cursor::new(head).chain(file))
+    Ok(Box::new(io::Cursor::new(head).chain(stream)))
 }
 
 /// Reads `\n`-terminated lines in large blocks and hands out each line in place (no copy per

@@ -196,6 +196,65 @@ fn simulate_is_byte_identical_per_seed_and_pipes_into_ingest() {
 }
 
 #[test]
+fn gzip_and_zstd_inputs_are_read_as_their_text_and_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = ok(
+        &[
+            "simulate", "--count", "4000", "--seed", "8", "--format", "csv",
+        ],
+        dir.path(),
+    )
+    .stdout;
+    let plain = simulate(dir.path(), 4_000, 8, "plain.ndjson");
+    let expected = independent_totals(&plain);
+    // Two gzip members, as `cat a.gz b.gz` makes: both are read.
+    let half = csv.len() / 2
+        + csv[csv.len() / 2..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap()
+        + 1;
+    let mut gz = Vec::new();
+    for part in [&csv[..half], &csv[half..]] {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(part).unwrap();
+        gz.extend(encoder.finish().unwrap());
+    }
+    std::fs::write(dir.path().join("t.csv.gz"), &gz).unwrap();
+    std::fs::write(dir.path().join("t.csv"), &csv).unwrap();
+    let out = ok(&["ingest", "--lake", "lake", "t.csv.gz"], dir.path());
+    assert!(stderr(&out).contains("4,000"), "{}", stderr(&out));
+    // The same text uncompressed is the same input: skipped, not counted twice.
+    let out = ok(&["ingest", "--lake", "lake", "t.csv"], dir.path());
+    assert!(
+        stderr(&out).contains("the lake already holds this content"),
+        "{}",
+        stderr(&out)
+    );
+    let rows = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM trades");
+    assert_eq!(rows[0]["n"].as_u64(), Some(4_000));
+
+    // zstd through stdin: sniffed from the decompressed text.
+    let zst = zstd::stream::encode_all(&std::fs::read(&plain).unwrap()[..], 3).unwrap();
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    ingest_stdin(&other, &zst);
+    let files = parquet_totals(&other.join("lake/trades"));
+    assert_eq!((files.0, files.1), (expected.0, expected.1));
+
+    // A cut-off download fails as unreadable, and leaves nothing in the lake.
+    std::fs::write(dir.path().join("cut.csv.gz"), &gz[..gz.len() / 3]).unwrap();
+    let out = run(&["ingest", "--lake", "cut", "cut.csv.gz"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cut.csv.gz: cannot read:"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("cut/trades").exists());
+}
+
+#[test]
 fn reingesting_the_same_file_does_not_double_count() {
     let dir = tempfile::tempdir().unwrap();
     simulate(dir.path(), 5_000, 3, "a.ndjson");

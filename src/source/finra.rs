@@ -6,8 +6,6 @@
 //! show one row per natural key, the latest publication, so overlapping downloads and
 //! re-published weeks never double count (see `crate::engine`).
 
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,11 +42,8 @@ pub fn facility_of(path: &Path) -> Option<&'static str> {
 
 /// Is this FINRA ATS input the API's JSON (a `[` first) rather than a pipe file?
 pub fn is_json(path: &Path) -> bool {
-    let mut head = [0u8; 4096];
-    let n = File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .unwrap_or(0);
-    head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+    let head = super::read_head(path).unwrap_or_default();
+    head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
 }
 
 /// The first date in a file name: `YYYY-MM-DD`, `YYYY_MM_DD` or `YYYYMMDD`.

@@ -13,7 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::model::{RejectBuilder, SourcePos, TradeBuilder};
 use crate::source::decode::{self, Field, RawTrade, Scalar};
-use crate::source::{DecodeOptions, DecodeStats, Decoded, Sink, SourceError};
+use crate::source::{Compression, DecodeOptions, DecodeStats, Decoded, Sink, SourceError};
 use crate::venue::Registry;
 
 fn parquet_error(label: &Path, e: impl std::fmt::Display) -> SourceError {
@@ -24,10 +24,21 @@ fn parquet_error(label: &Path, e: impl std::fmt::Display) -> SourceError {
 }
 
 fn open(path: &Path, label: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, SourceError> {
-    let file = File::open(path).map_err(|source| SourceError::Io {
+    let io_error = |source| SourceError::Io {
         path: label.to_path_buf(),
         source,
-    })?;
+    };
+    if let Some(compression) = Compression::of_file(path).map_err(io_error)? {
+        return Err(SourceError::Parquet {
+            path: label.to_path_buf(),
+            message: format!(
+                "a {}-compressed Parquet file cannot be read in place (Parquet compresses its \
+                 own pages); decompress it first",
+                compression.name()
+            ),
+        });
+    }
+    let file = File::open(path).map_err(io_error)?;
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(label, e))
 }
 
