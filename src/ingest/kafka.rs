@@ -290,6 +290,8 @@ struct Partition {
     eof_next: Option<i64>,
     /// Paused for watermark alignment (it has data; it waits for the others).
     paused: bool,
+    /// The offset this process last committed to the group for it.
+    committed: Option<i64>,
 }
 
 impl Partition {
@@ -806,6 +808,7 @@ impl Aggregator<'_> {
                     eof: false,
                     eof_next: None,
                     paused: false,
+                    committed: None,
                 },
             );
         }
@@ -1102,6 +1105,9 @@ impl Aggregator<'_> {
         self.windows().await?;
         if self.interval.is_empty() {
             self.interval.started = Instant::now();
+            // A partition may have reached its end since the last commit, past offsets that
+            // carry no message (a transaction's commit marker).
+            self.commit_group(consumer, &BTreeMap::new());
             return Ok(());
         }
         let fresh = Interval::begin(&self.lake, self.options)?;
@@ -1167,26 +1173,59 @@ impl Aggregator<'_> {
         if let Some(live) = &self.live {
             live.stats.commits.fetch_add(1, Ordering::Relaxed);
         }
-        if ranges.is_empty() {
-            return Ok(());
-        }
         crate::lake::crash_point("before-group-commit");
+        self.commit_group(consumer, &ranges);
+        Ok(())
+    }
+
+    /// Commit to the group where each partition's reading has got to, now that the lake holds
+    /// it: the end of the run's range, or, for a partition at its end since its last message,
+    /// the end's offset, past a transaction's commit marker (which takes an offset and is
+    /// never delivered; committing only past the last message left lag monitors one behind
+    /// on every exactly-once topic). The lake, not the group, says where reading resumes.
+    fn commit_group(
+        &mut self,
+        consumer: &StreamConsumer<Member>,
+        ranges: &BTreeMap<i32, (i64, i64)>,
+    ) {
         let mut offsets = TopicPartitionList::new();
-        for (partition, (_, end)) in &ranges {
-            if let Err(e) =
-                offsets.add_partition_offset(&self.options.topic, *partition, Offset::Offset(*end))
-            {
-                tracing::warn!("offset list: {e}");
+        let mut moved = Vec::new();
+        for (partition, state) in &self.parts {
+            let read = ranges.get(partition).map(|(_, end)| *end);
+            let at_end = state.eof.then_some(state.eof_next).flatten();
+            let Some(offset) = read.max(at_end) else {
+                continue;
+            };
+            if state.committed.is_some_and(|c| c >= offset) {
+                continue;
             }
+            if let Err(e) = offsets.add_partition_offset(
+                &self.options.topic,
+                *partition,
+                Offset::Offset(offset),
+            ) {
+                tracing::warn!("offset list: {e}");
+                continue;
+            }
+            moved.push((*partition, offset));
+        }
+        if moved.is_empty() {
+            return;
         }
         // The lake already holds these offsets: a failed group commit only costs a re-read
         // that the lake's offsets skip.
         let started = Instant::now();
-        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
-            tracing::warn!("committing offsets to the group (the lake has them): {e}");
+        match consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => {
+                for (partition, offset) in moved {
+                    if let Some(state) = self.parts.get_mut(&partition) {
+                        state.committed = Some(offset);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("committing offsets to the group (the lake has them): {e}"),
         }
         tracing::debug!("group offsets committed in {:?}", started.elapsed());
-        Ok(())
     }
 
     /// After a lost commit race: position every assigned partition at the lake's end again and
@@ -1206,6 +1245,9 @@ impl Aggregator<'_> {
             };
             state.next = Some(end);
             state.max_ts = None;
+            // An end reported past what the lake holds no longer says that nothing but
+            // markers lies between (the lost run's messages are read again).
+            state.eof_next = state.eof_next.filter(|at| *at <= end);
             if let Err(e) = consumer.seek(
                 &self.options.topic,
                 *partition,
