@@ -6,6 +6,19 @@ use std::borrow::Cow;
 use crate::model::Reject;
 use crate::source::decode::{Field, RawTrade, Scalar};
 
+/// A line with another number of fields than its header; when the line leaves a quote open,
+/// the detail says that a quoted field may not span lines (each line is one record here).
+pub fn field_count_reject(line: &str, expected: usize, found: usize) -> Reject {
+    let mut reject = Reject::field_count(expected, found);
+    if line.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
+        reject.detail.push_str(
+            "; a quote is left open on this line: a quoted field with a line break in it is \
+             not supported (each line is one record)",
+        );
+    }
+    reject
+}
+
 /// Split one CSV line into fields (RFC 4180 quoting within the line: `"a,b"`, `"say ""hi"""`).
 pub fn split_line(line: &str) -> Vec<Cow<'_, str>> {
     let mut fields = Vec::with_capacity(16);
@@ -88,7 +101,7 @@ impl Header {
     pub fn record<'a>(&self, line: &'a str) -> Result<RawTrade<'a>, Reject> {
         let cells = split_line(line);
         if cells.len() != self.columns.len() {
-            return Err(Reject::field_count(self.columns.len(), cells.len()));
+            return Err(field_count_reject(line, self.columns.len(), cells.len()));
         }
         let mut raw = RawTrade::default();
         for (field, cell) in self.columns.iter().zip(cells) {
@@ -115,6 +128,24 @@ mod tests {
         assert_eq!(split_line(r#""say ""hi""",2"#), vec![r#"say "hi""#, "2"]);
         assert_eq!(split_line("a,"), vec!["a", ""]);
         assert_eq!(split_line(""), vec![""]);
+    }
+
+    #[test]
+    fn a_record_cut_by_a_line_break_in_quotes_says_so() {
+        let header = Header::parse(ORIGINAL_HEADER).unwrap();
+        let first = r#"2024-01-01T09:30:00,SPY,1,1,XNYS,0,A1,LIMIT,"o"#;
+        let second = r#"3",SELL"#;
+        for line in [first, second] {
+            let reject = header.record(line).unwrap_err();
+            assert_eq!(reject.reason, crate::model::RejectReason::WrongFieldCount);
+            assert!(
+                reject.detail.contains("a quote is left open"),
+                "{}",
+                reject.detail
+            );
+        }
+        let short = header.record(r#""o,1",SELL"#).unwrap_err();
+        assert_eq!(short.detail, "expected 10 fields as in the header, found 2");
     }
 
     #[test]

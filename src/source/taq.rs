@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
-use super::csv::split_line;
+use super::csv::{field_count_reject, split_line};
 use super::decode::{check_code, round_cents};
 use super::{DecodeStats, Line, Records, SourceError};
 use crate::lake::Table;
@@ -215,7 +215,7 @@ impl Records for TaqRows {
     ) -> Result<Line, Reject> {
         let cells = split_line(text);
         if cells.len() != self.width {
-            return Err(Reject::field_count(self.width, cells.len()));
+            return Err(field_count_reject(text, self.width, cells.len()));
         }
         let get = |field: TaqField| {
             self.index[field as usize]
