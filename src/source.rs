@@ -51,7 +51,7 @@ impl Format {
             .to_ascii_lowercase();
         match ext.as_str() {
             "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
-            "csv" => Some(Format::Csv),
+            "csv" | "tsv" | "tab" => Some(Format::Csv),
             "parquet" | "pq" => Some(Format::Parquet),
             _ => None,
         }

@@ -193,6 +193,24 @@ fn simulate_is_byte_identical_per_seed_and_pipes_into_ingest() {
     );
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["source_file"].as_str(), Some("-"));
+    // The same rows tab-separated (.tsv) and semicolon-separated: the header shows how.
+    let text = String::from_utf8(a).unwrap();
+    std::fs::write(dir.path().join("t.tsv"), text.replace(',', "\t")).unwrap();
+    std::fs::write(dir.path().join("semi.csv"), text.replace(',', ";")).unwrap();
+    for (file, lake) in [("t.tsv", "tsv"), ("semi.csv", "semi")] {
+        ok(&["ingest", "--lake", lake, file], dir.path());
+        let rows = query_json(
+            dir.path(),
+            lake,
+            "SELECT COUNT(*) AS n, SUM(quantity) AS q FROM trades",
+        );
+        let all = query_json(
+            dir.path(),
+            "lake",
+            "SELECT COUNT(*) AS n, SUM(quantity) AS q FROM trades",
+        );
+        assert_eq!(rows, all, "{file}");
+    }
 }
 
 #[test]

@@ -21,6 +21,11 @@ pub fn field_count_reject(line: &str, expected: usize, found: usize) -> Reject {
 
 /// Split one CSV line into fields (RFC 4180 quoting within the line: `"a,b"`, `"say ""hi"""`).
 pub fn split_line(line: &str) -> Vec<Cow<'_, str>> {
+    split_line_by(line, ',')
+}
+
+/// [`split_line`] with another delimiter (tab, semicolon).
+pub fn split_line_by(line: &str, delimiter: char) -> Vec<Cow<'_, str>> {
     let mut fields = Vec::with_capacity(16);
     let bytes = line.as_bytes();
     let mut start = 0;
@@ -52,12 +57,12 @@ pub fn split_line(line: &str) -> Vec<Cow<'_, str>> {
                 }
             }
             fields.push(Cow::Owned(value));
-            match line[i..].find(',') {
+            match line[i..].find(delimiter) {
                 Some(c) => start = i + c + 1,
                 None => break,
             }
         } else {
-            match line[start..].find(',') {
+            match line[start..].find(delimiter) {
                 Some(c) => {
                     fields.push(Cow::Borrowed(&line[start..start + c]));
                     start += c + 1;
@@ -72,34 +77,46 @@ pub fn split_line(line: &str) -> Vec<Cow<'_, str>> {
     fields
 }
 
-/// The column layout read from a CSV header.
+/// The column layout read from a CSV header, and its delimiter.
 #[derive(Debug, Clone)]
 pub struct Header {
     columns: Vec<Option<Field>>,
+    delimiter: char,
 }
 
+/// Delimiters a header is tried with, in order: comma, then tab (`.tsv`, WRDS and database
+/// exports) and semicolon (Excel in locales whose decimal mark is a comma).
+const DELIMITERS: [char; 3] = [',', '\t', ';'];
+
 impl Header {
-    /// Map a header line to fields; `Err` lists the required columns it lacks.
+    /// Map a header line to fields, with the first delimiter that names every required
+    /// column; `Err` lists the required columns a comma-separated header lacks.
     pub fn parse(line: &str) -> Result<Header, Vec<&'static str>> {
-        let columns: Vec<Option<Field>> = split_line(line.trim_start_matches('\u{feff}'))
-            .iter()
-            .map(|name| Field::from_name(&name.trim().to_ascii_lowercase()))
-            .collect();
-        let missing: Vec<&'static str> = Field::REQUIRED
-            .iter()
-            .filter(|f| !columns.contains(&Some(**f)))
-            .map(|f| f.name())
-            .collect();
-        if missing.is_empty() {
-            Ok(Header { columns })
-        } else {
-            Err(missing)
+        let line = line.trim_start_matches('\u{feff}');
+        let mut comma_missing = Vec::new();
+        for delimiter in DELIMITERS {
+            let columns: Vec<Option<Field>> = split_line_by(line, delimiter)
+                .iter()
+                .map(|name| Field::from_name(&name.trim().to_ascii_lowercase()))
+                .collect();
+            let missing: Vec<&'static str> = Field::REQUIRED
+                .iter()
+                .filter(|f| !columns.contains(&Some(**f)))
+                .map(|f| f.name())
+                .collect();
+            if missing.is_empty() {
+                return Ok(Header { columns, delimiter });
+            }
+            if delimiter == ',' {
+                comma_missing = missing;
+            }
         }
+        Err(comma_missing)
     }
 
     /// The raw fields of one data line.
     pub fn record<'a>(&self, line: &'a str) -> Result<RawTrade<'a>, Reject> {
-        let cells = split_line(line);
+        let cells = split_line_by(line, self.delimiter);
         if cells.len() != self.columns.len() {
             return Err(field_count_reject(line, self.columns.len(), cells.len()));
         }
@@ -146,6 +163,29 @@ mod tests {
         }
         let short = header.record(r#""o,1",SELL"#).unwrap_err();
         assert_eq!(short.detail, "expected 10 fields as in the header, found 2");
+    }
+
+    #[test]
+    fn tab_and_semicolon_separated_files_are_read_by_their_header() {
+        for delimiter in ['\t', ';'] {
+            let header = Header::parse(&ORIGINAL_HEADER.replace(',', &delimiter.to_string()));
+            let line = [
+                "2024-01-01T09:30:00",
+                "SPY",
+                "1.5",
+                "2",
+                "XNYS",
+                "0",
+                "A1",
+                "LIMIT",
+            ];
+            let line = [&line[..], &["o,1", "BUY"]]
+                .concat()
+                .join(&delimiter.to_string());
+            let raw = header.unwrap().record(&line).unwrap();
+            assert_eq!(raw.field(Field::OrderId), Some(&Scalar::Text("o,1".into())));
+            assert_eq!(raw.field(Field::Price), Some(&Scalar::Text("1.5".into())));
+        }
     }
 
     #[test]
