@@ -650,7 +650,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         Ok(())
     };
     match &args.output {
-        Some(path) if args.count.is_some() => crate::lake::write_atomic_with(path, run),
+        Some(path) if args.count.is_some() => write_output(path, run),
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
@@ -1113,7 +1113,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         Ok(())
     };
     match &args.output {
-        Some(path) => crate::lake::write_atomic_with(path, write)?,
+        Some(path) => write_output(path, write)?,
         None => write(&mut std::io::BufWriter::new(std::io::stdout().lock()))?,
     }
     if result.truncated {
@@ -1154,6 +1154,22 @@ async fn list(engine: &Engine) -> Result<String, EngineError> {
         let _ = writeln!(out, "  {:<22} {}", q.name, q.description);
     }
     Ok(out)
+}
+
+/// An `--output` file, whole or not at all, its folder created if missing (as `export` and
+/// `report` do); an error names the file asked for, not the temporary one beside it.
+fn write_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let context = || format!("cannot write {}", path.display());
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(context)?;
+    }
+    crate::lake::write_atomic_with(path, |out| write(out)).map_err(|e| match e.downcast() {
+        Ok(crate::lake::LakeError::Io { source, .. }) => {
+            anyhow::Error::new(source).context(context())
+        }
+        Ok(other) => anyhow::Error::new(other),
+        Err(e) => e,
+    })
 }
 
 /// A note on stderr when a query or export reads a lake with nothing in it (a mistyped --lake

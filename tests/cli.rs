@@ -699,13 +699,17 @@ fn query_lists_tables_and_named_queries_and_writes_formats() {
             "--format",
             "parquet",
             "--output",
-            "trades.parquet",
+            "out/new/trades.parquet",
             "SELECT * FROM trades",
         ],
         dir.path(),
     );
-    // The exported Parquet round-trips through ingest into a second lake.
-    ok(&["ingest", "--lake", "lake2", "trades.parquet"], dir.path());
+    // The exported Parquet (its folders made, as export and report make theirs) round-trips
+    // through ingest into a second lake.
+    ok(
+        &["ingest", "--lake", "lake2", "out/new/trades.parquet"],
+        dir.path(),
+    );
     let rows = query_json(dir.path(), "lake2", "SELECT COUNT(*) AS n FROM trades");
     assert_eq!(rows[0]["n"].as_u64(), Some(2_000));
     let table = stdout(&ok(
