@@ -652,6 +652,11 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     match &args.output {
         Some(path) if args.count.is_some() => write_output(path, run),
         Some(path) => {
+            // Unbounded: written as it goes (there is no "complete" to wait for).
+            if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+            }
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             run(&mut std::io::BufWriter::new(file))
