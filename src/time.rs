@@ -56,7 +56,17 @@ pub enum TimestampError {
     Range,
     #[error("outside the accepted years 1900..=2199")]
     Era,
+    #[error("as epoch milliseconds this is before 1973-03-03: epoch seconds? (send milliseconds)")]
+    Seconds,
+    #[error(
+        "as epoch milliseconds this is past 2199: epoch micro- or nanoseconds? (send milliseconds)"
+    )]
+    FinerUnit,
 }
+
+/// Epoch milliseconds below this (1973-03-03T09:46:40Z) are taken for a unit mistake: epoch
+/// seconds of any date since 1970 fall below it, while no electronic trade print does.
+const MIN_EPOCH_MILLIS: i64 = 100_000_000_000;
 
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -101,8 +111,8 @@ impl Cursor<'_> {
 pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
     let text = text.trim();
     let bytes = text.as_bytes();
-    if !bytes.is_empty() && bytes.len() <= 15 && bytes.iter().all(u8::is_ascii_digit) {
-        let millis: i64 = text.parse().map_err(|_| TimestampError::Syntax)?;
+    if !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) {
+        let millis: i64 = text.parse().map_err(|_| TimestampError::FinerUnit)?;
         return epoch_millis_to_micros(millis);
     }
     let mut c = Cursor { bytes, pos: 0 };
@@ -187,12 +197,36 @@ pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
     check_era(seconds * MICROS_PER_SECOND + micros)
 }
 
-/// Epoch milliseconds (the other accepted timestamp form) to microseconds.
+/// Epoch milliseconds (the other accepted timestamp form) to microseconds. A number far below
+/// or above the accepted span is refused as the unit mistake it most likely is (seconds read as
+/// milliseconds would land in January 1970, and be accepted).
 pub fn epoch_millis_to_micros(millis: i64) -> Result<i64, TimestampError> {
+    if millis < MIN_EPOCH_MILLIS {
+        return Err(TimestampError::Seconds);
+    }
     millis
         .checked_mul(1000)
-        .ok_or(TimestampError::Era)
+        .ok_or(TimestampError::FinerUnit)
         .and_then(check_era)
+        .map_err(|e| match e {
+            TimestampError::Era => TimestampError::FinerUnit,
+            other => other,
+        })
+}
+
+/// Epoch milliseconds as a JSON float (Python's `time.time() * 1000`): the fraction is kept to
+/// the microsecond.
+pub fn epoch_millis_f64_to_micros(millis: f64) -> Result<i64, TimestampError> {
+    if millis.is_nan() {
+        return Err(TimestampError::Syntax);
+    }
+    if millis < MIN_EPOCH_MILLIS as f64 {
+        return Err(TimestampError::Seconds);
+    }
+    if millis >= MAX_MICROS as f64 / 1000.0 {
+        return Err(TimestampError::FinerUnit);
+    }
+    check_era((millis * 1000.0).round() as i64)
 }
 
 fn check_era(micros: i64) -> Result<i64, TimestampError> {
@@ -433,6 +467,29 @@ mod tests {
             micros("2024-01-01T11:50:03.12")
         );
         assert_eq!(micros("1704109803120"), 1_704_109_803_120_000);
+        // Epoch seconds and microseconds given as milliseconds are refused, saying which.
+        assert_eq!(parse_timestamp("1704109803"), Err(TimestampError::Seconds));
+        assert_eq!(parse_timestamp("0"), Err(TimestampError::Seconds));
+        assert_eq!(
+            parse_timestamp("1704109803120000"),
+            Err(TimestampError::FinerUnit)
+        );
+        assert_eq!(
+            parse_timestamp("1704109803120000000"),
+            Err(TimestampError::FinerUnit)
+        );
+        assert_eq!(
+            epoch_millis_f64_to_micros(1_704_109_803_120.5),
+            Ok(1_704_109_803_120_500)
+        );
+        assert_eq!(
+            epoch_millis_f64_to_micros(1_704_109_803.5),
+            Err(TimestampError::Seconds)
+        );
+        assert_eq!(
+            epoch_millis_f64_to_micros(1.7e18),
+            Err(TimestampError::FinerUnit)
+        );
         assert_eq!(micros("2024-01-01T11:50"), 1_704_109_800_000_000);
     }
 

@@ -860,9 +860,7 @@ fn timestamp(raw: &RawTrade<'_>) -> Result<i64, Reject> {
         None => Err(missing(Field::Timestamp)),
         Some(Scalar::Str(s) | Scalar::Text(s)) => time::parse_timestamp(s).map_err(|e| bad(s, e)),
         Some(Scalar::Int(ms)) => time::epoch_millis_to_micros(*ms).map_err(|e| bad(ms, e)),
-        Some(Scalar::Float(ms)) if ms.fract() == 0.0 && ms.abs() < 1e15 => {
-            time::epoch_millis_to_micros(*ms as i64).map_err(|e| bad(ms, e))
-        }
+        Some(Scalar::Float(ms)) => time::epoch_millis_f64_to_micros(*ms).map_err(|e| bad(ms, e)),
         Some(Scalar::Micros(us)) => Ok(*us),
         Some(other) => Err(wrong_type(
             Field::Timestamp,
@@ -1455,5 +1453,27 @@ mod tests {
         assert_eq!(validate(&raw).unwrap_err().reason, RejectReason::BadPrice);
         raw.set(Field::Price, Scalar::Text("inf".into()));
         assert_eq!(validate(&raw).unwrap_err().reason, RejectReason::BadPrice);
+    }
+
+    #[test]
+    fn epoch_numbers_in_another_unit_are_refused_and_fractions_kept() {
+        let mut raw = RawTrade::default();
+        raw.set(Field::Symbol, Scalar::Str("SPY".into()));
+        raw.set(Field::Price, Scalar::Float(10.0));
+        raw.set(Field::Quantity, Scalar::Int(1));
+        raw.set(Field::Venue, Scalar::Str("LIT".into()));
+        // Epoch seconds read as milliseconds would be a trade in January 1970.
+        raw.set(Field::Timestamp, Scalar::Int(1_704_109_803));
+        let reject = validate(&raw).unwrap_err();
+        assert_eq!(reject.reason, RejectReason::BadTimestamp);
+        assert!(
+            reject.detail.contains("epoch seconds?"),
+            "{}",
+            reject.detail
+        );
+        raw.set(Field::Timestamp, Scalar::Int(1_704_109_803_120_000));
+        assert!(validate(&raw).unwrap_err().detail.contains("nanoseconds?"));
+        raw.set(Field::Timestamp, Scalar::Float(1_704_109_803_120.25));
+        assert_eq!(validate(&raw).unwrap().timestamp, 1_704_109_803_120_250);
     }
 }
