@@ -361,7 +361,18 @@ impl TradeBuilder {
     }
 
     pub fn append(&mut self, trade: &Trade<'_>, pos: &SourcePos) {
-        let venue = self.registry.lookup(trade.venue);
+        // A code in other case (`xnys`) is its registry venue under the registry's spelling:
+        // MICs and MPIDs are upper case, and `xnys` must not become an unknown venue.
+        let mut canonical: Option<String> = None;
+        let venue = self.registry.lookup(trade.venue).or_else(|| {
+            if !trade.venue.bytes().any(|b| b.is_ascii_lowercase()) {
+                return None;
+            }
+            let upper = trade.venue.to_ascii_uppercase();
+            let found = self.registry.lookup(&upper)?;
+            canonical = Some(upper);
+            Some(found)
+        });
         let (kind, lat, lon) = match venue {
             Some(v) => (v.kind.as_str(), Some(v.latitude), Some(v.longitude)),
             None => {
@@ -378,7 +389,8 @@ impl TradeBuilder {
         self.symbol.append_value(trade.symbol);
         self.price.append_value(trade.price);
         self.quantity.append_value(trade.quantity);
-        self.venue.append_value(trade.venue);
+        self.venue
+            .append_value(canonical.as_deref().unwrap_or(trade.venue));
         self.venue_kind.append_value(kind);
         self.side.append_option(trade.side.map(Side::as_str));
         self.order_type.append_option(trade.order_type);
@@ -776,5 +788,43 @@ mod tests {
         assert_eq!(column(&mut builder), Vec::<Option<String>>::new());
         builder.append(None);
         assert_eq!(column(&mut builder), vec![None]);
+    }
+
+    /// A registry code in other case is that venue, under the registry's spelling; a code the
+    /// registry lacks in any case stays as sent, kind `unknown`, counted.
+    #[test]
+    fn venue_codes_match_the_registry_in_any_case() {
+        let mut builder = TradeBuilder::new(Arc::new(Registry::embedded()));
+        for venue in ["xnys", "XNYS", "Dark1", "nowhere"] {
+            let trade = Trade {
+                timestamp: 0,
+                symbol: "SPY",
+                price: 1.0,
+                quantity: 1,
+                venue,
+                side: None,
+                order_type: None,
+                order_id: None,
+                algo_fingerprint: None,
+                is_spoof: false,
+                trade_value: 1.0,
+                latitude: None,
+                longitude: None,
+                sale_condition: None,
+                extended_hours: None,
+            };
+            builder.append(&trade, &SourcePos::default());
+        }
+        let unknown = builder.unknown_venues.clone();
+        let batch = builder.finish();
+        let text = |name: &str| -> Vec<String> {
+            let column = batch.column_by_name(name).unwrap();
+            let strings = column.as_any().downcast_ref::<StringArray>().unwrap();
+            strings.iter().map(|v| v.unwrap().to_string()).collect()
+        };
+        assert_eq!(text("venue"), ["XNYS", "XNYS", "DARK1", "nowhere"]);
+        assert_eq!(text("venue_kind"), ["lit", "lit", "dark", "unknown"]);
+        assert_eq!(unknown.get("nowhere"), Some(&1));
+        assert_eq!(unknown.len(), 1);
     }
 }
