@@ -65,9 +65,10 @@ pub enum TaqField {
     Cond,
     Ex,
     Trf,
+    Suffix,
 }
 
-const FIELDS: [(TaqField, &str, &[&str]); 9] = [
+const FIELDS: [(TaqField, &str, &[&str]); 10] = [
     (TaqField::Symbol, "symbol", &["symbol", "sym_root", "sym"]),
     (TaqField::Date, "date", &["date"]),
     (TaqField::Time, "time", &["time", "time_m"]),
@@ -77,6 +78,8 @@ const FIELDS: [(TaqField, &str, &[&str]); 9] = [
     (TaqField::Cond, "cond", &["cond", "tr_scond"]),
     (TaqField::Ex, "ex", &["ex"]),
     (TaqField::Trf, "trf", &["trf", "tr_rf"]),
+    // WRDS splits a class-share symbol: SYM_ROOT BRK, SYM_SUFFIX B.
+    (TaqField::Suffix, "suffix", &["sym_suffix", "suffix"]),
 ];
 
 const REQUIRED: [TaqField; 6] = [
@@ -108,7 +111,7 @@ pub struct ColumnNames(Vec<(TaqField, String)>);
 
 impl ColumnNames {
     /// Parse `symbol=TICKER,time=TRADE_TIME,...` (fields: symbol, date, time, price, size,
-    /// corr, cond, ex, trf).
+    /// corr, cond, ex, trf, suffix).
     pub fn parse(text: &str) -> Result<ColumnNames, String> {
         let mut out = Vec::new();
         for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -120,7 +123,7 @@ impl ColumnNames {
                 .find(|(_, name, _)| name.eq_ignore_ascii_case(field.trim()))
                 .map(|(f, _, _)| *f)
                 .ok_or_else(|| {
-                    format!("unknown TAQ field '{field}'; fields are symbol, date, time, price, size, corr, cond, ex, trf")
+                    format!("unknown TAQ field '{field}'; fields are symbol, date, time, price, size, corr, cond, ex, trf, suffix")
                 })?;
             if header.trim().is_empty() {
                 return Err(format!("'{pair}' names no header"));
@@ -154,7 +157,7 @@ pub struct TaqRows {
     trades: TradeBuilder,
     names: ColumnNames,
     /// Column index of each field.
-    index: [Option<usize>; 9],
+    index: [Option<usize>; 10],
     width: usize,
 }
 
@@ -163,7 +166,7 @@ impl TaqRows {
         TaqRows {
             trades: TradeBuilder::new(registry),
             names: names.clone(),
-            index: [None; 9],
+            index: [None; 10],
             width: 0,
         }
     }
@@ -181,6 +184,21 @@ pub fn venue_of<'a>(ex: &'a str, trf: Option<&str>) -> &'a str {
         .iter()
         .find(|(code, _, _)| *code == ex)
         .map_or(ex, |(_, venue, _)| venue)
+}
+
+/// A share class's symbol in one form, `BRK.B`: from WRDS's root and suffix columns, or from
+/// the CTA form with a space (`BRK B`). Without it, Berkshire's A and B shares (and every other
+/// class pair) would land as one symbol.
+fn class_symbol<'a>(root: &'a str, suffix: Option<&str>) -> std::borrow::Cow<'a, str> {
+    match (suffix, root.split_once(' ')) {
+        (Some(suffix), _) => format!("{root}.{suffix}").into(),
+        (None, Some((root, class)))
+            if !root.is_empty() && !class.is_empty() && !class.contains(' ') =>
+        {
+            format!("{root}.{class}").into()
+        }
+        _ => root.into(),
+    }
 }
 
 impl Records for TaqRows {
@@ -240,7 +258,8 @@ impl Records for TaqRows {
                 ));
             }
         }
-        let symbol = check_code("SYMBOL", need(TaqField::Symbol)?, RejectReason::BadSymbol)?;
+        let symbol = class_symbol(need(TaqField::Symbol)?, get(TaqField::Suffix));
+        let symbol = check_code("SYMBOL", &symbol, RejectReason::BadSymbol)?;
         let date_text = need(TaqField::Date)?;
         let day = parse_date(date_text).map_err(|_| {
             Reject::new(
@@ -357,6 +376,10 @@ mod tests {
             "symbol,date,time,price,size,g127,corr,cond,ex"
         ));
         assert!(looks_like_header("date,time_m,ex,sym_root,price,size"));
+        assert_eq!(class_symbol("BRK", Some("B")), "BRK.B");
+        assert_eq!(class_symbol("BRK B", None), "BRK.B");
+        assert_eq!(class_symbol("SPY", None), "SPY");
+        assert_eq!(class_symbol("A B C", None), "A B C");
         assert!(!looks_like_header("timestamp,symbol,price,quantity,venue"));
     }
 }
