@@ -1308,3 +1308,66 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
         stderr(&out)
     );
 }
+
+/// Write a Parquet file of trades whose `timestamp` column is `timestamp` (any Arrow type).
+fn write_trades_parquet(path: &Path, timestamp: arrow::array::ArrayRef) {
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use std::sync::Arc;
+    let n = timestamp.len();
+    let batch = arrow::array::RecordBatch::try_from_iter([
+        ("timestamp", timestamp),
+        ("symbol", Arc::new(StringArray::from(vec!["SPY"; n])) as _),
+        ("price", Arc::new(Float64Array::from(vec![10.0; n])) as _),
+        ("quantity", Arc::new(Int64Array::from(vec![5; n])) as _),
+        ("venue", Arc::new(StringArray::from(vec!["XNYS"; n])) as _),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn parquet_trades_need_a_time_of_trade_in_any_unit_but_not_a_date() {
+    use arrow::array::{Date32Array, Int64Array, TimestampNanosecondArray};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    // 2024-01-02T14:30:00.123456Z: nanoseconds and epoch milliseconds both land to the unit.
+    let nanos = 1_704_205_800_123_456_789i64;
+    write_trades_parquet(
+        &dir.path().join("ns.parquet"),
+        Arc::new(TimestampNanosecondArray::from(vec![nanos]).with_timezone("UTC")),
+    );
+    write_trades_parquet(
+        &dir.path().join("ms.parquet"),
+        Arc::new(Int64Array::from(vec![nanos / 1_000_000])),
+    );
+    ok(
+        &["ingest", "--lake", "lake", "ns.parquet", "ms.parquet"],
+        dir.path(),
+    );
+    let rows = query_json(
+        dir.path(),
+        "lake",
+        "SELECT CAST(timestamp AS VARCHAR) AS t FROM trades ORDER BY timestamp",
+    );
+    let times: Vec<&str> = rows.iter().map(|r| r["t"].as_str().unwrap()).collect();
+    assert_eq!(
+        times,
+        ["2024-01-02T14:30:00.123Z", "2024-01-02T14:30:00.123456Z"]
+    );
+    // A date column would put every trade of the day at midnight: refused, nothing written.
+    write_trades_parquet(
+        &dir.path().join("dates.parquet"),
+        Arc::new(Date32Array::from(vec![19_724])),
+    );
+    let out = run(&["ingest", "--lake", "dated", "dates.parquet"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("column timestamp is a date (Date32), not a time of trade"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("dated/trades").exists());
+}

@@ -51,20 +51,33 @@ pub fn check(path: &Path, label: &Path) -> Result<(), SourceError> {
         .map(|f| f.name())
         .filter(|name| schema.column_with_name(name).is_none())
         .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(SourceError::Parquet {
+    if !missing.is_empty() {
+        return Err(SourceError::Parquet {
             path: label.to_path_buf(),
             message: format!("lacks the required column(s) {}", missing.join(", ")),
-        })
+        });
     }
+    // A date is not a trade's time: every trade of a day would land at midnight, in one
+    // window (a date-only text is a bad_timestamp reject likewise).
+    if let Some((_, field)) = schema.column_with_name(Field::Timestamp.name()) {
+        if matches!(field.data_type(), DataType::Date32 | DataType::Date64) {
+            return Err(SourceError::Parquet {
+                path: label.to_path_buf(),
+                message: format!(
+                    "column timestamp is a date ({}), not a time of trade; write the trades' \
+                     timestamps (a timestamp column, ISO-8601 text or epoch milliseconds)",
+                    field.data_type()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A column cast to one of the few types rows are read from.
 fn canonical(array: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
     let target = match array.data_type() {
-        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => {
+        DataType::Timestamp(_, _) => {
             DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()))
         }
         DataType::Boolean => DataType::Boolean,
