@@ -325,6 +325,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
             None if label.as_os_str() == "-" => {
                 Format::sniff(&source::read_head(&path).map_err(IngestError::Stdin)?)
             }
+            None if path.is_dir() => return Err(SourceError::Folder { path: label }.into()),
             None => return Err(SourceError::UnknownFormat { path: label }.into()),
         };
         source::check(&path, &label, format, &options.formats, &options.venues)?;

@@ -483,7 +483,8 @@ fn unreadable_inputs_and_out_of_range_flags_fail_cleanly_and_write_nothing() {
     std::fs::write(dir.path().join("bad.csv"), "when,what\n1,2\n").unwrap();
     std::fs::write(dir.path().join("notjson.ndjson"), "timestamp,symbol\n").unwrap();
     std::fs::write(dir.path().join("trades.txt"), "{}\n").unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    std::fs::create_dir(dir.path().join("folder")).unwrap();
+    let cases: [(&[&str], &str); 8] = [
         (&["good.ndjson", "missing.ndjson"], "missing.ndjson: cannot read"),
         // Refused, not raised quietly to the least that works.
         (&["--batch-rows", "0", "good.ndjson"], "--batch-rows must be at least 1, got 0"),
@@ -492,6 +493,7 @@ fn unreadable_inputs_and_out_of_range_flags_fail_cleanly_and_write_nothing() {
         (&["good.ndjson", "bad.csv"], "bad.csv: not a darkpool CSV: the header lacks timestamp, symbol, price, quantity, venue"),
         (&["notjson.ndjson"], "notjson.ndjson: not NDJSON"),
         (&["trades.txt"], "trades.txt: cannot tell the format"),
+        (&["good.ndjson", "folder"], "folder: a folder, not a file; give its files"),
     ];
     for (files, expected) in cases {
         let mut args = vec!["ingest", "--lake", "lake"];
