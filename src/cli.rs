@@ -72,9 +72,10 @@ impl VenueArgs {
 /// Window shape.
 #[derive(Debug, Clone, Args)]
 pub struct WindowArgs {
-    /// Window length (event time), e.g. 5m, 1m, 30s.
-    #[arg(long, env = "DARKPOOL_WINDOW", default_value = "5m")]
-    pub window: String,
+    /// Window length (event time), e.g. 5m, 1m, 30s [default: the lake's windows' (with
+    /// --slide), else 5m].
+    #[arg(long, env = "DARKPOOL_WINDOW")]
+    pub window: Option<String>,
     /// Hop between window starts for hopping windows (default: the window length, i.e. tumbling).
     #[arg(long, env = "DARKPOOL_SLIDE")]
     pub slide: Option<String>,
@@ -84,12 +85,21 @@ pub struct WindowArgs {
 }
 
 impl WindowArgs {
-    fn spec(&self) -> Result<WindowSpec> {
-        Ok(WindowSpec::parse(
-            &self.window,
+    /// The window shape asked for; with neither --window nor --slide, the one the lake's
+    /// windows have (one lake keeps one shape), else 5-minute tumbling windows.
+    fn spec(&self, lake: &Path) -> Result<WindowSpec> {
+        let mut spec = WindowSpec::parse(
+            self.window.as_deref().unwrap_or("5m"),
             self.slide.as_deref(),
             &self.allowed_lateness,
-        )?)
+        )?;
+        if self.window.is_none() && self.slide.is_none() {
+            if let Some(shape) = crate::lake::Lake::new(lake).window_shape()? {
+                spec.size = shape.size;
+                spec.slide = shape.slide;
+            }
+        }
+        Ok(spec)
     }
 }
 
@@ -780,7 +790,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         taq_columns: args.taq_columns.clone(),
     };
     options.venues = args.venues.load()?;
-    options.window = args.window.spec()?;
+    options.window = args.window.spec(&args.lake.lake)?;
     options.reemit_late = args.reemit_late;
     options.batch_rows = at_least(args.batch_rows, 1, "--batch-rows")?;
     options.window_memory_rows = at_least(args.window_memory_rows, 1, "--window-memory-rows")?;
@@ -1067,7 +1077,7 @@ fn engine_error(e: EngineError) -> anyhow::Error {
 pub async fn query(args: QueryArgs) -> Result<()> {
     let mut options = EngineOptions::new(&args.lake.lake);
     options.venues = args.venues.load()?;
-    options.window = args.window.spec()?;
+    options.window = args.window.spec(&args.lake.lake)?;
     options.max_rows = at_least(args.row_limit, 1, "--row-limit")?;
     options.timeout = parse_timeout(&args.timeout)?;
     options.memory_limit = memory_limit(&args.memory_limit)?;
@@ -1199,7 +1209,7 @@ pub async fn export(args: ExportArgs) -> Result<()> {
         (None, Some(table)) => {
             let mut options = EngineOptions::new(&args.lake.lake);
             options.venues = args.venues.load()?;
-            options.window = args.window.spec()?;
+            options.window = args.window.spec(&args.lake.lake)?;
             let engine = Engine::open(options).await.map_err(engine_error)?;
             note_empty_lake(&engine, &args.lake.lake);
             crate::export::export_table(
@@ -1272,7 +1282,7 @@ pub async fn report(args: ReportArgs) -> Result<()> {
     }
     let mut options = EngineOptions::new(&args.lake.lake);
     options.venues = args.venues.load()?;
-    options.window = args.window.spec()?;
+    options.window = args.window.spec(&args.lake.lake)?;
     options.timeout = parse_timeout(&args.timeout)?;
     options.memory_limit = memory_limit(&args.memory_limit)?;
     options.scope = scope;
@@ -1310,7 +1320,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let max_body_bytes = at_least(parse_bytes(&args.max_body)?, 1024, "--max-body (bytes)")?;
     let heatmap_rows = at_least(args.heatmap_rows, 1, "--heatmap-rows")?;
     let venues = args.venues.load()?;
-    let window = args.window.spec()?;
+    let window = args.window.spec(&args.lake.lake)?;
     let mut options = EngineOptions::new(&args.lake.lake);
     options.venues = venues.clone();
     options.window = window;

@@ -304,6 +304,7 @@ pub async fn ingest_files(options: IngestOptions) -> Result<IngestSummary, Inges
     for run in &recovery.rolled_forward {
         tracing::info!("finished the interrupted commit of run {run}");
     }
+    lake.settle_window_shape(options.window.shape())?;
     let tx = Transaction::begin(&lake, options.writer)?;
     let mut summary = IngestSummary::default();
 

@@ -91,6 +91,12 @@ pub enum LakeError {
     WriterStopped(String),
     #[error("{path} is being ingested right now by {owner}; try again when that run ends")]
     Claimed { path: String, owner: String },
+    #[error("the lake {root} holds {held} windows, and this run would write {asked} ones: one lake keeps one window shape (a SUM over `windows` would count each trade once per shape); give the lake's --window/--slide, or another --lake")]
+    WindowShape {
+        root: PathBuf,
+        held: WindowShape,
+        asked: WindowShape,
+    },
     #[error("offsets of {topic} partition {partition} from {start}: the lake already holds them up to {end} (another group member or an earlier run landed them); the run is dropped and re-read from the lake's position")]
     OffsetConflict {
         topic: String,
@@ -151,6 +157,25 @@ pub struct Recovery {
     pub removed_staging: Vec<String>,
 }
 
+/// The shape of the windows a lake's `windows` table holds (microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowShape {
+    pub size: i64,
+    pub slide: i64,
+}
+
+impl std::fmt::Display for WindowShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = crate::time::format_duration(self.size);
+        if self.slide == self.size {
+            write!(f, "{size} tumbling")
+        } else {
+            let slide = crate::time::format_duration(self.slide);
+            write!(f, "{size} hopping every {slide}")
+        }
+    }
+}
+
 /// A lake rooted at a folder.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -189,6 +214,47 @@ impl Lake {
             None => dir,
         };
         dir.join(format!("part-{run}-{seq:05}.parquet"))
+    }
+
+    /// Record the window shape a run is about to write, or refuse one other than the shape the
+    /// lake's windows already have (`_window.json`). A lake from before this record takes the
+    /// first shape written to it after.
+    pub fn settle_window_shape(&self, asked: WindowShape) -> Result<(), LakeError> {
+        match self.window_shape()? {
+            Some(held) if held == asked => Ok(()),
+            Some(held) => Err(LakeError::WindowShape {
+                root: self.root.clone(),
+                held,
+                asked,
+            }),
+            None => {
+                fs::create_dir_all(&self.root).map_err(io_error(&self.root))?;
+                let bytes = serde_json::to_vec(&asked).map_err(|e| LakeError::Record {
+                    path: self.window_shape_path(),
+                    message: e.to_string(),
+                })?;
+                write_atomic(&self.window_shape_path(), &bytes)
+            }
+        }
+    }
+
+    /// The window shape the lake's windows have, if it has recorded one.
+    pub fn window_shape(&self) -> Result<Option<WindowShape>, LakeError> {
+        let path = self.window_shape_path();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| LakeError::Record {
+                    path,
+                    message: e.to_string(),
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&path)(e)),
+        }
+    }
+
+    fn window_shape_path(&self) -> PathBuf {
+        self.root.join("_window.json")
     }
 
     pub fn staging_dir(&self, run: &str) -> PathBuf {

@@ -146,6 +146,7 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     let lake = Lake::new(&options.lake);
     lake.recover()?;
+    lake.settle_window_shape(options.window.shape())?;
     let mut ingest_options = IngestOptions::new(&options.lake, Vec::new());
     ingest_options.window = options.window;
     ingest_options.venues = options.venues.clone();

@@ -157,7 +157,9 @@ pub enum SourceError {
     Empty { path: PathBuf },
     #[error("{path}: cannot tell the format from the name or first line; pass --format ndjson|csv|parquet|finra-ats|regsho|taq")]
     UnknownFormat { path: PathBuf },
-    #[error("{path}: a folder, not a file; give its files (e.g. {path}/*.csv, which the shell expands)")]
+    #[error(
+        "{path}: a folder, not a file; give its files (e.g. {path}/*.csv, which the shell expands)"
+    )]
     Folder { path: PathBuf },
     #[error("{path}: not a {format} file: {message}")]
     Header {

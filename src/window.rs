@@ -71,6 +71,14 @@ impl Default for WindowSpec {
 }
 
 impl WindowSpec {
+    /// What the lake records of it (lateness does not change the windows' shape).
+    pub fn shape(&self) -> crate::lake::WindowShape {
+        crate::lake::WindowShape {
+            size: self.size,
+            slide: self.slide,
+        }
+    }
+
     /// From flag texts (`5m`, slide defaults to the size: tumbling).
     pub fn parse(
         size: &str,

@@ -1373,3 +1373,56 @@ fn parquet_trades_need_a_time_of_trade_in_any_unit_but_not_a_date() {
     );
     assert!(!dir.path().join("dated/trades").exists());
 }
+
+/// One lake keeps one window shape: without --window a run takes the lake's, and another shape
+/// is refused before anything is written (mixed shapes would make SUMs over `windows` count
+/// each trade once per shape).
+#[test]
+fn a_lake_keeps_the_window_shape_it_was_made_with() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), 2_000, 4, "a.ndjson");
+    simulate(dir.path(), 2_000, 5, "b.ndjson");
+    simulate(dir.path(), 2_000, 6, "c.ndjson");
+    ok(
+        &["ingest", "--lake", "lake", "--window", "1m", "a.ndjson"],
+        dir.path(),
+    );
+    ok(&["ingest", "--lake", "lake", "b.ndjson"], dir.path());
+    let out = run(
+        &["ingest", "--lake", "lake", "--window", "5m", "c.ndjson"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "the lake lake holds 1m tumbling windows, and this run would write 5m tumbling ones"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let sizes = query_json(
+        dir.path(),
+        "lake",
+        "SELECT DISTINCT CAST(window_end - window_start AS VARCHAR) AS size, \
+         SUM(num_trades) OVER () AS n FROM windows",
+    );
+    assert_eq!(sizes.len(), 1, "{sizes:?}");
+    assert_eq!(sizes[0]["n"].as_u64(), Some(4_000), "c.ndjson left nothing");
+    // Readers take the lake's shape too: the named batch recompute gives the stored windows.
+    let stored = query_json(dir.path(), "lake", "SELECT COUNT(*) AS n FROM windows");
+    let out = ok(
+        &[
+            "query",
+            "--lake",
+            "lake",
+            "--format",
+            "json",
+            "--maxrows",
+            "0",
+            "window_aggregate",
+        ],
+        dir.path(),
+    );
+    let recomputed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(Some(recomputed.len() as u64), stored[0]["n"].as_u64());
+}

@@ -397,6 +397,7 @@ pub async fn ingest_kafka(
     for run in lake.recover()?.rolled_forward {
         tracing::info!("finished the interrupted commit of run {run}");
     }
+    lake.settle_window_shape(options.ingest.window.shape())?;
     let publisher = if options.output_topic.is_some() || options.dlq_topic.is_some() {
         // A commit's windows go out while earlier ones are acknowledged rather than all queued
         // at once: the queue's memory is bounded however many windows a commit closes.
