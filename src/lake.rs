@@ -240,17 +240,7 @@ impl Lake {
 
     /// The window shape the lake's windows have, if it has recorded one.
     pub fn window_shape(&self) -> Result<Option<WindowShape>, LakeError> {
-        let path = self.window_shape_path();
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| LakeError::Record {
-                    path,
-                    message: e.to_string(),
-                }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(&path)(e)),
-        }
+        read_optional_record(&self.window_shape_path())
     }
 
     fn window_shape_path(&self) -> PathBuf {
@@ -353,17 +343,7 @@ impl Lake {
 
     /// The record of an input already in the lake, by content id.
     pub fn source(&self, id: &str) -> Result<Option<SourceRecord>, LakeError> {
-        let path = self.sources_dir().join(format!("{id}.json"));
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| LakeError::Record {
-                    path,
-                    message: e.to_string(),
-                }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(&path)(e)),
-        }
+        read_optional_record(&self.sources_dir().join(format!("{id}.json")))
     }
 
     /// Finish commits a crash interrupted, and remove staging left by dead runs of this host.
@@ -617,6 +597,17 @@ fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LakeErr
 /// Write a small file so it appears whole or not at all.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
     write_atomic_with(path, |out| out.write_all(bytes).map_err(io_error(path)))
+}
+
+/// One of the lake's JSON records, if the file is there.
+fn read_optional_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, LakeError> {
+    match read_record(path) {
+        Ok(record) => Ok(Some(record)),
+        Err(LakeError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write a file through `write` so it appears whole or not at all: a temporary name beside it,

@@ -55,6 +55,15 @@ fn ingest_stdin(dir: &Path, input: &[u8]) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// Run darkpool where it must fail: exit 1, saying `says` on stderr.
+fn refused(args: &[&str], dir: &Path, says: &str) -> Output {
+    let out = run(args, dir);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(err.contains(says), "{args:?}: {err}");
+    out
+}
+
 /// One JSON row of `query --format json`.
 fn query_json(dir: &Path, lake: &str, sql: &str) -> Vec<serde_json::Value> {
     let out = ok(&["query", "--lake", lake, "--format", "json", sql], dir);
@@ -262,12 +271,10 @@ fn gzip_and_zstd_inputs_are_read_as_their_text_and_count_once() {
 
     // A cut-off download fails as unreadable, and leaves nothing in the lake.
     std::fs::write(dir.path().join("cut.csv.gz"), &gz[..gz.len() / 3]).unwrap();
-    let out = run(&["ingest", "--lake", "cut", "cut.csv.gz"], dir.path());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("cut.csv.gz: cannot read:"),
-        "{}",
-        stderr(&out)
+    refused(
+        &["ingest", "--lake", "cut", "cut.csv.gz"],
+        dir.path(),
+        "cut.csv.gz: cannot read:",
     );
     assert!(!dir.path().join("cut/trades").exists());
 }
@@ -607,12 +614,10 @@ fn sql_errors_are_one_line_and_non_zero() {
     let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(error_lines.len(), 1, "{err}");
     assert!(error_lines[0].contains("nope"), "{err}");
-    let out = run(&["query", "--lake", "lake", "no_such_query"], dir.path());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no named query 'no_such_query'"),
-        "{}",
-        stderr(&out)
+    refused(
+        &["query", "--lake", "lake", "no_such_query"],
+        dir.path(),
+        "no named query 'no_such_query'",
     );
 }
 
@@ -892,7 +897,7 @@ fn export_writes_typed_parquet_and_spreadsheet_csv_atomically() {
         assert!(sent.contains(&micros(t)), "{t} is not a sent time");
     }
     // A --format the extension contradicts is refused, and nothing is written.
-    let out = run(
+    refused(
         &[
             "export",
             "--lake",
@@ -905,12 +910,7 @@ fn export_writes_typed_parquet_and_spreadsheet_csv_atomically() {
             "t.parquet",
         ],
         dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--format csv contradicts --out t.parquet"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "--format csv contradicts --out t.parquet",
     );
     assert!(!dir.path().join("t.parquet").exists());
 
@@ -1049,17 +1049,12 @@ fn export_converts_a_json_dump_in_the_original_api_shape() {
         "[{\"a\": 1}, [\"not an object\"]]",
     )
     .unwrap();
-    let out = run(
+    refused(
         &[
             "export", "--input", "bad.json", "--format", "csv", "--out", "bad.csv",
         ],
         dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("not a JSON dump of windows"),
-        "{}",
-        stderr(&out)
+        "not a JSON dump of windows",
     );
     assert!(!dir.path().join("bad.csv").exists());
 }
@@ -1364,12 +1359,10 @@ fn parquet_trades_need_a_time_of_trade_in_any_unit_but_not_a_date() {
         &dir.path().join("dates.parquet"),
         Arc::new(Date32Array::from(vec![19_724])),
     );
-    let out = run(&["ingest", "--lake", "dated", "dates.parquet"], dir.path());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("column timestamp is a date (Date32), not a time of trade"),
-        "{}",
-        stderr(&out)
+    refused(
+        &["ingest", "--lake", "dated", "dates.parquet"],
+        dir.path(),
+        "column timestamp is a date (Date32), not a time of trade",
     );
     assert!(!dir.path().join("dated/trades").exists());
 }
@@ -1388,17 +1381,10 @@ fn a_lake_keeps_the_window_shape_it_was_made_with() {
         dir.path(),
     );
     ok(&["ingest", "--lake", "lake", "b.ndjson"], dir.path());
-    let out = run(
+    refused(
         &["ingest", "--lake", "lake", "--window", "5m", "c.ndjson"],
         dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains(
-            "the lake lake holds 1m tumbling windows, and this run would write 5m tumbling ones"
-        ),
-        "{}",
-        stderr(&out)
+        "the lake lake holds 1m tumbling windows, and this run would write 5m tumbling ones",
     );
     let sizes = query_json(
         dir.path(),

@@ -455,35 +455,18 @@ fn formats_are_detected_from_names_and_first_lines() {
     assert_eq!(column(&ibm, "venue_kind"), ["otc"]);
     // WRDS's daily TAQ splits class shares into SYM_ROOT and SYM_SUFFIX: Berkshire's A and B
     // shares stay two symbols (they had landed as one BRK, at prices 1,000x apart).
+    let wrds = dir.path().join("wrds");
+    std::fs::create_dir(&wrds).unwrap();
     std::fs::write(
-        dir.path().join("ctm_20240102.csv"),
+        wrds.join("ctm_20240102.csv"),
         "DATE,TIME_M,EX,SYM_ROOT,SYM_SUFFIX,TR_SCOND,SIZE,PRICE,TR_CORR\n\
          2024-01-02,09:30:00.100,N,BRK,A,@,1,545000.00,00\n\
          2024-01-02,09:30:00.200,N,BRK,B,@,100,357.10,00\n\
          2024-01-02,09:30:00.300,Q,SPY,,@,100,472.65,00\n",
     )
     .unwrap();
-    let out = run(
-        &["ingest", "--lake", "lake4", "ctm_20240102.csv"],
-        dir.path(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run(
-        &[
-            "query",
-            "--lake",
-            "lake4",
-            "--format",
-            "json",
-            "SELECT symbol FROM trades ORDER BY symbol",
-        ],
-        dir.path(),
-    );
-    let symbols: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    ingest(&wrds, &["ctm_20240102.csv".into()]);
+    let symbols = rows(&wrds, "SELECT symbol FROM trades ORDER BY symbol", &[]);
     assert_eq!(column(&symbols, "symbol"), ["BRK.A", "BRK.B", "SPY"]);
 }
 
