@@ -58,7 +58,8 @@ impl Format {
     }
 
     /// Guess from the first bytes of a stream: `PAR1` is Parquet, `{` NDJSON, `[` FINRA's ATS
-    /// JSON; a first line of FINRA's or TAQ's columns names those; else CSV.
+    /// JSON (or, with a `"timestamp"` key and none of FINRA's, a JSON array of trades, read as
+    /// NDJSON); a first line of FINRA's or TAQ's columns names those; else CSV.
     pub fn sniff(head: &[u8]) -> Format {
         let head = head.strip_prefix(UTF8_BOM).unwrap_or(head);
         let first = head.iter().find(|b| !b.is_ascii_whitespace());
@@ -73,7 +74,15 @@ impl Format {
             Format::Parquet
         } else if first == Some(&b'{') {
             Format::Ndjson
-        } else if first == Some(&b'[') || line.contains("issuesymbolidentifier") {
+        } else if first == Some(&b'[') {
+            // FINRA's API JSON, or a JSON array of trades (read as NDJSON).
+            let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+            if !text.contains("issuesymbolidentifier") && text.contains("\"timestamp\"") {
+                Format::Ndjson
+            } else {
+                Format::FinraAts
+            }
+        } else if line.contains("issuesymbolidentifier") {
             Format::FinraAts
         } else if line.starts_with("date|symbol|") {
             Format::Regsho
@@ -319,7 +328,7 @@ pub fn check(
                     expected: csv::ORIGINAL_HEADER,
                 })
         }
-        Format::Ndjson if text.starts_with('{') => Ok(()),
+        Format::Ndjson if text.starts_with('{') || text.starts_with('[') => Ok(()),
         Format::Ndjson => Err(SourceError::NotNdjson {
             path: label.to_path_buf(),
             start: text.chars().take(40).collect(),
@@ -407,6 +416,155 @@ pub(crate) fn open_text(path: &Path) -> io::Result<Box<dyn Read + Send>> {
         head.clear();
     }
     Ok(Box::new(io::Cursor::new(head).chain(stream)))
+}
+
+/// An NDJSON input's text, or a JSON array of objects (`json.dump(trades)`, pandas'
+/// `to_json(orient="records")`) read as NDJSON: [`ArrayLines`] when the first byte past
+/// whitespace is `[`.
+pub(crate) fn open_ndjson(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let mut text = open_text(path)?;
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while text.read(&mut byte)? == 1 {
+        head.push(byte[0]);
+        if !byte[0].is_ascii_whitespace() {
+            break;
+        }
+    }
+    let is_array = head.last() == Some(&b'[');
+    let text = io::Cursor::new(head).chain(text);
+    Ok(if is_array {
+        Box::new(ArrayLines::new(text))
+    } else {
+        Box::new(text)
+    })
+}
+
+/// Where [`ArrayLines`] is in the array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArrayPlace {
+    /// Before the opening `[`.
+    Before,
+    /// Between elements (whitespace and commas).
+    Between,
+    /// Inside an element.
+    Element,
+    /// Past the closing `]`: anything but whitespace becomes a line of its own (a reject).
+    After,
+}
+
+/// A JSON array streamed as one line per element: line breaks between an element's tokens
+/// become spaces (a JSON string holds none), so element N is line N, decoded and rejected like
+/// an NDJSON line, without holding the file in memory.
+struct ArrayLines<R> {
+    inner: R,
+    chunk: Vec<u8>,
+    out: Vec<u8>,
+    sent: usize,
+    place: ArrayPlace,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    done: bool,
+}
+
+impl<R: Read> ArrayLines<R> {
+    fn new(inner: R) -> Self {
+        ArrayLines {
+            inner,
+            chunk: vec![0; 1 << 16],
+            out: Vec::with_capacity(1 << 16),
+            sent: 0,
+            place: ArrayPlace::Before,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            done: false,
+        }
+    }
+
+    fn end_element(&mut self, next: ArrayPlace) {
+        self.out.push(b'\n');
+        self.place = next;
+    }
+
+    fn take(&mut self, b: u8) {
+        match self.place {
+            ArrayPlace::Before if b == b'[' => self.place = ArrayPlace::Between,
+            ArrayPlace::Before | ArrayPlace::Between | ArrayPlace::After
+                if b.is_ascii_whitespace() || (b == b',' && self.place == ArrayPlace::Between) => {}
+            ArrayPlace::Between if b == b']' => self.place = ArrayPlace::After,
+            ArrayPlace::Before | ArrayPlace::Between | ArrayPlace::After => {
+                self.place = ArrayPlace::Element;
+                self.depth = 0;
+                self.in_string = false;
+                self.escaped = false;
+                self.element_byte(b);
+            }
+            ArrayPlace::Element => self.element_byte(b),
+        }
+    }
+
+    fn element_byte(&mut self, b: u8) {
+        if self.in_string {
+            self.out.push(b);
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            return;
+        }
+        match b {
+            b'"' => {
+                self.in_string = true;
+                self.out.push(b);
+            }
+            b'{' | b'[' => {
+                self.depth += 1;
+                self.out.push(b);
+            }
+            b'}' | b']' if self.depth > 0 => {
+                self.depth -= 1;
+                self.out.push(b);
+                if self.depth == 0 {
+                    self.end_element(ArrayPlace::Between);
+                }
+            }
+            // The array's own `]` or `,` after an element that is no object (a reject).
+            b']' => self.end_element(ArrayPlace::After),
+            b',' if self.depth == 0 => self.end_element(ArrayPlace::Between),
+            b'\n' | b'\r' => self.out.push(b' '),
+            _ => self.out.push(b),
+        }
+    }
+}
+
+impl<R: Read> Read for ArrayLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.sent == self.out.len() && !self.done {
+            self.out.clear();
+            self.sent = 0;
+            let n = self.inner.read(&mut self.chunk)?;
+            if n == 0 {
+                self.done = true;
+                if self.place == ArrayPlace::Element {
+                    self.end_element(ArrayPlace::After);
+                }
+                break;
+            }
+            for i in 0..n {
+                let b = self.chunk[i];
+                self.take(b);
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.sent);
+        buf[..n].copy_from_slice(&self.out[self.sent..self.sent + n]);
+        self.sent += n;
+        Ok(n)
+    }
 }
 
 /// Reads `\n`-terminated lines in large blocks and hands out each line in place (no copy per
@@ -714,7 +872,11 @@ pub fn decode_lines(
         path: label.to_path_buf(),
         source,
     };
-    let file = open_text(path).map_err(io_err)?;
+    let file = match format {
+        Format::Ndjson => open_ndjson(path),
+        _ => open_text(path),
+    }
+    .map_err(io_err)?;
     let mut lines = LineReader::new(file, 1 << 20, options.max_line_bytes);
     let source_file: Arc<str> = Arc::from(label.display().to_string());
     let mut trades = TradeBuilder::new(registry.clone());
@@ -827,6 +989,36 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn array_lines(text: &str, chunk: usize) -> String {
+        let mut reader = ArrayLines::new(text.as_bytes());
+        reader.chunk = vec![0; chunk];
+        let mut out = String::new();
+        reader.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// A JSON array comes out one element a line, whatever its layout, however it is cut into
+    /// reads; strings keep their brackets, commas and escaped quotes; what is not an object
+    /// becomes a line of its own, for the decoder to reject.
+    #[test]
+    fn a_json_array_is_read_one_element_a_line() {
+        let pretty = "[\n  {\n    \"a\": 1,\n    \"b\": [1, {\"c\": \"]},\\\"x\"}]\n  },\r\n  {\"d\": null}\n]\n";
+        for chunk in [1, 2, 3, 7, 1 << 16] {
+            assert_eq!(
+                array_lines(pretty, chunk),
+                "{     \"a\": 1,     \"b\": [1, {\"c\": \"]},\\\"x\"}]   }\n{\"d\": null}\n",
+                "chunk {chunk}"
+            );
+        }
+        assert_eq!(array_lines("[]", 4), "");
+        assert_eq!(
+            array_lines("[1, \"x\", {\"a\":1}]", 4),
+            "1\n\"x\"\n{\"a\":1}\n"
+        );
+        assert_eq!(array_lines("[{\"a\":1}] junk", 4), "{\"a\":1}\njunk\n");
+        assert_eq!(array_lines("[{\"a\":1}, {\"b\"", 4), "{\"a\":1}\n{\"b\"\n");
+    }
 
     /// `utf8_text` takes and refuses exactly what the standard library does, wording the
     /// refusal as it does: short and long inputs (the SIMD check works in 64-byte blocks),

@@ -1412,3 +1412,41 @@ fn a_lake_keeps_the_window_shape_it_was_made_with() {
     let recomputed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(Some(recomputed.len() as u64), stored[0]["n"].as_u64());
 }
+
+/// A JSON array of trades (Python's `json.dump(trades)`, pandas' `to_json(orient="records")`)
+/// is read as NDJSON, element N as line N; it had been taken for FINRA's ATS JSON and every
+/// trade rejected.
+#[test]
+fn a_json_array_of_trades_is_read_like_ndjson() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = simulate(dir.path(), 3_000, 7, "t.ndjson");
+    let expected = independent_totals(&plain);
+    let mut trades: Vec<serde_json::Value> = std::fs::read_to_string(&plain)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    trades.push(serde_json::json!("not a trade"));
+    std::fs::write(
+        dir.path().join("trades.json"),
+        serde_json::to_string_pretty(&trades).unwrap(),
+    )
+    .unwrap();
+    ok(&["ingest", "--lake", "lake", "trades.json"], dir.path());
+    let rows = query_json(
+        dir.path(),
+        "lake",
+        "SELECT COUNT(*) AS n, SUM(quantity) AS q, MAX(source_line) AS last FROM trades",
+    );
+    assert_eq!(rows[0]["n"].as_u64(), Some(expected.0));
+    assert_eq!(rows[0]["q"].as_i64(), Some(expected.1));
+    assert_eq!(rows[0]["last"].as_u64(), Some(3_000));
+    let rejects = query_json(
+        dir.path(),
+        "lake",
+        "SELECT reason, source_line FROM rejects",
+    );
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0]["reason"], "not_an_object");
+    assert_eq!(rejects[0]["source_line"].as_u64(), Some(3_001));
+}

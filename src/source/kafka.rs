@@ -761,8 +761,12 @@ pub fn replay_file(
         path: path.to_path_buf(),
         source,
     };
-    let file = super::open_text(path).map_err(io_err)?;
     let format = super::Format::detect(path).unwrap_or(super::Format::Ndjson);
+    let file = match format {
+        super::Format::Ndjson => super::open_ndjson(path),
+        _ => super::open_text(path),
+    }
+    .map_err(io_err)?;
     if !matches!(format, super::Format::Csv | super::Format::Ndjson) {
         return Err(SourceError::Header {
             path: path.to_path_buf(),
