@@ -663,10 +663,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         Some(path) if args.count.is_some() => write_output(path, run),
         Some(path) => {
             // Unbounded: written as it goes (there is no "complete" to wait for).
-            if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-            }
+            make_parent(path)?;
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             run(&mut std::io::BufWriter::new(file))
@@ -1171,14 +1168,22 @@ async fn list(engine: &Engine) -> Result<String, EngineError> {
     Ok(out)
 }
 
-/// An `--output` file, whole or not at all, its folder created if missing (as `export` and
-/// `report` do); an error names the file asked for, not the temporary one beside it.
+/// The folder of an `--output` file, made if missing (as `export` and `report` make theirs).
+fn make_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// An `--output` file, whole or not at all, its folder made if missing; an error names the
+/// file asked for, not the temporary one beside it.
 fn write_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     let context = || format!("cannot write {}", path.display());
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(context)?;
-    }
-    crate::lake::write_atomic_with(path, |out| write(out)).map_err(|e| match e.downcast() {
+    make_parent(path)?;
+    crate::lake::write_atomic_with(path, write).map_err(|e| match e.downcast() {
         Ok(crate::lake::LakeError::Io { source, .. }) => {
             anyhow::Error::new(source).context(context())
         }

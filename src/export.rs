@@ -91,6 +91,16 @@ pub enum ExportError {
     },
 }
 
+impl ExportError {
+    /// Writing the output failed: named by the path asked for, not its temporary name.
+    fn writing(out: &Path, message: String) -> ExportError {
+        ExportError::Write {
+            path: out.to_path_buf(),
+            message,
+        }
+    }
+}
+
 /// What an export wrote.
 #[derive(Debug, Clone, Default)]
 pub struct ExportSummary {
@@ -261,10 +271,7 @@ impl Sink {
             schema = csv_schema(&schema);
         }
         let out = self.out.clone();
-        let write_err = |e: String| ExportError::Write {
-            path: out.clone(),
-            message: e,
-        };
+        let write_err = |message: String| ExportError::writing(&out, message);
         if !self.partition {
             let batch = project(batch, &schema).map_err(|e| write_err(e.to_string()))?;
             if !self.writers.contains_key("") {
@@ -326,19 +333,13 @@ impl Sink {
             let mut w = FileWriter::create(&self.staging, self.format, &schema)?;
             if self.format == ExportFormat::Csv {
                 w.write(&RecordBatch::new_empty(schema))
-                    .map_err(|e| ExportError::Write {
-                        path: self.out.clone(),
-                        message: e,
-                    })?;
+                    .map_err(|message| ExportError::writing(&self.out, message))?;
             }
             self.writers.insert(String::new(), w);
         }
-        let out = self.out.clone();
         for (_, w) in std::mem::take(&mut self.writers) {
-            w.finish().map_err(|message| ExportError::Write {
-                path: out.clone(),
-                message,
-            })?;
+            w.finish()
+                .map_err(|message| ExportError::writing(&self.out, message))?;
             self.summary.files += 1;
         }
         if self.partition && !self.staging.exists() {

@@ -196,6 +196,36 @@ pub struct Trade<'a> {
     pub extended_hours: Option<bool>,
 }
 
+#[cfg(test)]
+impl<'a> Trade<'a> {
+    /// A trade with only the required fields (and its value), for unit tests.
+    pub(crate) fn bare(
+        timestamp: i64,
+        symbol: &'a str,
+        price: f64,
+        quantity: i64,
+        venue: &'a str,
+    ) -> Trade<'a> {
+        Trade {
+            timestamp,
+            symbol,
+            price,
+            quantity,
+            venue,
+            side: None,
+            order_type: None,
+            order_id: None,
+            algo_fingerprint: None,
+            is_spoof: false,
+            trade_value: price * quantity as f64,
+            latitude: None,
+            longitude: None,
+            sale_condition: None,
+            extended_hours: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct SourceBuilders {
     file: RepeatedStrings,
@@ -796,23 +826,7 @@ mod tests {
     fn venue_codes_match_the_registry_in_any_case() {
         let mut builder = TradeBuilder::new(Arc::new(Registry::embedded()));
         for venue in ["xnys", "XNYS", "Dark1", "nowhere"] {
-            let trade = Trade {
-                timestamp: 0,
-                symbol: "SPY",
-                price: 1.0,
-                quantity: 1,
-                venue,
-                side: None,
-                order_type: None,
-                order_id: None,
-                algo_fingerprint: None,
-                is_spoof: false,
-                trade_value: 1.0,
-                latitude: None,
-                longitude: None,
-                sale_condition: None,
-                extended_hours: None,
-            };
+            let trade = Trade::bare(0, "SPY", 1.0, 1, venue);
             builder.append(&trade, &SourcePos::default());
         }
         let unknown = builder.unknown_venues.clone();

@@ -201,17 +201,8 @@ pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
 /// or above the accepted span is refused as the unit mistake it most likely is (seconds read as
 /// milliseconds would land in January 1970, and be accepted).
 pub fn epoch_millis_to_micros(millis: i64) -> Result<i64, TimestampError> {
-    if millis < MIN_EPOCH_MILLIS {
-        return Err(TimestampError::Seconds);
-    }
-    millis
-        .checked_mul(1000)
-        .ok_or(TimestampError::FinerUnit)
-        .and_then(check_era)
-        .map_err(|e| match e {
-            TimestampError::Era => TimestampError::FinerUnit,
-            other => other,
-        })
+    // Exact: every accepted count of microseconds is below 2^53.
+    epoch_millis_f64_to_micros(millis as f64)
 }
 
 /// Epoch milliseconds as a JSON float (Python's `time.time() * 1000`): the fraction is kept to

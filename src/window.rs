@@ -1041,23 +1041,8 @@ mod tests {
         use crate::model::{SourcePos, Trade, TradeBuilder};
         let mut builder = TradeBuilder::new(Arc::new(crate::venue::Registry::embedded()));
         for (ts, venue, price, quantity) in rows {
-            let trade = Trade {
-                timestamp: crate::time::parse_timestamp(ts).unwrap(),
-                symbol: "S",
-                price: *price,
-                quantity: *quantity,
-                venue,
-                side: None,
-                order_type: None,
-                order_id: None,
-                algo_fingerprint: None,
-                is_spoof: false,
-                trade_value: price * *quantity as f64,
-                latitude: None,
-                longitude: None,
-                sale_condition: None,
-                extended_hours: None,
-            };
+            let timestamp = crate::time::parse_timestamp(ts).unwrap();
+            let trade = Trade::bare(timestamp, "S", *price, *quantity, venue);
             builder.append(&trade, &SourcePos::default());
         }
         builder.finish()

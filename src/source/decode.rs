@@ -878,13 +878,13 @@ fn quantity(raw: &RawTrade<'_>) -> Result<i64, Reject> {
         Some(Scalar::Text(t)) if t.trim().is_empty() => return Err(missing(Field::Quantity)),
         Some(Scalar::Float(_) | Scalar::Text(_)) => {
             let v = number(raw, Field::Quantity)?.unwrap_or(f64::NAN);
-            if v.is_finite() && v.fract() == 0.0 && v.abs() >= 9e15 {
+            if !(v.is_finite() && v.fract() == 0.0) {
+                return Err(bad(format!("quantity {v} is not a whole number of shares")));
+            }
+            if v.abs() >= 9e15 {
                 return Err(bad(format!(
                     "quantity {v} is too large to be a number of shares"
                 )));
-            }
-            if !(v.is_finite() && v.fract() == 0.0) {
-                return Err(bad(format!("quantity {v} is not a whole number of shares")));
             }
             v as i64
         }

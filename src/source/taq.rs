@@ -157,7 +157,7 @@ pub struct TaqRows {
     trades: TradeBuilder,
     names: ColumnNames,
     /// Column index of each field.
-    index: [Option<usize>; 10],
+    index: [Option<usize>; FIELDS.len()],
     width: usize,
 }
 
@@ -166,7 +166,7 @@ impl TaqRows {
         TaqRows {
             trades: TradeBuilder::new(registry),
             names: names.clone(),
-            index: [None; 10],
+            index: [None; FIELDS.len()],
             width: 0,
         }
     }
