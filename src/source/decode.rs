@@ -231,7 +231,27 @@ pub fn decode_json<T>(
     }
     let mut raw = RawTrade::default();
     parse_json_into(line, order, &mut raw)?;
+    if raw.fields.iter().all(Option::is_none) {
+        if let Some(payload) = connect_payload(line) {
+            let mut inner = RawTrade::default();
+            parse_json_into(&payload, order, &mut inner)?;
+            return Ok(accept(&validate(&inner)?));
+        }
+    }
     Ok(accept(&validate(&raw)?))
+}
+
+/// The trade inside a Kafka Connect envelope, as JSON text: Connect's JsonConverter with
+/// `schemas.enable=true` (its default) writes each record as `{"schema": {...}, "payload":
+/// {...}}`. Only asked of objects holding none of the trade's fields.
+fn connect_payload(line: &str) -> Option<String> {
+    let serde_json::Value::Object(map) = serde_json::from_str(line).ok()? else {
+        return None;
+    };
+    match (map.len(), map.get("schema"), map.get("payload")) {
+        (2, Some(_), Some(payload @ serde_json::Value::Object(_))) => Some(payload.to_string()),
+        _ => None,
+    }
 }
 
 /// A trade's fields as the typed path reads them: each one already valid on its own.

@@ -725,9 +725,11 @@ impl MessageDecoder {
                 ),
             ));
         }
-        let text = super::utf8_text(bytes)?;
+        let text = super::utf8_text(confluent_unframed(bytes))?;
+        // A byte order mark (some Windows producers write one) is not JSON's whitespace.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text).trim();
         let trades = &mut self.trades;
-        decode::decode_json(text.trim(), &mut self.key_order, |trade| {
+        decode::decode_json(text, &mut self.key_order, |trade| {
             trades.append(trade, pos);
             trade.timestamp
         })
@@ -743,6 +745,15 @@ impl MessageDecoder {
         let mut stats = std::mem::take(&mut self.stats);
         stats.unknown_venues = std::mem::take(&mut self.trades.unknown_venues);
         stats
+    }
+}
+
+/// A value without the frame Confluent's Schema Registry serializers put before it (a zero byte
+/// and a 4-byte schema id), when JSON follows: a JSON text never starts with a zero byte.
+fn confluent_unframed(bytes: &[u8]) -> &[u8] {
+    match bytes {
+        [0, _, _, _, _, rest @ ..] if rest.first() == Some(&b'{') => rest,
+        _ => bytes,
     }
 }
 
@@ -935,6 +946,41 @@ mod tests {
             "the full size is kept, the bytes cut"
         );
         assert_eq!(decoder.take_stats().rejected_total(), 6);
+    }
+
+    #[test]
+    fn framed_and_wrapped_trades_are_read() {
+        let mut decoder = MessageDecoder::new(Arc::new(Registry::embedded()), 1000);
+        let trade = r#"{"timestamp":"2024-01-01T11:50:03","symbol":"S","price":2.5,"quantity":4,"venue":"DARK1"}"#;
+        let bom = format!("\u{feff}{trade}");
+        let mut framed = vec![0, 0, 0, 1, 7];
+        framed.extend_from_slice(trade.as_bytes());
+        let connect = format!(r#"{{"schema":{{"type":"struct","fields":[]}},"payload":{trade}}}"#);
+        let bad_payload = r#"{"schema":null,"payload":{"symbol":"S"}}"#;
+        for (value, accepted) in [
+            (bom.as_bytes(), true),
+            (&framed[..], true),
+            (connect.as_bytes(), true),
+            (bad_payload.as_bytes(), false),
+            // A frame before something that is not an object stays a reject.
+            (&[0, 0, 0, 0, 1, b'[', b']'][..], false),
+            (br#"{"payload":{"timestamp":"2024-01-01T11:50:03","symbol":"S","price":2.5,"quantity":4,"venue":"DARK1"}}"#, false),
+        ] {
+            match decoder.push(Some(value), &pos(0), 0) {
+                Outcome::Trade(ts) => {
+                    assert!(accepted, "{value:?} accepted");
+                    assert_eq!(ts, 1_704_109_803_000_000);
+                }
+                Outcome::Rejected(r) => {
+                    assert!(!accepted, "{value:?} rejected: {}", r.detail);
+                    if value == bad_payload.as_bytes() {
+                        assert_eq!(r.reason.as_str(), "missing_field", "the payload's own reason");
+                    }
+                }
+            }
+        }
+        let (trades, rejects) = decoder.take();
+        assert_eq!((trades.num_rows(), rejects.num_rows()), (3, 3));
     }
 
     #[test]
