@@ -119,9 +119,9 @@ pub struct KafkaArgs {
     /// Variables DARKPOOL_KAFKA_<NAME> set them too (DARKPOOL_KAFKA_SASL_USERNAME=u -> sasl.username=u).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kafka::parse_setting)]
     pub settings: Vec<(String, String)>,
-    /// Partitions of the topics darkpool creates when they do not exist.
-    #[arg(long, env = "DARKPOOL_PARTITIONS", default_value_t = 3)]
-    pub partitions: i32,
+    /// Partitions of the topics darkpool creates when they do not exist [default: 3].
+    #[arg(long, env = "DARKPOOL_PARTITIONS")]
+    pub partitions: Option<i32>,
 }
 
 impl KafkaArgs {
@@ -136,7 +136,7 @@ impl KafkaArgs {
             bail!("--topic is empty");
         }
         kafka::check_topic("--topic", self.topic.trim()).map_err(anyhow::Error::msg)?;
-        if self.partitions < 1 {
+        if self.partitions.is_some_and(|n| n < 1) {
             bail!("--partitions must be at least 1");
         }
         let mut options = KafkaOptions::new(brokers.trim());
@@ -692,11 +692,12 @@ fn produce(
     }
     kafka::check_reachable(kafka, None)?;
     let topic = args.kafka.topic.trim();
-    tokio::runtime::Handle::current().block_on(kafka::ensure_topics(
+    let differing = tokio::runtime::Handle::current().block_on(kafka::ensure_topics(
         kafka,
         &[topic],
         args.kafka.partitions,
     ))?;
+    note_partitions(&differing);
     let mut publisher = Publisher::new(kafka)?;
     let started = std::time::Instant::now();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -812,7 +813,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         if !topics.is_empty() {
             let check = kafka.clone();
             tokio::task::spawn_blocking(move || kafka::check_reachable(&check, None)).await??;
-            kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?;
+            note_partitions(&kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?);
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -1194,6 +1195,15 @@ fn write_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -
 
 /// A note on stderr when a query or export reads a lake with nothing in it (a mistyped --lake
 /// otherwise gives empty results without a word).
+/// Topics that existed with another number of partitions than `--partitions`: left as they are.
+fn note_partitions(differing: &[(String, usize)]) {
+    for (topic, have) in differing {
+        eprintln!(
+            "note: topic {topic} already exists with {have} partition(s); --partitions applies only to topics darkpool creates (kafka-topics.sh --alter adds partitions)"
+        );
+    }
+}
+
 fn note_empty_lake(engine: &Engine, lake_dir: &Path) {
     if !engine.lake().is_empty() {
         return;
@@ -1350,7 +1360,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             tokio::task::spawn_blocking(move || kafka::check_reachable(&check, None)).await??;
             let topics = args.aggregator.output_topics();
             if !topics.is_empty() {
-                kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?;
+                note_partitions(
+                    &kafka::ensure_topics(&kafka, &topics, args.kafka.partitions).await?,
+                );
             }
             Some(options)
         }

@@ -483,6 +483,31 @@ fn simulate_replays_a_file_onto_the_topic_as_far_and_as_fast_as_asked() {
             && stderr.contains("-X message.max.bytes=N raises it"),
         "{stderr}"
     );
+    // The replay topic was created with the default 3 partitions; a later --partitions that
+    // differs is not applied, and says so (without one, nothing is said).
+    for (partitions, note) in [(Some("5"), true), (Some("3"), false), (None, false)] {
+        let output = run({
+            let mut c = darkpool(dir.path());
+            c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
+                .args(["--count", "1"])
+                .args(
+                    partitions
+                        .map(|n| ["--partitions", n])
+                        .into_iter()
+                        .flatten(),
+                );
+            c
+        });
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.contains(&format!(
+                "note: topic {topic} already exists with 3 partition(s); --partitions applies only to topics darkpool creates"
+            )),
+            note,
+            "{partitions:?}: {stderr}"
+        );
+        assert!(stderr.contains("(1 acknowledged)"), "{stderr}");
+    }
 }
 
 #[tokio::test]

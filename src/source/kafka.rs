@@ -357,18 +357,23 @@ fn close_in_background<T: Send + 'static>(client: T) {
         .spawn(move || drop(client));
 }
 
-/// Create topics that do not exist yet (`partitions` each, replication 1 unless the broker's
-/// default applies); an existing topic is left as it is.
+/// Partitions of the topics darkpool creates, unless `--partitions` says otherwise.
+pub const DEFAULT_PARTITIONS: i32 = 3;
+
+/// Create topics that do not exist yet (`partitions` each, [`DEFAULT_PARTITIONS`] if not given;
+/// replication 1); an existing topic is left as it is. Returns the topics that existed with
+/// another number of partitions than one given, with theirs.
 pub async fn ensure_topics(
     options: &KafkaOptions,
     topics: &[&str],
-    partitions: i32,
-) -> Result<(), KafkaError> {
+    partitions: Option<i32>,
+) -> Result<Vec<(String, usize)>, KafkaError> {
     let admin: AdminClient<DefaultClientContext> =
         options.config(&[]).create().map_err(KafkaError::Config)?;
+    let count = partitions.unwrap_or(DEFAULT_PARTITIONS);
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .map(|t| NewTopic::new(t, count, TopicReplication::Fixed(1)))
         .collect();
     let admin_options = AdminOptions::new().operation_timeout(Some(options.connect_timeout));
     let results = admin
@@ -378,19 +383,41 @@ pub async fn ensure_topics(
             what: "admin request",
             source,
         })?;
-    close_in_background(admin);
+    let mut existing = Vec::new();
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => {}
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
             Err((topic, code)) => {
+                close_in_background(admin);
                 return Err(KafkaError::CreateTopic {
                     topic,
                     detail: code.to_string(),
-                })
+                });
             }
         }
     }
-    Ok(())
+    if partitions.is_none() || existing.is_empty() {
+        close_in_background(admin);
+        return Ok(Vec::new());
+    }
+    // The count is only told, never needed: a metadata request that fails tells nothing.
+    let timeout = options.connect_timeout;
+    let differing = tokio::task::spawn_blocking(move || {
+        let differing = existing
+            .into_iter()
+            .filter_map(|topic| {
+                let metadata = admin.inner().fetch_metadata(Some(&topic), timeout).ok()?;
+                let have = metadata.topics().first()?.partitions().len();
+                (have > 0 && have != count as usize).then_some((topic, have))
+            })
+            .collect();
+        close_in_background(admin);
+        differing
+    })
+    .await
+    .unwrap_or_default();
+    Ok(differing)
 }
 
 /// Delivery outcomes, counted by the producer's callback.
