@@ -51,8 +51,21 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct LakeArgs {
     /// Lake root folder (Parquet tables trades/, windows/, late/, rejects/).
-    #[arg(long, env = "DARKPOOL_LAKE", default_value = "lake")]
+    #[arg(long, env = "DARKPOOL_LAKE", default_value = "lake", value_parser = parse_lake)]
     pub lake: PathBuf,
+}
+
+/// A lake is a folder, made if missing: a file at the path or above it is refused up front (it
+/// had surfaced as "Not a directory" on a file inside the lake).
+fn parse_lake(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    match crate::output::file_in_the_way(&path) {
+        Some(file) if file == path => {
+            Err("a file, not a folder (a lake is a folder; it is made if missing)".into())
+        }
+        Some(file) => Err(format!("{} is a file, not a folder", file.display())),
+        None => Ok(path),
+    }
 }
 
 /// The venue registry.
@@ -1172,9 +1185,8 @@ async fn list(engine: &Engine) -> Result<String, EngineError> {
 /// The folder of an `--output` file, made if missing (as `export` and `report` make theirs).
 fn make_parent(path: &Path) -> Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot write {}", path.display()))
-        }
+        Some(dir) => crate::output::create_folder(dir)
+            .with_context(|| format!("cannot write {}", path.display())),
         None => Ok(()),
     }
 }
@@ -1193,8 +1205,6 @@ fn write_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -
     })
 }
 
-/// A note on stderr when a query or export reads a lake with nothing in it (a mistyped --lake
-/// otherwise gives empty results without a word).
 /// Topics that existed with another number of partitions than `--partitions`: left as they are.
 fn note_partitions(differing: &[(String, usize)]) {
     for (topic, have) in differing {
@@ -1204,6 +1214,8 @@ fn note_partitions(differing: &[(String, usize)]) {
     }
 }
 
+/// A note on stderr when a query or export reads a lake with nothing in it (a mistyped --lake
+/// otherwise gives empty results without a word).
 fn note_empty_lake(engine: &Engine, lake_dir: &Path) {
     if !engine.lake().is_empty() {
         return;

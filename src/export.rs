@@ -148,25 +148,18 @@ fn project(
 }
 
 impl FileWriter {
+    /// A writer of `path`, a file of the export `out`, which its errors name.
     fn create(
         path: &Path,
+        out: &Path,
         format: ExportFormat,
         schema: &SchemaRef,
     ) -> Result<FileWriter, ExportError> {
+        let write_err = |e: &dyn std::fmt::Display| ExportError::writing(out, e.to_string());
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| ExportError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            crate::output::create_folder(parent).map_err(|e| write_err(&e))?;
         }
-        let file = File::create(path).map_err(|source| ExportError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let write_err = |e: &dyn std::fmt::Display| ExportError::Write {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
+        let file = File::create(path).map_err(|e| write_err(&e))?;
         Ok(match format {
             ExportFormat::Parquet => FileWriter::Parquet(Box::new(
                 ArrowWriter::try_new(
@@ -277,7 +270,7 @@ impl Sink {
             if !self.writers.contains_key("") {
                 self.writers.insert(
                     String::new(),
-                    FileWriter::create(&self.staging, self.format, &schema)?,
+                    FileWriter::create(&self.staging, &self.out, self.format, &schema)?,
                 );
                 self.schema = Some(schema);
             }
@@ -310,7 +303,7 @@ impl Sink {
                         .join(format!("part-00000.{}", self.format.extension()));
                     self.writers.insert(
                         day.clone(),
-                        FileWriter::create(&path, self.format, &file_schema)?,
+                        FileWriter::create(&path, &self.out, self.format, &file_schema)?,
                     );
                 }
                 if let Some(w) = self.writers.get_mut(day) {
@@ -330,7 +323,7 @@ impl Sink {
             } else {
                 empty_schema.clone()
             };
-            let mut w = FileWriter::create(&self.staging, self.format, &schema)?;
+            let mut w = FileWriter::create(&self.staging, &self.out, self.format, &schema)?;
             if self.format == ExportFormat::Csv {
                 w.write(&RecordBatch::new_empty(schema))
                     .map_err(|message| ExportError::writing(&self.out, message))?;
@@ -343,10 +336,8 @@ impl Sink {
             self.summary.files += 1;
         }
         if self.partition && !self.staging.exists() {
-            std::fs::create_dir_all(&self.staging).map_err(|source| ExportError::Io {
-                path: self.staging.clone(),
-                source,
-            })?;
+            crate::output::create_folder(&self.staging)
+                .map_err(|e| ExportError::writing(&self.out, e.to_string()))?;
         }
         std::fs::rename(&self.staging, &self.out).map_err(|source| ExportError::Io {
             path: self.out.clone(),

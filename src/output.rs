@@ -1,12 +1,33 @@
 //! Query results as text or files: table, CSV, JSON, NDJSON, Parquet, Arrow IPC.
 
 use std::io::Write;
+use std::path::Path;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+
+/// `fs::create_dir_all`, with an error that names the file standing where a folder is to be
+/// (the system says only "File exists" or "Not a directory").
+pub fn create_folder(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| match file_in_the_way(dir) {
+        Some(file) => std::io::Error::new(
+            e.kind(),
+            format!("{} is a file, not a folder", file.display()),
+        ),
+        None => e,
+    })
+}
+
+/// The nearest existing path at or above `dir`, when that is not a folder.
+pub fn file_in_the_way(dir: &Path) -> Option<&Path> {
+    dir.ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists())
+        .filter(|a| !a.is_dir())
+}
 
 /// How `query` prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

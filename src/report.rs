@@ -227,7 +227,7 @@ pub async fn write_report(
         engine.pin_windows().await?;
     }
     let queries = analysis_queries(options.analysis_dir.as_deref())?;
-    std::fs::create_dir_all(&options.out).map_err(|source| ReportError::OutDir {
+    crate::output::create_folder(&options.out).map_err(|source| ReportError::OutDir {
         path: options.out.clone(),
         source,
     })?;

@@ -736,6 +736,46 @@ fn query_lists_tables_and_named_queries_and_writes_formats() {
 }
 
 #[test]
+fn a_file_where_a_folder_goes_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), "a file\n").unwrap();
+    simulate(dir.path(), 200, 1, "t.ndjson");
+    ok(&["ingest", "--lake", "lake", "t.ndjson"], dir.path());
+    let in_the_way = "f is a file, not a folder";
+    refused(
+        &["query", "--lake", "lake", "--output", "f/q.csv", "SELECT 1"],
+        dir.path(),
+        &format!("cannot write f/q.csv: {in_the_way}"),
+    );
+    refused(
+        &[
+            "export", "--lake", "lake", "--table", "trades", "--out", "f/x.csv",
+        ],
+        dir.path(),
+        &format!("f/x.csv: {in_the_way}"),
+    );
+    refused(
+        &["report", "--lake", "lake", "--out", "f/plots"],
+        dir.path(),
+        in_the_way,
+    );
+    for (lake, says) in [
+        ("f", "a file, not a folder (a lake is a folder"),
+        ("f/sub", in_the_way),
+    ] {
+        let out = run(&["query", "--lake", lake, "SELECT 1"], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"a file\n");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "f, t.ndjson and lake only"
+    );
+}
+
+#[test]
 fn a_killed_ingest_leaves_all_or_nothing_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     simulate(dir.path(), 200_000, 9, "big.ndjson");
