@@ -1483,6 +1483,18 @@ fn a_broker_refusing_the_security_settings_fails_with_librdkafkas_reason() {
     assert!(said.starts_with("sasl_plaintext://"), "{stderr}");
     // The reason and the hint, once each; librdkafka's own log lines stay at debug level.
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // A TLS client gets no answer from a plaintext listener, and librdkafka no reason to give.
+    let output = darkpool(dir.path())
+        .args(["ingest", "--lake", "lake", "--brokers", &brokers])
+        .args(["--connect-timeout", "2s", "-X", "security.protocol=SSL"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no answer to the TLS handshake (security.protocol=SSL)"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

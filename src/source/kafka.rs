@@ -254,9 +254,14 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
         // Errors reach the context when the client's queue is served.
         let _ = consumer.poll(Duration::ZERO);
         match consumer.context().last.lock() {
-            Ok(last) => match last.as_deref() {
-                Some(reason) => format!("{detail}; librdkafka said: {reason}"),
-                None => detail,
+            Ok(last) => match (last.as_deref(), tls_protocol(&options.settings)) {
+                (Some(reason), _) => format!("{detail}; librdkafka said: {reason}"),
+                // A plaintext listener never answers a TLS handshake: librdkafka says nothing
+                // until its 30 s connection setup timeout.
+                (None, Some(protocol)) => format!(
+                    "{detail}; no answer to the TLS handshake (security.protocol={protocol}): a plaintext listener gives none"
+                ),
+                (None, None) => detail,
             },
             Err(_) => detail,
         }
@@ -303,6 +308,16 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The `security.protocol` set, when it speaks TLS (`ssl`, `sasl_ssl`).
+fn tls_protocol(settings: &[(String, String)]) -> Option<&str> {
+    settings
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "security.protocol")
+        .map(|(_, value)| value.as_str())
+        .filter(|value| value.to_ascii_lowercase().ends_with("ssl"))
 }
 
 /// The reachability check's client context: librdkafka's latest warning or error is kept for
