@@ -729,6 +729,38 @@ async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
 /// The sum of the `_offsets` index's ends of `topic`: how many offsets the lake says it holds
 /// (each partition starts at 0). Only `<partition>.json` files count, as in the lake: a
 /// member's commit writing one goes through a temporary file beside it, with the same content.
+#[test]
+fn a_member_started_before_its_topic_exists_reads_it_once_created() {
+    let Some(brokers) = broker() else { return };
+    // --start latest too: a topic created after the start holds only messages produced since.
+    for start in ["committed", "latest"] {
+        started_before_its_topic(&brokers, start);
+    }
+}
+
+fn started_before_its_topic(brokers: &str, start: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("later");
+    let mut child = member(dir.path(), brokers, &topic, &unique("g"), "member.log")
+        .args(["--start", start])
+        .spawn()
+        .unwrap();
+    // Subscribed to a topic nobody has created yet; then the producer creates it.
+    std::thread::sleep(Duration::from_secs(2));
+    produce(dir.path(), brokers, &topic, 300, 2);
+    // librdkafka's own metadata refresh would find the topic only 5 minutes on.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while landed(dir.path(), &topic) < 300 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = landed(dir.path(), &topic);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("member.log")).unwrap_or_default();
+    assert_eq!(got, 300, "--start {start}: {log}");
+    assert_exactly_once(dir.path(), &topic, 300);
+}
+
 fn landed(dir: &Path, topic: &str) -> u64 {
     std::fs::read_dir(dir.join("lake/_offsets").join(topic))
         .map(|d| {

@@ -168,6 +168,9 @@ struct Member {
     paused: Mutex<BTreeSet<i32>>,
     /// The loop's fetch queue: assigned partitions are routed to it (`fetch`).
     fetch: OnceLock<Weak<FetchQueue>>,
+    /// With `--start latest`: the topic's partitions when this member started. One created
+    /// since holds only messages produced since, so it is read from its beginning.
+    present_at_start: OnceLock<BTreeSet<i32>>,
 }
 
 impl Member {
@@ -232,7 +235,10 @@ impl ConsumerContext for Member {
                     let offset = match (end, self.start) {
                         (Some(end), _) => Offset::Offset(*end),
                         (None, StartFrom::Earliest) => Offset::Beginning,
-                        (None, StartFrom::Latest) => Offset::End,
+                        (None, StartFrom::Latest) => match self.present_at_start.get() {
+                            Some(present) if !present.contains(partition) => Offset::Beginning,
+                            _ => Offset::End,
+                        },
                         (None, StartFrom::Committed) => Offset::Stored,
                     };
                     if let Err(e) = tpl.set_partition_offset(&self.topic, *partition, offset) {
@@ -417,6 +423,7 @@ pub async fn ingest_kafka(
         rebalanced: AtomicBool::new(false),
         paused: Mutex::new(BTreeSet::new()),
         fetch: OnceLock::new(),
+        present_at_start: OnceLock::new(),
     };
     let consumer: StreamConsumer<Member> = options
         .kafka
@@ -439,6 +446,10 @@ pub async fn ingest_kafka(
             // others sit at their end the paused one waits out the poll: 0.4 s of a 2M backfill
             // at librdkafka's 500 ms default.
             ("fetch.wait.max.ms", "100"),
+            // A subscribed topic that does not exist yet (the aggregator started before the
+            // producer) is found, and partitions added to it, at librdkafka's next metadata
+            // refresh: 5 minutes later by default, while Java consumers ask again at once.
+            ("topic.metadata.refresh.interval.ms", "5000"),
         ])
         .create_with_context(member)
         .map_err(KafkaError::Config)?;
@@ -451,6 +462,15 @@ pub async fn ingest_kafka(
     reachable
         .await
         .map_err(|e| IngestError::Internal(format!("broker check: {e}")))??;
+    if options.start == StartFrom::Latest {
+        // Before the first poll, where partitions are assigned.
+        let check = options.kafka.clone();
+        let topic = options.topic.clone();
+        let present = tokio::task::spawn_blocking(move || kafka::partitions_now(&check, &topic))
+            .await
+            .map_err(|e| IngestError::Internal(format!("listing partitions: {e}")))??;
+        let _ = consumer.context().present_at_start.set(present);
+    }
     let spill = window_state_dir(&lake)?;
     let mut agg = Aggregator {
         options: &options,

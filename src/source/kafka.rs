@@ -2,6 +2,7 @@
 //! counting producer (trades for `simulate --brokers`, windows and dead letters for the
 //! aggregator), and the decoding of one trade message into the trades/rejects builders.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -318,6 +319,28 @@ fn tls_protocol(settings: &[(String, String)]) -> Option<&str> {
         .find(|(key, _)| key == "security.protocol")
         .map(|(_, value)| value.as_str())
         .filter(|value| value.to_ascii_lowercase().ends_with("ssl"))
+}
+
+/// The partitions `topic` has now (none while it does not exist).
+pub fn partitions_now(options: &KafkaOptions, topic: &str) -> Result<BTreeSet<i32>, KafkaError> {
+    let consumer: BaseConsumer<Reaching> = options
+        .config(&[])
+        .create_with_context(Reaching::default())
+        .map_err(KafkaError::Config)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), options.connect_timeout)
+        .map_err(|source| KafkaError::Client {
+            what: "metadata request",
+            source,
+        })?;
+    let present = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    close_in_background(consumer);
+    Ok(present)
 }
 
 /// The reachability check's client context: librdkafka's latest warning or error is kept for
