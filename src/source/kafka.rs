@@ -753,7 +753,9 @@ impl MessageDecoder {
         self.stats.records += 1;
         let raw = value.unwrap_or_default();
         self.stats.bytes += raw.len() as u64;
-        let outcome = self.decode(value, pos);
+        let outcome = self
+            .decode(value, pos)
+            .map_err(|reject| framed_reject(raw, reject));
         match outcome {
             Ok(ts) => {
                 self.stats.accepted += 1;
@@ -820,6 +822,21 @@ fn confluent_unframed(bytes: &[u8]) -> &[u8] {
         [0, _, _, _, _, rest @ ..] if rest.first() == Some(&b'{') => rest,
         _ => bytes,
     }
+}
+
+/// A reject of a value in a Schema Registry frame that holds no JSON says so: a topic of Avro or
+/// Protobuf records is otherwise a puzzle of "not UTF-8" and "invalid JSON" rejects.
+fn framed_reject(bytes: &[u8], mut reject: Reject) -> Reject {
+    if let [0, a, b, c, d, _, ..] = *bytes {
+        if confluent_unframed(bytes).len() == bytes.len() {
+            let id = u32::from_be_bytes([a, b, c, d]);
+            reject.detail = format!(
+                "{}; the value starts as a Schema Registry frame (a zero byte, then schema id {id}) of something not JSON, Avro or Protobuf perhaps: darkpool reads JSON trades",
+                reject.detail
+            );
+        }
+    }
+    reject
 }
 
 /// One record of a file to replay onto a topic: the message key (the symbol) and value.
@@ -1046,6 +1063,16 @@ mod tests {
         }
         let (trades, rejects) = decoder.take();
         assert_eq!((trades.num_rows(), rejects.num_rows()), (3, 3));
+        // Avro in a Schema Registry frame: said so, with the schema id.
+        match decoder.push(Some(&[0, 0, 0, 1, 2, 0x06, 0x53, 0xff][..]), &pos(1), 0) {
+            Outcome::Rejected(r) => assert!(
+                r.detail
+                    .contains("Schema Registry frame (a zero byte, then schema id 258)"),
+                "{}",
+                r.detail
+            ),
+            Outcome::Trade(_) => panic!("Avro accepted"),
+        }
     }
 
     #[test]
