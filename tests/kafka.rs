@@ -1639,22 +1639,75 @@ struct ProxiedBroker {
     cut: std::sync::Arc<AtomicU32>,
 }
 
+/// The tansu binary to start brokers of a test's own with (`None`: skipped, outside CI).
+fn tansu_binary() -> Option<std::path::PathBuf> {
+    let tansu = std::env::var_os("DARKPOOL_TEST_TANSU")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file());
+    if tansu.is_none() {
+        assert!(
+            !kafka_required(),
+            "DARKPOOL_TEST_TANSU names no tansu binary: .ci/run sets it (from .ci/tansu)"
+        );
+        eprintln!("SKIPPED: set DARKPOOL_TEST_TANSU to a tansu binary (.ci/tansu prints one)");
+    }
+    tansu
+}
+
+#[test]
+fn a_broker_advertising_an_address_out_of_reach_is_named() {
+    use std::net::{TcpListener, TcpStream};
+    let Some(tansu) = tansu_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    // What a Docker broker does that advertises its container name: the bootstrap address
+    // answers, the one given to clients does not.
+    let (listen, advertised) = (free(), free());
+    let mut broker = Command::new(tansu)
+        .args(["broker", "--listener-url", &format!("tcp://{listen}")])
+        .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&listen).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for command in [
+        vec!["ingest", "--lake", "lake"],
+        vec!["simulate", "--count", "10"],
+    ] {
+        let started = Instant::now();
+        let output = run_within({
+            let mut c = darkpool(dir.path());
+            c.args(&command)
+                .args(["--brokers", &listen, "--connect-timeout", "2s"]);
+            c
+        });
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("Kafka at {listen} answers, but the broker address(es) it gives its clients, {advertised}, cannot be reached from here")),
+            "{command:?}: {stderr}"
+        );
+        // It had waited for ever, silently.
+        assert!(started.elapsed() < Duration::from_secs(20), "{command:?}");
+    }
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
 impl ProxiedBroker {
     fn start(dir: &Path) -> Option<ProxiedBroker> {
         use std::net::{TcpListener, TcpStream};
         use std::sync::atomic::AtomicBool;
         use std::sync::{Arc, Mutex};
-        let tansu = std::env::var_os("DARKPOOL_TEST_TANSU")
-            .map(std::path::PathBuf::from)
-            .filter(|p| p.is_file());
-        let Some(tansu) = tansu else {
-            assert!(
-                !kafka_required(),
-                "DARKPOOL_TEST_TANSU names no tansu binary: .ci/run sets it (from .ci/tansu)"
-            );
-            eprintln!("SKIPPED: set DARKPOOL_TEST_TANSU to a tansu binary (.ci/tansu prints one)");
-            return None;
-        };
+        let tansu = tansu_binary()?;
         let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = proxy.local_addr().unwrap().to_string();
         let backend = {

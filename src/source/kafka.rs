@@ -195,6 +195,12 @@ pub enum KafkaError {
         waited: Duration,
         detail: String,
     },
+    #[error("Kafka at {brokers} answers, but the broker address(es) it gives its clients, {advertised}, cannot be reached from here (tried for {waited:.0?}): the brokers' advertised.listeners (KAFKA_ADVERTISED_LISTENERS with Docker) must name an address this machine reaches")]
+    Advertised {
+        brokers: String,
+        advertised: String,
+        waited: Duration,
+    },
     #[error("topic {topic} is not available at {brokers} (tried for {waited:.0?}): {detail}. Is --topic right? (--until-end reads to the end offsets the topic has at the start, so it must exist; without it the aggregator waits for the topic)")]
     TopicUnavailable {
         topic: String,
@@ -268,6 +274,9 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
         }
     };
     let started = Instant::now();
+    // Once the advertised addresses failed, librdkafka sends its metadata requests there, and
+    // they time out: the addresses stay the cause.
+    let mut unreachable_advertised = None;
     loop {
         let left = options.connect_timeout.saturating_sub(started.elapsed());
         let failure = match consumer.fetch_metadata(
@@ -279,6 +288,27 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
                 waited: started.elapsed(),
                 detail: "the cluster lists no brokers".into(),
             },
+            // The bootstrap address answers, but every later connection goes to the addresses
+            // the brokers advertise: none reachable (a Docker broker advertising its container
+            // name), librdkafka retries for ever, silently.
+            Ok(metadata)
+                if !metadata
+                    .brokers()
+                    .iter()
+                    .any(|b| connects(b.host(), b.port(), left)) =>
+            {
+                let advertised: Vec<String> = metadata
+                    .brokers()
+                    .iter()
+                    .map(|b| format!("{}:{}", b.host(), b.port()))
+                    .collect();
+                unreachable_advertised = Some(advertised.join(", "));
+                KafkaError::Advertised {
+                    brokers: options.brokers.clone(),
+                    advertised: advertised.join(", "),
+                    waited: started.elapsed(),
+                }
+            }
             // A consumer's metadata request never creates the topic (allow.auto.create.topics
             // is off for consumers), so a missing one stays missing.
             Ok(metadata) => match topic.map(|t| (t, metadata.topics().first())) {
@@ -305,7 +335,16 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
             },
         };
         if started.elapsed() >= options.connect_timeout {
-            return Err(failure);
+            return Err(match (failure, unreachable_advertised) {
+                (KafkaError::Unreachable { brokers, .. }, Some(advertised)) => {
+                    KafkaError::Advertised {
+                        brokers,
+                        advertised,
+                        waited: started.elapsed(),
+                    }
+                }
+                (failure, _) => failure,
+            });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -319,6 +358,18 @@ fn tls_protocol(settings: &[(String, String)]) -> Option<&str> {
         .find(|(key, _)| key == "security.protocol")
         .map(|(_, value)| value.as_str())
         .filter(|value| value.to_ascii_lowercase().ends_with("ssl"))
+}
+
+/// Whether a TCP connection to `host:port` opens within `wait` (at least 200 ms, at most 2 s).
+fn connects(host: &str, port: i32, wait: Duration) -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(port) = u16::try_from(port) else {
+        return false;
+    };
+    let wait = wait.clamp(Duration::from_millis(200), Duration::from_secs(2));
+    (host, port).to_socket_addrs().is_ok_and(|mut addrs| {
+        addrs.any(|addr| std::net::TcpStream::connect_timeout(&addr, wait).is_ok())
+    })
 }
 
 /// The partitions `topic` has now (none while it does not exist).
