@@ -110,6 +110,22 @@ fn run_within(mut command: Command) -> Output {
     output
 }
 
+/// darkpool with `args` in `dir`, which must fail (exit 1) saying `says`, within 20 s: a
+/// connection that cannot work is an error, not a wait. Its stderr.
+fn failed_saying(dir: &Path, args: &[&str], says: &str) -> String {
+    let started = Instant::now();
+    let output = run_within({
+        let mut c = darkpool(dir);
+        c.args(args);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{args:?}");
+    stderr
+}
+
 /// Run to the end, which must be a success.
 fn run(command: Command) -> Output {
     let described = format!("{command:?}");
@@ -1460,26 +1476,19 @@ fn an_unreachable_broker_fails_with_its_address_after_the_connect_timeout() {
         vec!["ingest", "--lake", "lake"],
         vec!["simulate", "--count", "10"],
     ] {
-        let started = Instant::now();
-        let output = darkpool(dir.path())
-            .args(&command)
-            .args(["--brokers", "127.0.0.1:1", "--connect-timeout", "1s"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{command:?}: {stderr}");
-        assert!(
-            stderr.contains("cannot reach Kafka at 127.0.0.1:1"),
-            "{command:?}: {stderr}"
+        let args = [
+            &command[..],
+            &["--brokers", "127.0.0.1:1", "--connect-timeout", "1s"],
+        ];
+        let stderr = failed_saying(
+            dir.path(),
+            &args.concat(),
+            "cannot reach Kafka at 127.0.0.1:1",
         );
         // With librdkafka's reason, which the metadata request's error does not give.
         assert!(
             stderr.contains("librdkafka said: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused"),
             "{command:?}: {stderr}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{command:?}: bounded retry"
         );
     }
 }
@@ -1489,25 +1498,27 @@ fn a_broker_refusing_the_security_settings_fails_with_librdkafkas_reason() {
     let Some(brokers) = broker() else { return };
     let dir = tempfile::tempdir().unwrap();
     // The test broker has a plaintext listener: a SASL client fails its handshake.
-    let output = darkpool(dir.path())
-        .args(["ingest", "--lake", "lake", "--brokers", &brokers])
-        .args([
+    let stderr = failed_saying(
+        dir.path(),
+        &[
+            "ingest",
+            "--lake",
+            "lake",
+            "--brokers",
+            &brokers,
             "--connect-timeout",
             "2s",
             "-X",
             "security.protocol=sasl_plaintext",
-        ])
-        .args([
             "-X",
             "sasl.mechanisms=SCRAM-SHA-256",
             "-X",
             "sasl.username=u",
-        ])
-        .args(["-X", "sasl.password=p"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+            "-X",
+            "sasl.password=p",
+        ],
+        "librdkafka said: ",
+    );
     let said = stderr
         .split_once("librdkafka said: ")
         .unwrap_or_else(|| panic!("no reason given: {stderr}"))
@@ -1516,16 +1527,13 @@ fn a_broker_refusing_the_security_settings_fails_with_librdkafkas_reason() {
     // The reason and the hint, once each; librdkafka's own log lines stay at debug level.
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     // A TLS client gets no answer from a plaintext listener, and librdkafka no reason to give.
-    let output = darkpool(dir.path())
-        .args(["ingest", "--lake", "lake", "--brokers", &brokers])
-        .args(["--connect-timeout", "2s", "-X", "security.protocol=SSL"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("no answer to the TLS handshake (security.protocol=SSL)"),
-        "{stderr}"
+    failed_saying(
+        dir.path(),
+        &["ingest", "--lake", "lake", "--brokers", &brokers]
+            .into_iter()
+            .chain(["--connect-timeout", "2s", "-X", "security.protocol=SSL"])
+            .collect::<Vec<_>>(),
+        "no answer to the TLS handshake (security.protocol=SSL)",
     );
 }
 
@@ -1682,21 +1690,12 @@ fn a_broker_advertising_an_address_out_of_reach_is_named() {
         vec!["ingest", "--lake", "lake"],
         vec!["simulate", "--count", "10"],
     ] {
-        let started = Instant::now();
-        let output = run_within({
-            let mut c = darkpool(dir.path());
-            c.args(&command)
-                .args(["--brokers", &listen, "--connect-timeout", "2s"]);
-            c
-        });
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{command:?}: {stderr}");
-        assert!(
-            stderr.contains(&format!("Kafka at {listen} answers, but the broker address(es) it gives its clients, {advertised}, cannot be reached from here")),
-            "{command:?}: {stderr}"
-        );
         // It had waited for ever, silently.
-        assert!(started.elapsed() < Duration::from_secs(20), "{command:?}");
+        failed_saying(
+            dir.path(),
+            &[&command[..], &["--brokers", &listen, "--connect-timeout", "2s"]].concat(),
+            &format!("Kafka at {listen} answers, but the broker address(es) it gives its clients, {advertised}, cannot be reached from here"),
+        );
     }
     let _ = broker.kill();
     let _ = broker.wait();

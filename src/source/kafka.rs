@@ -328,11 +328,25 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
                     return Ok(());
                 }
             },
-            Err(e) => KafkaError::Unreachable {
-                brokers: options.brokers.clone(),
-                waited: started.elapsed(),
-                detail: cause(e.to_string()),
-            },
+            Err(e) => {
+                let detail = cause(e.to_string());
+                // librdkafka learned the advertised addresses from the bootstrap's answer before
+                // this request of ours got one: its connection to one of them failing says it.
+                if let Some(address) = consumer
+                    .context()
+                    .last
+                    .lock()
+                    .ok()
+                    .and_then(|last| last.as_deref().and_then(advertised_failure))
+                {
+                    unreachable_advertised.get_or_insert(address);
+                }
+                KafkaError::Unreachable {
+                    brokers: options.brokers.clone(),
+                    waited: started.elapsed(),
+                    detail,
+                }
+            }
         };
         if started.elapsed() >= options.connect_timeout {
             return Err(match (failure, unreachable_advertised) {
@@ -348,6 +362,16 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The address of an advertised broker that librdkafka failed to reach, from its reason: it names
+/// a broker `[proto://]host:port/<node id>` (the bootstrap address is `host:port/bootstrap`).
+fn advertised_failure(reason: &str) -> Option<String> {
+    let (name, said) = reason.split_once(": ")?;
+    let name = name.rsplit_once("://").map_or(name, |(_, n)| n);
+    let (address, node) = name.rsplit_once('/')?;
+    let failed = said.starts_with("Connect to ") || said.starts_with("Failed to resolve ");
+    (failed && node.parse::<i32>().is_ok()).then(|| address.to_string())
 }
 
 /// The `security.protocol` set, when it speaks TLS (`ssl`, `sasl_ssl`).
@@ -1079,6 +1103,18 @@ mod tests {
             "the full size is kept, the bytes cut"
         );
         assert_eq!(decoder.take_stats().rejected_total(), 6);
+    }
+
+    #[test]
+    fn an_advertised_brokers_failure_is_told_from_the_bootstraps() {
+        for (reason, address) in [
+            ("127.0.0.1:45167/111: Connect to ipv4#127.0.0.1:45167 failed: Connection refused (after 0ms in state CONNECT)", Some("127.0.0.1:45167")),
+            ("sasl_ssl://kafka:9092/1: Failed to resolve 'kafka:9092': Name or service not known", Some("kafka:9092")),
+            ("127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused", None),
+            ("127.0.0.1:9092/1: SASL authentication error: Authentication failed", None),
+        ] {
+            assert_eq!(advertised_failure(reason).as_deref(), address, "{reason}");
+        }
     }
 
     #[test]
