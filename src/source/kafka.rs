@@ -290,12 +290,17 @@ pub fn check_reachable(options: &KafkaOptions, topic: Option<&str>) -> Result<()
             },
             // The bootstrap address answers, but every later connection goes to the addresses
             // the brokers advertise: none reachable (a Docker broker advertising its container
-            // name), librdkafka retries for ever, silently.
+            // name), librdkafka retries for ever, silently. An advertised address that is one
+            // of --brokers just answered; others are tried with a bare TCP connection.
             Ok(metadata)
-                if !metadata
-                    .brokers()
-                    .iter()
-                    .any(|b| connects(b.host(), b.port(), left)) =>
+                if !metadata.brokers().iter().any(|b| {
+                    let address = format!("{}:{}", b.host(), b.port());
+                    options
+                        .brokers
+                        .split(',')
+                        .any(|given| given.trim() == address)
+                        || connects(b.host(), b.port(), left)
+                }) =>
             {
                 let advertised: Vec<String> = metadata
                     .brokers()
