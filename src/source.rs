@@ -659,6 +659,60 @@ impl<R: Read> LineReader<R> {
         (&self.block[from..to], to - from)
     }
 
+    /// A CSV record with line breaks in a quoted field: `first` (the line just read, which
+    /// leaves a quote open) joined by `\n` with the lines after it, up to the one that closes
+    /// the quote, if `fits` takes the whole, none of those lines is a record `fits` takes on its
+    /// own, and it stays within `limit` bytes (and `max`). Those lines are consumed only then:
+    /// the record and how many lines it took after `first`. Otherwise nothing is consumed: a
+    /// stray quote costs only its own line, never the good records after it.
+    fn join_quoted(
+        &mut self,
+        first: &[u8],
+        limit: usize,
+        fits: impl Fn(&[u8]) -> bool,
+    ) -> io::Result<Option<(Vec<u8>, usize)>> {
+        let limit = limit.min(self.max);
+        let mut record = first.to_vec();
+        // Bytes after `start` looked at, and lines taken.
+        let (mut scan, mut taken) = (0, 0);
+        loop {
+            let line_end = loop {
+                let from = self.start + scan;
+                if let Some(i) = memchr::memchr(b'\n', &self.block[from..self.end]) {
+                    break Some(scan + i);
+                }
+                // Past the limit `fill` could not grow the block: the record is too long.
+                if self.end - self.start > limit || self.eof || !self.fill()? {
+                    break None;
+                }
+            };
+            let to = line_end.unwrap_or(self.end - self.start);
+            if line_end.is_none() && (to == scan || self.end - self.start > limit) {
+                return Ok(None);
+            }
+            let mut line = &self.block[self.start + scan..self.start + to];
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if record.len() + 1 + line.len() > limit || fits(line) {
+                return Ok(None);
+            }
+            record.push(b'\n');
+            record.extend_from_slice(line);
+            taken += 1;
+            scan = line_end.map_or(to, |end| end + 1);
+            if csv::open_quote(line) {
+                break;
+            }
+        }
+        if !fits(&record) {
+            return Ok(None);
+        }
+        self.start += scan;
+        self.bytes += scan as u64;
+        Ok(Some((record, taken)))
+    }
+
     /// The next line (without `\r\n`) and its full length (longer than the line when it was
     /// cut at `max`); `None` at the end.
     fn next_line(&mut self) -> io::Result<Option<(&[u8], usize)>> {
@@ -908,6 +962,24 @@ pub fn decode_lines(
             continue;
         }
         stats.records += 1;
+        let joined;
+        let (buf, full_len) = match &header {
+            Some(h) if full_len == buf.len() && csv::open_quote(buf) => {
+                let first = buf.to_vec();
+                joined = match lines
+                    .join_quoted(&first, options.max_line_bytes, |r| h.fits(r))
+                    .map_err(io_err)?
+                {
+                    Some((record, more)) => {
+                        line_no += more as i64;
+                        record
+                    }
+                    None => first,
+                };
+                (&joined[..], joined.len())
+            }
+            _ => (buf, full_len),
+        };
         let outcome = line_text(buf, full_len, options.max_line_bytes).and_then(|text| {
             let mut append = |t: &crate::model::Trade<'_>| trades.append(t, &pos);
             match &header {

@@ -735,6 +735,62 @@ fn query_lists_tables_and_named_queries_and_writes_formats() {
     );
 }
 
+/// A quoted CSV field may hold line breaks (a notes column of an export): the record is one
+/// trade. A stray quote costs only its own line, never the good records after it.
+#[test]
+fn a_quoted_csv_field_may_span_lines_and_a_stray_quote_costs_only_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "timestamp,symbol,price,quantity,venue,order_id,note\r\n\
+        2024-01-01T09:30:00,SPY,1.5,10,XNYS,A1,\"first\r\nsecond\"\r\n\
+        2024-01-01T09:30:01,SPY,\"1.5,10,XNYS,S,stray\r\n\
+        2024-01-01T09:30:02,SPY,1.5,10,XNYS,B2,plain\r\n\
+        2024-01-01T09:30:03,SPY,1.5,10,XNYS,C3,\"say \"\"hi\"\",\n\nthen go\"\n\
+        2024-01-01T09:30:04,SPY,1.5,10,XNYS,\"D\n4\",x\n\
+        2024-01-01T09:30:05,SPY,1.5,10,XNYS,E5,\"last\n\"\n";
+    std::fs::write(dir.path().join("t.csv"), csv).unwrap();
+    ok(&["ingest", "--lake", "lake", "t.csv"], dir.path());
+    let trades: Vec<(u64, String)> = query_json(
+        dir.path(),
+        "lake",
+        "SELECT source_line, order_id FROM trades ORDER BY source_line",
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["source_line"].as_u64().unwrap(),
+            r["order_id"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect();
+    let expected = [(2, "A1"), (5, "B2"), (6, "C3"), (11, "E5")];
+    assert_eq!(
+        trades,
+        expected.map(|(line, id)| (line, id.to_string())).to_vec()
+    );
+    let rejects: Vec<(u64, String, String)> = query_json(
+        dir.path(),
+        "lake",
+        "SELECT source_line, reason, detail FROM rejects ORDER BY source_line",
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["source_line"].as_u64().unwrap(),
+            r["reason"].as_str().unwrap().to_string(),
+            r["detail"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect();
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert_eq!((rejects[0].0, rejects[0].1.as_str()), (4, "wrong_field_count"));
+    assert!(
+        rejects[0].2.contains("a quote is left open on this line"),
+        "{rejects:?}"
+    );
+    // One record, rejected whole for its order id, not in halves.
+    assert_eq!((rejects[1].0, rejects[1].1.as_str()), (9, "bad_field"));
+}
+
 #[test]
 fn a_file_where_a_folder_goes_is_named() {
     let dir = tempfile::tempdir().unwrap();

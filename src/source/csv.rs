@@ -7,16 +7,21 @@ use crate::model::Reject;
 use crate::source::decode::{Field, RawTrade, Scalar};
 
 /// A line with another number of fields than its header; when the line leaves a quote open,
-/// the detail says that a quoted field may not span lines (each line is one record here).
+/// the detail says so: no later line closed it into a record of the header's fields.
 pub fn field_count_reject(line: &str, expected: usize, found: usize) -> Reject {
     let mut reject = Reject::field_count(expected, found);
-    if line.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
-        reject.detail.push_str(
-            "; a quote is left open on this line: a quoted field with a line break in it is \
-             not supported (each line is one record)",
-        );
+    if open_quote(line.as_bytes()) {
+        reject.detail.push_str(&format!(
+            "; a quote is left open on this line, and no line after it closes it into a record \
+             of {expected} fields (within --max-line-bytes)"
+        ));
     }
     reject
+}
+
+/// Whether `line` leaves a quote open: a quoted field that goes on past a line break.
+pub fn open_quote(line: &[u8]) -> bool {
+    line.iter().filter(|b| **b == b'"').count() % 2 == 1
 }
 
 /// Split one CSV line into fields (RFC 4180 quoting within the line: `"a,b"`, `"say ""hi"""`).
@@ -112,6 +117,12 @@ impl Header {
             }
         }
         Err(comma_missing)
+    }
+
+    /// Whether `record` splits into this header's number of fields.
+    pub fn fits(&self, record: &[u8]) -> bool {
+        std::str::from_utf8(record)
+            .is_ok_and(|text| split_line_by(text, self.delimiter).len() == self.columns.len())
     }
 
     /// The raw fields of one data line.

@@ -961,6 +961,26 @@ pub fn replay_file(
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        // A record whose quoted field has line breaks is one message, named by its first line.
+        let record_line = line;
+        let joined;
+        let buf = match &header {
+            Some(h) if csv::open_quote(buf) => {
+                let first = buf.to_vec();
+                joined = match lines
+                    .join_quoted(&first, 1 << 20, |r| h.fits(r))
+                    .map_err(io_err)?
+                {
+                    Some((record, more)) => {
+                        line += more as u64;
+                        record
+                    }
+                    None => first,
+                };
+                &joined[..]
+            }
+            _ => buf,
+        };
         let text = String::from_utf8_lossy(buf);
         if format == super::Format::Csv && header.is_none() {
             header = Some(csv::Header::parse(text.trim()).map_err(|missing| {
@@ -989,7 +1009,7 @@ pub fn replay_file(
             // The producer refused it: say which line (a stop asked for is not the line's).
             KafkaError::Client { .. } => KafkaError::Replay {
                 path: path.to_path_buf(),
-                line,
+                line: record_line,
                 bytes,
                 hint: if e.is_too_large() {
                     ". The producer takes up to message.max.bytes (1,000,000 by default; -X message.max.bytes=N raises it, up to what the broker and topic take)"
