@@ -1139,6 +1139,44 @@ mod tests {
         );
     }
 
+    /// Records with a quote open across lines, whatever the block size: joined when the closing
+    /// line comes within the limit and no line between is a record alone; else nothing is taken.
+    #[test]
+    fn line_reader_joins_a_quoted_field_across_lines_only_when_it_closes() {
+        let data = b"\"a\r\nb\nc\"!\n\"stray\nrec\n\"long\n0123456789\nend\"\n\"open\nx".to_vec();
+        // A whole record here: a line that starts with a quote, ends with `!` and has two.
+        let fits = |r: &[u8]| r.starts_with(b"\"") && r.ends_with(b"!") || r == b"rec";
+        for block in [4, 7, 16, 1024] {
+            let mut r = LineReader::new(&data[..], block, 64);
+            let mut got = Vec::new();
+            while let Some((line, _)) = r.next_line().unwrap() {
+                let first = line.to_vec();
+                if csv::open_quote(&first) {
+                    if let Some((record, more)) = r.join_quoted(&first, 16, fits).unwrap() {
+                        got.push((record, more));
+                        continue;
+                    }
+                }
+                got.push((first, 0));
+            }
+            let expected: Vec<(Vec<u8>, usize)> = vec![
+                (b"\"a\nb\nc\"!".to_vec(), 2),
+                // "rec" is a record alone: the stray quote's line stays alone.
+                (b"\"stray".to_vec(), 0),
+                (b"rec".to_vec(), 0),
+                // Closed past the 16-byte limit: each line alone.
+                (b"\"long".to_vec(), 0),
+                (b"0123456789".to_vec(), 0),
+                (b"end\"".to_vec(), 0),
+                // Never closed.
+                (b"\"open".to_vec(), 0),
+                (b"x".to_vec(), 0),
+            ];
+            assert_eq!(got, expected, "block {block}");
+            assert_eq!(r.bytes, data.len() as u64, "block {block}");
+        }
+    }
+
     #[test]
     fn line_reader_caps_long_lines_and_strips_crlf() {
         let data = b"short\r\n0123456789ABCDEF\n\nlast\r".to_vec();
