@@ -713,6 +713,18 @@ impl<R: Read> LineReader<R> {
         Ok(Some((record, taken)))
     }
 
+    /// `first`, a line that leaves a quote open, as a record of `header`: joined with the lines
+    /// that close its quote ([`LineReader::join_quoted`]) or alone; and the lines taken after it.
+    fn quoted_record(
+        &mut self,
+        first: Vec<u8>,
+        header: &csv::Header,
+        limit: usize,
+    ) -> io::Result<(Vec<u8>, usize)> {
+        let joined = self.join_quoted(&first, limit, |r| header.fits(r))?;
+        Ok(joined.unwrap_or((first, 0)))
+    }
+
     /// The next line (without `\r\n`) and its full length (longer than the line when it was
     /// cut at `max`); `None` at the end.
     fn next_line(&mut self) -> io::Result<Option<(&[u8], usize)>> {
@@ -966,16 +978,11 @@ pub fn decode_lines(
         let (buf, full_len) = match &header {
             Some(h) if full_len == buf.len() && csv::open_quote(buf) => {
                 let first = buf.to_vec();
-                joined = match lines
-                    .join_quoted(&first, options.max_line_bytes, |r| h.fits(r))
-                    .map_err(io_err)?
-                {
-                    Some((record, more)) => {
-                        line_no += more as i64;
-                        record
-                    }
-                    None => first,
-                };
+                let (record, more) = lines
+                    .quoted_record(first, h, options.max_line_bytes)
+                    .map_err(io_err)?;
+                line_no += more as i64;
+                joined = record;
                 (&joined[..], joined.len())
             }
             _ => (buf, full_len),
@@ -1144,7 +1151,7 @@ mod tests {
     #[test]
     fn line_reader_joins_a_quoted_field_across_lines_only_when_it_closes() {
         let data = b"\"a\r\nb\nc\"!\n\"stray\nrec\n\"long\n0123456789\nend\"\n\"open\nx".to_vec();
-        // A whole record here: a line that starts with a quote, ends with `!` and has two.
+        // A whole record here: a line that starts with a quote and ends with `!`, or `rec`.
         let fits = |r: &[u8]| r.starts_with(b"\"") && r.ends_with(b"!") || r == b"rec";
         for block in [4, 7, 16, 1024] {
             let mut r = LineReader::new(&data[..], block, 64);

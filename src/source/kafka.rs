@@ -967,16 +967,9 @@ pub fn replay_file(
         let buf = match &header {
             Some(h) if csv::open_quote(buf) => {
                 let first = buf.to_vec();
-                joined = match lines
-                    .join_quoted(&first, 1 << 20, |r| h.fits(r))
-                    .map_err(io_err)?
-                {
-                    Some((record, more)) => {
-                        line += more as u64;
-                        record
-                    }
-                    None => first,
-                };
+                let (record, more) = lines.quoted_record(first, h, 1 << 20).map_err(io_err)?;
+                line += more as u64;
+                joined = record;
                 &joined[..]
             }
             _ => buf,
