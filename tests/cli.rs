@@ -271,12 +271,7 @@ fn gzip_and_zstd_inputs_are_read_as_their_text_and_count_once() {
 
     // A cut-off download fails as unreadable, and leaves nothing in the lake.
     std::fs::write(dir.path().join("cut.csv.gz"), &gz[..gz.len() / 3]).unwrap();
-    refused(
-        &["ingest", "--lake", "cut", "cut.csv.gz"],
-        dir.path(),
-        "cut.csv.gz: cannot read:",
-    );
-    assert!(!dir.path().join("cut/trades").exists());
+    ingest_refused(dir.path(), "cut", "cut.csv.gz", "cut.csv.gz: cannot read:");
 }
 
 #[test]
@@ -481,6 +476,12 @@ fn lake_is_empty(lake: &Path) -> bool {
     ["trades", "windows", "late", "rejects"]
         .iter()
         .all(|t| !lake.join(t).exists())
+}
+
+/// `ingest --lake LAKE INPUT` refused, saying `says`, with nothing written to LAKE.
+fn ingest_refused(dir: &Path, lake: &str, input: &str, says: &str) {
+    refused(&["ingest", "--lake", lake, input], dir, says);
+    assert!(lake_is_empty(&dir.join(lake)), "{input} wrote to {lake}");
 }
 
 #[test]
@@ -1435,12 +1436,12 @@ fn parquet_trades_need_a_time_of_trade_in_any_unit_but_not_a_date() {
         &dir.path().join("dates.parquet"),
         Arc::new(Date32Array::from(vec![19_724])),
     );
-    refused(
-        &["ingest", "--lake", "dated", "dates.parquet"],
+    ingest_refused(
         dir.path(),
+        "dated",
+        "dates.parquet",
         "column timestamp is a date (Date32), not a time of trade",
     );
-    assert!(!dir.path().join("dated/trades").exists());
 }
 
 /// One lake keeps one window shape: without --window a run takes the lake's, and another shape
