@@ -413,14 +413,20 @@ pub fn partitions_now(options: &KafkaOptions, topic: &str) -> Result<BTreeSet<i3
             what: "metadata request",
             source,
         })?;
-    let present = metadata
+    let present = partitions_in(&metadata, topic);
+    close_in_background(consumer);
+    Ok(present)
+}
+
+/// The partitions a metadata answer lists for `topic` (none when it lists the topic with an
+/// error, as a missing one).
+fn partitions_in(metadata: &rdkafka::metadata::Metadata, topic: &str) -> BTreeSet<i32> {
+    metadata
         .topics()
         .iter()
         .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    close_in_background(consumer);
-    Ok(present)
+        .collect()
 }
 
 /// The reachability check's client context: librdkafka's latest warning or error is kept for
@@ -526,7 +532,7 @@ pub async fn ensure_topics(
             .into_iter()
             .filter_map(|topic| {
                 let metadata = admin.inner().fetch_metadata(Some(&topic), timeout).ok()?;
-                let have = metadata.topics().first()?.partitions().len();
+                let have = partitions_in(&metadata, &topic).len();
                 (have > 0 && have != count as usize).then_some((topic, have))
             })
             .collect();
