@@ -21,7 +21,8 @@ pub fn field_count_reject(line: &str, expected: usize, found: usize) -> Reject {
 
 /// Whether `line` leaves a quote open: a quoted field that goes on past a line break.
 pub fn open_quote(line: &[u8]) -> bool {
-    line.iter().filter(|b| **b == b'"').count() % 2 == 1
+    // Asked of every CSV line: most have no quote, which memchr finds out fastest.
+    memchr::memchr_iter(b'"', line).count() % 2 == 1
 }
 
 /// Split one CSV line into fields (RFC 4180 quoting within the line: `"a,b"`, `"say ""hi"""`).
