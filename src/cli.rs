@@ -905,6 +905,13 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
             grouped(s.conflicts)
         );
     }
+    if s.lost_to_retention > 0 {
+        let _ = writeln!(
+            out,
+            "  lost      {:>12} offset(s) deleted by the broker's retention before they were read",
+            grouped(s.lost_to_retention)
+        );
+    }
     write_unknown_venues(&mut out, t);
     let _ = writeln!(
         out,

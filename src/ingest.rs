@@ -249,6 +249,22 @@ pub(crate) fn window_state_dir(lake: &Lake) -> Result<std::path::PathBuf, Ingest
     Ok(dir)
 }
 
+/// This process's window spill folder, removed when dropped: at the end of a run, and when an
+/// error ends one (a folder whose process died is removed by the lake's next recovery).
+pub(crate) struct SpillFolder(std::path::PathBuf);
+
+impl SpillFolder {
+    pub(crate) fn of(lake: &Lake) -> SpillFolder {
+        SpillFolder(window_state_path(lake))
+    }
+}
+
+impl Drop for SpillFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub(crate) fn window_state_path(lake: &Lake) -> std::path::PathBuf {
     lake.staging_dir(&format!(
         "window-state-{}-{}",

@@ -16,9 +16,7 @@ use arrow::array::RecordBatch;
 use tokio::sync::{broadcast, watch};
 
 use crate::engine::Engine;
-use crate::ingest::{
-    preload_windows, window_state_dir, window_state_path, IngestError, IngestOptions,
-};
+use crate::ingest::{preload_windows, window_state_dir, IngestError, IngestOptions, SpillFolder};
 use crate::lake::{self, Lake, SourceRecord, Table, Transaction, WriterOptions};
 use crate::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
 use crate::source::{self, DecodeOptions, Format, SourceError};
@@ -151,6 +149,7 @@ pub async fn run(
     ingest_options.window = options.window;
     ingest_options.venues = options.venues.clone();
     // Emitted windows past what memory keeps go to a folder of this process's own.
+    let _spill_folder = SpillFolder::of(&lake);
     let spill = window_state_dir(&lake)?;
     let mut windows = WindowOperator::new(options.window, true, Some(spill)).await?;
     let emitted_to = preload_windows(&ingest_options, &mut windows).await?;
@@ -284,8 +283,8 @@ pub async fn run(
         }
         engine.set_live_windows(live).await;
         if stopping {
-            // The interval begun above holds nothing; dropping it removes its staging.
-            let _ = std::fs::remove_dir_all(window_state_path(&lake));
+            // The interval begun above holds nothing; dropping it removes its staging (and
+            // the spill folder goes with its guard).
             return Ok(());
         }
     }

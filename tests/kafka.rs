@@ -19,6 +19,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 mod common;
@@ -775,6 +776,107 @@ fn started_before_its_topic(brokers: &str, start: &str) {
     let log = std::fs::read_to_string(dir.path().join("member.log")).unwrap_or_default();
     assert_eq!(got, 300, "--start {start}: {log}");
     assert_exactly_once(dir.path(), &topic, 300);
+}
+
+/// A broker whose partition log starts again below the lake's end (the topic deleted and
+/// created again, or a Kafka without a data volume restarted) stops the aggregator naming the
+/// partition: reading on would skip the new log's messages as already landed. Two librdkafka
+/// mock clusters play the broker before and after; they answer a fetch past a log's end as
+/// Kafka does (tansu gives an empty answer).
+#[test]
+fn a_partition_log_that_starts_again_below_the_lakes_end_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = "restarted";
+    let before = MockCluster::new(1).unwrap();
+    before.create_topic(topic, 1, 1).unwrap();
+    send_to(&before.bootstrap_servers(), topic, 0, 300);
+    run(mock_closing_run(
+        dir.path(),
+        &before.bootstrap_servers(),
+        topic,
+    ));
+    assert_exactly_once(dir.path(), topic, 300);
+    drop(before);
+
+    let after = MockCluster::new(1).unwrap();
+    after.create_topic(topic, 1, 1).unwrap();
+    send_to(&after.bootstrap_servers(), topic, 300, 100);
+    let output = run_within(mock_closing_run(
+        dir.path(),
+        &after.bootstrap_servers(),
+        topic,
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("partition 0 of restarted starts again below the lake's end for it: the lake holds its offsets up to 299, and the broker now gives offset 0"),
+        "{stderr}"
+    );
+    assert_exactly_once(dir.path(), topic, 300);
+    assert!(staging_left(dir.path()).is_empty());
+}
+
+/// Offsets the broker deleted before they were read (the aggregator was down longer than the
+/// topic's retention) are counted and named, and reading goes on from the log's start. The
+/// mock cluster keeps at most 5 MiB a partition, dropping the oldest message sets past it.
+#[test]
+fn offsets_deleted_by_retention_before_they_were_read_are_counted_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = "retained";
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    send_to(&brokers, topic, 0, 300);
+    run(mock_closing_run(dir.path(), &brokers, topic));
+    // About 7.7 MB more: the log's oldest sets go, the lake's end with them.
+    send_to(&brokers, topic, 300, 70_000);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let (log_start, log_end) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(log_end, 70_300);
+    assert!(log_start > 300, "the mock kept the whole log: {log_start}");
+
+    let output = run(mock_closing_run(dir.path(), &brokers, topic));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lost = (log_start - 300) as u64;
+    assert_eq!(summary_count(&stderr, "lost"), lost, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "partition 0 of retained: offsets 300 to {} were deleted by the broker (its retention) before they were read",
+            log_start - 1
+        )),
+        "{stderr}"
+    );
+    // Every message the broker still had, once: the lake holds the first 300 and the log.
+    assert_exactly_once(dir.path(), topic, 300 + (70_300 - log_start) as u64);
+}
+
+/// [`closing_run`] against a librdkafka mock cluster, whose group coordinator never answers a
+/// join with a session timeout under 6 s.
+fn mock_closing_run(dir: &Path, brokers: &str, topic: &str) -> Command {
+    let mut c = ingest_command(dir, brokers, topic, "g");
+    c.args(["--until-end", "--output-topic", ""]).args([
+        "-X",
+        "session.timeout.ms=6000",
+        "-X",
+        "heartbeat.interval.ms=1000",
+    ]);
+    c
+}
+
+/// `count` trades onto `topic` with the test's own producer, one a second from `from` seconds
+/// after 10:00 (librdkafka's mock cluster does not create topics, which `simulate` asks for).
+fn send_to(brokers: &str, topic: &str, from: i64, count: i64) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    send_trades(&producer, topic, "S", TEN_AM + from * 1_000_000, count, 100);
+    producer.flush(Duration::from_secs(60)).unwrap();
 }
 
 fn landed(dir: &Path, topic: &str) -> u64 {

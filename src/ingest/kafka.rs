@@ -42,8 +42,8 @@ use rdkafka::ClientContext;
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    now_micros, open_windows_filter, preload_windows, window_state_dir, window_state_path,
-    IngestError, IngestOptions,
+    now_micros, open_windows_filter, preload_windows, window_state_dir, IngestError, IngestOptions,
+    SpillFolder,
 };
 use crate::engine::Engine;
 use crate::lake::{BackgroundWriter, Lake, LakeError, OffsetRange, Table, Transaction};
@@ -126,6 +126,9 @@ pub struct KafkaSummary {
     pub rebalances: u64,
     /// Messages below the lake's end for their partition, skipped.
     pub skipped: u64,
+    /// Offsets the broker deleted (its retention) before they were read: at most this many
+    /// messages never reached the lake.
+    pub lost_to_retention: u64,
     /// Partitions paused for watermark alignment (each time one was).
     pub alignment_pauses: u64,
     pub elapsed: Duration,
@@ -298,6 +301,8 @@ struct Partition {
     paused: bool,
     /// The offset this process last committed to the group for it.
     committed: Option<i64>,
+    /// A message of it was read since it was assigned.
+    reading: bool,
 }
 
 impl Partition {
@@ -382,6 +387,16 @@ struct Aggregator<'a> {
     live: Option<LiveHooks>,
     /// When the first message was read.
     first_message: Option<Instant>,
+    /// Partitions whose first message since their assignment was not at the lake's end.
+    repositioned: Vec<Repositioned>,
+}
+
+/// A partition the broker moved away from the lake's end (its position was out of range).
+#[derive(Debug)]
+struct Repositioned {
+    partition: i32,
+    lake_end: i64,
+    first: i64,
 }
 
 /// Run the aggregator until `stop` turns true, or (with `until_end`) the end is reached.
@@ -471,6 +486,7 @@ pub async fn ingest_kafka(
             .map_err(|e| IngestError::Internal(format!("listing partitions: {e}")))??;
         let _ = consumer.context().present_at_start.set(present);
     }
+    let _spill_folder = SpillFolder::of(&lake);
     let spill = window_state_dir(&lake)?;
     let mut agg = Aggregator {
         options: &options,
@@ -498,6 +514,7 @@ pub async fn ingest_kafka(
         idle_closed: false,
         live,
         first_message: None,
+        repositioned: Vec::new(),
     };
     let batch_rows = options.ingest.batch_rows.max(1);
     // How many messages the next step may take: up to the next batch boundary (so a batch
@@ -609,6 +626,7 @@ pub async fn ingest_kafka(
             }
         }
         agg.send_step()?;
+        agg.check_positions(&consumer)?;
 
         let stopping = *stop.borrow();
         // Not between a revoke and the next assignment: no partitions is not the end.
@@ -641,7 +659,6 @@ pub async fn ingest_kafka(
     }
     let windows = agg.windows().await?.stats();
     agg.publish_live()?;
-    let _ = std::fs::remove_dir_all(window_state_path(&lake));
     let mut summary = agg.summary;
     summary.windows = windows;
     // The (empty) run begun by the last commit: its staging folder goes before we return.
@@ -682,6 +699,15 @@ impl Aggregator<'_> {
         let Some(state) = self.parts.get_mut(&partition) else {
             return false; // fetched before a revoke: the new owner reads it
         };
+        if !std::mem::replace(&mut state.reading, true) {
+            if let Some(lake_end) = state.next.filter(|end| *end != offset) {
+                self.repositioned.push(Repositioned {
+                    partition,
+                    lake_end,
+                    first: offset,
+                });
+            }
+        }
         if state.next.is_some_and(|next| offset < next) {
             self.summary.skipped += 1;
             return false;
@@ -698,6 +724,48 @@ impl Aggregator<'_> {
             .1 = offset + 1;
         self.idle_closed = false;
         true
+    }
+
+    /// The partitions whose first message since their assignment was not at the lake's end:
+    /// the broker found that position out of range and reset it (to the log's start, or its
+    /// end with `--start latest`). Below the lake's end, the partition's log starts again: a
+    /// new log whose messages the lake would skip as landed, so the run stops. Above it, the
+    /// offsets between were deleted unread when the log now starts past them (a transaction's
+    /// commit marker or a compacted topic's gap also skip offsets: those lose nothing).
+    fn check_positions(&mut self, consumer: &StreamConsumer<Member>) -> Result<(), IngestError> {
+        let topic = self.options.topic.as_str();
+        for moved in std::mem::take(&mut self.repositioned) {
+            let Repositioned {
+                partition,
+                lake_end,
+                first,
+            } = moved;
+            if first < lake_end {
+                return Err(KafkaError::LogRestarted {
+                    topic: topic.to_string(),
+                    partition,
+                    last_landed: lake_end - 1,
+                    first,
+                }
+                .into());
+            }
+            let timeout = self.options.kafka.connect_timeout;
+            match consumer.fetch_watermarks(topic, partition, timeout) {
+                Ok((log_start, _)) if log_start > lake_end => {
+                    let lost = log_start - lake_end;
+                    self.summary.lost_to_retention += lost as u64;
+                    tracing::warn!(
+                        "partition {partition} of {topic}: offsets {lake_end} to {} were deleted by the broker (its retention) before they were read; up to {lost} message(s) never reached the lake",
+                        log_start - 1
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    "partition {partition} of {topic}: reading went on at offset {first}, not at the lake's end {lake_end}, and the broker did not say where its log starts ({e}): offsets between may have been deleted unread"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// The messages taken since the last step, to the decode workers.
@@ -830,6 +898,7 @@ impl Aggregator<'_> {
                     eof_next: None,
                     paused: false,
                     committed: None,
+                    reading: false,
                 },
             );
         }

@@ -208,6 +208,15 @@ pub enum KafkaError {
         waited: Duration,
         detail: String,
     },
+    #[error("partition {partition} of {topic} starts again below the lake's end for it: the lake holds its offsets up to {last_landed}, and the broker now gives offset {first} as the first to read. The topic was deleted and created again, or the broker lost its data (a Kafka without a data volume, restarted). Reading on would skip its messages up to offset {last_landed} as already landed, so nothing was landed. To land the topic as it is now: ingest it into another lake (--lake), or keep this lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a new log from --start")]
+    LogRestarted {
+        topic: String,
+        partition: i32,
+        /// The last offset the lake holds (one below its end).
+        last_landed: i64,
+        /// The offset the broker delivered first, after it reset the position.
+        first: i64,
+    },
     #[error("Kafka client setting rejected: {0} (check -X / DARKPOOL_KAFKA_* settings)")]
     Config(RdError),
     #[error("Kafka {what}: {source}")]
