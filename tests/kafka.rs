@@ -855,6 +855,38 @@ fn offsets_deleted_by_retention_before_they_were_read_are_counted_as_lost() {
     assert_exactly_once(dir.path(), topic, 300 + (70_300 - log_start) as u64);
 }
 
+/// A topic the brokers do not create but list is written to: a cluster with ACLs often lets an
+/// application write a topic it may not create, and some Kafka-compatible brokers offer no
+/// topic creation (librdkafka's mock cluster answers no CreateTopics request).
+#[test]
+fn simulate_writes_a_listed_topic_the_brokers_do_not_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("given", 2, 1).unwrap();
+    produce_with(
+        dir.path(),
+        &brokers,
+        "given",
+        200,
+        &["--connect-timeout", "2s"],
+        7,
+    );
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let held: i64 = (0..2)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks("given", p, Duration::from_secs(10))
+                .unwrap();
+            high - low
+        })
+        .sum();
+    assert_eq!(held, 200);
+}
+
 /// [`closing_run`] against a librdkafka mock cluster, whose group coordinator never answers a
 /// join with a session timeout under 6 s.
 fn mock_closing_run(dir: &Path, brokers: &str, topic: &str) -> Command {

@@ -496,6 +496,12 @@ pub const DEFAULT_PARTITIONS: i32 = 3;
 /// Create topics that do not exist yet (`partitions` each, [`DEFAULT_PARTITIONS`] if not given;
 /// replication 1); an existing topic is left as it is. Returns the topics that existed with
 /// another number of partitions than one given, with theirs.
+///
+/// A topic the brokers refuse to create is no error when they list it: a cluster with ACLs often
+/// lets an application write a topic it may not create (`TOPIC_AUTHORIZATION_FAILED`), and some
+/// Kafka-compatible brokers do not offer topic creation at all. As Kafka Connect does, darkpool
+/// then goes by the topic's metadata, and fails with the refusal only when the topic is not
+/// there.
 pub async fn ensure_topics(
     options: &KafkaOptions,
     topics: &[&str],
@@ -508,49 +514,74 @@ pub async fn ensure_topics(
         .iter()
         .map(|t| NewTopic::new(t, count, TopicReplication::Fixed(1)))
         .collect();
-    let admin_options = AdminOptions::new().operation_timeout(Some(options.connect_timeout));
-    let results = admin
-        .create_topics(&new, &admin_options)
-        .await
-        .map_err(|source| KafkaError::Client {
-            what: "admin request",
-            source,
-        })?;
+    // The request's own timeout is librdkafka's 60 s otherwise: a broker without CreateTopics
+    // never answers it.
+    let admin_options = AdminOptions::new()
+        .operation_timeout(Some(options.connect_timeout))
+        .request_timeout(Some(options.connect_timeout + Duration::from_secs(5)));
     let mut existing = Vec::new();
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
-            Err((topic, code)) => {
-                close_in_background(admin);
-                return Err(KafkaError::CreateTopic {
-                    topic,
-                    detail: code.to_string(),
-                });
+    let mut refused = Vec::new();
+    match admin.create_topics(&new, &admin_options).await {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(_) => {}
+                    Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
+                    Err((topic, code)) => refused.push(KafkaError::CreateTopic {
+                        topic,
+                        detail: code.to_string(),
+                    }),
+                }
             }
         }
+        Err(source) => refused.extend(topics.iter().map(|topic| KafkaError::CreateTopic {
+            topic: topic.to_string(),
+            detail: source.to_string(),
+        })),
     }
-    if partitions.is_none() || existing.is_empty() {
+    if refused.is_empty() && (partitions.is_none() || existing.is_empty()) {
         close_in_background(admin);
         return Ok(Vec::new());
     }
-    // The count is only told, never needed: a metadata request that fails tells nothing.
     let timeout = options.connect_timeout;
-    let differing = tokio::task::spawn_blocking(move || {
-        let differing = existing
-            .into_iter()
-            .filter_map(|topic| {
-                let metadata = admin.inner().fetch_metadata(Some(&topic), timeout).ok()?;
-                let have = partitions_in(&metadata, &topic).len();
-                (have > 0 && have != count as usize).then_some((topic, have))
-            })
-            .collect();
+    tokio::task::spawn_blocking(move || {
+        let listed = |topic: &str| {
+            let metadata = admin.inner().fetch_metadata(Some(topic), timeout).ok()?;
+            Some(partitions_in(&metadata, topic).len()).filter(|have| *have > 0)
+        };
+        let mut outcome = Ok(Vec::new());
+        for refusal in refused {
+            let KafkaError::CreateTopic { topic, detail } = &refusal else {
+                continue;
+            };
+            match listed(topic) {
+                Some(have) => {
+                    tracing::debug!("topic {topic} exists ({have} partitions); creating it was refused: {detail}");
+                    existing.push(topic.clone());
+                }
+                None => {
+                    outcome = Err(refusal);
+                    break;
+                }
+            }
+        }
+        // The count is only told, never needed: a metadata request that fails tells nothing.
+        if let (Ok(differing), Some(_)) = (&mut outcome, partitions) {
+            differing.extend(existing.into_iter().filter_map(|topic| {
+                let have = listed(&topic)?;
+                (have != count as usize).then_some((topic, have))
+            }));
+        }
         close_in_background(admin);
-        differing
+        outcome
     })
     .await
-    .unwrap_or_default();
-    Ok(differing)
+    .unwrap_or_else(|e| {
+        Err(KafkaError::CreateTopic {
+            topic: topics.join(", "),
+            detail: format!("checking the topics failed: {e}"),
+        })
+    })
 }
 
 /// Delivery outcomes, counted by the producer's callback.
