@@ -527,51 +527,20 @@ pub async fn ensure_topics(
                 match result {
                     Ok(_) => {}
                     Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
-                    Err((topic, code)) => refused.push(KafkaError::CreateTopic {
-                        topic,
-                        detail: code.to_string(),
-                    }),
+                    Err((topic, code)) => refused.push((topic, code.to_string())),
                 }
             }
         }
-        Err(source) => refused.extend(topics.iter().map(|topic| KafkaError::CreateTopic {
-            topic: topic.to_string(),
-            detail: source.to_string(),
-        })),
+        Err(source) => refused.extend(topics.iter().map(|t| (t.to_string(), source.to_string()))),
     }
     if refused.is_empty() && (partitions.is_none() || existing.is_empty()) {
         close_in_background(admin);
         return Ok(Vec::new());
     }
     let timeout = options.connect_timeout;
+    let expected = partitions.map(|_| count as usize);
     tokio::task::spawn_blocking(move || {
-        let listed = |topic: &str| {
-            let metadata = admin.inner().fetch_metadata(Some(topic), timeout).ok()?;
-            Some(partitions_in(&metadata, topic).len()).filter(|have| *have > 0)
-        };
-        let mut outcome = Ok(Vec::new());
-        for refusal in refused {
-            let KafkaError::CreateTopic { topic, detail } = &refusal else {
-                continue;
-            };
-            match listed(topic) {
-                Some(have) => {
-                    tracing::debug!("topic {topic} exists ({have} partitions); creating it was refused: {detail}");
-                    existing.push(topic.clone());
-                }
-                None => {
-                    outcome = Err(refusal);
-                    break;
-                }
-            }
-        }
-        // The count is only told, never needed: a metadata request that fails tells nothing.
-        if let (Ok(differing), Some(_)) = (&mut outcome, partitions) {
-            differing.extend(existing.into_iter().filter_map(|topic| {
-                let have = listed(&topic)?;
-                (have != count as usize).then_some((topic, have))
-            }));
-        }
+        let outcome = check_listed(&admin, refused, existing, expected, timeout);
         close_in_background(admin);
         outcome
     })
@@ -582,6 +551,42 @@ pub async fn ensure_topics(
             detail: format!("checking the topics failed: {e}"),
         })
     })
+}
+
+/// After [`ensure_topics`]' request: a topic whose creation was refused (`(topic, why)`) must
+/// be listed, or its refusal is the error. With `expected` partitions, the topics listed with
+/// another count, with theirs.
+fn check_listed(
+    admin: &AdminClient<DefaultClientContext>,
+    refused: Vec<(String, String)>,
+    existing: Vec<String>,
+    expected: Option<usize>,
+    timeout: Duration,
+) -> Result<Vec<(String, usize)>, KafkaError> {
+    let listed = |topic: &str| {
+        let metadata = admin.inner().fetch_metadata(Some(topic), timeout).ok()?;
+        Some(partitions_in(&metadata, topic).len()).filter(|have| *have > 0)
+    };
+    let mut differing = Vec::new();
+    for (topic, detail) in refused {
+        let Some(have) = listed(&topic) else {
+            return Err(KafkaError::CreateTopic { topic, detail });
+        };
+        tracing::debug!(
+            "topic {topic} exists ({have} partitions); creating it was refused: {detail}"
+        );
+        if expected.is_some_and(|n| n != have) {
+            differing.push((topic, have));
+        }
+    }
+    // The count is only told, never needed: a metadata request that fails tells nothing.
+    if let Some(n) = expected {
+        differing.extend(existing.into_iter().filter_map(|topic| {
+            let have = listed(&topic)?;
+            (have != n).then_some((topic, have))
+        }));
+    }
+    Ok(differing)
 }
 
 /// Delivery outcomes, counted by the producer's callback.
