@@ -21,6 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 mod common;
 
@@ -885,6 +886,52 @@ fn simulate_writes_a_listed_topic_the_brokers_do_not_create() {
         })
         .sum();
     assert_eq!(held, 200);
+}
+
+/// A group or topic the brokers do not let the aggregator use (an ACL without READ on it, as
+/// on secured clusters) fails it naming the group or topic: librdkafka reports the refusal
+/// once and retries for ever, silently.
+#[test]
+fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("guarded", 1, 1).unwrap();
+    send_to(&brokers, "guarded", 0, 10);
+    cluster.request_errors(
+        RDKafkaApiKey::FindCoordinator,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 100],
+    );
+    let output = run_within(mock_closing_run(dir.path(), &brokers, "guarded"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Kafka refused the group g: GroupAuthorizationFailed (Broker: Group authorization failed). The client's principal needs READ on it"),
+        "{stderr}"
+    );
+
+    // A topic: a member that runs on (--until-end wants the topic before anything else).
+    cluster.clear_request_errors(RDKafkaApiKey::FindCoordinator);
+    cluster
+        .topic_error(
+            "guarded",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let mut member = ingest_command(dir.path(), &brokers, "guarded", "g");
+    member.args(["--output-topic", ""]).args([
+        "-X",
+        "session.timeout.ms=6000",
+        "-X",
+        "heartbeat.interval.ms=1000",
+    ]);
+    let output = run_within(member);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Kafka refused the topic guarded: TopicAuthorizationFailed"),
+        "{stderr}"
+    );
 }
 
 /// [`closing_run`] against a librdkafka mock cluster, whose group coordinator never answers a

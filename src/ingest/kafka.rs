@@ -600,7 +600,7 @@ pub async fn ingest_kafka(
                             agg.decoders.copy(message, || header_list(borrowed));
                         }
                     }
-                    Err(e) => agg.take_report(Reported::from(e), &mut broker_errors),
+                    Err(e) => agg.take_report(Reported::from(e), &mut broker_errors)?,
                 }
             }
             drained.clear();
@@ -621,7 +621,7 @@ pub async fn ingest_kafka(
                             agg.decoders.hand(data);
                         }
                     }
-                    Err(reported) => agg.take_report(reported, &mut broker_errors),
+                    Err(reported) => agg.take_report(reported, &mut broker_errors)?,
                 }
             }
         }
@@ -670,8 +670,13 @@ pub async fn ingest_kafka(
 
 impl Aggregator<'_> {
     /// What librdkafka reported in a message's place: a partition's end, or an error (it
-    /// retries on its own; counted and logged).
-    fn take_report(&mut self, reported: Reported, broker_errors: &mut u64) {
+    /// retries on its own; counted and logged). A refused authorization ends the run: librdkafka
+    /// reports it once and then retries for ever, silently, while nothing can be read.
+    fn take_report(
+        &mut self,
+        reported: Reported,
+        broker_errors: &mut u64,
+    ) -> Result<(), IngestError> {
         match reported {
             Reported::End { partition, next } => {
                 tracing::debug!("partition {partition}: end reached at {next:?}");
@@ -681,12 +686,30 @@ impl Aggregator<'_> {
                 }
             }
             Reported::Error(e) => {
-                *broker_errors += 1;
-                if broker_errors.is_power_of_two() {
-                    tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
+                let (what, name) = match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::GroupAuthorizationFailed) => {
+                        ("group", &self.options.group)
+                    }
+                    Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                        ("topic", &self.options.topic)
+                    }
+                    _ => {
+                        *broker_errors += 1;
+                        if broker_errors.is_power_of_two() {
+                            tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
+                        }
+                        return Ok(());
+                    }
+                };
+                return Err(KafkaError::NotAuthorized {
+                    what,
+                    name: name.clone(),
+                    code: e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail),
                 }
+                .into());
             }
         }
+        Ok(())
     }
 
     /// A message polled, in order: skip what the lake already holds and extend the run's

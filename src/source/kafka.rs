@@ -217,6 +217,13 @@ pub enum KafkaError {
         /// The offset the broker delivered first, after it reset the position.
         first: i64,
     },
+    #[error("Kafka refused the {what} {name}: {code}. The client's principal needs READ on it (an ACL on the brokers), or the {what} is not the one meant")]
+    NotAuthorized {
+        /// "group" or "topic".
+        what: &'static str,
+        name: String,
+        code: RDKafkaErrorCode,
+    },
     #[error("Kafka client setting rejected: {0} (check -X / DARKPOOL_KAFKA_* settings)")]
     Config(RdError),
     #[error("Kafka {what}: {source}")]
