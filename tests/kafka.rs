@@ -934,6 +934,33 @@ fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
     );
 }
 
+/// A session timeout outside the brokers' bounds (`-X session.timeout.ms=2000`, as the tests
+/// give tansu, against a Kafka whose minimum is 6 s) fails naming the setting: librdkafka
+/// reports each refused join and tries again for ever.
+#[test]
+fn a_session_timeout_the_brokers_refuse_fails_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("timed", 1, 1).unwrap();
+    send_to(&brokers, "timed", 0, 10);
+    cluster.request_errors(
+        RDKafkaApiKey::JoinGroup,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT; 100],
+    );
+    let output = run_within(mock_closing_run(dir.path(), &brokers, "timed"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Kafka refused to let a member into the group g: InvalidSessionTimeout"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("session.timeout.ms (-X) must lie within"),
+        "{stderr}"
+    );
+}
+
 /// [`closing_run`] against a librdkafka mock cluster, whose group coordinator never answers a
 /// join with a session timeout under 6 s.
 fn mock_closing_run(dir: &Path, brokers: &str, topic: &str) -> Command {

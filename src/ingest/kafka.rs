@@ -686,30 +686,37 @@ impl Aggregator<'_> {
                 }
             }
             Reported::Error(e) => {
-                let (what, name) = match e.rdkafka_error_code() {
-                    Some(RDKafkaErrorCode::GroupAuthorizationFailed) => {
-                        ("group", &self.options.group)
-                    }
-                    Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
-                        ("topic", &self.options.topic)
-                    }
-                    _ => {
-                        *broker_errors += 1;
-                        if broker_errors.is_power_of_two() {
-                            tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
-                        }
-                        return Ok(());
-                    }
-                };
-                return Err(KafkaError::NotAuthorized {
-                    what,
-                    name: name.clone(),
-                    code: e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail),
+                if let Some(refused) = e.rdkafka_error_code().and_then(|c| self.refused(c)) {
+                    return Err(refused.into());
                 }
-                .into());
+                *broker_errors += 1;
+                if broker_errors.is_power_of_two() {
+                    tracing::warn!("Kafka: {e} (retrying; {broker_errors} errors so far)");
+                }
             }
         }
         Ok(())
+    }
+
+    /// The refusals no retry gets past: the group's or topic's ACLs, and a session timeout
+    /// outside the brokers' bounds (a real Kafka's are 6 s and 30 min by default).
+    fn refused(&self, code: RDKafkaErrorCode) -> Option<KafkaError> {
+        let (what, remedy) = match code {
+            RDKafkaErrorCode::GroupAuthorizationFailed => (
+                format!("the group {}", self.options.group),
+                "The client's principal needs READ on it (an ACL on the brokers), or the group is not the one meant",
+            ),
+            RDKafkaErrorCode::TopicAuthorizationFailed => (
+                format!("the topic {}", self.options.topic),
+                "The client's principal needs READ on it (an ACL on the brokers), or the topic is not the one meant",
+            ),
+            RDKafkaErrorCode::InvalidSessionTimeout => (
+                format!("to let a member into the group {}", self.options.group),
+                "session.timeout.ms (-X) must lie within the brokers' group.min.session.timeout.ms and group.max.session.timeout.ms (by default 6 s and 30 min; darkpool's default is 10 s)",
+            ),
+            _ => return None,
+        };
+        Some(KafkaError::Refused { what, code, remedy })
     }
 
     /// A message polled, in order: skip what the lake already holds and extend the run's

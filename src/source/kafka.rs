@@ -217,12 +217,12 @@ pub enum KafkaError {
         /// The offset the broker delivered first, after it reset the position.
         first: i64,
     },
-    #[error("Kafka refused the {what} {name}: {code}. The client's principal needs READ on it (an ACL on the brokers), or the {what} is not the one meant")]
-    NotAuthorized {
-        /// "group" or "topic".
-        what: &'static str,
-        name: String,
+    #[error("Kafka refused {what}: {code}. {remedy}")]
+    Refused {
+        what: String,
         code: RDKafkaErrorCode,
+        /// What to do about it.
+        remedy: &'static str,
     },
     #[error("Kafka client setting rejected: {0} (check -X / DARKPOOL_KAFKA_* settings)")]
     Config(RdError),
