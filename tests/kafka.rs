@@ -20,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 mod common;
@@ -112,15 +112,19 @@ fn run_within(mut command: Command) -> Output {
     output
 }
 
-/// darkpool with `args` in `dir`, which must fail (exit 1) saying `says`, within 20 s: a
-/// connection that cannot work is an error, not a wait. Its stderr.
+/// darkpool with `args` in `dir`, which must fail as [`fails_saying`] says. Its stderr.
 fn failed_saying(dir: &Path, args: &[&str], says: &str) -> String {
+    let mut c = darkpool(dir);
+    c.args(args);
+    fails_saying(c, says)
+}
+
+/// Run `command`, which must fail (exit 1) saying `says`, within 20 s: a connection or a
+/// setting that cannot work is an error, not a wait. Its stderr.
+fn fails_saying(command: Command, says: &str) -> String {
+    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
     let started = Instant::now();
-    let output = run_within({
-        let mut c = darkpool(dir);
-        c.args(args);
-        c
-    });
+    let output = run_within(command);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
     assert!(stderr.contains(says), "{args:?}: {stderr}");
@@ -788,30 +792,15 @@ fn started_before_its_topic(brokers: &str, start: &str) {
 fn a_partition_log_that_starts_again_below_the_lakes_end_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let topic = "restarted";
-    let before = MockCluster::new(1).unwrap();
-    before.create_topic(topic, 1, 1).unwrap();
-    send_to(&before.bootstrap_servers(), topic, 0, 300);
-    run(mock_closing_run(
-        dir.path(),
-        &before.bootstrap_servers(),
-        topic,
-    ));
+    let (before, brokers) = mock_topic(topic, 300);
+    run(mock_closing_run(dir.path(), &brokers, topic));
     assert_exactly_once(dir.path(), topic, 300);
     drop(before);
 
-    let after = MockCluster::new(1).unwrap();
-    after.create_topic(topic, 1, 1).unwrap();
-    send_to(&after.bootstrap_servers(), topic, 300, 100);
-    let output = run_within(mock_closing_run(
-        dir.path(),
-        &after.bootstrap_servers(),
-        topic,
-    ));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("partition 0 of restarted starts again below the lake's end for it: the lake holds its offsets up to 299, and the broker now gives offset 0"),
-        "{stderr}"
+    let (_after, brokers) = mock_topic(topic, 100);
+    fails_saying(
+        mock_closing_run(dir.path(), &brokers, topic),
+        "partition 0 of restarted starts again below the lake's end for it: the lake holds its offsets up to 299, and the broker now gives offset 0",
     );
     assert_exactly_once(dir.path(), topic, 300);
     assert!(staging_left(dir.path()).is_empty());
@@ -824,10 +813,7 @@ fn a_partition_log_that_starts_again_below_the_lakes_end_is_refused() {
 fn offsets_deleted_by_retention_before_they_were_read_are_counted_as_lost() {
     let dir = tempfile::tempdir().unwrap();
     let topic = "retained";
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(topic, 1, 1).unwrap();
-    send_to(&brokers, topic, 0, 300);
+    let (_cluster, brokers) = mock_topic(topic, 300);
     run(mock_closing_run(dir.path(), &brokers, topic));
     // About 7.7 MB more: the log's oldest sets go, the lake's end with them.
     send_to(&brokers, topic, 300, 70_000);
@@ -894,20 +880,14 @@ fn simulate_writes_a_listed_topic_the_brokers_do_not_create() {
 #[test]
 fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic("guarded", 1, 1).unwrap();
-    send_to(&brokers, "guarded", 0, 10);
+    let (cluster, brokers) = mock_topic("guarded", 10);
     cluster.request_errors(
         RDKafkaApiKey::FindCoordinator,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 100],
     );
-    let output = run_within(mock_closing_run(dir.path(), &brokers, "guarded"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("Kafka refused the group g: GroupAuthorizationFailed (Broker: Group authorization failed). The client's principal needs READ on it"),
-        "{stderr}"
+    fails_saying(
+        mock_closing_run(dir.path(), &brokers, "guarded"),
+        "Kafka refused the group g: GroupAuthorizationFailed (Broker: Group authorization failed). The client's principal needs READ on it",
     );
 
     // A topic: a member that runs on (--until-end wants the topic before anything else).
@@ -925,12 +905,9 @@ fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
         "-X",
         "heartbeat.interval.ms=1000",
     ]);
-    let output = run_within(member);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("Kafka refused the topic guarded: TopicAuthorizationFailed"),
-        "{stderr}"
+    fails_saying(
+        member,
+        "Kafka refused the topic guarded: TopicAuthorizationFailed",
     );
 }
 
@@ -940,20 +917,14 @@ fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
 #[test]
 fn a_session_timeout_the_brokers_refuse_fails_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic("timed", 1, 1).unwrap();
-    send_to(&brokers, "timed", 0, 10);
+    let (cluster, brokers) = mock_topic("timed", 10);
     cluster.request_errors(
         RDKafkaApiKey::JoinGroup,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT; 100],
     );
-    let output = run_within(mock_closing_run(dir.path(), &brokers, "timed"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("Kafka refused to let a member into the group g: InvalidSessionTimeout"),
-        "{stderr}"
+    let stderr = fails_saying(
+        mock_closing_run(dir.path(), &brokers, "timed"),
+        "Kafka refused to let a member into the group g: InvalidSessionTimeout",
     );
     assert!(
         stderr.contains("session.timeout.ms (-X) must lie within"),
@@ -972,6 +943,16 @@ fn mock_closing_run(dir: &Path, brokers: &str, topic: &str) -> Command {
         "heartbeat.interval.ms=1000",
     ]);
     c
+}
+
+/// A librdkafka mock cluster holding `topic` (one partition) with `count` trades, and its
+/// address.
+fn mock_topic(topic: &str, count: i64) -> (MockCluster<'static, DefaultProducerContext>, String) {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    send_to(&brokers, topic, 0, count);
+    (cluster, brokers)
 }
 
 /// `count` trades onto `topic` with the test's own producer, one a second from `from` seconds
