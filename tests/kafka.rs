@@ -898,15 +898,8 @@ fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
         )
         .unwrap();
-    let mut member = ingest_command(dir.path(), &brokers, "guarded", "g");
-    member.args(["--output-topic", ""]).args([
-        "-X",
-        "session.timeout.ms=6000",
-        "-X",
-        "heartbeat.interval.ms=1000",
-    ]);
     fails_saying(
-        member,
+        mock_member(dir.path(), &brokers, "guarded"),
         "Kafka refused the topic guarded: TopicAuthorizationFailed",
     );
 }
@@ -932,16 +925,23 @@ fn a_session_timeout_the_brokers_refuse_fails_naming_the_setting() {
     );
 }
 
-/// [`closing_run`] against a librdkafka mock cluster, whose group coordinator never answers a
-/// join with a session timeout under 6 s.
-fn mock_closing_run(dir: &Path, brokers: &str, topic: &str) -> Command {
+/// A group member (no output topic) against a librdkafka mock cluster, whose group
+/// coordinator never answers a join with a session timeout under 6 s.
+fn mock_member(dir: &Path, brokers: &str, topic: &str) -> Command {
     let mut c = ingest_command(dir, brokers, topic, "g");
-    c.args(["--until-end", "--output-topic", ""]).args([
+    c.args(["--output-topic", ""]).args([
         "-X",
         "session.timeout.ms=6000",
         "-X",
         "heartbeat.interval.ms=1000",
     ]);
+    c
+}
+
+/// [`closing_run`] against a librdkafka mock cluster.
+fn mock_closing_run(dir: &Path, brokers: &str, topic: &str) -> Command {
+    let mut c = mock_member(dir, brokers, topic);
+    c.arg("--until-end");
     c
 }
 
