@@ -817,13 +817,7 @@ fn offsets_deleted_by_retention_before_they_were_read_are_counted_as_lost() {
     run(mock_closing_run(dir.path(), &brokers, topic));
     // About 7.7 MB more: the log's oldest sets go, the lake's end with them.
     send_to(&brokers, topic, 300, 70_000);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let (log_start, log_end) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .unwrap();
+    let (log_start, log_end) = watermarks(&brokers, topic, 0);
     assert_eq!(log_end, 70_300);
     assert!(log_start > 300, "the mock kept the whole log: {log_start}");
 
@@ -859,15 +853,9 @@ fn simulate_writes_a_listed_topic_the_brokers_do_not_create() {
         &["--connect-timeout", "2s"],
         7,
     );
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
     let held: i64 = (0..2)
         .map(|p| {
-            let (low, high) = consumer
-                .fetch_watermarks("given", p, Duration::from_secs(10))
-                .unwrap();
+            let (low, high) = watermarks(&brokers, "given", p);
             high - low
         })
         .sum();
@@ -880,10 +868,10 @@ fn simulate_writes_a_listed_topic_the_brokers_do_not_create() {
 #[test]
 fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, brokers) = mock_topic("guarded", 10);
-    cluster.request_errors(
+    let (cluster, brokers) = mock_refusing(
+        "guarded",
         RDKafkaApiKey::FindCoordinator,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 100],
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
     );
     fails_saying(
         mock_closing_run(dir.path(), &brokers, "guarded"),
@@ -910,10 +898,10 @@ fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
 #[test]
 fn a_session_timeout_the_brokers_refuse_fails_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, brokers) = mock_topic("timed", 10);
-    cluster.request_errors(
+    let (_cluster, brokers) = mock_refusing(
+        "timed",
         RDKafkaApiKey::JoinGroup,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT; 100],
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT,
     );
     let stderr = fails_saying(
         mock_closing_run(dir.path(), &brokers, "timed"),
@@ -953,6 +941,29 @@ fn mock_topic(topic: &str, count: i64) -> (MockCluster<'static, DefaultProducerC
     cluster.create_topic(topic, 1, 1).unwrap();
     send_to(&brokers, topic, 0, count);
     (cluster, brokers)
+}
+
+/// [`mock_topic`] with 10 trades, whose cluster answers the next 100 `api` requests with
+/// `error`.
+fn mock_refusing(
+    topic: &str,
+    api: RDKafkaApiKey,
+    error: RDKafkaRespErr,
+) -> (MockCluster<'static, DefaultProducerContext>, String) {
+    let (cluster, brokers) = mock_topic(topic, 10);
+    cluster.request_errors(api, &[error; 100]);
+    (cluster, brokers)
+}
+
+/// A partition's (low, high) watermarks, asked of `brokers`.
+fn watermarks(brokers: &str, topic: &str, partition: i32) -> (i64, i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap()
 }
 
 /// `count` trades onto `topic` with the test's own producer, one a second from `from` seconds
