@@ -109,6 +109,14 @@ impl Cursor<'_> {
 /// `Z` or `±HH:MM` offset; no offset means UTC) or an all-digit epoch-milliseconds text into
 /// microseconds since the epoch.
 pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
+    match producer_form(text.as_bytes()) {
+        Some(parts) => parts.micros(),
+        None => parse_any_form(text),
+    }
+}
+
+/// [`parse_timestamp`] for every accepted form.
+fn parse_any_form(text: &str) -> Result<i64, TimestampError> {
     let text = text.trim();
     let bytes = text.as_bytes();
     if !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) {
@@ -181,20 +189,112 @@ pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
     if c.pos != bytes.len() {
         return Err(TimestampError::Syntax);
     }
-    if !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return Err(TimestampError::Range);
+    Parts {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micros,
+        offset_seconds,
     }
-    let days = days_from_civil(year, month, day);
-    let seconds =
-        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
-            - offset_seconds;
-    check_era(seconds * MICROS_PER_SECOND + micros)
+    .micros()
+}
+
+/// A timestamp's fields as written, before their ranges are checked.
+struct Parts {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    micros: i64,
+    offset_seconds: i64,
+}
+
+impl Parts {
+    /// Microseconds since the epoch, when every field is in its range.
+    fn micros(&self) -> Result<i64, TimestampError> {
+        let Parts {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+            offset_seconds,
+        } = *self;
+        if !(1..=12).contains(&month)
+            || day == 0
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return Err(TimestampError::Range);
+        }
+        let days = days_from_civil(year, month, day);
+        let seconds =
+            days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
+                - offset_seconds;
+        check_era(seconds * MICROS_PER_SECOND + micros)
+    }
+}
+
+/// The form the original producer writes (Python's `datetime.isoformat()` with microseconds,
+/// `2024-01-01T09:30:00.010597`), read in a few word operations: the general parser's fields
+/// for exactly that form, `None` for any other.
+fn producer_form(bytes: &[u8]) -> Option<Parts> {
+    const FORM: &[u8; 26] = b"0000-00-00T00:00:00.000000";
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let bytes: &[u8; 26] = bytes.try_into().ok()?;
+    // Each byte XOR the form's: a digit's value where the form has a digit, zero where the
+    // form's separator is matched. Both are at most 9; anything else is not this form.
+    let mut d = [0u8; 32];
+    for (i, (b, f)) in bytes.iter().zip(FORM).enumerate() {
+        d[i] = b ^ f;
+    }
+    // The separators' bytes of each word of `d`.
+    const SEPARATORS: [u64; 4] = {
+        let mut masks = [0u64; 4];
+        let mut i = 0;
+        while i < FORM.len() {
+            if !FORM[i].is_ascii_digit() {
+                masks[i / 8] |= 0xFF << (8 * (i % 8));
+            }
+            i += 1;
+        }
+        masks
+    };
+    let mut over_nine = 0u64;
+    let mut separators = 0u64;
+    for (word, mask) in d.chunks_exact(8).zip(SEPARATORS) {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        over_nine |= (word | word.wrapping_add(0x76 * ONES)) & HIGH;
+        separators |= word & mask;
+    }
+    if over_nine | separators != 0 {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        d[range]
+            .iter()
+            .fold(0u32, |v, &digit| v * 10 + u32::from(digit))
+    };
+    Some(Parts {
+        year: i64::from(number(0..4)),
+        month: number(5..7),
+        day: number(8..10),
+        hour: number(11..13),
+        minute: number(14..16),
+        second: number(17..19),
+        micros: i64::from(number(20..26)),
+        offset_seconds: 0,
+    })
 }
 
 /// Epoch milliseconds (the other accepted timestamp form) to microseconds. A number far below
@@ -391,6 +491,35 @@ pub fn format_duration(micros: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The producer's form read word-wise gives what the general parser gives, for that form
+    /// and for every one-byte change of it (digits out of range, other separators, any byte).
+    #[test]
+    fn the_producer_form_reads_as_the_general_parser_does() {
+        let bases = [
+            "2024-01-01T09:30:00.010597",
+            "2024-02-29T23:59:60.999999",
+            "2023-02-29T00:00:00.000000",
+            "1969-12-31T24:00:00.000000",
+            "9999-12-31T23:59:59.999999",
+        ];
+        let mut checked = 0;
+        for base in bases {
+            for at in 0..base.len() {
+                for b in 0..=255u8 {
+                    let mut bytes = base.as_bytes().to_vec();
+                    bytes[at] = b;
+                    let Ok(text) = std::str::from_utf8(&bytes) else {
+                        continue;
+                    };
+                    assert_eq!(parse_timestamp(text), parse_any_form(text), "{text:?}");
+                    checked += usize::from(producer_form(&bytes).is_some());
+                }
+            }
+            assert_eq!(parse_timestamp(base), parse_any_form(base), "{base}");
+        }
+        assert!(checked > 5 * 20 * 10, "the word-wise path took {checked}");
+        assert!(producer_form(b"2024-01-01T09:30:00.010597").is_some());
+    }
 
     #[test]
     fn eastern_wall_clock_converts_across_daylight_saving() {

@@ -160,10 +160,69 @@ pub fn parse_json(line: &str) -> Result<RawTrade<'_>, Reject> {
 }
 
 /// The key order of the last record the scanner read. Producers send every record's keys in
-/// the same order, so the scanner first checks for the key expected at each position, a byte
-/// comparison, before scanning the key and looking its name up. Any order is still read.
+/// the same order and without spaces, so at each position the scanner first compares the
+/// bytes from the separator through the colon (`,"symbol":`) with the ones the last record had
+/// there, a few word comparisons, before reading separator, key and colon one by one and
+/// looking the name up. Any order and spacing is still read.
 #[derive(Debug, Default, Clone)]
-pub struct KeyOrder(Vec<Option<Field>>);
+pub struct KeyOrder {
+    fields: Vec<Option<Field>>,
+    leads: Vec<Lead>,
+}
+
+/// What leads to a known field's value when written without spaces: `{"timestamp":` at the
+/// first position, `,"symbol":` after it. Empty for a key that is no [`Field`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Lead {
+    bytes: [u8; LEAD_BYTES],
+    len: u8,
+}
+
+/// The longest lead: a separator, the longest field name in quotes, a colon.
+const LEAD_BYTES: usize = 24;
+
+impl Lead {
+    fn new(position: usize, field: Option<Field>) -> Lead {
+        let mut lead = Lead::default();
+        if let Some(field) = field {
+            let name = field.name().as_bytes();
+            let separator = if position == 0 { b'{' } else { b',' };
+            let parts = [&[separator, b'"'][..], name, b"\":"];
+            for part in parts {
+                let at = usize::from(lead.len);
+                lead.bytes[at..at + part.len()].copy_from_slice(part);
+                lead.len += part.len() as u8;
+            }
+        }
+        lead
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl KeyOrder {
+    /// The field at `position` and its lead, when the last record had a known field there.
+    #[inline]
+    fn expected(&self, position: usize) -> Option<(Field, &Lead)> {
+        Some((
+            self.fields.get(position).copied().flatten()?,
+            &self.leads[position],
+        ))
+    }
+
+    /// This record has `field` at `position`: what the next one is expected to have there.
+    fn record(&mut self, position: usize, field: Option<Field>) {
+        // A key that is no field, where the last record had one too: the order after it holds.
+        if position < KEY_ORDER_LIMIT && self.fields.get(position) != Some(&field) {
+            self.fields.truncate(position);
+            self.leads.truncate(position);
+            self.fields.push(field);
+            self.leads.push(Lead::new(position, field));
+        }
+    }
+}
 
 /// Keys per record that [`KeyOrder`] remembers.
 const KEY_ORDER_LIMIT: usize = 64;
@@ -368,6 +427,33 @@ fn string_end(bytes: &[u8]) -> Option<usize> {
         .map(|n| at + n)
 }
 
+/// Where a string's body that [`is_plain`] ends at a quote: one pass of [`string_end`]'s
+/// kind, eight bytes at a time; `None` when a byte before the quote is not plain (a
+/// backslash included), or the body is empty or has no end.
+fn plain_end(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let v = word_at(chunk, 0);
+        let quotes = bytes_below(v ^ (ONES * u64::from(b'"')), 1);
+        let others = bytes_below(v, 0x21)
+            | ((v | v.wrapping_add(ONES)) & HIGH)
+            | bytes_below(v ^ (ONES * u64::from(b'\\')), 1);
+        let marks = quotes | others;
+        if marks != 0 {
+            // The lowest mark is a true one (false marks only follow true ones).
+            let first = marks.trailing_zeros();
+            let end = at + (first / 8) as usize;
+            return (quotes >> first & 1 == 1 && end > 0).then_some(end);
+        }
+        at += 8;
+    }
+    let n = bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || !(b > b' ' && b < 0x7F))?;
+    let end = at + n;
+    (bytes[end] == b'"' && end > 0).then_some(end)
+}
+
 /// `a == b` for short slices, a word at a time: a slice comparison calls `memcmp`, whose call
 /// costs more than comparing a key of a few bytes (it was 2 % of a Kafka ingest's CPU time).
 #[inline]
@@ -542,34 +628,54 @@ impl<'a> FlatScanner<'a> {
         order: &mut KeyOrder,
         mut read: impl FnMut(&mut Self, Option<Field>) -> Option<()>,
     ) -> Option<()> {
-        self.eat(b'{')?;
-        if self.eat(b'}').is_none() {
-            let mut n = 0;
-            loop {
-                let expected = order.0.get(n).copied().flatten();
-                let field = match expected.filter(|&f| self.key_is(f)) {
-                    Some(field) => Some(field),
-                    None => {
-                        let field = Field::from_name(self.string()?);
-                        if n < KEY_ORDER_LIMIT {
-                            order.0.truncate(n);
-                            order.0.push(field);
+        let mut n = 0;
+        loop {
+            let expected = order.expected(n);
+            let field = match expected {
+                Some((field, lead)) if self.lead_is(lead) => Some(field),
+                _ => {
+                    // Before the first key, a `{` (or the `}` of an empty object); after a
+                    // value, a `,` or the closing `}`.
+                    if n == 0 {
+                        self.eat(b'{')?;
+                        if self.eat(b'}').is_some() {
+                            break;
                         }
-                        field
+                    } else if self.eat(b',').is_none() {
+                        self.eat(b'}')?;
+                        break;
                     }
-                };
-                n += 1;
-                self.eat(b':')?;
-                read(&mut self, field)?;
-                if self.eat(b',').is_some() {
-                    continue;
+                    let field = match expected.filter(|&(f, _)| self.key_is(f)) {
+                        Some((field, _)) => Some(field),
+                        None => {
+                            let field = Field::from_name(self.string()?);
+                            order.record(n, field);
+                            field
+                        }
+                    };
+                    self.eat(b':')?;
+                    field
                 }
-                self.eat(b'}')?;
-                break;
-            }
+            };
+            n += 1;
+            read(&mut self, field)?;
         }
         self.skip_ws();
         (self.pos == self.bytes.len()).then_some(())
+    }
+
+    /// The bytes of `lead`, if they come next (no whitespace before them).
+    #[inline]
+    fn lead_is(&mut self, lead: &Lead) -> bool {
+        let lead = lead.bytes();
+        let found = match self.bytes.get(self.pos..self.pos + lead.len()) {
+            Some(next) => same_bytes(next, lead),
+            None => false,
+        };
+        if found {
+            self.pos += lead.len();
+        }
+        found
     }
 
     /// `null`, if it comes next.
@@ -580,24 +686,29 @@ impl<'a> FlatScanner<'a> {
 
     /// A string that [`is_plain`], or null (`Some(None)`); `None` for anything else.
     fn plain_string(&mut self) -> Option<Option<&'a str>> {
-        if self.null() {
-            return Some(None);
+        self.skip_ws();
+        match *self.bytes.get(self.pos)? {
+            b'n' => self.literal("null", None),
+            b'"' => {
+                let start = self.pos + 1;
+                let end = start + plain_end(self.bytes.get(start..)?)?;
+                self.pos = end + 1;
+                Some(Some(self.text.get(start..end)?))
+            }
+            _ => None,
         }
-        let s = self.string()?;
-        is_plain(s).then_some(Some(s))
     }
 
     /// A number as f64 (integers converted as [`validate`] does), or null (`Some(None)`).
     fn float(&mut self) -> Option<Option<f64>> {
-        if self.null() {
-            return Some(None);
-        }
-        if !matches!(self.bytes.get(self.pos)?, b'-' | b'0'..=b'9') {
-            return None;
-        }
-        match self.number()? {
-            Scalar::Int(v) => Some(Some(v as f64)),
-            Scalar::Float(v) => Some(Some(v)),
+        self.skip_ws();
+        match *self.bytes.get(self.pos)? {
+            b'n' => self.literal("null", None),
+            b'-' | b'0'..=b'9' => match self.number()? {
+                Scalar::Int(v) => Some(Some(v as f64)),
+                Scalar::Float(v) => Some(Some(v)),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -1375,6 +1486,32 @@ mod tests {
                 .iter()
                 .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
             assert_eq!(string_end(&bytes), expected, "{bytes:?}");
+        }
+    }
+
+    /// The one-pass plain string end agrees with [`string_end`] and [`is_plain`] for every
+    /// byte value at every position of bodies up to 40 bytes, with more bytes after the quote
+    /// or none.
+    #[test]
+    fn plain_end_matches_string_end_and_is_plain() {
+        let two_passes = |bytes: &[u8]| {
+            let end = string_end(bytes)?;
+            (bytes[end] == b'"' && is_plain_bytes(&bytes[..end])).then_some(end)
+        };
+        for n in 0..=40usize {
+            for after in [&b"\""[..], b"\",\"symbol\":1}"] {
+                let mut base: Vec<u8> = (0..n).map(|i| b'!' + (i % 90) as u8).collect();
+                base.retain(|&b| b != b'"' && b != b'\\');
+                base.extend_from_slice(after);
+                assert_eq!(plain_end(&base), two_passes(&base), "{base:?}");
+                for at in 0..base.len() {
+                    for b in 0..=255u8 {
+                        let mut bytes = base.clone();
+                        bytes[at] = b;
+                        assert_eq!(plain_end(&bytes), two_passes(&bytes), "{bytes:?}");
+                    }
+                }
+            }
         }
     }
 
