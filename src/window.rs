@@ -788,7 +788,7 @@ impl WindowOperator {
         if trades.num_rows() == 0 {
             return Ok(());
         }
-        let partial = self.aggregate(trades).await?;
+        let partial = self.aggregate(std::slice::from_ref(trades)).await?;
         let ends = timestamps(&partial, "window_end")?;
         let (symbols, venues) = (strings(&partial, "symbol")?, strings(&partial, "venue")?);
         let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
@@ -814,15 +814,13 @@ impl WindowOperator {
         Ok(())
     }
 
-    async fn aggregate(&self, trades: &RecordBatch) -> Result<RecordBatch, WindowError> {
-        let rows = self.aggregate.run(trades.clone()).await?;
+    async fn aggregate(&self, trades: &[RecordBatch]) -> Result<RecordBatch, WindowError> {
+        let rows = self.aggregate.run(trades).await?;
         conform(&rows, &self.row_schema)
     }
 
     async fn merge(&self, parts: &[RecordBatch]) -> Result<RecordBatch, WindowError> {
-        let all = concat_batches(&self.row_schema, parts)
-            .map_err(|e| WindowError::Schema(e.to_string()))?;
-        let rows = self.merge.run(all).await?;
+        let rows = self.merge.run(parts).await?;
         conform(&rows, &self.row_schema)
     }
 
@@ -858,24 +856,44 @@ impl WindowOperator {
         trades: &RecordBatch,
         watermark: Option<i64>,
     ) -> Result<Pushed, WindowError> {
+        self.push_all_until(std::slice::from_ref(trades), watermark)
+            .await
+    }
+
+    /// [`push_until`](Self::push_until) for trades in several batches, taken as one (none is
+    /// copied into another: the Kafka ingest's decode threads each give a batch).
+    pub async fn push_all_until(
+        &mut self,
+        trades: &[RecordBatch],
+        watermark: Option<i64>,
+    ) -> Result<Pushed, WindowError> {
         let old_wm = self.watermark;
         let new_wm = match (old_wm, watermark) {
             (Some(old), Some(new)) => Some(old.max(new)),
             (old, new) => old.or(new),
         };
-        if trades.num_rows() == 0 && new_wm == old_wm {
+        let rows: usize = trades.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 && new_wm == old_wm {
             return Ok(Pushed::default());
         }
-        let ts = timestamps(trades, "timestamp")?;
         let mut out = Pushed::default();
-        if let Some(wm) = old_wm.filter(|_| trades.num_rows() > 0) {
-            let late_mask: BooleanArray = ts
-                .values()
-                .iter()
-                .map(|&t| Some(self.spec.earliest_end(t) <= wm))
-                .collect();
-            if late_mask.true_count() > 0 {
-                let late = filter_record_batch(trades, &late_mask)
+        if let Some(wm) = old_wm.filter(|_| rows > 0) {
+            let mut late = Vec::new();
+            for batch in trades {
+                let late_mask: BooleanArray = timestamps(batch, "timestamp")?
+                    .values()
+                    .iter()
+                    .map(|&t| Some(self.spec.earliest_end(t) <= wm))
+                    .collect();
+                if late_mask.true_count() > 0 {
+                    late.push(
+                        filter_record_batch(batch, &late_mask)
+                            .map_err(|e| WindowError::Schema(e.to_string()))?,
+                    );
+                }
+            }
+            if let Some(first) = late.first() {
+                let late = concat_batches(&first.schema(), &late)
                     .map_err(|e| WindowError::Schema(e.to_string()))?;
                 self.stats.late_trades += late.num_rows() as u64;
                 let mut columns = late.columns().to_vec();
@@ -888,7 +906,7 @@ impl WindowOperator {
                 );
             }
         }
-        let (corrections, open) = if trades.num_rows() > 0 {
+        let (corrections, open) = if rows > 0 {
             let partial = self.aggregate(trades).await?;
             let (corrections, fresh) = split(&partial, &Self::ends_mask(&partial, old_wm)?)?;
             let mut parts = Vec::with_capacity(2);
@@ -1108,6 +1126,45 @@ mod tests {
                 corrections: 1
             }
         );
+    }
+
+    /// Trades in several batches (the Kafka ingest's, one per decode thread) give what the
+    /// same trades in one batch give: windows, late trades (from either batch) and stats.
+    #[tokio::test]
+    async fn trades_in_several_batches_give_what_one_batch_gives() {
+        let start = trades(&[("2024-01-02T10:06:00", "LIT", 9.0, 5)]);
+        let parts = [
+            trades(&[
+                ("2024-01-02T10:01:00", "LIT", 10.0, 100),
+                ("2024-01-02T10:07:00", "DARK1", 11.0, 300),
+            ]),
+            trades(&[]),
+            trades(&[
+                ("2024-01-02T10:02:00", "DARK1", 12.0, 50),
+                ("2024-01-02T10:16:00", "LIT", 13.0, 7),
+            ]),
+        ];
+        let whole = concat_batches(&parts[0].schema(), &parts).unwrap();
+        let mut outputs = Vec::new();
+        for batches in [std::slice::from_ref(&whole), &parts[..]] {
+            let mut op = WindowOperator::new(WindowSpec::default(), true, None)
+                .await
+                .unwrap();
+            op.push(&start).await.unwrap();
+            let watermark = Some(crate::time::parse_timestamp("2024-01-02T10:15:00").unwrap());
+            let pushed = op.push_all_until(batches, watermark).await.unwrap();
+            let last = op.finish().await.unwrap();
+            outputs.push((pushed.windows, pushed.late, last, op.stats()));
+        }
+        let (one, several) = (&outputs[0], &outputs[1]);
+        assert_eq!(one, several);
+        assert_eq!(
+            one.1.as_ref().map(RecordBatch::num_rows),
+            Some(2),
+            "two late"
+        );
+        // 10:05-10:10 for LIT and DARK1 closed, and 10:00-10:05 for each from the late trades.
+        assert_eq!(one.0.as_ref().map(RecordBatch::num_rows), Some(4));
     }
 
     #[tokio::test]

@@ -1071,7 +1071,9 @@ impl Aggregator<'_> {
         self.interval.decode.absorb(&decoded.stats);
         let (trades, rejects) = (decoded.trades, decoded.rejects);
         let watermark = self.watermark();
-        self.write(Table::Trades, &trades).await?;
+        for batch in &trades {
+            self.write(Table::Trades, batch).await?;
+        }
         self.write(Table::Rejects, &rejects).await?;
         if let Some(live) = &self.live {
             if let Some(watermark) = watermark {
@@ -1080,15 +1082,14 @@ impl Aggregator<'_> {
                     .watermark_micros
                     .fetch_max(watermark, Ordering::Relaxed);
             }
-            live.stats
-                .trades
-                .fetch_add(trades.num_rows() as u64, Ordering::Relaxed);
+            let rows: usize = trades.iter().map(RecordBatch::num_rows).sum();
+            live.stats.trades.fetch_add(rows as u64, Ordering::Relaxed);
             live.stats
                 .rejected
                 .fetch_add(rejects.num_rows() as u64, Ordering::Relaxed);
         }
         self.in_flight = Some(tokio::spawn(async move {
-            let pushed = windows.push_until(&trades, watermark).await;
+            let pushed = windows.push_all_until(&trades, watermark).await;
             (windows, pushed)
         }));
         let all_idle = !self.parts.is_empty()

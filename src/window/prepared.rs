@@ -2,7 +2,7 @@
 //!
 //! Planning the window SQL (parse, logical optimizer, physical planner) cost more than a third
 //! of a push on 64k-trade batches. The query's table is a slot: the physical plan reads whatever
-//! batch the slot holds when it runs, and DataFusion's `reset_plan_states` clears the state an
+//! batches the slot holds when it runs, and DataFusion's `reset_plan_states` clears the state an
 //! operator keeps between runs (a cross join's build side) before each one.
 
 use std::any::Any;
@@ -26,8 +26,8 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 use parking_lot::RwLock;
 
-/// The batch the next run reads.
-type Slot = Arc<Mutex<Option<RecordBatch>>>;
+/// The batches the next run reads.
+type Slot = Arc<Mutex<Vec<RecordBatch>>>;
 
 /// A query over one table (`table` in its SQL), planned once.
 pub(super) struct Prepared {
@@ -87,8 +87,9 @@ impl Prepared {
         self.schema.clone()
     }
 
-    /// Run the query over `input`, all output in one batch.
-    pub(super) async fn run(&self, input: RecordBatch) -> Result<RecordBatch, WindowError> {
+    /// Run the query over the rows of `input` (a table of these batches; none is copied into
+    /// another), all output in one batch.
+    pub(super) async fn run(&self, input: &[RecordBatch]) -> Result<RecordBatch, WindowError> {
         self.execute(input)
             .await
             .map_err(|source| WindowError::Sql {
@@ -97,11 +98,11 @@ impl Prepared {
             })
     }
 
-    async fn execute(&self, input: RecordBatch) -> Result<RecordBatch> {
-        *self.slot.lock().map_err(poisoned)? = Some(input);
+    async fn execute(&self, input: &[RecordBatch]) -> Result<RecordBatch> {
+        *self.slot.lock().map_err(poisoned)? = input.to_vec();
         let plan = reset_plan_states(self.plan.clone())?;
         let batches = collect(plan, self.task.clone()).await;
-        self.slot.lock().map_err(poisoned)?.take();
+        self.slot.lock().map_err(poisoned)?.clear();
         Ok(concat_batches(&self.schema, &batches?)?)
     }
 }
@@ -110,7 +111,7 @@ fn poisoned<T>(_: T) -> DataFusionError {
     DataFusionError::Internal("a window query's input slot was poisoned".into())
 }
 
-/// The table a prepared query reads: one partition, the slot's batch.
+/// The table a prepared query reads: one partition, the slot's batches.
 #[derive(Debug)]
 struct SlotTable {
     schema: SchemaRef,
@@ -136,7 +137,7 @@ impl TableProvider for SlotTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let reader = SlotReader {
             slot: self.slot.clone(),
-            read: false,
+            next: 0,
         };
         let exec = LazyMemoryExec::try_new(
             self.schema.clone(),
@@ -146,11 +147,12 @@ impl TableProvider for SlotTable {
     }
 }
 
-/// Hands out the slot's batch once per run.
+/// Hands out the slot's batches in turn, once per run.
 #[derive(Debug)]
 struct SlotReader {
     slot: Slot,
-    read: bool,
+    /// The next batch to hand out.
+    next: usize,
 }
 
 impl fmt::Display for SlotReader {
@@ -165,16 +167,15 @@ impl LazyBatchGenerator for SlotReader {
     }
 
     fn generate_next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        if std::mem::replace(&mut self.read, true) {
-            return Ok(None);
-        }
-        Ok(self.slot.lock().map_err(poisoned)?.clone())
+        let batch = self.slot.lock().map_err(poisoned)?.get(self.next).cloned();
+        self.next += 1;
+        Ok(batch)
     }
 
     fn reset_state(&self) -> Arc<RwLock<dyn LazyBatchGenerator>> {
         Arc::new(RwLock::new(SlotReader {
             slot: self.slot.clone(),
-            read: false,
+            next: 0,
         }))
     }
 }
