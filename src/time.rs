@@ -217,30 +217,23 @@ struct Parts {
 impl Parts {
     /// Microseconds since the epoch, when every field is in its range.
     fn micros(&self) -> Result<i64, TimestampError> {
-        let Parts {
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros,
-            offset_seconds,
-        } = *self;
+        let (year, month, day) = (self.year, self.month, self.day);
         if !(1..=12).contains(&month)
             || day == 0
             || day > days_in_month(year, month)
-            || hour > 23
-            || minute > 59
-            || second > 60
+            || self.hour > 23
+            || self.minute > 59
+            || self.second > 60
         {
             return Err(TimestampError::Range);
         }
         let days = days_from_civil(year, month, day);
-        let seconds =
-            days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
-                - offset_seconds;
-        check_era(seconds * MICROS_PER_SECOND + micros)
+        let seconds = days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+            - self.offset_seconds;
+        check_era(seconds * MICROS_PER_SECOND + self.micros)
     }
 }
 

@@ -55,7 +55,7 @@ impl Field {
         Field::Venue,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Field::Timestamp => "timestamp",
             Field::Symbol => "symbol",
@@ -180,6 +180,15 @@ struct Lead {
 
 /// The longest lead: a separator, the longest field name in quotes, a colon.
 const LEAD_BYTES: usize = 24;
+
+// Every field's lead fits (checked when compiling).
+const _: () = {
+    let mut i = 0;
+    while i < FIELD_COUNT {
+        assert!(Field::ALL[i].name().len() + 4 <= LEAD_BYTES);
+        i += 1;
+    }
+};
 
 impl Lead {
     fn new(position: usize, field: Option<Field>) -> Lead {
