@@ -868,13 +868,11 @@ fn simulate_writes_a_listed_topic_the_brokers_do_not_create() {
 #[test]
 fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, brokers) = mock_refusing(
+    let (cluster, brokers, _) = refused_closing_run(
+        dir.path(),
         "guarded",
         RDKafkaApiKey::FindCoordinator,
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
-    );
-    fails_saying(
-        mock_closing_run(dir.path(), &brokers, "guarded"),
         "Kafka refused the group g: GroupAuthorizationFailed (Broker: Group authorization failed). The client's principal needs READ on it",
     );
 
@@ -898,13 +896,11 @@ fn a_group_or_topic_the_brokers_refuse_fails_naming_it() {
 #[test]
 fn a_session_timeout_the_brokers_refuse_fails_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
-    let (_cluster, brokers) = mock_refusing(
+    let (_cluster, _, stderr) = refused_closing_run(
+        dir.path(),
         "timed",
         RDKafkaApiKey::JoinGroup,
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT,
-    );
-    let stderr = fails_saying(
-        mock_closing_run(dir.path(), &brokers, "timed"),
         "Kafka refused to let a member into the group g: InvalidSessionTimeout",
     );
     assert!(
@@ -953,6 +949,20 @@ fn mock_refusing(
     let (cluster, brokers) = mock_topic(topic, 10);
     cluster.request_errors(api, &[error; 100]);
     (cluster, brokers)
+}
+
+/// A [`mock_closing_run`] against a [`mock_refusing`] cluster, which must fail saying `says`:
+/// the cluster, its address and the run's stderr.
+fn refused_closing_run(
+    dir: &Path,
+    topic: &str,
+    api: RDKafkaApiKey,
+    error: RDKafkaRespErr,
+    says: &str,
+) -> (MockCluster<'static, DefaultProducerContext>, String, String) {
+    let (cluster, brokers) = mock_refusing(topic, api, error);
+    let stderr = fails_saying(mock_closing_run(dir, &brokers, topic), says);
+    (cluster, brokers, stderr)
 }
 
 /// A partition's (low, high) watermarks, asked of `brokers`.

@@ -165,10 +165,7 @@ pub fn parse_json(line: &str) -> Result<RawTrade<'_>, Reject> {
 /// there, a few word comparisons, before reading separator, key and colon one by one and
 /// looking the name up. Any order and spacing is still read.
 #[derive(Debug, Default, Clone)]
-pub struct KeyOrder {
-    fields: Vec<Option<Field>>,
-    leads: Vec<Lead>,
-}
+pub struct KeyOrder(Vec<(Option<Field>, Lead)>);
 
 /// What leads to a known field's value when written without spaces: `{"timestamp":` at the
 /// first position, `,"symbol":` after it. Empty for a key that is no [`Field`].
@@ -215,20 +212,18 @@ impl KeyOrder {
     /// The field at `position` and its lead, when the last record had a known field there.
     #[inline]
     fn expected(&self, position: usize) -> Option<(Field, &Lead)> {
-        Some((
-            self.fields.get(position).copied().flatten()?,
-            &self.leads[position],
-        ))
+        match self.0.get(position)? {
+            (Some(field), lead) => Some((*field, lead)),
+            (None, _) => None,
+        }
     }
 
     /// This record has `field` at `position`: what the next one is expected to have there.
     fn record(&mut self, position: usize, field: Option<Field>) {
         // A key that is no field, where the last record had one too: the order after it holds.
-        if position < KEY_ORDER_LIMIT && self.fields.get(position) != Some(&field) {
-            self.fields.truncate(position);
-            self.leads.truncate(position);
-            self.fields.push(field);
-            self.leads.push(Lead::new(position, field));
+        if position < KEY_ORDER_LIMIT && self.0.get(position).map(|(f, _)| *f) != Some(field) {
+            self.0.truncate(position);
+            self.0.push((field, Lead::new(position, field)));
         }
     }
 }
@@ -444,9 +439,7 @@ fn plain_end(bytes: &[u8]) -> Option<usize> {
     for chunk in bytes.chunks_exact(8) {
         let v = word_at(chunk, 0);
         let quotes = bytes_below(v ^ (ONES * u64::from(b'"')), 1);
-        let others = bytes_below(v, 0x21)
-            | ((v | v.wrapping_add(ONES)) & HIGH)
-            | bytes_below(v ^ (ONES * u64::from(b'\\')), 1);
+        let others = not_plain(v) | bytes_below(v ^ (ONES * u64::from(b'\\')), 1);
         let marks = quotes | others;
         if marks != 0 {
             // The lowest mark is a true one (false marks only follow true ones).
@@ -953,16 +946,22 @@ fn is_plain(s: &str) -> bool {
     is_plain_bytes(s.as_bytes())
 }
 
+/// The high bits of the bytes of `v` that are not printable ASCII: bytes up to ' ', and
+/// (with no byte at 0x80 or above, adding one carries nowhere) those at 0x7F or above. As
+/// with [`bytes_below`], the lowest mark is exact.
+#[inline]
+fn not_plain(v: u64) -> u64 {
+    bytes_below(v, 0x21) | ((v | v.wrapping_add(ONES)) & HIGH)
+}
+
 fn is_plain_bytes(bytes: &[u8]) -> bool {
-    // Eight bytes at a time: bytes up to ' ', and (with no byte at 0x80 or above, adding one
-    // carries nowhere) the high bit of exactly the bytes at 0x7F or above.
+    // Eight bytes at a time, then the tail byte by byte.
     let words = bytes.chunks_exact(8);
     let tail = words.remainder();
     !bytes.is_empty()
-        && words.into_iter().all(|chunk| {
-            let v = word_at(chunk, 0);
-            bytes_below(v, 0x21) | ((v | v.wrapping_add(ONES)) & HIGH) == 0
-        })
+        && words
+            .into_iter()
+            .all(|chunk| not_plain(word_at(chunk, 0)) == 0)
         && tail.iter().all(|&b| b > b' ' && b < 0x7F)
 }
 
