@@ -298,6 +298,52 @@ fn window_keys(
         .collect())
 }
 
+/// Which rows of `rows` have a key (window, symbol, venue) that a row of `other` has.
+fn shares_key(rows: &RecordBatch, other: &RecordBatch) -> Result<BooleanArray, WindowError> {
+    let mut names: HashMap<String, u32> = HashMap::new();
+    let theirs: HashSet<Key> = window_keys(other, |name| {
+        if let Some(&id) = names.get(name) {
+            return Some(id);
+        }
+        let id = names.len() as u32;
+        names.insert(name.to_string(), id);
+        Some(id)
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    // A name `other` does not have: no key of it is there.
+    let mine = window_keys(rows, |name| names.get(name).copied())?;
+    Ok(mine
+        .into_iter()
+        .map(|key| Some(key.is_some_and(|key| theirs.contains(&key))))
+        .collect())
+}
+
+/// Window rows in key order: window start, symbol, venue (as the merge query gives them).
+fn sorted_by_key(rows: &RecordBatch) -> Result<RecordBatch, WindowError> {
+    if rows.num_rows() < 2 {
+        return Ok(rows.clone());
+    }
+    let schema_error = |e: arrow::error::ArrowError| WindowError::Schema(e.to_string());
+    let column = |name: &str| {
+        rows.column_by_name(name)
+            .cloned()
+            .ok_or_else(|| WindowError::Schema(format!("no column {name}")))
+    };
+    let keys = ["window_start", "symbol", "venue"]
+        .into_iter()
+        .map(|name| {
+            Ok(arrow::compute::SortColumn {
+                values: column(name)?,
+                options: None,
+            })
+        })
+        .collect::<Result<Vec<_>, WindowError>>()?;
+    let order = arrow::compute::lexsort_to_indices(&keys, None).map_err(schema_error)?;
+    arrow::compute::take_record_batch(rows, &order).map_err(schema_error)
+}
+
 /// `rows` with a `version` column added.
 fn with_versions(rows: &RecordBatch, versions: Vec<i64>) -> Result<RecordBatch, WindowError> {
     let mut fields: Vec<Field> = rows
@@ -807,11 +853,24 @@ impl WindowOperator {
             .collect();
         let fresh =
             filter_record_batch(&partial, &open).map_err(|e| WindowError::Schema(e.to_string()))?;
-        let mut parts = Vec::with_capacity(2);
-        parts.extend(self.open.take());
-        parts.push(fresh);
-        self.open = Some(self.merge(&parts).await?);
+        let open = self.merged_into_open(fresh).await?;
+        self.open = Some(open);
         Ok(())
+    }
+
+    /// The open windows with `fresh` window rows merged in. Only the open rows whose key
+    /// (window, symbol, venue) `fresh` has go through the merge query with it; the others are
+    /// kept as they are. Merging every open window at every push made a live stream's CPU grow
+    /// with the open windows rather than with its trades: at 2,000 trades/s over 400 symbols,
+    /// each 250 ms flush merged some 14,000 open rows for 500 trades.
+    async fn merged_into_open(&mut self, fresh: RecordBatch) -> Result<RecordBatch, WindowError> {
+        let Some(open) = self.open.take().filter(|open| open.num_rows() > 0) else {
+            return self.merge(&[fresh]).await;
+        };
+        let (touched, untouched) = split(&open, &shares_key(&open, &fresh)?)?;
+        let merged = self.merge(&[touched, fresh]).await?;
+        concat_batches(&self.row_schema, [&untouched, &merged])
+            .map_err(|e| WindowError::Schema(e.to_string()))
     }
 
     async fn aggregate(&self, trades: &[RecordBatch]) -> Result<RecordBatch, WindowError> {
@@ -909,16 +968,15 @@ impl WindowOperator {
         let (corrections, open) = if rows > 0 {
             let partial = self.aggregate(trades).await?;
             let (corrections, fresh) = split(&partial, &Self::ends_mask(&partial, old_wm)?)?;
-            let mut parts = Vec::with_capacity(2);
-            parts.extend(self.open.take());
-            parts.push(fresh);
-            (corrections, self.merge(&parts).await?)
+            (corrections, self.merged_into_open(fresh).await?)
         } else {
             let none = RecordBatch::new_empty(self.row_schema.clone());
             (none.clone(), self.open.take().unwrap_or(none))
         };
         self.watermark = new_wm;
         let (closed, still_open) = split(&open, &Self::ends_mask(&open, new_wm)?)?;
+        // The open rows are in no order (merged ones follow the rest): windows close in order.
+        let closed = sorted_by_key(&closed)?;
         self.open = Some(still_open);
         let mut done = vec![closed];
         if self.reemit_late {
@@ -1165,6 +1223,52 @@ mod tests {
         );
         // 10:05-10:10 for LIT and DARK1 closed, and 10:00-10:05 for each from the late trades.
         assert_eq!(one.0.as_ref().map(RecordBatch::num_rows), Some(4));
+    }
+
+    /// A push merges only the open windows its trades fall in and keeps the others as they
+    /// are: the open and closed windows are those of the same trades in one push, and windows
+    /// close in key order (window start, symbol, venue), whatever order the open ones are in.
+    #[tokio::test]
+    async fn a_push_merges_only_the_open_windows_it_touches() {
+        let first = trades(&[
+            ("2024-01-02T10:01:00", "LIT", 10.0, 100),
+            ("2024-01-02T10:02:00", "DARK1", 11.0, 300),
+            ("2024-01-02T10:06:00", "LIT", 9.0, 5),
+        ]);
+        // 10:00-10:05 LIT again, 10:05-10:10 DARK1 new; 10:00 DARK1 and 10:05 LIT untouched.
+        let second = trades(&[
+            ("2024-01-02T10:03:00", "LIT", 12.0, 100),
+            ("2024-01-02T10:07:00", "DARK1", 13.0, 7),
+        ]);
+        let both = concat_batches(&first.schema(), [&first, &second]).unwrap();
+        let mut outputs = Vec::new();
+        for pushes in [vec![both], vec![first, second]] {
+            let mut op = WindowOperator::new(WindowSpec::default(), true, None)
+                .await
+                .unwrap();
+            for batch in &pushes {
+                let pushed = op.push_until(batch, None).await.unwrap();
+                assert_eq!(pushed.windows, None, "no watermark: nothing closes");
+            }
+            let open = sorted_by_key(&op.open_windows().unwrap().unwrap()).unwrap();
+            let watermark = Some(crate::time::parse_timestamp("2024-01-02T10:30:00").unwrap());
+            let closed = op.push_until(&trades(&[]), watermark).await.unwrap();
+            outputs.push((open, closed.windows.unwrap()));
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        let closed = &outputs[1].1;
+        let starts = timestamps(closed, "window_start").unwrap();
+        let venues = strings(closed, "venue").unwrap();
+        let keys: Vec<(i64, &str)> = (0..closed.num_rows())
+            .map(|i| (starts.value(i), venues.as_string::<i32>().value(i)))
+            .collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        assert!(keys.is_sorted(), "closed in key order: {keys:?}");
+        assert_eq!(
+            column_i64(closed, "total_quantity"),
+            [300, 200, 7, 5],
+            "10:00 DARK1, LIT; 10:05 DARK1, LIT"
+        );
     }
 
     #[tokio::test]
