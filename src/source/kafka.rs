@@ -16,13 +16,16 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
 use super::decode::{self, Field, RawTrade, Scalar};
 use super::{csv, DecodeStats, LineReader, SourceError};
 use crate::model::{Reject, RejectBuilder, RejectReason, SourcePos, TradeBuilder};
 use crate::venue::Registry;
+
+mod reports;
+use reports::ReportedProducer;
 
 /// The original system's topics.
 pub const TRADES_TOPIC: &str = "finra-ats-raw";
@@ -230,6 +233,8 @@ pub enum KafkaError {
     Client { what: &'static str, source: RdError },
     #[error("creating topic {topic}: {detail}")]
     CreateTopic { topic: String, detail: String },
+    #[error("starting the Kafka producer: {0}")]
+    Producer(String),
     #[error("{failed} message(s) to {topic} were not delivered; first error: {first}")]
     Delivery {
         topic: String,
@@ -649,7 +654,7 @@ impl ProducerContext for Counter {
 
 /// An idempotent, acks=all producer that counts what the brokers acknowledged.
 pub struct Publisher {
-    producer: ThreadedProducer<Counter>,
+    producer: ReportedProducer<Counter>,
     deliveries: Arc<Deliveries>,
     sent: u64,
 }
@@ -677,10 +682,10 @@ impl Publisher {
                 ("queue.buffering.max.messages", "500000"),
                 ("queue.buffering.max.kbytes", queue_kbytes.as_str()),
             ])
-            .create_with_context(Counter(deliveries.clone()))
+            .create_with_context::<_, BaseProducer<Counter>>(Counter(deliveries.clone()))
             .map_err(KafkaError::Config)?;
         Ok(Publisher {
-            producer,
+            producer: ReportedProducer::new(producer).map_err(KafkaError::Producer)?,
             deliveries,
             sent: 0,
         })
@@ -706,14 +711,14 @@ impl Publisher {
             record = record.headers(headers);
         }
         loop {
-            match self.producer.send(record) {
+            match self.producer.producer().send(record) {
                 Ok(()) => {
                     self.sent += 1;
                     return Ok(());
                 }
                 Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    self.producer.producer().poll(Duration::from_millis(10));
                 }
                 Err((source, _)) => {
                     return Err(KafkaError::Client {
@@ -777,7 +782,8 @@ impl Publisher {
             // a timeout, librdkafka sends lingering batches at once and returns within 10 ms of
             // the last acknowledgement.
             // SAFETY: the handle is this producer's, which outlives the call.
-            let code = unsafe { rd_kafka_flush(self.producer.client().native_ptr(), 1000) };
+            let code =
+                unsafe { rd_kafka_flush(self.producer.producer().client().native_ptr(), 1000) };
             match RDKafkaErrorCode::from(code) {
                 RDKafkaErrorCode::NoError => break,
                 RDKafkaErrorCode::OperationTimedOut => continue,
