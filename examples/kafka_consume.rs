@@ -4,6 +4,9 @@
 //! topic, commits) is measured against this.
 //!
 //! cargo run --release --example kafka_consume -- BROKERS TOPIC
+//!
+//! With `--follow` it reads from the topic's end on, until it is killed: the peer of a live
+//! aggregator in `benches/kafka_live.sh`, which measures its CPU from outside.
 
 // The same allocator as darkpool (src/memory.rs), also behind librdkafka's malloc: like with
 // like, as for the fetch settings below. It makes this consumer about 20 % faster than with
@@ -22,13 +25,17 @@ use rdkafka::message::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(brokers), Some(topic)) = (args.get(1), args.get(2)) else {
-        return Err("usage: kafka_consume BROKERS TOPIC".into());
+        return Err("usage: kafka_consume BROKERS TOPIC [--follow]".into());
     };
+    let follow = args.get(3).is_some_and(|a| a == "--follow");
     let group = format!("bare-{}", std::process::id());
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", &group)
-        .set("auto.offset.reset", "earliest")
+        .set(
+            "auto.offset.reset",
+            if follow { "latest" } else { "earliest" },
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("session.timeout.ms", "2000")
@@ -48,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut messages, mut bytes, mut checksum) = (0u64, 0u64, 0u64);
     let mut at_end = std::collections::BTreeSet::new();
     let mut first_message = None;
-    while at_end.len() < partitions {
+    while follow || at_end.len() < partitions {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
                 let payload = m.payload().unwrap_or_default();
