@@ -29,15 +29,8 @@ if [ "${BENCH_HOST_CHECK:-1}" != 0 ]; then
   done | sort -n | tr '\n' ' ')
   echo "host check: decode_bench ${runs}ns a trade (best first; see README, Performance, Kafka)"
 fi
-if [ -z "${BENCH_BROKERS:-}" ]; then
-  TANSU="$(.ci/tansu)"
-  "$TANSU" broker --listener-url tcp://127.0.0.1:29092 --advertised-listener-url tcp://127.0.0.1:29092 \
-    --storage-engine memory://tansu/ >"$BENCH_DIR/tansu.log" 2>&1 &
-  TANSU_PID=$!
-  trap 'kill "$TANSU_PID" 2>/dev/null || true' EXIT
-  sleep 1
-  BENCH_BROKERS=127.0.0.1:29092
-fi
+. benches/broker.sh
+bench_broker 29092
 FAST=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
 peak() { grep 'Maximum resident' "$1" | awk '{printf "%.0f MiB", $6/1024}'; }
 # CPU time (user + system, all threads) of a run.

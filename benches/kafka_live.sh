@@ -26,15 +26,8 @@ SECS="${BENCH_SECS:-30}"
 WARM="${BENCH_WARMUP:-5}"
 SYMBOLS=$(seq -f "S%03g" 0 $(("${BENCH_SYMBOLS:-400}" - 1)) | paste -sd,)
 TICKS=$(getconf CLK_TCK)
-if [ -z "${BENCH_BROKERS:-}" ]; then
-  TANSU="$(.ci/tansu)"
-  "$TANSU" broker --listener-url tcp://127.0.0.1:29094 --advertised-listener-url tcp://127.0.0.1:29094 \
-    --storage-engine memory://tansu/ >"$BENCH_DIR/tansu.log" 2>&1 &
-  TANSU_PID=$!
-  trap 'kill "$TANSU_PID" 2>/dev/null || true' EXIT
-  sleep 1
-  BENCH_BROKERS=127.0.0.1:29094
-fi
+. benches/broker.sh
+bench_broker 29094
 FAST=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
 # CPU ticks (user + system) of a process so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
