@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMicrosecondArray,
-    UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
@@ -284,52 +284,53 @@ fn window_keys(
     batch: &RecordBatch,
     mut id: impl FnMut(&str) -> Option<u32>,
 ) -> Result<Vec<Option<Key>>, WindowError> {
-    let starts = timestamps(batch, "window_start")?;
-    let ends = timestamps(batch, "window_end")?;
-    let symbols = strings(batch, "symbol")?;
-    let venues = strings(batch, "venue")?;
-    let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
+    let columns = KeyColumns::of(batch)?;
     Ok((0..batch.num_rows())
         .map(|i| {
-            let symbol = id(symbols.value(i))?;
-            let venue = id(venues.value(i))?;
-            Some((starts.value(i), ends.value(i), symbol, venue))
+            let (start, end, symbol, venue) = columns.key(i);
+            Some((start, end, id(symbol)?, id(venue)?))
         })
         .collect())
+}
+
+/// The key columns of window rows: start, end, symbol, venue.
+struct KeyColumns<'a> {
+    starts: &'a TimestampMicrosecondArray,
+    ends: &'a TimestampMicrosecondArray,
+    symbols: StringArray,
+    venues: StringArray,
+}
+
+impl<'a> KeyColumns<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<KeyColumns<'a>, WindowError> {
+        Ok(KeyColumns {
+            starts: timestamps(batch, "window_start")?,
+            ends: timestamps(batch, "window_end")?,
+            symbols: strings(batch, "symbol")?.as_string::<i32>().clone(),
+            venues: strings(batch, "venue")?.as_string::<i32>().clone(),
+        })
+    }
+
+    fn key(&self, row: usize) -> (i64, i64, &str, &str) {
+        (
+            self.starts.value(row),
+            self.ends.value(row),
+            self.symbols.value(row),
+            self.venues.value(row),
+        )
+    }
 }
 
 /// Which rows of `rows` have a key (window, symbol, venue) that a row of `other` has. (A live
 /// stream asks this of every open window at every flush: `ahash` over the borrowed names, no
 /// copies; SipHash and owned names were a tenth of such a stream's CPU.)
 fn shares_key(rows: &RecordBatch, other: &RecordBatch) -> Result<BooleanArray, WindowError> {
-    let (starts, ends) = (
-        timestamps(other, "window_start")?,
-        timestamps(other, "window_end")?,
-    );
-    let (symbols, venues) = (strings(other, "symbol")?, strings(other, "venue")?);
-    let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
-    let theirs: HashSet<(i64, i64, &str, &str), ahash::RandomState> = (0..other.num_rows())
-        .map(|i| {
-            let window = (starts.value(i), ends.value(i));
-            (window.0, window.1, symbols.value(i), venues.value(i))
-        })
-        .collect();
-    let (starts, ends) = (
-        timestamps(rows, "window_start")?,
-        timestamps(rows, "window_end")?,
-    );
-    let (symbols, venues) = (strings(rows, "symbol")?, strings(rows, "venue")?);
-    let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
+    let theirs = KeyColumns::of(other)?;
+    let theirs: HashSet<_, ahash::RandomState> =
+        (0..other.num_rows()).map(|i| theirs.key(i)).collect();
+    let mine = KeyColumns::of(rows)?;
     Ok((0..rows.num_rows())
-        .map(|i| {
-            let key = (
-                starts.value(i),
-                ends.value(i),
-                symbols.value(i),
-                venues.value(i),
-            );
-            Some(theirs.contains(&key))
-        })
+        .map(|i| Some(theirs.contains(&mine.key(i))))
         .collect())
 }
 
