@@ -717,8 +717,10 @@ impl Publisher {
                     return Ok(());
                 }
                 Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The report thread frees the room as acknowledgements come; polling here
+                    // too would spin through the poll's last millisecond (see `reports`).
                     record = back;
-                    self.producer.producer().poll(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((source, _)) => {
                     return Err(KafkaError::Client {
