@@ -867,8 +867,7 @@ impl WindowOperator {
             .collect();
         let fresh =
             filter_record_batch(&partial, &open).map_err(|e| WindowError::Schema(e.to_string()))?;
-        let open = self.merged_into_open(fresh).await?;
-        self.open = Some(open);
+        self.open = Some(self.merged_into_open(fresh).await?);
         Ok(())
     }
 
