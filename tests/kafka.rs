@@ -836,6 +836,159 @@ fn offsets_deleted_by_retention_before_they_were_read_are_counted_as_lost() {
     assert_exactly_once(dir.path(), topic, 300 + (70_300 - log_start) as u64);
 }
 
+/// A member the topic's retention overtakes while it runs (stopped here by SIGSTOP while the
+/// broker deletes what it has not read) counts and names the offsets lost, as at a start, and
+/// reads on from the log's start, keeping its partition.
+#[test]
+fn offsets_deleted_by_retention_while_a_member_runs_are_counted_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = "retained-live";
+    let (_cluster, brokers) = mock_topic(topic, 300);
+    let mut child = live_mock_member(dir.path(), &brokers, topic, "300ms")
+        .spawn()
+        .unwrap();
+    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
+    signal(&child, "STOP");
+    // About 7.7 MB more: the log's oldest sets go, and with them the member's position.
+    send_to(&brokers, topic, 300, 70_000);
+    let (log_start, log_end) = watermarks(&brokers, topic, 0);
+    assert_eq!(log_end, 70_300);
+    assert!(log_start > 300, "the mock kept the whole log: {log_start}");
+    signal(&child, "CONT");
+    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 2);
+    let log = stop_member(&mut child, dir.path(), "member.log");
+    assert_eq!(
+        summary_count(&log, "lost"),
+        (log_start - 300) as u64,
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "partition 0 of retained-live: offsets 300 to {} were deleted by the broker (its retention) before they were read",
+            log_start - 1
+        )),
+        "{log}"
+    );
+    // Found mid-run: the partition stayed assigned (no rebalance after the first).
+    assert!(log.contains(", 1 rebalance(s)"), "{log}");
+    assert_exactly_once(dir.path(), topic, 300 + (log_end - log_start) as u64);
+}
+
+/// A log that starts again while a member reads it (the broker answers the member's position
+/// as out of range, and librdkafka resets it to the log's start) stops the member as at a
+/// start, naming the partition, after landing what it read before: nothing of the new log is
+/// taken for what the lake holds.
+#[test]
+fn a_partition_log_that_starts_again_mid_run_stops_the_member_after_landing_what_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = "restarted-live";
+    let (cluster, brokers) = mock_topic(topic, 300);
+    // Nothing committed before the stop: what lands, lands in the stop's own commit.
+    let mut child = live_mock_member(dir.path(), &brokers, topic, "1h")
+        .spawn()
+        .unwrap();
+    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
+    assert_eq!(landed(dir.path(), topic), 0);
+    cluster.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "still running a minute on");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(dir.path().join("member.log")).unwrap();
+    assert_eq!(exit.code(), Some(1), "{log}");
+    assert!(
+        log.contains("partition 0 of restarted-live starts again below the lake's end for it: the lake holds its offsets up to 299, and the broker now gives offset 0"),
+        "{log}"
+    );
+    assert_exactly_once(dir.path(), topic, 300);
+    assert!(staging_left(dir.path()).is_empty());
+}
+
+/// A group member against a librdkafka mock cluster (as [`mock_member`]) that runs until
+/// stopped, committing every `commit_every` and logging at debug level to `member.log`; its
+/// session outlasts a SIGSTOP of a few seconds.
+fn live_mock_member(dir: &Path, brokers: &str, topic: &str, commit_every: &str) -> Command {
+    let mut c = darkpool(dir);
+    c.args([
+        "ingest",
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--group",
+        "g",
+    ])
+    .args([
+        "--lake",
+        "lake",
+        "--output-topic",
+        "",
+        "--idle-timeout",
+        "60s",
+    ])
+    .args(["--commit-every", commit_every])
+    .args([
+        "-X",
+        "session.timeout.ms=30000",
+        "-X",
+        "heartbeat.interval.ms=1000",
+    ])
+    .env("DARKPOOL_LOG", "darkpool=debug")
+    .stderr(std::fs::File::create(dir.join("member.log")).unwrap());
+    c
+}
+
+/// Send `child` the signal `name` (STOP, CONT, TERM).
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name}");
+}
+
+/// Wait (up to a minute) until the file `log` in `dir` holds `needle` `times` times.
+fn wait_for_log_times(dir: &Path, log: &str, needle: &str, times: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+        if text.matches(needle).count() >= times {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "'{needle}' not {times} time(s) in {log} a minute on:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM to a member, which must then stop within a minute and succeed; its log.
+fn stop_member(child: &mut Child, dir: &Path, log: &str) -> String {
+    signal(child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running a minute after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(dir.join(log)).unwrap();
+    assert!(exit.success(), "{exit}: {text}");
+    text
+}
+
 /// A topic the brokers do not create but list is written to: a cluster with ACLs often lets an
 /// application write a topic it may not create, and some Kafka-compatible brokers offer no
 /// topic creation (librdkafka's mock cluster answers no CreateTopics request).

@@ -303,6 +303,9 @@ struct Partition {
     committed: Option<i64>,
     /// A message of it was read since it was assigned.
     reading: bool,
+    /// Its log went back below what was read (see `check_positions`): nothing more of it is
+    /// taken.
+    restarted: bool,
 }
 
 impl Partition {
@@ -387,16 +390,22 @@ struct Aggregator<'a> {
     live: Option<LiveHooks>,
     /// When the first message was read.
     first_message: Option<Instant>,
-    /// Partitions whose first message since their assignment was not at the lake's end.
+    /// Partitions read at another offset than the one expected: the first message since their
+    /// assignment not at the lake's end, or a later one not after the one before.
     repositioned: Vec<Repositioned>,
 }
 
-/// A partition the broker moved away from the lake's end (its position was out of range).
+/// A partition read at another offset than expected: the broker found its position out of
+/// range and librdkafka reset it, or offsets were skipped that are never delivered
+/// (transaction markers, a compacted topic's gaps).
 #[derive(Debug)]
 struct Repositioned {
     partition: i32,
-    lake_end: i64,
+    /// The offset expected: the lake's end, or the one after the message before.
+    expected: i64,
     first: i64,
+    /// After other messages of the partition since its assignment (not its first).
+    mid_run: bool,
 }
 
 /// Run the aggregator until `stop` turns true, or (with `until_end`) the end is reached.
@@ -626,7 +635,12 @@ pub async fn ingest_kafka(
             }
         }
         agg.send_step()?;
-        agg.check_positions(&consumer)?;
+        if let Err(restarted) = agg.check_positions(&consumer) {
+            // What was read before the log started again is landed first.
+            agg.flush().await?;
+            agg.commit(&consumer).await?;
+            return Err(restarted);
+        }
 
         let stopping = *stop.borrow();
         // Not between a revoke and the next assignment: no partitions is not the end.
@@ -729,14 +743,20 @@ impl Aggregator<'_> {
         let Some(state) = self.parts.get_mut(&partition) else {
             return false; // fetched before a revoke: the new owner reads it
         };
-        if !std::mem::replace(&mut state.reading, true) {
-            if let Some(lake_end) = state.next.filter(|end| *end != offset) {
-                self.repositioned.push(Repositioned {
-                    partition,
-                    lake_end,
-                    first: offset,
-                });
-            }
+        if state.restarted {
+            return false;
+        }
+        let mid_run = std::mem::replace(&mut state.reading, true);
+        if let Some(expected) = state.next.filter(|next| *next != offset) {
+            self.repositioned.push(Repositioned {
+                partition,
+                expected,
+                first: offset,
+                mid_run,
+            });
+            // Back below what was expected: the log started again, and its messages from here
+            // on are not the ones the lake holds (`check_positions` stops the run).
+            state.restarted = offset < expected;
         }
         if state.next.is_some_and(|next| offset < next) {
             self.summary.skipped += 1;
@@ -756,42 +776,67 @@ impl Aggregator<'_> {
         true
     }
 
-    /// The partitions whose first message since their assignment was not at the lake's end:
-    /// the broker found that position out of range and reset it (to the log's start, or its
-    /// end with `--start latest`). Below the lake's end, the partition's log starts again: a
-    /// new log whose messages the lake would skip as landed, so the run stops. Above it, the
-    /// offsets between were deleted unread when the log now starts past them (a transaction's
-    /// commit marker or a compacted topic's gap also skip offsets: those lose nothing).
+    /// The partitions read at another offset than expected: at their first message since the
+    /// assignment, the lake's end; later, the offset after the message before. The broker
+    /// found the position out of range and librdkafka reset it (to the log's start, or its end
+    /// with `--start latest`), or offsets were skipped that are never delivered.
+    ///
+    /// Below the offset expected, the partition's log starts again: a new log whose messages
+    /// the lake would skip as landed, so the run stops. The caller first lands what was read
+    /// before; the partition's messages since are not taken.
+    ///
+    /// Above it, the offsets between were deleted unread when the log now starts past them;
+    /// otherwise they are a transaction's commit markers, aborted records or a compacted
+    /// topic's gaps, which lose nothing. Where the log starts is asked of the broker at a
+    /// partition's first message, and mid-run of librdkafka (each fetch answer says it): gaps
+    /// of markers come with every transaction.
     fn check_positions(&mut self, consumer: &StreamConsumer<Member>) -> Result<(), IngestError> {
         let topic = self.options.topic.as_str();
         for moved in std::mem::take(&mut self.repositioned) {
             let Repositioned {
                 partition,
-                lake_end,
+                expected,
                 first,
+                mid_run,
             } = moved;
-            if first < lake_end {
+            if first < expected {
                 return Err(KafkaError::LogRestarted {
                     topic: topic.to_string(),
                     partition,
-                    last_landed: lake_end - 1,
+                    last_landed: expected - 1,
                     first,
                 }
                 .into());
             }
-            let timeout = self.options.kafka.connect_timeout;
-            match consumer.fetch_watermarks(topic, partition, timeout) {
-                Ok((log_start, _)) if log_start > lake_end => {
-                    let lost = log_start - lake_end;
-                    self.summary.lost_to_retention += lost as u64;
+            let cached = mid_run
+                .then(|| fetch::cached_log_start(consumer.client().native_ptr(), topic, partition))
+                .flatten();
+            let log_start = match cached {
+                Some(start) => Ok(start),
+                None => consumer
+                    .fetch_watermarks(topic, partition, self.options.kafka.connect_timeout)
+                    .map(|(start, _)| start),
+            };
+            match log_start {
+                Ok(log_start) if log_start > expected => {
+                    let deleted = log_start.min(first) - expected;
+                    self.summary.lost_to_retention += deleted as u64;
+                    let passed = if first > log_start {
+                        format!(
+                            "; reading went on at offset {first}, past {} message(s) the broker still held (auto.offset.reset: --start latest)",
+                            first - log_start
+                        )
+                    } else {
+                        String::new()
+                    };
                     tracing::warn!(
-                        "partition {partition} of {topic}: offsets {lake_end} to {} were deleted by the broker (its retention) before they were read; up to {lost} message(s) never reached the lake",
-                        log_start - 1
+                        "partition {partition} of {topic}: offsets {expected} to {} were deleted by the broker (its retention) before they were read; up to {deleted} message(s) never reached the lake{passed}",
+                        log_start.min(first) - 1
                     );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(
-                    "partition {partition} of {topic}: reading went on at offset {first}, not at the lake's end {lake_end}, and the broker did not say where its log starts ({e}): offsets between may have been deleted unread"
+                    "partition {partition} of {topic}: reading went on at offset {first}, not at {expected}, and the broker did not say where its log starts ({e}): offsets between may have been deleted unread"
                 ),
             }
         }
@@ -929,6 +974,7 @@ impl Aggregator<'_> {
                     paused: false,
                     committed: None,
                     reading: false,
+                    restarted: false,
                 },
             );
         }

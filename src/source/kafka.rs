@@ -211,7 +211,7 @@ pub enum KafkaError {
         waited: Duration,
         detail: String,
     },
-    #[error("partition {partition} of {topic} starts again below the lake's end for it: the lake holds its offsets up to {last_landed}, and the broker now gives offset {first} as the first to read. The topic was deleted and created again, or the broker lost its data (a Kafka without a data volume, restarted). Reading on would skip its messages up to offset {last_landed} as already landed, so nothing was landed. To land the topic as it is now: ingest it into another lake (--lake), or keep this lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a new log from --start")]
+    #[error("partition {partition} of {topic} starts again below the lake's end for it: the lake holds its offsets up to {last_landed}, and the broker now gives offset {first} as the first to read. The topic was deleted and created again, the broker lost its data (a Kafka without a data volume, restarted), or a replica without the newest messages became the leader (an unclean election). Reading on would skip its messages up to offset {last_landed} as already landed, so none of them was landed (what was read before them was). To land the topic as it is now: ingest it into another lake (--lake), or keep this lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a new log from --start")]
     LogRestarted {
         topic: String,
         partition: i32,

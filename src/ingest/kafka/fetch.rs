@@ -255,6 +255,22 @@ impl<'a> Polled<'a> {
     }
 }
 
+/// The start of `partition` of `topic`'s log as librdkafka last heard it (each fetch answer
+/// carries it), without asking the broker; `None` when it has not heard it.
+pub(super) fn cached_log_start(
+    rk: *mut rd::rd_kafka_t,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: a live client handle, a C string and out-pointers to locals.
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(rk, topic.as_ptr(), partition, &mut low, &mut high)
+    };
+    (RDKafkaErrorCode::from(err) == RDKafkaErrorCode::NoError && low >= 0).then_some(low)
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::CString;
