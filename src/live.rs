@@ -74,6 +74,8 @@ pub struct LiveStats {
     /// Kafka partitions paused by watermark alignment now, and pauses so far.
     pub paused_partitions: AtomicU64,
     pub alignment_pauses: AtomicU64,
+    /// Kafka offsets the broker deleted (its retention) before they were read.
+    pub lost_offsets: AtomicU64,
 }
 
 /// A writer that hands whole flushes of the simulator's output to the pipeline.

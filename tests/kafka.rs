@@ -1799,6 +1799,7 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
     assert_eq!(value("darkpool_live_trades_total"), 3000.0);
     assert_eq!(value("darkpool_live_paused_partitions"), 0.0);
     assert_eq!(value("darkpool_live_alignment_pauses_total"), 0.0);
+    assert_eq!(value("darkpool_live_lost_offsets_total"), 0.0);
     let span = query(
         dir.path(),
         "SELECT arrow_cast(MIN(\"timestamp\"), 'Int64') AS lo, arrow_cast(MAX(\"timestamp\"), 'Int64') AS hi FROM trades",

@@ -162,6 +162,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
                 "Kafka partitions paused for being over --max-drift ahead in event time.",
                 &l.alignment_pauses,
             ),
+            (
+                "darkpool_live_lost_offsets_total",
+                "Kafka offsets the broker deleted (its retention) before they were read.",
+                &l.lost_offsets,
+            ),
         ] {
             let _ = writeln!(
                 out,

@@ -821,6 +821,11 @@ impl Aggregator<'_> {
                 Ok(log_start) if log_start > expected => {
                     let deleted = log_start.min(first) - expected;
                     self.summary.lost_to_retention += deleted as u64;
+                    if let Some(live) = &self.live {
+                        live.stats
+                            .lost_offsets
+                            .fetch_add(deleted as u64, Ordering::Relaxed);
+                    }
                     let passed = if first > log_start {
                         format!(
                             "; reading went on at offset {first}, past {} message(s) the broker still held (auto.offset.reset: --start latest)",
