@@ -151,7 +151,35 @@ pub fn check_settings(settings: &[(String, String)]) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    check_kerberos(settings)
+}
+
+/// Kerberos (SASL mechanism GSSAPI) needs librdkafka built against Cyrus SASL, which only the
+/// `gssapi` feature does: without it librdkafka refuses the client, saying to recompile
+/// librdkafka. GSSAPI is also librdkafka's mechanism when a SASL protocol names none.
+fn check_kerberos(settings: &[(String, String)]) -> Result<(), String> {
+    if cfg!(feature = "gssapi") {
+        return Ok(());
+    }
+    let last = |names: &[&str]| {
+        (settings.iter().rev())
+            .find(|(key, _)| names.contains(&key.as_str()))
+            .map(|(_, value)| value.trim())
+    };
+    let sasl = last(&["security.protocol"])
+        .is_some_and(|protocol| protocol.to_ascii_lowercase().starts_with("sasl_"));
+    let mechanism = last(&["sasl.mechanism", "sasl.mechanisms"]);
+    if !sasl || mechanism.is_some_and(|m| !m.eq_ignore_ascii_case("gssapi")) {
+        return Ok(());
+    }
+    let given = match mechanism {
+        Some(m) => format!("sasl.mechanism={m}"),
+        None => "a SASL security.protocol with no sasl.mechanism (librdkafka then uses GSSAPI)"
+            .to_string(),
+    };
+    Err(format!(
+        "{given} asks for Kerberos, which this darkpool was built without: build it with `cargo build --release --features gssapi` (librdkafka then uses the system's Cyrus SASL; Debian: apt-get install libsasl2-dev), or set another sasl.mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+    ))
 }
 
 /// Longest topic name Kafka takes.
@@ -1306,13 +1334,76 @@ mod tests {
             ("acks", "-1"),
             ("enable.partition.eof", "true"),
             ("session.timeout.ms", "2000"),
-            ("security.protocol", "SASL_SSL"),
+            ("security.protocol", "SSL"),
             ("partition.assignment.strategy", "roundrobin"),
             ("partition.assignment.strategy", "roundrobin, range"),
             ("group.protocol", "classic"),
         ] {
             assert_eq!(check_settings(&set(key, value)), Ok(()), "{key}={value}");
         }
+    }
+
+    /// Without the `gssapi` feature, Kerberos is refused naming the feature, whether asked
+    /// for by name or as librdkafka's default mechanism; other mechanisms pass.
+    #[cfg(not(feature = "gssapi"))]
+    #[test]
+    fn kerberos_without_the_gssapi_feature_names_the_feature() {
+        let settings = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            (pairs.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        for pairs in [
+            &[("security.protocol", "SASL_SSL")][..],
+            &[
+                ("security.protocol", "sasl_plaintext"),
+                ("sasl.mechanism", "gssapi"),
+            ],
+            &[
+                ("sasl.mechanisms", "PLAIN"),
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "GSSAPI"),
+            ],
+        ] {
+            let refused = check_settings(&settings(pairs)).unwrap_err();
+            assert!(
+                refused.contains("--features gssapi"),
+                "{pairs:?}: {refused}"
+            );
+        }
+        for pairs in [
+            &[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "PLAIN"),
+            ][..],
+            &[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ],
+            // Not SASL: the mechanism is not used.
+            &[("security.protocol", "SSL"), ("sasl.mechanism", "GSSAPI")],
+            &[("sasl.mechanism", "GSSAPI")],
+        ] {
+            assert_eq!(check_settings(&settings(pairs)), Ok(()), "{pairs:?}");
+        }
+    }
+
+    /// With the `gssapi` feature, librdkafka takes Kerberos (without it, creating the client
+    /// fails: "No provider for SASL mechanism GSSAPI"), and darkpool lets it through.
+    #[cfg(feature = "gssapi")]
+    #[test]
+    fn kerberos_is_built_in_with_the_gssapi_feature() {
+        let settings = [("security.protocol".to_string(), "SASL_SSL".to_string())];
+        assert_eq!(check_settings(&settings), Ok(()));
+        let created: Result<BaseProducer, _> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanism", "GSSAPI")
+            .set("sasl.kerberos.service.name", "kafka")
+            // No ticket refresh (librdkafka would run kinit at once).
+            .set("sasl.kerberos.min.time.before.relogin", "0")
+            .create();
+        assert!(created.is_ok(), "{:?}", created.err());
     }
 
     #[test]
