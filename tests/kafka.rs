@@ -844,7 +844,7 @@ fn offsets_deleted_by_retention_while_a_member_runs_are_counted_as_lost() {
     let dir = tempfile::tempdir().unwrap();
     let topic = "retained-live";
     let (_cluster, brokers) = mock_topic(topic, 300);
-    let mut child = live_mock_member(dir.path(), &brokers, topic, "300ms")
+    let mut child = live_mock_member(dir.path(), &brokers, topic, "earliest", "300ms")
         .spawn()
         .unwrap();
     wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
@@ -874,6 +874,52 @@ fn offsets_deleted_by_retention_while_a_member_runs_are_counted_as_lost() {
     assert_exactly_once(dir.path(), topic, 300 + (log_end - log_start) as u64);
 }
 
+/// With `--start latest`, librdkafka resets a position the retention overtook to the log's
+/// end: the offsets deleted are counted as lost, and those it passed that the broker still
+/// held are named too.
+#[test]
+fn a_reset_to_the_logs_end_mid_run_names_what_it_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = "retained-latest";
+    let (_cluster, brokers) = mock_topic(topic, 300);
+    let mut child = live_mock_member(dir.path(), &brokers, topic, "latest", "300ms")
+        .spawn()
+        .unwrap();
+    // Read from the end: the 100 messages sent once it is there land, the 300 before do not.
+    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
+    send_to(&brokers, topic, 300, 100);
+    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 2);
+    signal(&child, "STOP");
+    send_to(&brokers, topic, 400, 70_000);
+    let (log_start, log_end) = watermarks(&brokers, topic, 0);
+    assert_eq!(log_end, 70_400);
+    assert!(log_start > 400, "the mock kept the whole log: {log_start}");
+    signal(&child, "CONT");
+    // The position went to the log's end; then 10 more messages come.
+    let at_end = "partition 0: end reached at Some(70400)";
+    wait_for_log_times(dir.path(), "member.log", at_end, 1);
+    send_to(&brokers, topic, 70_400, 10);
+    let read_them = "partition 0: end reached at Some(70410)";
+    wait_for_log_times(dir.path(), "member.log", read_them, 1);
+    let log = stop_member(&mut child, dir.path(), "member.log");
+    assert_eq!(
+        summary_count(&log, "lost"),
+        (log_start - 400) as u64,
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "partition 0 of retained-latest: offsets 400 to {} were deleted by the broker (its retention) before they were read; up to {} message(s) never reached the lake; reading went on at offset 70400, past {} message(s) the broker still held",
+            log_start - 1,
+            log_start - 400,
+            70_400 - log_start
+        )),
+        "{log}"
+    );
+    assert!(log.contains(", 1 rebalance(s)"), "{log}");
+    assert_eq!(summary_count(&log, "accepted"), 110, "{log}");
+}
+
 /// A log that starts again while a member reads it (the broker answers the member's position
 /// as out of range, and librdkafka resets it to the log's start) stops the member as at a
 /// start, naming the partition, after landing what it read before: nothing of the new log is
@@ -884,7 +930,7 @@ fn a_partition_log_that_starts_again_mid_run_stops_the_member_after_landing_what
     let topic = "restarted-live";
     let (cluster, brokers) = mock_topic(topic, 300);
     // Nothing committed before the stop: what lands, lands in the stop's own commit.
-    let mut child = live_mock_member(dir.path(), &brokers, topic, "1h")
+    let mut child = live_mock_member(dir.path(), &brokers, topic, "earliest", "1h")
         .spawn()
         .unwrap();
     wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
@@ -912,9 +958,15 @@ fn a_partition_log_that_starts_again_mid_run_stops_the_member_after_landing_what
 }
 
 /// A group member against a librdkafka mock cluster (as [`mock_member`]) that runs until
-/// stopped, committing every `commit_every` and logging at debug level to `member.log`; its
-/// session outlasts a SIGSTOP of a few seconds.
-fn live_mock_member(dir: &Path, brokers: &str, topic: &str, commit_every: &str) -> Command {
+/// stopped, reading from `start`, committing every `commit_every` and logging at debug level
+/// to `member.log`; its session outlasts a SIGSTOP of a few seconds.
+fn live_mock_member(
+    dir: &Path,
+    brokers: &str,
+    topic: &str,
+    start: &str,
+    commit_every: &str,
+) -> Command {
     let mut c = darkpool(dir);
     c.args([
         "ingest",
@@ -933,7 +985,7 @@ fn live_mock_member(dir: &Path, brokers: &str, topic: &str, commit_every: &str) 
         "--idle-timeout",
         "60s",
     ])
-    .args(["--commit-every", commit_every])
+    .args(["--start", start, "--commit-every", commit_every])
     .args([
         "-X",
         "session.timeout.ms=30000",
