@@ -22,7 +22,7 @@
 
 pub mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -136,6 +136,10 @@ pub struct OffsetRange {
     pub start: i64,
     /// One past the last offset read.
     pub end: i64,
+    /// The topic's id when the brokers gave one (Kafka 2.8 on): a topic deleted and created
+    /// again under its name has a new one. Lakes from before it was recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
 }
 
 /// The commit log entry of one run.
@@ -280,6 +284,29 @@ impl Lake {
             *end = (*end).max(range.end);
         }
         Ok(ends)
+    }
+
+    /// The topic ids recorded with `topic`'s offsets, in the index and in committed runs not
+    /// yet published: none from brokers without ids or from lakes made before ids were
+    /// recorded, one otherwise.
+    pub fn topic_ids(&self, topic: &str) -> Result<BTreeSet<String>, LakeError> {
+        let mut ids = BTreeSet::new();
+        for (_, record) in self.logged_unpublished()? {
+            ids.extend(
+                (record.offsets.into_iter())
+                    .filter(|r| r.topic == topic)
+                    .filter_map(|r| r.topic_id),
+            );
+        }
+        let dir = self.offsets_dir(topic);
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let range: OffsetRange = read_record(&path)?;
+                ids.extend(range.topic_id);
+            }
+        }
+        Ok(ids)
     }
 
     /// The `_offsets` index alone: partition -> end of the last published range.
@@ -733,6 +760,7 @@ mod tests {
             partition: 0,
             start,
             end,
+            topic_id: None,
         };
         let record = |run: &str, start, end| CommitRecord {
             run: run.into(),
@@ -764,6 +792,40 @@ mod tests {
         // A repeated roll-forward of an old run never moves the index back.
         lake.publish(&record("run2", 100, 250)).unwrap();
         assert_eq!(lake.offsets("t").unwrap()[&0], 300);
+    }
+
+    /// A topic's ids come from its offsets' index and from runs logged but not published; an
+    /// index entry from before ids were recorded has none, and still reads.
+    #[test]
+    fn topic_ids_are_read_from_the_index_and_logged_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let record = |run: &str, partition, topic_id: Option<&str>| CommitRecord {
+            run: run.into(),
+            files: vec![],
+            sources: vec![],
+            offsets: vec![OffsetRange {
+                topic: "t".into(),
+                partition,
+                start: 0,
+                end: 10,
+                topic_id: topic_id.map(str::to_string),
+            }],
+        };
+        lake.commit(&record("run1", 0, None)).unwrap();
+        let old = lake.offsets_dir("t").join("0.json");
+        assert!(!fs::read_to_string(&old).unwrap().contains("topic_id"));
+        assert!(lake.topic_ids("t").unwrap().is_empty());
+        lake.commit(&record("run2", 1, Some("A"))).unwrap();
+        fs::create_dir_all(lake.staging_dir("run3")).unwrap();
+        write_atomic(
+            &lake.commits_dir().join("run3.json"),
+            &serde_json::to_vec(&record("run3", 2, Some("B"))).unwrap(),
+        )
+        .unwrap();
+        let ids: Vec<String> = lake.topic_ids("t").unwrap().into_iter().collect();
+        assert_eq!(ids, ["A", "B"]);
+        assert!(lake.topic_ids("other").unwrap().is_empty());
     }
 
     #[test]

@@ -806,6 +806,51 @@ fn a_partition_log_that_starts_again_below_the_lakes_end_is_refused() {
     assert!(staging_left(dir.path()).is_empty());
 }
 
+/// A topic deleted and created again whose new log has grown past the lake's end: nothing in
+/// its offsets tells it from the old one, but Kafka gives it a new id (KIP-516, tansu too). The
+/// aggregator records the id with the offsets it lands and refuses a topic with another one,
+/// naming both; without that it read on from the lake's end, skipping the new log's first
+/// messages as already landed.
+#[tokio::test]
+async fn a_topic_created_again_and_grown_past_the_lakes_end_is_refused_by_its_id() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("recreated");
+    produce(dir.path(), &brokers, &topic, 300, 1);
+    closing_run(dir.path(), &brokers, &topic, &unique("g"));
+    assert_exactly_once(dir.path(), &topic, 300);
+    let index =
+        std::fs::read_to_string(dir.path().join(format!("lake/_offsets/{topic}/0.json"))).unwrap();
+    let landed: serde_json::Value = serde_json::from_str(&index).unwrap();
+    let landed = landed["topic_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id: {index}"));
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for result in admin
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.unwrap();
+    }
+    create_topic(&brokers, &topic, 1).await;
+    produce(dir.path(), &brokers, &topic, 500, 1);
+
+    let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+    c.args(["--until-end", "--output-topic", ""]);
+    let stderr = fails_saying(
+        c,
+        &format!("topic {topic} is not the topic this lake read: the lake's offsets of it are of topic id {landed}, and the brokers' topic {topic} is id "),
+    );
+    assert!(!stderr.contains(&format!("is id {landed},")), "{stderr}");
+    assert_exactly_once(dir.path(), &topic, 300);
+    assert!(staging_left(dir.path()).is_empty());
+}
+
 /// Offsets the broker deleted before they were read (the aggregator was down longer than the
 /// topic's retention) are counted and named, and reading goes on from the log's start. The
 /// mock cluster keeps at most 5 MiB a partition, dropping the oldest message sets past it.

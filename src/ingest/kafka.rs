@@ -48,7 +48,7 @@ use super::{
 use crate::engine::Engine;
 use crate::lake::{BackgroundWriter, Lake, LakeError, OffsetRange, Table, Transaction};
 use crate::live::{LiveEvent, LiveStats};
-use crate::source::kafka::{self, KafkaError, KafkaOptions, Publisher};
+use crate::source::kafka::{self, KafkaError, KafkaOptions, Publisher, TopicId};
 use crate::source::DecodeStats;
 use crate::window::{WindowOperator, WindowStats};
 
@@ -393,6 +393,19 @@ struct Aggregator<'a> {
     /// Partitions read at another offset than the one expected: the first message since their
     /// assignment not at the lake's end, or a later one not after the one before.
     repositioned: Vec<Repositioned>,
+    /// The topic's id, as the brokers give it.
+    topic_id: Asked,
+}
+
+/// How long an assignment waits for the brokers to say the topic's id (a real Kafka answers
+/// in milliseconds; the first ask runs while the group is joined).
+const TOPIC_ID_WAIT: Duration = Duration::from_secs(3);
+
+/// The topic's id, asked of the brokers: at the start, then again at an assignment while
+/// they answered without one (the topic may not have existed yet).
+enum Asked {
+    Pending(tokio::task::JoinHandle<TopicId>),
+    Answered(TopicId),
 }
 
 /// A partition read at another offset than expected: the broker found its position out of
@@ -422,6 +435,15 @@ pub async fn ingest_kafka(
     let topic = options.until_end.then(|| options.topic.clone());
     let reachable =
         tokio::task::spawn_blocking(move || kafka::check_reachable(&check, topic.as_deref()));
+    // And the topic's id, for the first assignment to check against the lake's.
+    let asked = (options.kafka.clone(), options.topic.clone());
+    let topic_id = tokio::task::spawn_blocking(move || {
+        kafka::topic_id(
+            &asked.0,
+            &asked.1,
+            TOPIC_ID_WAIT.min(asked.0.connect_timeout),
+        )
+    });
     let lake = Lake::new(&options.ingest.lake);
     lake.ensure_tables()?;
     for run in lake.recover()?.rolled_forward {
@@ -524,6 +546,7 @@ pub async fn ingest_kafka(
         live,
         first_message: None,
         repositioned: Vec::new(),
+        topic_id: Asked::Pending(topic_id),
     };
     let batch_rows = options.ingest.batch_rows.max(1);
     // How many messages the next step may take: up to the next batch boundary (so a batch
@@ -853,6 +876,48 @@ impl Aggregator<'_> {
         self.decoders.send(now_micros())
     }
 
+    /// At an assignment: the topic must be the one whose offsets the lake holds. Kafka gives a
+    /// topic deleted and created again a new id; its offsets start again, and once its log
+    /// has grown past the lake's end nothing else tells it from the old one. Brokers that give
+    /// no id (before Kafka 2.8), and lakes that recorded none, are not checked.
+    async fn check_topic_id(&mut self) -> Result<(), IngestError> {
+        let answered =
+            match std::mem::replace(&mut self.topic_id, Asked::Answered(TopicId::NoAnswer)) {
+                Asked::Pending(asked) => asked
+                    .await
+                    .map_err(|e| IngestError::Internal(format!("asking the topic's id: {e}")))?,
+                // Answered without an id: the topic may exist now.
+                Asked::Answered(TopicId::Unknown) => {
+                    let asked = (self.options.kafka.clone(), self.options.topic.clone());
+                    tokio::task::spawn_blocking(move || {
+                        kafka::topic_id(
+                            &asked.0,
+                            &asked.1,
+                            TOPIC_ID_WAIT.min(asked.0.connect_timeout),
+                        )
+                    })
+                    .await
+                    .map_err(|e| IngestError::Internal(format!("asking the topic's id: {e}")))?
+                }
+                Asked::Answered(known) => known,
+            };
+        tracing::debug!("topic {}: id {answered:?}", self.options.topic);
+        self.topic_id = Asked::Answered(answered.clone());
+        let TopicId::Id(now) = answered else {
+            return Ok(());
+        };
+        let recorded = self.lake.topic_ids(&self.options.topic)?;
+        match recorded.into_iter().find(|landed| *landed != now) {
+            Some(landed) => Err(KafkaError::TopicRecreated {
+                topic: self.options.topic.clone(),
+                landed,
+                now,
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
     /// Watermark alignment (as Flink's): pause partitions more than `max_drift` of event time
     /// ahead of the slowest one still reading, resume them once it is within half of that.
     /// Partitions at their end or idle hold nobody back; with none left, all resume. The
@@ -956,6 +1021,7 @@ impl Aggregator<'_> {
         assigned: &[(i32, Option<i64>)],
     ) -> Result<(), IngestError> {
         self.parts.clear();
+        self.check_topic_id().await?;
         let ends = if self.options.until_end {
             let partitions: Vec<i32> = assigned.iter().map(|(p, _)| *p).collect();
             self.end_offsets(consumer, &partitions)?
@@ -1324,6 +1390,10 @@ impl Aggregator<'_> {
                 partition: *partition,
                 start: *start,
                 end: *end,
+                topic_id: match &self.topic_id {
+                    Asked::Answered(TopicId::Id(id)) => Some(id.clone()),
+                    _ => None,
+                },
             });
         }
         let rows = tx.rows().clone();

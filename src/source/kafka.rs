@@ -25,7 +25,9 @@ use crate::model::{Reject, RejectBuilder, RejectReason, SourcePos, TradeBuilder}
 use crate::venue::Registry;
 
 mod reports;
+mod topic_id;
 use reports::ReportedProducer;
+pub use topic_id::TopicId;
 
 /// The original system's topics.
 pub const TRADES_TOPIC: &str = "finra-ats-raw";
@@ -247,6 +249,14 @@ pub enum KafkaError {
         last_landed: i64,
         /// The offset the broker delivered first, after it reset the position.
         first: i64,
+    },
+    #[error("topic {topic} is not the topic this lake read: the lake's offsets of it are of topic id {landed}, and the brokers' topic {topic} is id {now}, so it was deleted and created again since. Its offsets start again, so reading on from the lake's end would skip its messages as already landed, and nothing was landed. To land the topic as it is now: ingest it into another lake (--lake), or keep this lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a new log from --start")]
+    TopicRecreated {
+        topic: String,
+        /// The id the lake recorded with the topic's offsets.
+        landed: String,
+        /// The id the brokers give it now.
+        now: String,
     },
     #[error("Kafka refused {what}: {code}. {remedy}")]
     Refused {
@@ -528,6 +538,17 @@ fn close_in_background<T: Send + 'static>(client: T) {
     let _ = std::thread::Builder::new()
         .name("kafka-close".into())
         .spawn(move || drop(client));
+}
+
+/// The id the brokers give `topic` (KIP-516; see [`TopicId`]), asked with a client of its own
+/// that waits up to `wait` for the answer.
+pub fn topic_id(options: &KafkaOptions, topic: &str, wait: Duration) -> TopicId {
+    let Ok(client) = options.config(&[]).create::<BaseConsumer>() else {
+        return TopicId::NoAnswer;
+    };
+    let id = topic_id::topic_id(client.client().native_ptr(), topic, wait);
+    close_in_background(client);
+    id
 }
 
 /// Partitions of the topics darkpool creates, unless `--partitions` says otherwise.
