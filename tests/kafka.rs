@@ -200,21 +200,18 @@ fn summary_count(stderr: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no '{label}' in the summary:\n{stderr}"))
 }
 
+/// `ingest --brokers` of `topic` as a member of `group`, into `dir`'s `lake`.
+fn member_of(dir: &Path, brokers: &str, topic: &str, group: &str) -> Command {
+    let mut c = darkpool(dir);
+    c.args(["ingest", "--brokers", brokers, "--topic", topic])
+        .args(["--group", group, "--lake", "lake"]);
+    c
+}
+
 /// `ingest --brokers` arguments shared by the tests.
 fn ingest_command(dir: &Path, brokers: &str, topic: &str, group: &str) -> Command {
-    let mut c = darkpool(dir);
+    let mut c = member_of(dir, brokers, topic, group);
     c.args([
-        "ingest",
-        "--brokers",
-        brokers,
-        "--topic",
-        topic,
-        "--group",
-        group,
-    ])
-    .args([
-        "--lake",
-        "lake",
         "--commit-every",
         "300ms",
         "--idle-timeout",
@@ -886,36 +883,12 @@ fn offsets_deleted_by_retention_before_they_were_read_are_counted_as_lost() {
 /// reads on from the log's start, keeping its partition.
 #[test]
 fn offsets_deleted_by_retention_while_a_member_runs_are_counted_as_lost() {
-    let dir = tempfile::tempdir().unwrap();
     let topic = "retained-live";
-    let (_cluster, brokers) = mock_topic(topic, 300);
-    let mut child = live_mock_member(dir.path(), &brokers, topic, "earliest", "300ms")
-        .spawn()
-        .unwrap();
-    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
-    signal(&child, "STOP");
-    // About 7.7 MB more: the log's oldest sets go, and with them the member's position.
-    send_to(&brokers, topic, 300, 70_000);
-    let (log_start, log_end) = watermarks(&brokers, topic, 0);
-    assert_eq!(log_end, 70_300);
-    assert!(log_start > 300, "the mock kept the whole log: {log_start}");
-    signal(&child, "CONT");
+    let (dir, _cluster, brokers, mut child) = running_member(topic, "earliest", "300ms");
+    let (log_start, log_end) = overtaken_by_retention(&child, &brokers, topic, 300);
     wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 2);
     let log = stop_member(&mut child, dir.path(), "member.log");
-    assert_eq!(
-        summary_count(&log, "lost"),
-        (log_start - 300) as u64,
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "partition 0 of retained-live: offsets 300 to {} were deleted by the broker (its retention) before they were read",
-            log_start - 1
-        )),
-        "{log}"
-    );
-    // Found mid-run: the partition stayed assigned (no rebalance after the first).
-    assert!(log.contains(", 1 rebalance(s)"), "{log}");
+    assert_lost_mid_run(&log, topic, 300, log_start);
     assert_exactly_once(dir.path(), topic, 300 + (log_end - log_start) as u64);
 }
 
@@ -924,22 +897,12 @@ fn offsets_deleted_by_retention_while_a_member_runs_are_counted_as_lost() {
 /// held are named too.
 #[test]
 fn a_reset_to_the_logs_end_mid_run_names_what_it_passed() {
-    let dir = tempfile::tempdir().unwrap();
     let topic = "retained-latest";
-    let (_cluster, brokers) = mock_topic(topic, 300);
-    let mut child = live_mock_member(dir.path(), &brokers, topic, "latest", "300ms")
-        .spawn()
-        .unwrap();
     // Read from the end: the 100 messages sent once it is there land, the 300 before do not.
-    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
+    let (dir, _cluster, brokers, mut child) = running_member(topic, "latest", "300ms");
     send_to(&brokers, topic, 300, 100);
     wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 2);
-    signal(&child, "STOP");
-    send_to(&brokers, topic, 400, 70_000);
-    let (log_start, log_end) = watermarks(&brokers, topic, 0);
-    assert_eq!(log_end, 70_400);
-    assert!(log_start > 400, "the mock kept the whole log: {log_start}");
-    signal(&child, "CONT");
+    let (log_start, _) = overtaken_by_retention(&child, &brokers, topic, 400);
     // The position went to the log's end; then 10 more messages come.
     let at_end = "partition 0: end reached at Some(70400)";
     wait_for_log_times(dir.path(), "member.log", at_end, 1);
@@ -947,21 +910,12 @@ fn a_reset_to_the_logs_end_mid_run_names_what_it_passed() {
     let read_them = "partition 0: end reached at Some(70410)";
     wait_for_log_times(dir.path(), "member.log", read_them, 1);
     let log = stop_member(&mut child, dir.path(), "member.log");
-    assert_eq!(
-        summary_count(&log, "lost"),
-        (log_start - 400) as u64,
-        "{log}"
+    assert_lost_mid_run(&log, topic, 400, log_start);
+    let passed = format!(
+        "never reached the lake; reading went on at offset 70400, past {} message(s) the broker still held",
+        70_400 - log_start
     );
-    assert!(
-        log.contains(&format!(
-            "partition 0 of retained-latest: offsets 400 to {} were deleted by the broker (its retention) before they were read; up to {} message(s) never reached the lake; reading went on at offset 70400, past {} message(s) the broker still held",
-            log_start - 1,
-            log_start - 400,
-            70_400 - log_start
-        )),
-        "{log}"
-    );
-    assert!(log.contains(", 1 rebalance(s)"), "{log}");
+    assert!(log.contains(&passed), "{log}");
     assert_eq!(summary_count(&log, "accepted"), 110, "{log}");
 }
 
@@ -971,27 +925,15 @@ fn a_reset_to_the_logs_end_mid_run_names_what_it_passed() {
 /// taken for what the lake holds.
 #[test]
 fn a_partition_log_that_starts_again_mid_run_stops_the_member_after_landing_what_it_read() {
-    let dir = tempfile::tempdir().unwrap();
     let topic = "restarted-live";
-    let (cluster, brokers) = mock_topic(topic, 300);
     // Nothing committed before the stop: what lands, lands in the stop's own commit.
-    let mut child = live_mock_member(dir.path(), &brokers, topic, "earliest", "1h")
-        .spawn()
-        .unwrap();
-    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
+    let (dir, cluster, _, mut child) = running_member(topic, "earliest", "1h");
     assert_eq!(landed(dir.path(), topic), 0);
     cluster.request_errors(
         RDKafkaApiKey::Fetch,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE],
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "still running a minute on");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let exit = exit_within_a_minute(&mut child, "after the out-of-range answer");
     let log = std::fs::read_to_string(dir.path().join("member.log")).unwrap();
     assert_eq!(exit.code(), Some(1), "{log}");
     assert!(
@@ -1012,34 +954,82 @@ fn live_mock_member(
     start: &str,
     commit_every: &str,
 ) -> Command {
-    let mut c = darkpool(dir);
-    c.args([
-        "ingest",
-        "--brokers",
-        brokers,
-        "--topic",
-        topic,
-        "--group",
-        "g",
-    ])
-    .args([
-        "--lake",
-        "lake",
-        "--output-topic",
-        "",
-        "--idle-timeout",
-        "60s",
-    ])
-    .args(["--start", start, "--commit-every", commit_every])
-    .args([
-        "-X",
-        "session.timeout.ms=30000",
-        "-X",
-        "heartbeat.interval.ms=1000",
-    ])
-    .env("DARKPOOL_LOG", "darkpool=debug")
-    .stderr(std::fs::File::create(dir.join("member.log")).unwrap());
+    let mut c = member_of(dir, brokers, topic, "g");
+    c.args(["--output-topic", "", "--idle-timeout", "60s"])
+        .args(["--start", start, "--commit-every", commit_every])
+        .args([
+            "-X",
+            "session.timeout.ms=30000",
+            "-X",
+            "heartbeat.interval.ms=1000",
+        ])
+        .env("DARKPOOL_LOG", "darkpool=debug")
+        .stderr(std::fs::File::create(dir.join("member.log")).unwrap());
     c
+}
+
+/// A mock cluster's topic of 300 trades, and a [`live_mock_member`] of it (in a folder of its
+/// own) that has reached the partition's end once.
+fn running_member(
+    topic: &str,
+    start: &str,
+    commit_every: &str,
+) -> (
+    tempfile::TempDir,
+    MockCluster<'static, DefaultProducerContext>,
+    String,
+    Child,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, brokers) = mock_topic(topic, 300);
+    let child = live_mock_member(dir.path(), &brokers, topic, start, commit_every)
+        .spawn()
+        .unwrap();
+    wait_for_log_times(dir.path(), "member.log", "partition 0: end reached", 1);
+    (dir, cluster, brokers, child)
+}
+
+/// With the member stopped (SIGSTOP), about 7.7 MB more from offset `end` (the log's end): the
+/// mock drops its oldest message sets, and the member's position with them. Then it goes on
+/// (SIGCONT). The log's start and end.
+fn overtaken_by_retention(child: &Child, brokers: &str, topic: &str, end: i64) -> (i64, i64) {
+    signal(child, "STOP");
+    send_to(brokers, topic, end, 70_000);
+    let (log_start, log_end) = watermarks(brokers, topic, 0);
+    assert_eq!(log_end, end + 70_000);
+    assert!(log_start > end, "the mock kept the whole log: {log_start}");
+    signal(child, "CONT");
+    (log_start, log_end)
+}
+
+/// The member's log says, and its summary counts, that offsets `from` to `log_start` - 1 of
+/// partition 0 were deleted before they were read, found mid-run: the partition stayed
+/// assigned (no rebalance after the first).
+fn assert_lost_mid_run(log: &str, topic: &str, from: i64, log_start: i64) {
+    assert_eq!(
+        summary_count(log, "lost"),
+        (log_start - from) as u64,
+        "{log}"
+    );
+    let named = format!(
+        "partition 0 of {topic}: offsets {from} to {} were deleted by the broker (its retention) before they were read; up to {} message(s)",
+        log_start - 1,
+        log_start - from
+    );
+    assert!(log.contains(&named), "{log}");
+    assert!(log.contains(", 1 rebalance(s)"), "{log}");
+}
+
+/// Wait (up to a minute) for `child` to exit; how it did.
+fn exit_within_a_minute(child: &mut Child, when: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(Instant::now() < deadline, "still running a minute {when}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Send `child` the signal `name` (STOP, CONT, TERM).
@@ -1070,17 +1060,7 @@ fn wait_for_log_times(dir: &Path, log: &str, needle: &str, times: usize) {
 /// SIGTERM to a member, which must then stop within a minute and succeed; its log.
 fn stop_member(child: &mut Child, dir: &Path, log: &str) -> String {
     signal(child, "TERM");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running a minute after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let exit = exit_within_a_minute(child, "after SIGTERM");
     let text = std::fs::read_to_string(dir.join(log)).unwrap();
     assert!(exit.success(), "{exit}: {text}");
     text
@@ -2042,17 +2022,7 @@ async fn sigterm_stops_the_aggregator_as_ctrl_c_does_committing_what_it_read() {
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running a minute after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let exit = exit_within_a_minute(&mut child, "after SIGTERM");
     let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
     assert!(exit.success(), "{exit}: {log}");
     assert!(log.contains("stop asked true"), "{log}");
