@@ -408,6 +408,13 @@ enum Asked {
     Answered(TopicId),
 }
 
+/// Ask the brokers for the topic's id, on a blocking thread.
+fn ask_topic_id(options: &KafkaIngestOptions) -> tokio::task::JoinHandle<TopicId> {
+    let (kafka, topic) = (options.kafka.clone(), options.topic.clone());
+    let wait = TOPIC_ID_WAIT.min(kafka.connect_timeout);
+    tokio::task::spawn_blocking(move || kafka::topic_id(&kafka, &topic, wait))
+}
+
 /// A partition read at another offset than expected: the broker found its position out of
 /// range and librdkafka reset it, or offsets were skipped that are never delivered
 /// (transaction markers, a compacted topic's gaps).
@@ -436,14 +443,7 @@ pub async fn ingest_kafka(
     let reachable =
         tokio::task::spawn_blocking(move || kafka::check_reachable(&check, topic.as_deref()));
     // And the topic's id, for the first assignment to check against the lake's.
-    let asked = (options.kafka.clone(), options.topic.clone());
-    let topic_id = tokio::task::spawn_blocking(move || {
-        kafka::topic_id(
-            &asked.0,
-            &asked.1,
-            TOPIC_ID_WAIT.min(asked.0.connect_timeout),
-        )
-    });
+    let topic_id = ask_topic_id(&options);
     let lake = Lake::new(&options.ingest.lake);
     lake.ensure_tables()?;
     for run in lake.recover()?.rolled_forward {
@@ -881,23 +881,15 @@ impl Aggregator<'_> {
     /// has grown past the lake's end nothing else tells it from the old one. Brokers that give
     /// no id (before Kafka 2.8), and lakes that recorded none, are not checked.
     async fn check_topic_id(&mut self) -> Result<(), IngestError> {
+        let joined = |e: tokio::task::JoinError| {
+            IngestError::Internal(format!("asking the topic's id: {e}"))
+        };
         let answered =
             match std::mem::replace(&mut self.topic_id, Asked::Answered(TopicId::NoAnswer)) {
-                Asked::Pending(asked) => asked
-                    .await
-                    .map_err(|e| IngestError::Internal(format!("asking the topic's id: {e}")))?,
+                Asked::Pending(asked) => asked.await.map_err(joined)?,
                 // Answered without an id: the topic may exist now.
                 Asked::Answered(TopicId::Unknown) => {
-                    let asked = (self.options.kafka.clone(), self.options.topic.clone());
-                    tokio::task::spawn_blocking(move || {
-                        kafka::topic_id(
-                            &asked.0,
-                            &asked.1,
-                            TOPIC_ID_WAIT.min(asked.0.connect_timeout),
-                        )
-                    })
-                    .await
-                    .map_err(|e| IngestError::Internal(format!("asking the topic's id: {e}")))?
+                    ask_topic_id(self.options).await.map_err(joined)?
                 }
                 Asked::Answered(known) => known,
             };

@@ -250,7 +250,7 @@ pub enum KafkaError {
         /// The offset the broker delivered first, after it reset the position.
         first: i64,
     },
-    #[error("topic {topic} is not the topic this lake read: the lake's offsets of it are of topic id {landed}, and the brokers' topic {topic} is id {now}, so it was deleted and created again since. Its offsets start again, so reading on from the lake's end would skip its messages as already landed, and nothing was landed. To land the topic as it is now: ingest it into another lake (--lake), or keep this lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a new log from --start")]
+    #[error("topic {topic} is not the topic this lake read: the lake's offsets of it are of topic id {landed}, and the brokers' topic {topic} is id {now}, so it was deleted and created again since. Its offsets start again, so reading on from the lake's end would skip its messages as already landed, so nothing of it was read. To land the topic as it is now: ingest it into another lake (--lake), or keep this lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a new log from --start")]
     TopicRecreated {
         topic: String,
         /// The id the lake recorded with the topic's offsets.
