@@ -1066,6 +1066,21 @@ fn stop_member(child: &mut Child, dir: &Path, log: &str) -> String {
     text
 }
 
+/// librdkafka's own log lines reach darkpool's log, and at debug level so does what
+/// `-X debug=...` asks for. rdkafka sets librdkafka's level from the `log` crate's, which
+/// darkpool does not use: only errors came through, never `debug=cgrp`'s group joining.
+#[test]
+fn librdkafkas_debug_lines_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, brokers) = mock_topic("debugged", 10);
+    let mut c = mock_closing_run(dir.path(), &brokers, "debugged");
+    c.args(["-X", "debug=cgrp"])
+        .env("DARKPOOL_LOG", "darkpool=debug");
+    let stderr = String::from_utf8_lossy(&run(c).stderr).into_owned();
+    assert!(stderr.contains("librdkafka: JOINGROUP: "), "{stderr}");
+    assert!(stderr.contains("librdkafka: HEARTBEAT: "), "{stderr}");
+}
+
 /// A topic the brokers do not create but list is written to: a cluster with ACLs often lets an
 /// application write a topic it may not create, and some Kafka-compatible brokers offer no
 /// topic creation (librdkafka's mock cluster answers no CreateTopics request).

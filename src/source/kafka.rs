@@ -63,6 +63,16 @@ impl KafkaOptions {
         for (key, value) in &self.settings {
             config.set(key, value);
         }
+        // rdkafka sets librdkafka's log level from the `log` crate's, which darkpool (on
+        // tracing) leaves unset: only errors came through, never a warning (an offset reset,
+        // a request timing out) nor what `-X debug=...` asks for.
+        config.set_log_level(
+            if tracing::enabled!(target: "darkpool::source::kafka", tracing::Level::DEBUG) {
+                rdkafka::config::RDKafkaLogLevel::Debug
+            } else {
+                rdkafka::config::RDKafkaLogLevel::Warning
+            },
+        );
         config
     }
 }
