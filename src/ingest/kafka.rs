@@ -457,10 +457,6 @@ pub async fn ingest_kafka(
     } else {
         None
     };
-    let reset = match options.start {
-        StartFrom::Latest => "latest",
-        StartFrom::Earliest | StartFrom::Committed => "earliest",
-    };
     let member = Member {
         lake: lake.clone(),
         topic: options.topic.clone(),
@@ -478,7 +474,11 @@ pub async fn ingest_kafka(
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", "true"),
-            ("auto.offset.reset", reset),
+            // Where a partition begins is set at its assignment (`--start` and the lake's end);
+            // this only answers a position the broker no longer has (and `--start committed`
+            // with nothing committed). Resuming at the log's start loses only what the broker
+            // deleted, where the end would also pass over what it still holds.
+            ("auto.offset.reset", "earliest"),
             ("partition.assignment.strategy", "range,roundrobin"),
             // A killed member's partitions move on after 10 s (librdkafka's default is 45 s).
             ("session.timeout.ms", "10000"),
@@ -801,8 +801,8 @@ impl Aggregator<'_> {
 
     /// The partitions read at another offset than expected: at their first message since the
     /// assignment, the lake's end; later, the offset after the message before. The broker
-    /// found the position out of range and librdkafka reset it (to the log's start, or its end
-    /// with `--start latest`), or offsets were skipped that are never delivered.
+    /// found the position out of range and librdkafka reset it (to the log's start), or
+    /// offsets were skipped that are never delivered.
     ///
     /// Below the offset expected, the partition's log starts again: a new log whose messages
     /// the lake would skip as landed, so the run stops. The caller first lands what was read
@@ -842,24 +842,16 @@ impl Aggregator<'_> {
             };
             match log_start {
                 Ok(log_start) if log_start > expected => {
-                    let deleted = log_start.min(first) - expected;
-                    self.summary.lost_to_retention += deleted as u64;
+                    let lost = log_start - expected;
+                    self.summary.lost_to_retention += lost as u64;
                     if let Some(live) = &self.live {
                         live.stats
                             .lost_offsets
-                            .fetch_add(deleted as u64, Ordering::Relaxed);
+                            .fetch_add(lost as u64, Ordering::Relaxed);
                     }
-                    let passed = if first > log_start {
-                        format!(
-                            "; reading went on at offset {first}, past {} message(s) the broker still held (auto.offset.reset: --start latest)",
-                            first - log_start
-                        )
-                    } else {
-                        String::new()
-                    };
                     tracing::warn!(
-                        "partition {partition} of {topic}: offsets {expected} to {} were deleted by the broker (its retention) before they were read; up to {deleted} message(s) never reached the lake{passed}",
-                        log_start.min(first) - 1
+                        "partition {partition} of {topic}: offsets {expected} to {} were deleted by the broker (its retention) before they were read; up to {lost} message(s) never reached the lake",
+                        log_start - 1
                     );
                 }
                 Ok(_) => {}

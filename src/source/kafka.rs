@@ -122,7 +122,11 @@ const OWN_SETTINGS: [(&str, Allowed, &str); 13] = [
     ("bootstrap.servers", Allowed::Nothing, "--brokers says"),
     ("metadata.broker.list", Allowed::Nothing, "--brokers says"),
     ("group.id", Allowed::Nothing, "--group says"),
-    ("auto.offset.reset", Allowed::Nothing, "--start says"),
+    (
+        "auto.offset.reset",
+        Allowed::Nothing,
+        "--start says where reading begins, and a position the broker no longer has resumes at its log's start (losing only what it deleted)",
+    ),
     ("enable.auto.commit", Allowed::Only("false"), COMMITS),
     ("auto.commit.enable", Allowed::Only("false"), COMMITS),
     ("enable.auto.offset.store", Allowed::Only("false"), COMMITS),
