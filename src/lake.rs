@@ -274,10 +274,7 @@ impl Lake {
     pub fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, LakeError> {
         // Logged runs first, then the index: a publish that completes between the two reads
         // moves its range into the index, so it is seen either way.
-        let mut pending = Vec::new();
-        for (_, record) in self.logged_unpublished()? {
-            pending.extend(record.offsets.into_iter().filter(|r| r.topic == topic));
-        }
+        let pending = self.logged_ranges(topic)?;
         let mut ends = self.indexed_offsets(topic)?;
         for range in pending {
             let end = ends.entry(range.partition).or_insert(range.end);
@@ -290,38 +287,40 @@ impl Lake {
     /// yet published: none from brokers without ids or from lakes made before ids were
     /// recorded, one otherwise.
     pub fn topic_ids(&self, topic: &str) -> Result<BTreeSet<String>, LakeError> {
-        let mut ids = BTreeSet::new();
-        for (_, record) in self.logged_unpublished()? {
-            ids.extend(
-                (record.offsets.into_iter())
-                    .filter(|r| r.topic == topic)
-                    .filter_map(|r| r.topic_id),
-            );
-        }
-        let dir = self.offsets_dir(topic);
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let range: OffsetRange = read_record(&path)?;
-                ids.extend(range.topic_id);
-            }
-        }
-        Ok(ids)
+        let mut ranges = self.logged_ranges(topic)?;
+        ranges.extend(self.indexed_ranges(topic)?);
+        Ok(ranges.into_iter().filter_map(|r| r.topic_id).collect())
     }
 
     /// The `_offsets` index alone: partition -> end of the last published range.
     fn indexed_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, LakeError> {
-        let mut ends = BTreeMap::new();
-        let dir = self.offsets_dir(topic);
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let ranges = self.indexed_ranges(topic)?;
+        Ok(ranges.into_iter().map(|r| (r.partition, r.end)).collect())
+    }
+
+    /// The `_offsets` index of `topic`: the last published range of each partition.
+    fn indexed_ranges(&self, topic: &str) -> Result<Vec<OffsetRange>, LakeError> {
+        let mut ranges = Vec::new();
+        for entry in fs::read_dir(self.offsets_dir(topic))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let path = entry.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
+            if path.extension().is_some_and(|e| e == "json") {
+                ranges.push(read_record(&path)?);
             }
-            let range: OffsetRange = read_record(&path)?;
-            ends.insert(range.partition, range.end);
         }
-        Ok(ends)
+        Ok(ranges)
+    }
+
+    /// `topic`'s ranges of the runs logged but not yet published.
+    fn logged_ranges(&self, topic: &str) -> Result<Vec<OffsetRange>, LakeError> {
+        let mut ranges = Vec::new();
+        for (_, record) in self.logged_unpublished()? {
+            ranges.extend(record.offsets.into_iter().filter(|r| r.topic == topic));
+        }
+        Ok(ranges)
     }
 
     /// Runs whose commit log is written and whose staging folder still exists: committed, not

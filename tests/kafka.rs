@@ -1033,13 +1033,14 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success(), "kill -{name}");
 }
 
-/// Wait (up to a minute) until the file `log` in `dir` holds `needle` `times` times.
-fn wait_for_log_times(dir: &Path, log: &str, needle: &str, times: usize) {
+/// Wait (up to a minute, then fail) until the file `log` in `dir` holds `needle` `times`
+/// times; its text then.
+fn wait_for_log_times(dir: &Path, log: &str, needle: &str, times: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
         if text.matches(needle).count() >= times {
-            return;
+            return text;
         }
         assert!(
             Instant::now() < deadline,
@@ -1746,14 +1747,7 @@ async fn a_partition_far_ahead_in_event_time_is_paused_until_the_others_catch_up
 
 /// Wait (up to a minute) until the file `log` in `dir` holds `needle`; its text then.
 fn wait_for_log(dir: &Path, log: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
-        if text.contains(needle) || Instant::now() > deadline {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_log_times(dir, log, needle, 1)
 }
 
 #[tokio::test]
