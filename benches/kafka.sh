@@ -27,7 +27,7 @@ if [ "${BENCH_HOST_CHECK:-1}" != 0 ]; then
     "$CARGO_TARGET_DIR/release/examples/decode_bench" "$BENCH_DIR/decode.ndjson" 10 |
       sed -E 's/.* = ([0-9]+) ns.*/\1/'
   done | sort -n | tr '\n' ' ')
-  echo "host check: decode_bench ${runs}ns a trade (best first; see README, Performance, Kafka)"
+  echo "host check: decode_bench ${runs}ns a trade (best first; see README, Performance, Kafka ingest)"
 fi
 . benches/broker.sh
 bench_broker 29092

@@ -283,7 +283,7 @@ fn explain_syntax(line: &str, e: &serde_json::Error) -> String {
 /// the same trade for what the first accepts (`the_typed_path_gives_what_validate_gives`).
 /// The first skips [`RawTrade`]'s loosely typed values and their second reading: about 5 %
 /// of a simulated trade's decode time when it was added (`examples/decode_bench`; figures in
-/// the README, Performance, Kafka).
+/// `benches/HISTORY.md`, fifth session).
 pub fn decode_json<T>(
     line: &str,
     order: &mut KeyOrder,
