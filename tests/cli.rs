@@ -323,7 +323,7 @@ fn every_kind_of_bad_row_lands_in_rejects_and_good_rows_are_kept() {
         ("invalid_json", b"{\"timestamp\": oops".to_vec()),
         ("not_an_object", b"[1, 2, 3]".to_vec()),
         ("missing_field", GOOD.replace(r#""symbol":"SYNTH_SPY","#, "").into_bytes()),
-        ("wrong_type", GOOD.replace("470.5", "\"470.5\"").into_bytes()),
+        ("wrong_type", GOOD.replace("470.5", "\"470.5 USD\"").into_bytes()),
         ("bad_price", GOOD.replace("470.5", "-470.5").into_bytes()),
         ("bad_price", GOOD.replace("470.5", "0").into_bytes()),
         ("invalid_json", GOOD.replace("470.5", "NaN").into_bytes()),
@@ -383,6 +383,28 @@ fn every_kind_of_bad_row_lands_in_rejects_and_good_rows_are_kept() {
     // The 10 MB line keeps its first MiB (the --max-line-bytes default) and its full length.
     let last = rejects.last().unwrap();
     assert_eq!(last["kept"].as_u64(), Some(1 << 20));
+}
+
+#[test]
+fn numbers_sent_as_strings_land_as_the_numbers() {
+    // Producers that keep decimals exact send them as strings (`"price":"470.5"`).
+    let dir = tempfile::tempdir().unwrap();
+    let quoted = GOOD
+        .replace("470.5", "\"470.5\"")
+        .replace(":100,", ":\"100\",");
+    assert_ne!(quoted, GOOD);
+    std::fs::write(dir.path().join("quoted.ndjson"), format!("{quoted}\n")).unwrap();
+    ok(&["ingest", "--lake", "lake", "quoted.ndjson"], dir.path());
+    let rows = query_json(
+        dir.path(),
+        "lake",
+        "SELECT price, quantity, trade_value, (SELECT COUNT(*) FROM rejects) AS rejected FROM trades",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["price"].as_f64(), Some(470.5));
+    assert_eq!(rows[0]["quantity"].as_i64(), Some(100));
+    assert_eq!(rows[0]["trade_value"].as_f64(), Some(47_050.0));
+    assert_eq!(rows[0]["rejected"].as_u64(), Some(0));
 }
 
 #[test]

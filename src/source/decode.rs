@@ -906,8 +906,10 @@ fn number(raw: &RawTrade<'_>, field: Field) -> Result<Option<f64>, Reject> {
         None => Ok(None),
         Some(Scalar::Int(v)) => Ok(Some(*v as f64)),
         Some(Scalar::Float(v)) => Ok(Some(*v)),
-        Some(Scalar::Text(t)) if t.trim().is_empty() => Ok(None),
-        Some(Scalar::Text(t)) => t.trim().parse::<f64>().map(Some).map_err(|_| {
+        // A number in a string, as producers that keep decimals exact send prices
+        // (`"price":"262.39"`): read like a CSV cell, as Flink's and arrow-json's JSON readers do.
+        Some(Scalar::Text(t) | Scalar::Str(t)) if t.trim().is_empty() => Ok(None),
+        Some(Scalar::Text(t) | Scalar::Str(t)) => t.trim().parse::<f64>().map(Some).map_err(|_| {
             Reject::new(
                 RejectReason::WrongType,
                 format!("'{}' must be a number, got '{t}'", field.name()),
@@ -1014,8 +1016,10 @@ fn quantity(raw: &RawTrade<'_>) -> Result<i64, Reject> {
     let value = match raw.get(Field::Quantity) {
         None => return Err(missing(Field::Quantity)),
         Some(Scalar::Int(v)) => *v,
-        Some(Scalar::Text(t)) if t.trim().is_empty() => return Err(missing(Field::Quantity)),
-        Some(Scalar::Float(_) | Scalar::Text(_)) => {
+        Some(Scalar::Text(t) | Scalar::Str(t)) if t.trim().is_empty() => {
+            return Err(missing(Field::Quantity))
+        }
+        Some(Scalar::Float(_) | Scalar::Text(_) | Scalar::Str(_)) => {
             let v = number(raw, Field::Quantity)?.unwrap_or(f64::NAN);
             if !(v.is_finite() && v.fract() == 0.0) {
                 return Err(bad(format!("quantity {v} is not a whole number of shares")));
@@ -1189,6 +1193,41 @@ mod tests {
         assert_eq!(t.timestamp, 1_704_109_803_120_000);
     }
 
+    /// Numbers sent as strings (exact decimals) give the trade the numbers give; a string
+    /// that is no number is still the wrong type, and an empty one is a missing value.
+    #[test]
+    fn numbers_in_strings_are_read_as_numbers() {
+        let good = parse_json(GOOD).unwrap();
+        let as_numbers = validate(&good).unwrap();
+        let quoted = ["262.39", "3143", "824691.77", "40.7128", "-74.006"]
+            .iter()
+            .fold(GOOD.to_string(), |line, n| {
+                line.replacen(&format!(":{n}"), &format!(":\" {n} \""), 1)
+            });
+        assert_eq!(quoted.matches("\" ").count(), 5, "{quoted}");
+        let raw = parse_json(&quoted).unwrap();
+        assert_eq!(validate(&raw).unwrap(), as_numbers, "{quoted}");
+        let mut order = KeyOrder::default();
+        let typed = decode_json(&quoted, &mut order, |t| t.timestamp).unwrap();
+        assert_eq!(typed, as_numbers.timestamp);
+
+        let with = |from: &str, to: &str| GOOD.replace(from, to);
+        let reject = validate(&parse_json(&with("262.39", r#""262,39""#)).unwrap()).unwrap_err();
+        assert_eq!(reject.reason, RejectReason::WrongType);
+        assert_eq!(reject.detail, "'price' must be a number, got '262,39'");
+        assert_eq!(reason(&with("262.39", r#""NaN""#)), RejectReason::BadPrice);
+        assert_eq!(reason(&with("262.39", r#""""#)), RejectReason::MissingField);
+        assert_eq!(
+            reason(&with("3143", r#""31.5""#)),
+            RejectReason::BadQuantity
+        );
+        assert_eq!(reason(&with("3143", r#"" ""#)), RejectReason::MissingField);
+        assert_eq!(
+            reason(&with("40.7128", r#""north""#)),
+            RejectReason::WrongType
+        );
+    }
+
     #[test]
     fn classifies_bad_records() {
         let with = |from: &str, to: &str| GOOD.replace(from, to);
@@ -1217,10 +1256,6 @@ mod tests {
         assert_eq!(
             reason(&with(r#""symbol":"SYNTH_AMZN""#, r#""symbol":null"#)),
             RejectReason::MissingField
-        );
-        assert_eq!(
-            reason(&with("262.39", r#""262.39""#)),
-            RejectReason::WrongType
         );
         assert_eq!(reason(&with("262.39", "-1")), RejectReason::BadPrice);
         assert_eq!(reason(&with("262.39", "0")), RejectReason::BadPrice);
