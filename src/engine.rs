@@ -4,15 +4,18 @@
 //! Tables: `trades`, `late`, `rejects`, `window_history` (every version of every window),
 //! `windows` (the latest version per key: sums over it are right), `venues`.
 
+mod bounded;
 pub mod named;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -21,12 +24,13 @@ use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{visit_relations, SetExpr, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::ParserError;
+use futures::StreamExt;
 use std::ops::ControlFlow;
 
 use crate::lake::{Lake, Table};
@@ -265,6 +269,7 @@ impl Engine {
             .build_arc()
             .map_err(EngineError::sql)?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        bounded::register(&ctx, options.memory_limit);
         let lake = Lake::new(&options.lake);
         let row_schema = window::row_schema(&options.window).await?;
         let window_schema = window::output_schema(&row_schema);
@@ -424,12 +429,14 @@ impl Engine {
         guard(sql)?;
         let started = Instant::now();
         let (ctx, sql_text, max_rows) = (self.ctx.clone(), sql.to_string(), self.options.max_rows);
+        let budget = self.options.memory_limit;
         let work = async move {
             let mut df = ctx.sql_with_options(&sql_text, read_only()).await?;
             if let Some(params) = params {
                 check_param_names(df.logical_plan(), &params)?;
                 df = df.with_param_values(params)?;
             }
+            let df = bounded(df, budget)?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             // EXPLAIN ANALYZE must stay the plan's root (under a limit DataFusion fails with an
             // internal error); a plan's description is a few rows anyway.
@@ -442,7 +449,7 @@ impl Engine {
             } else {
                 df.limit(0, Some(max_rows.saturating_add(1)))?
             };
-            Ok::<_, DataFusionError>((schema, df.collect().await?))
+            Ok::<_, DataFusionError>((schema, collect_within(df, budget).await?))
         };
         // A task of its own: one expression can keep a thread busy past the timeout (nothing
         // to await inside it), and the timeout still answers on time from another; the task
@@ -478,6 +485,7 @@ impl Engine {
             .sql_with_options(sql, read_only())
             .await
             .map_err(EngineError::sql)?;
+        let df = bounded(df, self.options.memory_limit).map_err(EngineError::sql)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await.map_err(EngineError::sql)?;
         Ok((schema, stream))
@@ -496,6 +504,92 @@ impl Engine {
     ) -> Result<SendableRecordBatchStream, EngineError> {
         let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
         df.execute_stream().await.map_err(EngineError::sql)
+    }
+}
+
+/// A query's result batches, refused once they hold more than `budget` bytes: the memory
+/// pool does not count them, and a million rows of wide text would otherwise all be held.
+async fn collect_within(df: DataFrame, budget: usize) -> Result<Vec<RecordBatch>, DataFusionError> {
+    let mut stream = df.execute_stream().await?;
+    let (mut batches, mut held) = (Vec::new(), 0usize);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        held = held.saturating_add(batch_bytes(&batch));
+        if held > budget {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "the result is over the query memory limit of {} (--memory-limit) after {} \
+                 row(s): select fewer columns or rows",
+                bounded::human_bytes(budget as u64),
+                batches.iter().map(RecordBatch::num_rows).sum::<usize>() + batch.num_rows()
+            )));
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// The bytes of a batch's rows (of a slice: the slice's, not the buffers' it shares).
+fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch.columns().iter().map(|c| array_bytes(c)).sum()
+}
+
+fn array_bytes(array: &dyn Array) -> usize {
+    // A view's text is in buffers Arrow's slice size does not count: 16 bytes a value, and
+    // the text of those over 12 bytes (shorter ones are inside the view).
+    let views = |lengths: &mut dyn Iterator<Item = u32>| -> usize {
+        lengths
+            .map(|n| 16 + if n > 12 { n as usize } else { 0 })
+            .sum()
+    };
+    match array.data_type() {
+        DataType::Utf8View => views(&mut array.as_string_view().lengths()),
+        DataType::BinaryView => views(&mut array.as_binary_view().lengths()),
+        _ => (array.to_data().get_slice_memory_size())
+            .unwrap_or_else(|_| array.get_array_memory_size()),
+    }
+}
+
+/// User SQL's plan with its `||` checked ([`bounded::bound_string_concat`]) and its constants
+/// checked ([`check_constants`]); the functions that build large values are checked where they
+/// are registered ([`bounded::register`]).
+fn bounded(df: DataFrame, budget: usize) -> Result<DataFrame, DataFusionError> {
+    let (state, plan) = df.into_parts();
+    let df = DataFrame::new(state, bounded::bound_string_concat(plan, budget)?);
+    check_constants(&df, budget)?;
+    Ok(df)
+}
+
+/// A constant is repeated on every row of a batch where a query selects it: one of 100 MB
+/// (`SELECT repeat('x', 100000000) FROM trades`, folded at planning) is 800 GB for a batch
+/// of 8,192 rows, which the memory pool never sees. Constants over the limit's share of one
+/// row are refused, in the plan as it will run (after constant folding).
+fn check_constants(df: &DataFrame, budget: usize) -> Result<(), DataFusionError> {
+    let rows = df.task_ctx().session_config().batch_size().max(1);
+    let most = budget / rows;
+    let plan = df.clone().into_optimized_plan()?;
+    let mut over = None;
+    plan.apply(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Literal(value, _) = e {
+                    if value.size() > most {
+                        over = Some(value.size());
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    match over {
+        None => Ok(()),
+        Some(size) => Err(DataFusionError::ResourcesExhausted(format!(
+            "a constant of {} would be repeated on each of up to {rows} rows of a batch, over \
+             the query memory limit of {} (--memory-limit); constants may be at most {}",
+            bounded::human_bytes(size as u64),
+            bounded::human_bytes(budget as u64),
+            bounded::human_bytes(most as u64)
+        ))),
     }
 }
 
@@ -813,6 +907,133 @@ mod tests {
         assert_eq!(
             refused("WITH x AS (SELECT 1) DELETE FROM trades"),
             "DELETE FROM"
+        );
+    }
+
+    async fn small_engine(dir: &Path) -> Engine {
+        let mut options = EngineOptions::new(dir);
+        options.memory_limit = 64 << 20;
+        Engine::open(options).await.unwrap()
+    }
+
+    /// The one row of a query, as text.
+    async fn row(engine: &Engine, sql: &str) -> Vec<String> {
+        let result = engine
+            .sql(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let batch = arrow::compute::concat_batches(&result.schema, &result.batches).unwrap();
+        assert_eq!(batch.num_rows(), 1, "{sql}");
+        (batch.columns().iter())
+            .map(|c| arrow::util::display::array_value_to_string(c, 0).unwrap())
+            .collect()
+    }
+
+    /// What a query was refused with, over the 64 MiB limit.
+    async fn over_the_limit(engine: &Engine, sql: &str) -> String {
+        match engine.sql(sql).await {
+            Err(EngineError::Sql(m)) => {
+                assert!(m.contains("--memory-limit"), "{sql}: {m}");
+                m
+            }
+            other => panic!("{sql}: expected the memory limit, got {other:?}"),
+        }
+    }
+
+    /// Values that one call would make far larger than its input are refused before they are
+    /// built: one such call aborted the process (a failed allocation), `serve` with it.
+    #[tokio::test]
+    async fn what_one_expression_builds_is_held_to_the_memory_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = small_engine(dir.path()).await;
+        let numbers = "CAST(value AS VARCHAR)";
+        let refusals = [
+            (
+                "SELECT max(length(repeat('abcdefgh', value))) FROM generate_series(1, 10000)"
+                    .to_string(),
+                "repeat() would build about",
+            ),
+            ("SELECT length(repeat('x', 100000000))".into(), "repeat()"),
+            (
+                format!("SELECT max(length(lpad({numbers}, 100000))) FROM generate_series(1, 5000)"),
+                "lpad()",
+            ),
+            (
+                format!("SELECT max(length(replace(repeat({numbers}, 100), '1', repeat('z', 1000)))) FROM generate_series(1, 5000)"),
+                "replace()",
+            ),
+            (
+                format!("SELECT max(length(regexp_replace(repeat({numbers}, 100), '', repeat('z', 100), 'g'))) FROM generate_series(1, 5000)"),
+                "regexp_replace()",
+            ),
+            ("SELECT cardinality(range(20000000))".into(), "range()"),
+            (
+                "SELECT cardinality(range(DATE '2023-01-01', DATE '2024-01-01', INTERVAL '1 second'))"
+                    .into(),
+                "range()",
+            ),
+            (
+                "SELECT max(cardinality(array_repeat(value, value * 1000))) FROM generate_series(1, 8000)"
+                    .into(),
+                "array_repeat()",
+            ),
+            // `||` doubling a text at each step: 16, 32, 64, then 128 MB.
+            (
+                format!("WITH a AS (SELECT repeat({numbers}, 500) AS s FROM generate_series(1, 8000)), \
+                 b AS (SELECT s || s AS s FROM a), c AS (SELECT s || s AS s FROM b), \
+                 d AS (SELECT s || s AS s FROM c), e AS (SELECT s || s AS s FROM d) \
+                 SELECT max(length(s)) FROM e"),
+                "|| would build about",
+            ),
+            // A constant repeated on every row of a batch.
+            (
+                "SELECT repeat('x', 10000) AS s FROM generate_series(1, 10)".into(),
+                "a constant of 9.8 KiB would be repeated",
+            ),
+            // Each batch fits; all of them do not.
+            (
+                format!("SELECT repeat({numbers}, 1000) AS s FROM generate_series(1, 100000)"),
+                "the result is over the query memory limit of 64.0 MiB",
+            ),
+        ];
+        for (sql, says) in refusals {
+            let message = over_the_limit(&engine, &sql).await;
+            assert!(message.contains(says), "{sql}: {message}");
+        }
+        // The engine is still there.
+        assert_eq!(row(&engine, "SELECT 1 + 1").await, ["2"]);
+    }
+
+    /// The checked functions and `||` give what DataFusion's give, names of columns included.
+    #[tokio::test]
+    async fn checked_functions_give_the_same_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = small_engine(dir.path()).await;
+        let sql = "SELECT repeat('ab', 3), lpad('7', 3, '0'), rpad('a', 3, 'b'), \
+                   replace('aXa', 'X', 'YY'), regexp_replace('abcb', '(b)', '[$1]', 'g'), \
+                   regexp_replace('abcb', 'b', '-'), concat('a', NULL, 'b'), concat_ws('-', 'a', 'b'), \
+                   'a' || 'b', 'a' || NULL, 'n' || 1, cardinality(range(5)), \
+                   cardinality(generate_series(1, 5)), cardinality(array_repeat(1, 3)), \
+                   cardinality(array_resize(make_array(1), 4)), make_array(1) || make_array(2), \
+                   cardinality(range(DATE '2024-01-01', DATE '2024-02-01', INTERVAL '1 day')), \
+                   repeat('x', 1000) = repeat('x', 1000)";
+        let expected = [
+            "ababab", "007", "abb", "aYYa", "a[b]c[b]", "a-cb", "ab", "a-b", "ab", "", "n1", "5",
+            "5", "3", "4", "[1, 2]", "31", "true",
+        ];
+        assert_eq!(row(&engine, sql).await, expected);
+        let result = engine
+            .sql("SELECT CAST(value AS VARCHAR) || '-' || CAST(value AS VARCHAR) FROM generate_series(7, 7)")
+            .await
+            .unwrap();
+        let name = result.schema.field(0).name();
+        assert!(
+            name.contains(" || ") && !name.contains("string_concat"),
+            "{name}"
+        );
+        assert_eq!(
+            arrow::util::display::array_value_to_string(result.batches[0].column(0), 0).unwrap(),
+            "7-7"
         );
     }
 

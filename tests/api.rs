@@ -412,6 +412,18 @@ async fn every_failure_is_a_json_error_with_the_right_status_and_no_500() {
             StatusCode::BAD_REQUEST,
             "bad_request",
         ),
+        // About 9 GB a row: refused before it is built (it aborted the server).
+        (
+            post(
+                &app,
+                "/api/sql",
+                "application/json",
+                "SELECT repeat(symbol, 1000000000) FROM trades",
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
         (
             post(
                 &app,
