@@ -255,7 +255,7 @@ pub enum KafkaError {
         waited: Duration,
         detail: String,
     },
-    #[error("partition {partition} of {topic} starts again below the lake's end for it: the lake holds its offsets up to {last_landed}, and the broker now gives offset {first} as the first to read. The topic was deleted and created again, the broker lost its data (a Kafka without a data volume, restarted), or a replica without the newest messages became the leader (an unclean election). Reading on would skip its messages up to offset {last_landed} as already landed, so none of them was landed (what was read before them was). To land the topic as it is now: ingest it into another lake (--lake), or keep this lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a new log from --start")]
+    #[error("partition {partition} of {topic} starts again below the lake's end for it: the lake holds its offsets up to {last_landed}, and the broker now gives offset {first} as the first to read. The topic was deleted and created again, the broker lost its data (a Kafka without a data volume, restarted), or a replica without the newest messages became the leader (an unclean election). Reading on would skip its messages up to offset {last_landed} as already landed, so none of them was landed (what was read before them was). {}", land_as_new(.topic))]
     LogRestarted {
         topic: String,
         partition: i32,
@@ -264,7 +264,7 @@ pub enum KafkaError {
         /// The offset the broker delivered first, after it reset the position.
         first: i64,
     },
-    #[error("topic {topic} is not the topic this lake read: the lake's offsets of it are of topic id {landed}, and the brokers' topic {topic} is id {now}, so it was deleted and created again since. Its offsets start again, so reading on from the lake's end would skip its messages as already landed, so nothing of it was read. To land the topic as it is now: ingest it into another lake (--lake), or keep this lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a new log from --start")]
+    #[error("topic {topic} is not the topic this lake read: the lake's offsets of it are of topic id {landed}, and the brokers' topic {topic} is id {now}, so it was deleted and created again since. Its offsets start again, so reading on from the lake's end would skip its messages as already landed, so nothing of it was read. {}", land_as_new(.topic))]
     TopicRecreated {
         topic: String,
         /// The id the lake recorded with the topic's offsets.
@@ -304,6 +304,15 @@ pub enum KafkaError {
         /// What to do about it, when known.
         hint: &'static str,
     },
+}
+
+/// What to do when a topic's log started again under the lake's offsets of it.
+fn land_as_new(topic: &str) -> String {
+    format!(
+        "To land the topic as it is now: ingest it into another lake (--lake), or keep this \
+         lake's trades and move its folder _offsets/{topic} away, so that the topic is read as a \
+         new log from --start"
+    )
 }
 
 impl KafkaError {
@@ -1380,6 +1389,33 @@ mod tests {
 
     /// Without the `gssapi` feature, Kerberos is refused naming the feature, whether asked
     /// for by name or as librdkafka's default mechanism; other mechanisms pass.
+    /// Both ways a log can start again under the lake's offsets end with the same remedy,
+    /// naming the topic's folder.
+    #[test]
+    fn a_log_started_again_names_the_folder_to_move() {
+        let restarted = KafkaError::LogRestarted {
+            topic: "t1".into(),
+            partition: 0,
+            last_landed: 9,
+            first: 0,
+        };
+        let recreated = KafkaError::TopicRecreated {
+            topic: "t1".into(),
+            landed: "a".into(),
+            now: "b".into(),
+        };
+        for error in [restarted.to_string(), recreated.to_string()] {
+            assert!(
+                error.ends_with(
+                    "ingest it into another lake (--lake), or keep this lake's trades and move \
+                     its folder _offsets/t1 away, so that the topic is read as a new log from \
+                     --start"
+                ),
+                "{error}"
+            );
+        }
+    }
+
     #[cfg(not(feature = "gssapi"))]
     #[test]
     fn kerberos_without_the_gssapi_feature_names_the_feature() {
