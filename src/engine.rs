@@ -22,6 +22,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, LogicalPlan};
@@ -48,7 +49,9 @@ pub struct EngineOptions {
     /// Most rows a query returns; more are cut off and reported as truncated.
     pub max_rows: usize,
     pub timeout: Duration,
-    /// Bytes of memory a query may use (joins, sorts, aggregates).
+    /// Bytes of memory the queries running at once may use: DataFusion's operators (joins,
+    /// sorts, aggregates), what one call of a function that builds large values builds, and
+    /// the results.
     pub memory_limit: usize,
     /// A folder of `*.sql` named queries overriding the embedded ones.
     pub sql_dir: Option<PathBuf>,
@@ -155,6 +158,8 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
     pub truncated: bool,
     pub elapsed: Duration,
+    /// The rows' share of the memory pool, given back when the last clone is dropped.
+    _held: Arc<MemoryReservation>,
 }
 
 impl QueryResult {
@@ -180,6 +185,8 @@ pub struct Engine {
     named: Vec<NamedQuery>,
     lake: Lake,
     window_schema: SchemaRef,
+    /// The session's memory pool, as user queries' checks and results reserve from it.
+    budget: bounded::Budget,
 }
 
 /// Table names and what they hold.
@@ -269,7 +276,8 @@ impl Engine {
             .build_arc()
             .map_err(EngineError::sql)?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        bounded::register(&ctx, options.memory_limit);
+        bounded::register(&ctx);
+        let budget = bounded::Budget::of(&ctx);
         let lake = Lake::new(&options.lake);
         let row_schema = window::row_schema(&options.window).await?;
         let window_schema = window::output_schema(&row_schema);
@@ -334,6 +342,7 @@ impl Engine {
             named,
             lake,
             window_schema,
+            budget,
         })
     }
 
@@ -429,14 +438,14 @@ impl Engine {
         guard(sql)?;
         let started = Instant::now();
         let (ctx, sql_text, max_rows) = (self.ctx.clone(), sql.to_string(), self.options.max_rows);
-        let budget = self.options.memory_limit;
+        let budget = self.budget.clone();
         let work = async move {
             let mut df = ctx.sql_with_options(&sql_text, read_only()).await?;
             if let Some(params) = params {
                 check_param_names(df.logical_plan(), &params)?;
                 df = df.with_param_values(params)?;
             }
-            let df = bounded(df, budget)?;
+            let df = bounded(df, &budget)?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             // EXPLAIN ANALYZE must stay the plan's root (under a limit DataFusion fails with an
             // internal error); a plan's description is a few rows anyway.
@@ -449,27 +458,30 @@ impl Engine {
             } else {
                 df.limit(0, Some(max_rows.saturating_add(1)))?
             };
-            Ok::<_, DataFusionError>((schema, collect_within(df, budget).await?))
+            let (batches, held) = collect_within(df, &budget).await?;
+            Ok::<_, DataFusionError>((schema, batches, held))
         };
         // A task of its own: one expression can keep a thread busy past the timeout (nothing
         // to await inside it), and the timeout still answers on time from another; the task
         // is dropped at its next await.
         let mut task = tokio::spawn(work);
-        let (schema, batches) = match tokio::time::timeout(self.options.timeout, &mut task).await {
-            Ok(done) => done
-                .map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))?
-                .map_err(EngineError::sql)?,
-            Err(_) => {
-                task.abort();
-                return Err(EngineError::Timeout(self.options.timeout));
-            }
-        };
+        let (schema, batches, held) =
+            match tokio::time::timeout(self.options.timeout, &mut task).await {
+                Ok(done) => done
+                    .map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))?
+                    .map_err(EngineError::sql)?,
+                Err(_) => {
+                    task.abort();
+                    return Err(EngineError::Timeout(self.options.timeout));
+                }
+            };
         let (batches, truncated) = cut(batches, self.options.max_rows);
         Ok(QueryResult {
             schema,
             batches,
             truncated,
             elapsed: started.elapsed(),
+            _held: Arc::new(held),
         })
     }
 
@@ -485,7 +497,7 @@ impl Engine {
             .sql_with_options(sql, read_only())
             .await
             .map_err(EngineError::sql)?;
-        let df = bounded(df, self.options.memory_limit).map_err(EngineError::sql)?;
+        let df = bounded(df, &self.budget).map_err(EngineError::sql)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await.map_err(EngineError::sql)?;
         Ok((schema, stream))
@@ -507,25 +519,31 @@ impl Engine {
     }
 }
 
-/// A query's result batches, refused once they hold more than `budget` bytes: the memory
-/// pool does not count them, and a million rows of wide text would otherwise all be held.
-async fn collect_within(df: DataFrame, budget: usize) -> Result<Vec<RecordBatch>, DataFusionError> {
+/// A query's result batches, held in the memory pool as they come (it does not count them
+/// otherwise): a million rows of wide text are refused once they are over what the pool has
+/// free, rather than all held.
+async fn collect_within(
+    df: DataFrame,
+    budget: &bounded::Budget,
+) -> Result<(Vec<RecordBatch>, MemoryReservation), DataFusionError> {
     let mut stream = df.execute_stream().await?;
-    let (mut batches, mut held) = (Vec::new(), 0usize);
+    let held = budget.reservation("query result");
+    let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        held = held.saturating_add(batch_bytes(&batch));
-        if held > budget {
-            return Err(DataFusionError::ResourcesExhausted(format!(
-                "the result is over the query memory limit of {} (--memory-limit) after {} \
-                 row(s): select fewer columns or rows",
-                bounded::human_bytes(budget as u64),
-                batches.iter().map(RecordBatch::num_rows).sum::<usize>() + batch.num_rows()
-            )));
+        let bytes = batch_bytes(&batch);
+        if held.try_grow(bytes).is_err() {
+            let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>() + batch.num_rows();
+            let size = (held.size() + bytes) as u64;
+            return Err(budget.refused(
+                &format!("the result would hold about {}", bounded::human_bytes(size)),
+                size,
+                rows,
+            ));
         }
         batches.push(batch);
     }
-    Ok(batches)
+    Ok((batches, held))
 }
 
 /// The bytes of a batch's rows (of a slice: the slice's, not the buffers' it shares).
@@ -552,10 +570,10 @@ fn array_bytes(array: &dyn Array) -> usize {
 /// User SQL's plan with its `||` checked ([`bounded::bound_string_concat`]) and its constants
 /// checked ([`check_constants`]); the functions that build large values are checked where they
 /// are registered ([`bounded::register`]).
-fn bounded(df: DataFrame, budget: usize) -> Result<DataFrame, DataFusionError> {
+fn bounded(df: DataFrame, budget: &bounded::Budget) -> Result<DataFrame, DataFusionError> {
     let (state, plan) = df.into_parts();
     let df = DataFrame::new(state, bounded::bound_string_concat(plan, budget)?);
-    check_constants(&df, budget)?;
+    check_constants(&df, budget.limit() as usize)?;
     Ok(df)
 }
 
@@ -993,7 +1011,7 @@ mod tests {
             // Each batch fits; all of them do not.
             (
                 format!("SELECT repeat({numbers}, 1000) AS s FROM generate_series(1, 100000)"),
-                "the result is over the query memory limit of 64.0 MiB",
+                "the result would hold about",
             ),
         ];
         for (sql, says) in refusals {
@@ -1002,6 +1020,25 @@ mod tests {
         }
         // The engine is still there.
         assert_eq!(row(&engine, "SELECT 1 + 1").await, ["2"]);
+    }
+
+    /// Results hold their share of the pool for as long as they live: a second one that would
+    /// fit alone is refused while the first is held, and runs once it is dropped.
+    #[tokio::test]
+    async fn results_share_the_memory_limit_while_they_are_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = small_engine(dir.path()).await;
+        // About 40 MB of text: 80,000 numbers of ~5 digits, 100 times each.
+        let sql = "SELECT repeat(CAST(value AS VARCHAR), 100) AS s FROM generate_series(1, 80000)";
+        let first = engine.sql(sql).await.unwrap();
+        assert_eq!(first.num_rows(), 80_000);
+        let message = over_the_limit(&engine, sql).await;
+        assert!(
+            message.contains("of which") && message.contains("is in use"),
+            "{message}"
+        );
+        drop(first);
+        assert_eq!(engine.sql(sql).await.unwrap().num_rows(), 80_000);
     }
 
     /// The checked functions and `||` give what DataFusion's give, names of columns included.

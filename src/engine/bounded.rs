@@ -4,7 +4,8 @@
 //! at once, and a failed allocation aborts the process, a whole `serve` with it. The functions
 //! whose output one argument can make arbitrarily larger than their input are registered here
 //! behind a check that works out, before the call, how many bytes the call may build for its
-//! batch, and refuses it over `--memory-limit`.
+//! batch, and reserves them in the session's memory pool (`--memory-limit`, shared by the
+//! queries running at once) for the call, or refuses it.
 
 use std::sync::Arc;
 
@@ -14,6 +15,9 @@ use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, ExprSchema, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::interval_arithmetic::Interval;
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
@@ -40,18 +44,94 @@ const BOUNDED: [(&str, Estimate); 11] = [
     ("generate_series", Estimate::Range { inclusive: true }),
 ];
 
-/// Put the checked versions of [`BOUNDED`] in place of DataFusion's in `ctx`, with `budget`
-/// bytes for one call.
-pub fn register(ctx: &SessionContext, budget: usize) {
+/// Put the checked versions of [`BOUNDED`] in place of DataFusion's in `ctx`.
+pub fn register(ctx: &SessionContext) {
+    let budget = Budget::of(ctx);
     let functions = ctx.state().scalar_functions().clone();
     for (name, estimate) in BOUNDED {
         if let Some(inner) = functions.get(name) {
             ctx.register_udf(ScalarUDF::new_from_impl(Bounded {
                 inner: inner.clone(),
                 estimate,
-                budget: budget as u64,
+                budget: budget.clone(),
             }));
         }
+    }
+}
+
+/// The session's memory pool: what DataFusion's operators, the checked calls and the results
+/// of the queries running at once share.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pool: Arc<dyn MemoryPool>,
+    /// The pool's size (`--memory-limit`), for messages.
+    limit: u64,
+}
+
+impl Budget {
+    pub fn of(ctx: &SessionContext) -> Budget {
+        let pool = ctx.runtime_env().memory_pool.clone();
+        let limit = match pool.memory_limit() {
+            MemoryLimit::Finite(bytes) => bytes as u64,
+            _ => u64::MAX,
+        };
+        Budget { pool, limit }
+    }
+
+    /// The pool's size.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// An empty reservation for `what`, to grow.
+    pub fn reservation(&self, what: &str) -> MemoryReservation {
+        MemoryConsumer::new(what).register(&self.pool)
+    }
+
+    /// Hold `bytes` for `what` over `rows` rows, or say why not.
+    pub fn hold(&self, what: &str, bytes: u64, rows: usize) -> Result<MemoryReservation> {
+        let reservation = self.reservation(what);
+        let grown = usize::try_from(bytes).map(|b| reservation.try_grow(b));
+        match grown {
+            Ok(Ok(())) => Ok(reservation),
+            _ => Err(self.refused(
+                &format!("{what} would build about {}", human_bytes(bytes)),
+                bytes,
+                rows,
+            )),
+        }
+    }
+
+    /// Why `bytes` for `rows` rows were refused: over the limit, or over what the queries
+    /// running now leave of it.
+    pub fn refused(&self, what: &str, bytes: u64, rows: usize) -> DataFusionError {
+        let in_use = if bytes <= self.limit {
+            format!(
+                ", of which {} is in use",
+                human_bytes(self.pool.reserved() as u64)
+            )
+        } else {
+            String::new()
+        };
+        DataFusionError::ResourcesExhausted(format!(
+            "{what} for {rows} row(s), over the query memory limit of {} (--memory-limit, shared \
+             by the queries running at once){in_use}: make the result smaller",
+            human_bytes(self.limit)
+        ))
+    }
+}
+
+impl PartialEq for Budget {
+    fn eq(&self, other: &Budget) -> bool {
+        Arc::ptr_eq(&self.pool, &other.pool)
+    }
+}
+
+impl Eq for Budget {}
+
+impl std::hash::Hash for Budget {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.limit.hash(state);
     }
 }
 
@@ -84,24 +164,7 @@ enum Estimate {
 struct Bounded {
     inner: Arc<ScalarUDF>,
     estimate: Estimate,
-    budget: u64,
-}
-
-impl Bounded {
-    fn check(&self, args: &ScalarFunctionArgs) -> Result<()> {
-        let bytes = output_bytes(self.estimate, &args.args, args.number_rows)?;
-        if bytes <= self.budget {
-            return Ok(());
-        }
-        Err(DataFusionError::ResourcesExhausted(format!(
-            "{}() would build about {} for {} row(s), over the query memory limit of {} \
-             (--memory-limit): make the result smaller",
-            self.inner.name(),
-            human_bytes(bytes),
-            args.number_rows,
-            human_bytes(self.budget)
-        )))
-    }
+    budget: Budget,
 }
 
 impl ScalarUDFImpl for Bounded {
@@ -139,7 +202,9 @@ impl ScalarUDFImpl for Bounded {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        self.check(&args)?;
+        let bytes = output_bytes(self.estimate, &args.args, args.number_rows)?;
+        let what = format!("{}()", self.inner.name());
+        let _held = self.budget.hold(&what, bytes, args.number_rows)?;
         self.inner.invoke_with_args(args)
     }
 
@@ -148,7 +213,7 @@ impl ScalarUDFImpl for Bounded {
         Some(ScalarUDF::new_from_impl(Bounded {
             inner: Arc::new(updated),
             estimate: self.estimate,
-            budget: self.budget,
+            budget: self.budget.clone(),
         }))
     }
 
@@ -449,10 +514,10 @@ pub fn human_bytes(bytes: u64) -> String {
 /// (`WITH b AS (SELECT s || s AS s FROM a), c AS (SELECT s || s AS s FROM b) ...`). The
 /// check is the same as for `concat`; the result, its type, nulls and its name are the
 /// operator's.
-pub fn bound_string_concat(plan: LogicalPlan, budget: usize) -> Result<LogicalPlan> {
+pub fn bound_string_concat(plan: LogicalPlan, budget: &Budget) -> Result<LogicalPlan> {
     let op = Arc::new(ScalarUDF::new_from_impl(ConcatOp {
         signature: Signature::any(2, Volatility::Immutable),
-        budget: budget as u64,
+        budget: budget.clone(),
     }));
     plan.transform_up_with_subqueries(|node| {
         let schema = merge_schema(&node.inputs());
@@ -494,7 +559,7 @@ pub fn bound_string_concat(plan: LogicalPlan, budget: usize) -> Result<LogicalPl
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ConcatOp {
     signature: Signature,
-    budget: u64,
+    budget: Budget,
 }
 
 impl ScalarUDFImpl for ConcatOp {
@@ -530,14 +595,7 @@ impl ScalarUDFImpl for ConcatOp {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let bytes = output_bytes(Estimate::Concat, &args.args, rows)?;
-        if bytes > self.budget {
-            return Err(DataFusionError::ResourcesExhausted(format!(
-                "|| would build about {} for {rows} row(s), over the query memory limit of {} \
-                 (--memory-limit): make the result smaller",
-                human_bytes(bytes),
-                human_bytes(self.budget)
-            )));
-        }
+        let _held = self.budget.hold("||", bytes, rows)?;
         let constant = args
             .args
             .iter()
