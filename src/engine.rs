@@ -984,6 +984,15 @@ mod tests {
                 format!("SELECT max(length(regexp_replace(repeat({numbers}, 100), '', repeat('z', 100), 'g'))) FROM generate_series(1, 5000)"),
                 "regexp_replace()",
             ),
+            // The same with a value for each row (each row's bound, not the constant's).
+            (
+                format!("SELECT max(length(replace(repeat({numbers}, 100), '1', repeat({numbers}, 200)))) FROM generate_series(1, 5000)"),
+                "replace()",
+            ),
+            (
+                format!("SELECT max(length(regexp_replace(repeat({numbers}, 100), '', repeat({numbers}, 20), 'g'))) FROM generate_series(1, 5000)"),
+                "regexp_replace()",
+            ),
             ("SELECT cardinality(range(20000000))".into(), "range()"),
             (
                 "SELECT cardinality(range(DATE '2023-01-01', DATE '2024-01-01', INTERVAL '1 second'))"

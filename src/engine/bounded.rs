@@ -275,20 +275,37 @@ fn output_bytes(estimate: Estimate, args: &[ColumnarValue], rows: usize) -> Resu
             let (Some(text), Some(n)) = (arg(0)?, arg(1)?) else {
                 return Ok(0);
             };
-            for row in 0..rows {
-                add(text.len(row).saturating_mul(n.count(row)));
+            if n.is_constant() {
+                add(text.total_len(rows).saturating_mul(n.count(0)));
+            } else {
+                for row in 0..rows {
+                    add(text.len(row).saturating_mul(n.count(row)));
+                }
             }
         }
         Estimate::Pad => {
             let Some(n) = arg(1)? else { return Ok(0) };
-            for row in 0..rows {
-                add(n.count(row).saturating_mul(4));
+            if n.is_constant() {
+                add((rows as u64).saturating_mul(n.count(0)).saturating_mul(4));
+            } else {
+                for row in 0..rows {
+                    add(n.count(row).saturating_mul(4));
+                }
             }
         }
         Estimate::Replace => {
             let (Some(text), Some(from), Some(to)) = (arg(0)?, arg(1)?, arg(2)?) else {
                 return Ok(0);
             };
+            if from.is_constant() && to.is_constant() {
+                // Summed over the rows: at most total / |from| matches (total + rows if empty).
+                let total = text.total_len(rows);
+                let times = match from.len(0) {
+                    0 => total.saturating_add(rows as u64),
+                    from => total / from,
+                };
+                return Ok(total.saturating_add(times.saturating_mul(to.len(0))));
+            }
             for row in 0..rows {
                 let len = text.len(row);
                 let times = match from.len(row) {
@@ -303,6 +320,20 @@ fn output_bytes(estimate: Estimate, args: &[ColumnarValue], rows: usize) -> Resu
                 return Ok(0);
             };
             let flags = arg(3)?;
+            if replacement.is_constant() && flags.as_ref().is_none_or(Values::is_constant) {
+                let total = text.total_len(rows);
+                let global = flags.as_ref().is_some_and(|f| f.text(0).contains('g'));
+                let times = if global {
+                    total.saturating_add(rows as u64)
+                } else {
+                    rows as u64
+                };
+                let with = replacement.text(0);
+                let references = with.bytes().filter(|b| matches!(b, b'$' | b'\\')).count();
+                return Ok(total
+                    .saturating_add(times.saturating_mul(with.len() as u64))
+                    .saturating_add((references as u64).saturating_mul(total)));
+            }
             for row in 0..rows {
                 let len = text.len(row);
                 let global = flags.as_ref().is_some_and(|f| f.text(row).contains('g'));
@@ -323,10 +354,12 @@ fn output_bytes(estimate: Estimate, args: &[ColumnarValue], rows: usize) -> Resu
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>();
-            for row in 0..rows {
-                let between = separator.as_ref().map_or(0, |s| s.len(row));
-                add(parts.iter().map(|p| p.len(row)).sum::<u64>()
-                    + between.saturating_mul(parts.len().saturating_sub(1) as u64));
+            for part in &parts {
+                add(part.total_len(rows));
+            }
+            if let Some(separator) = separator {
+                let gaps = parts.len().saturating_sub(1) as u64;
+                add(separator.total_len(rows).saturating_mul(gaps));
             }
         }
         Estimate::ArrayRepeat => {
@@ -374,6 +407,34 @@ enum Values {
 }
 
 impl Values {
+    fn is_constant(&self) -> bool {
+        matches!(self, Values::Constant(_))
+    }
+
+    /// Bytes of the text values of all `rows` rows.
+    fn total_len(&self, rows: usize) -> u64 {
+        let Values::Column(column) = self else {
+            return self.len(0).saturating_mul(rows as u64);
+        };
+        let span = |offsets: &[i64]| match offsets {
+            [first, .., last] => (last - first) as u64,
+            _ => 0,
+        };
+        let span32 = |offsets: &[i32]| match offsets {
+            [first, .., last] => (last - first) as u64,
+            _ => 0,
+        };
+        match column.data_type() {
+            DataType::Utf8 => span32(column.as_string::<i32>().value_offsets()),
+            DataType::Binary => span32(column.as_binary::<i32>().value_offsets()),
+            DataType::LargeUtf8 => span(column.as_string::<i64>().value_offsets()),
+            DataType::LargeBinary => span(column.as_binary::<i64>().value_offsets()),
+            DataType::Utf8View => column.as_string_view().lengths().map(u64::from).sum(),
+            DataType::BinaryView => column.as_binary_view().lengths().map(u64::from).sum(),
+            _ => 0,
+        }
+    }
+
     fn of(value: &ColumnarValue, rows: usize) -> Result<Values> {
         Ok(match value {
             ColumnarValue::Scalar(v) => Values::Constant(v.clone()),
