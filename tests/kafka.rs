@@ -816,36 +816,37 @@ async fn a_topic_created_again_and_grown_past_the_lakes_end_is_refused_by_its_id
     produce(dir.path(), &brokers, &topic, 300, 1);
     closing_run(dir.path(), &brokers, &topic, &unique("g"));
     assert_exactly_once(dir.path(), &topic, 300);
-    let index =
-        std::fs::read_to_string(dir.path().join(format!("lake/_offsets/{topic}/0.json"))).unwrap();
-    let landed: serde_json::Value = serde_json::from_str(&index).unwrap();
-    let landed = landed["topic_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id: {index}"));
+    let landed = landed_id(dir.path(), &topic);
 
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    for result in admin
-        .delete_topics(&[&topic], &AdminOptions::new())
-        .await
-        .unwrap()
-    {
-        result.unwrap();
-    }
-    create_topic(&brokers, &topic, 1).await;
+    recreate_topic(&brokers, &topic).await;
     produce(dir.path(), &brokers, &topic, 500, 1);
 
-    let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
+    let stderr = refused_by_id(dir.path(), &brokers, &topic, &landed);
+    assert!(!stderr.contains(&format!("is id {landed},")), "{stderr}");
+}
+
+/// A closing run over the lake of `topic` (which holds its first 300 messages, of the id
+/// `landed`) that must refuse the topic the brokers have now by its id, landing nothing; its
+/// stderr.
+fn refused_by_id(dir: &Path, brokers: &str, topic: &str, landed: &str) -> String {
+    let mut c = ingest_command(dir, brokers, topic, &unique("g"));
     c.args(["--until-end", "--output-topic", ""]);
     let stderr = fails_saying(
         c,
         &format!("topic {topic} is not the topic this lake read: the lake's offsets of it are of topic id {landed}, and the brokers' topic {topic} is id "),
     );
-    assert!(!stderr.contains(&format!("is id {landed},")), "{stderr}");
-    assert_exactly_once(dir.path(), &topic, 300);
-    assert!(staging_left(dir.path()).is_empty());
+    assert_exactly_once(dir, topic, 300);
+    assert!(staging_left(dir).is_empty());
+    stderr
+}
+
+/// The topic id the lake recorded with partition 0 of `topic`.
+fn landed_id(dir: &Path, topic: &str) -> String {
+    let index = std::fs::read_to_string(dir.join(format!("lake/_offsets/{topic}/0.json"))).unwrap();
+    let landed: serde_json::Value = serde_json::from_str(&index).unwrap();
+    (landed["topic_id"].as_str())
+        .unwrap_or_else(|| panic!("no id: {index}"))
+        .to_string()
 }
 
 /// Delete a topic and create it again (one partition).
@@ -887,6 +888,7 @@ async fn a_topic_created_again_while_a_member_reads_it_lands_nothing_of_the_new_
         assert!(Instant::now() < deadline, "300 not landed in a minute");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let landed = landed_id(dir.path(), &topic);
     recreate_topic(&brokers, &topic).await;
     produce(dir.path(), &brokers, &topic, 500, 1);
     // A member that survives is stopped once it had the time to read the new log.
@@ -894,15 +896,7 @@ async fn a_topic_created_again_while_a_member_reads_it_lands_nothing_of_the_new_
     let _ = child.kill();
     exit_within_a_minute(&mut child, "after the topic was created again");
     assert_exactly_once(dir.path(), &topic, 300);
-
-    let mut c = ingest_command(dir.path(), &brokers, &topic, &unique("g"));
-    c.args(["--until-end", "--output-topic", ""]);
-    fails_saying(
-        c,
-        &format!("topic {topic} is not the topic this lake read: the lake's offsets of it are of topic id "),
-    );
-    assert_exactly_once(dir.path(), &topic, 300);
-    assert!(staging_left(dir.path()).is_empty());
+    refused_by_id(dir.path(), &brokers, &topic, &landed);
 }
 
 /// Offsets the broker deleted before they were read (the aggregator was down longer than the
