@@ -577,33 +577,42 @@ fn bounded(df: DataFrame, budget: &bounded::Budget) -> Result<DataFrame, DataFus
     Ok(df)
 }
 
-/// A constant is repeated on every row of a batch where a query selects it: one of 100 MB
-/// (`SELECT repeat('x', 100000000) FROM trades`, folded at planning) is 800 GB for a batch
-/// of 8,192 rows, which the memory pool never sees. Constants over the limit's share of one
-/// row are refused, in the plan as it will run (after constant folding).
+/// A constant is repeated on every row of a batch where a query selects it from a table: one
+/// of 100 MB (`SELECT repeat('x', 100000000) FROM trades`, folded at planning) is 800 GB for
+/// a batch of 8,192 rows, which the memory pool never sees. Constants over the limit's share
+/// of one row are refused where a projection over a table scan selects them, in the plan as
+/// it will run (after constant folding). Over no table (`SELECT unnest(range(1, 1000000))`)
+/// a constant is one row's.
 fn check_constants(df: &DataFrame, budget: usize) -> Result<(), DataFusionError> {
     let rows = df.task_ctx().session_config().batch_size().max(1);
     let most = budget / rows;
     let plan = df.clone().into_optimized_plan()?;
     let mut over = None;
-    plan.apply(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                if let Expr::Literal(value, _) = e {
-                    if value.size() > most {
-                        over = Some(value.size());
-                        return Ok(TreeNodeRecursion::Stop);
+    plan.apply_with_subqueries(|node| {
+        let LogicalPlan::Projection(projection) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let over_a_table = projection
+            .input
+            .exists(|n| Ok(matches!(n, LogicalPlan::TableScan(_))))?;
+        if over_a_table {
+            for expr in &projection.expr {
+                expr.apply(|e| {
+                    if let Expr::Literal(value, _) = e {
+                        over = over.max(Some(value.size()).filter(|size| *size > most));
                     }
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
+                    Ok(TreeNodeRecursion::Continue)
+                })?;
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
     })?;
     match over {
         None => Ok(()),
         Some(size) => Err(DataFusionError::ResourcesExhausted(format!(
             "a constant of {} would be repeated on each of up to {rows} rows of a batch, over \
-             the query memory limit of {} (--memory-limit); constants may be at most {}",
+             the query memory limit of {} (--memory-limit); constants selected from a table may \
+             be at most {}",
             bounded::human_bytes(size as u64),
             bounded::human_bytes(budget as u64),
             bounded::human_bytes(most as u64)
@@ -1068,6 +1077,15 @@ mod tests {
             "5", "3", "4", "[1, 2]", "31", "true",
         ];
         assert_eq!(row(&engine, sql).await, expected);
+        // A large constant over no table is one row's, not repeated.
+        assert_eq!(
+            row(
+                &engine,
+                "SELECT count(*) FROM (SELECT unnest(range(1, 200000)))"
+            )
+            .await,
+            ["199999"]
+        );
         let result = engine
             .sql("SELECT CAST(value AS VARCHAR) || '-' || CAST(value AS VARCHAR) FROM generate_series(7, 7)")
             .await
