@@ -445,7 +445,7 @@ impl Engine {
                 check_param_names(df.logical_plan(), &params)?;
                 df = df.with_param_values(params)?;
             }
-            let df = bounded(df, &budget)?;
+            let df = checked_plan(df, &budget)?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             // EXPLAIN ANALYZE must stay the plan's root (under a limit DataFusion fails with an
             // internal error); a plan's description is a few rows anyway.
@@ -497,7 +497,7 @@ impl Engine {
             .sql_with_options(sql, read_only())
             .await
             .map_err(EngineError::sql)?;
-        let df = bounded(df, &self.budget).map_err(EngineError::sql)?;
+        let df = checked_plan(df, &self.budget).map_err(EngineError::sql)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await.map_err(EngineError::sql)?;
         Ok((schema, stream))
@@ -570,7 +570,7 @@ fn array_bytes(array: &dyn Array) -> usize {
 /// User SQL's plan with its `||` checked ([`bounded::bound_string_concat`]) and its constants
 /// checked ([`check_constants`]); the functions that build large values are checked where they
 /// are registered ([`bounded::register`]).
-fn bounded(df: DataFrame, budget: &bounded::Budget) -> Result<DataFrame, DataFusionError> {
+fn checked_plan(df: DataFrame, budget: &bounded::Budget) -> Result<DataFrame, DataFusionError> {
     let (state, plan) = df.into_parts();
     let df = DataFrame::new(state, bounded::bound_string_concat(plan, budget)?);
     check_constants(&df, budget.limit() as usize)?;
