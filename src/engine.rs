@@ -131,10 +131,6 @@ pub enum EngineError {
     Sql(String),
     #[error("query timed out after {0:?}; narrow it (WHERE, LIMIT) or raise --timeout")]
     Timeout(Duration),
-    /// Refused for the memory the queries running at once hold: it may run once they end
-    /// (HTTP 503).
-    #[error("{0}")]
-    Busy(String),
     #[error("no named query '{0}'; `darkpool query --list` shows them")]
     UnknownQuery(String),
     #[error("cannot read named queries: {0}")]
@@ -150,15 +146,8 @@ pub enum EngineError {
 
 impl EngineError {
     pub(crate) fn sql(e: DataFusionError) -> EngineError {
-        let busy = matches!(e.find_root(),
-            DataFusionError::ResourcesExhausted(m) if m.contains(bounded::IN_USE));
         // One line: DataFusion's message without the backtrace-ish context chain noise.
-        let message = e.strip_backtrace().replace('\n', " ");
-        if busy {
-            EngineError::Busy(message)
-        } else {
-            EngineError::Sql(message)
-        }
+        EngineError::Sql(e.strip_backtrace().replace('\n', " "))
     }
 }
 
@@ -1061,10 +1050,11 @@ mod tests {
         let sql = "SELECT repeat(CAST(value AS VARCHAR), 100) AS s FROM generate_series(1, 80000)";
         let first = engine.sql(sql).await.unwrap();
         assert_eq!(first.num_rows(), 80_000);
-        match engine.sql(sql).await {
-            Err(EngineError::Busy(m)) => assert!(m.contains(bounded::IN_USE), "{m}"),
-            other => panic!("expected a refusal for the memory in use, got {other:?}"),
-        }
+        let message = over_the_limit(&engine, sql).await;
+        assert!(
+            message.contains("of which") && message.contains("is in use"),
+            "{message}"
+        );
         drop(first);
         assert_eq!(engine.sql(sql).await.unwrap().num_rows(), 80_000);
     }

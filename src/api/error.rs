@@ -27,10 +27,6 @@ pub enum ApiError {
     /// The query ran past its time limit (504).
     #[error("{0}")]
     Timeout(String),
-    /// The memory the queries running at once hold leaves too little for this one (503, with
-    /// `Retry-After`).
-    #[error("{0}")]
-    Busy(String),
     /// Something on the server side (the lake cannot be read, an encoder failed).
     #[error("{0}")]
     Internal(String),
@@ -46,7 +42,6 @@ impl ApiError {
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -63,7 +58,6 @@ impl From<EngineError> for ApiError {
             EngineError::Refused { .. } => ApiError::Refused(message),
             EngineError::Sql(_) | EngineError::Window(_) => ApiError::BadRequest(message),
             EngineError::Timeout(_) => ApiError::Timeout(message),
-            EngineError::Busy(_) => ApiError::Busy(message),
             EngineError::UnknownQuery(_) => ApiError::NotFound(message),
             EngineError::NamedQueries(_) | EngineError::Table { .. } => ApiError::Internal(message),
         }
@@ -77,29 +71,6 @@ impl IntoResponse for ApiError {
             tracing::error!("{code}: {self}");
         }
         let body = serde_json::json!({"error": code, "message": self.to_string()});
-        let mut response = (status, Json(body)).into_response();
-        if let ApiError::Busy(_) = self {
-            // Memory is given back as the running queries end.
-            (response.headers_mut()).insert(axum::http::header::RETRY_AFTER, 1.into());
-        }
-        response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A query refused for the memory others hold is a 503 to retry, not a bad request.
-    #[test]
-    fn a_query_refused_for_the_memory_in_use_is_503_with_retry_after() {
-        let busy = ApiError::from(EngineError::Busy("held".into())).into_response();
-        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(busy.headers()[axum::http::header::RETRY_AFTER], "1");
-        let alone = ApiError::from(EngineError::Sql("too big".into())).into_response();
-        assert_eq!(alone.status(), StatusCode::BAD_REQUEST);
-        assert!(!alone
-            .headers()
-            .contains_key(axum::http::header::RETRY_AFTER));
+        (status, Json(body)).into_response()
     }
 }

@@ -18,7 +18,6 @@ fn errors() -> Value {
         "404": {"description": "no such resource or named query", "content": error["content"]},
         "406": {"description": "no acceptable result format", "content": error["content"]},
         "413": {"description": "request body too large", "content": error["content"]},
-        "503": {"description": "the memory the queries running at once hold leaves too little for this one; retry (Retry-After)", "content": error["content"]},
         "504": {"description": "the query ran past its time limit", "content": error["content"]}
     })
 }

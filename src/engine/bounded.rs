@@ -59,9 +59,6 @@ pub fn register(ctx: &SessionContext) {
     }
 }
 
-/// In a refusal that other queries' memory caused: the same query may run once they end.
-pub const IN_USE: &str = "is in use by the queries running now";
-
 /// The session's memory pool: what DataFusion's operators, the checked calls and the results
 /// of the queries running at once share.
 #[derive(Debug, Clone)]
@@ -106,11 +103,11 @@ impl Budget {
     }
 
     /// Why `bytes` for `rows` rows were refused: over the limit, or over what the queries
-    /// running now leave of it (then the message has [`IN_USE`]: it may run later).
+    /// running now leave of it.
     pub fn refused(&self, what: &str, bytes: u64, rows: usize) -> DataFusionError {
         let in_use = if bytes <= self.limit {
             format!(
-                ", of which {} {IN_USE}",
+                ", of which {} is in use",
                 human_bytes(self.pool.reserved() as u64)
             )
         } else {
