@@ -298,21 +298,11 @@ fn output_bytes(estimate: Estimate, args: &[ColumnarValue], rows: usize) -> Resu
                 return Ok(0);
             };
             if from.is_constant() && to.is_constant() {
-                // Summed over the rows: at most total / |from| matches (total + rows if empty).
-                let total = text.total_len(rows);
-                let times = match from.len(0) {
-                    0 => total.saturating_add(rows as u64),
-                    from => total / from,
-                };
-                return Ok(total.saturating_add(times.saturating_mul(to.len(0))));
+                // Over all the rows at once: the matches are at most the total's.
+                return Ok(replaced(text.total_len(rows), rows, from.len(0), to.len(0)));
             }
             for row in 0..rows {
-                let len = text.len(row);
-                let times = match from.len(row) {
-                    0 => len + 1,
-                    from => len / from,
-                };
-                add(len.saturating_add(times.saturating_mul(to.len(row))));
+                add(replaced(text.len(row), 1, from.len(row), to.len(row)));
             }
         }
         Estimate::RegexpReplace => {
@@ -320,29 +310,23 @@ fn output_bytes(estimate: Estimate, args: &[ColumnarValue], rows: usize) -> Resu
                 return Ok(0);
             };
             let flags = arg(3)?;
+            let global = |row: usize| flags.as_ref().is_some_and(|f| f.text(row).contains('g'));
             if replacement.is_constant() && flags.as_ref().is_none_or(Values::is_constant) {
                 let total = text.total_len(rows);
-                let global = flags.as_ref().is_some_and(|f| f.text(0).contains('g'));
-                let times = if global {
-                    total.saturating_add(rows as u64)
-                } else {
-                    rows as u64
-                };
-                let with = replacement.text(0);
-                let references = with.bytes().filter(|b| matches!(b, b'$' | b'\\')).count();
-                return Ok(total
-                    .saturating_add(times.saturating_mul(with.len() as u64))
-                    .saturating_add((references as u64).saturating_mul(total)));
+                return Ok(regexp_replaced(
+                    total,
+                    rows,
+                    global(0),
+                    &replacement.text(0),
+                ));
             }
             for row in 0..rows {
-                let len = text.len(row);
-                let global = flags.as_ref().is_some_and(|f| f.text(row).contains('g'));
-                let times = if global { len + 1 } else { 1 };
-                let with = replacement.text(row);
-                let references = with.bytes().filter(|b| matches!(b, b'$' | b'\\')).count();
-                add(len
-                    .saturating_add(times.saturating_mul(with.len() as u64))
-                    .saturating_add((references as u64).saturating_mul(len)));
+                add(regexp_replaced(
+                    text.len(row),
+                    1,
+                    global(row),
+                    &replacement.text(row),
+                ));
             }
         }
         Estimate::Concat | Estimate::ConcatWs => {
@@ -398,6 +382,30 @@ fn output_bytes(estimate: Estimate, args: &[ColumnarValue], rows: usize) -> Resu
         }
     }
     Ok(total)
+}
+
+/// Bytes of `replace` over texts of `len` bytes in all, in `rows` rows: every `from` (of
+/// `from` bytes) becomes `to` bytes; an empty `from` matches at every position.
+fn replaced(len: u64, rows: usize, from: u64, to: u64) -> u64 {
+    let times = match from {
+        0 => len.saturating_add(rows as u64),
+        from => len / from,
+    };
+    len.saturating_add(times.saturating_mul(to))
+}
+
+/// Bytes of `regexp_replace` over texts of `len` bytes in all, in `rows` rows: a match at each
+/// position with `g` (else one a row), each replaced by `with`, whose group references (`$1`,
+/// `\1`) copy at most the text each.
+fn regexp_replaced(len: u64, rows: usize, global: bool, with: &str) -> u64 {
+    let times = if global {
+        len.saturating_add(rows as u64)
+    } else {
+        rows as u64
+    };
+    let references = with.bytes().filter(|b| matches!(b, b'$' | b'\\')).count() as u64;
+    len.saturating_add(times.saturating_mul(with.len() as u64))
+        .saturating_add(references.saturating_mul(len))
 }
 
 /// One argument of a call, row by row (a constant is the same for every row).
