@@ -1241,11 +1241,11 @@ fn kafka_settings_darkpool_makes_itself_are_refused_unless_unchanged() {
             vec![
                 "ingest",
                 "-X",
-                "partition.assignment.strategy=cooperative-sticky",
+                "partition.assignment.strategy=range,cooperative-sticky",
             ],
             None,
-            "darkpool sets partition.assignment.strategy to range,roundrobin itself, as the \
-             aggregator's rebalance handling takes and gives up whole assignments",
+            "darkpool sets partition.assignment.strategy to range,roundrobin itself, as a \
+             member's assignors must all rebalance the same way",
         ),
         (
             vec!["ingest"],

@@ -745,6 +745,64 @@ async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
     assert_windows_equal_batch(dir.path()).await;
 }
 
+/// Cooperative rebalancing: a member joining takes partitions from one that is reading them,
+/// which lands what it read of them before giving them up and keeps reading the others; when
+/// the joiner leaves, its partitions are added back. Nothing is dropped and read again, and
+/// the lake and windows are as one member makes them.
+#[tokio::test]
+async fn cooperative_rebalancing_moves_partitions_without_dropping_what_was_read() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("trades");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 4).await;
+    let start = |log: &str| {
+        let mut c = member(dir.path(), &brokers, &topic, &group, log);
+        c.args(["-X", "partition.assignment.strategy=cooperative-sticky"])
+            .env("DARKPOOL_LOG", "darkpool=info");
+        c.spawn().unwrap()
+    };
+    let simulate = |count: &str, seed: &str| {
+        let mut c = darkpool(dir.path());
+        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
+            .args(["--count", count, "--rate", "2000", "--seed", seed])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().unwrap()
+    };
+    let mut a = start("a.log");
+    wait_for_log(dir.path(), "a.log", "assigned partitions [0, 1, 2, 3]");
+    // B joins while A reads a paced stream.
+    let mut producing = simulate("8000", "11");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut b = start("b.log");
+    assert!(producing.wait().unwrap().success());
+    wait_landed(dir.path(), &topic, 8000);
+    wait_for_log(dir.path(), "a.log", "gave up partitions");
+    // B leaves: its partitions are added to A's, which reads what comes next.
+    common::interrupt(&mut b);
+    wait_for_log_times(dir.path(), "a.log", "assigned partitions [0, 1, 2, 3]", 2);
+    let mut producing = simulate("2000", "12");
+    assert!(producing.wait().unwrap().success());
+    wait_landed(dir.path(), &topic, 10_000);
+    common::interrupt(&mut a);
+    let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (log_a, log_b) = (logs("a.log"), logs("b.log"));
+    for (name, log) in [("a.log", &log_a), ("b.log", &log_b)] {
+        assert!(
+            summary_count(log, "accepted") > 0,
+            "{name} landed nothing: B must have taken partitions\n{log}"
+        );
+        assert!(
+            !log.contains("dropped an uncommitted run"),
+            "{name} dropped what it read at a rebalance\n{log}"
+        );
+    }
+    closing_run(dir.path(), &brokers, &topic, &unique("g"));
+    assert_exactly_once(dir.path(), &topic, 10_000);
+    assert_windows_equal_batch(dir.path()).await;
+}
+
 /// The sum of the `_offsets` index's ends of `topic`: how many offsets the lake says it holds
 /// (each partition starts at 0). Only `<partition>.json` files count, as in the lake: a
 /// member's commit writing one goes through a temporary file beside it, with the same content.

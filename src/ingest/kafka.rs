@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
@@ -154,8 +156,15 @@ const WINDOW_QUEUE_KBYTES: usize = 8 * 1024;
 /// What the rebalance callback saw; handled by the loop after each poll.
 #[derive(Debug)]
 enum Rebalanced {
+    /// Eager: the whole new assignment (partition, lake end), already assigned.
     Assigned(Vec<(i32, Option<i64>)>),
+    /// Eager: the whole assignment, already given up.
     Revoked,
+    /// Cooperative: partitions added to the assignment (already assigned); the rest stay.
+    Added(Vec<(i32, Option<i64>)>),
+    /// Cooperative: partitions to give up, still assigned: the loop lands what it read of
+    /// them first, then unassigns them (librdkafka's rebalance waits for that).
+    Revoking(Vec<i32>),
 }
 
 /// The consumer's context: positions assigned partitions at the lake's end.
@@ -174,6 +183,26 @@ struct Member {
     /// With `--start latest`: the topic's partitions when this member started. One created
     /// since holds only messages produced since, so it is read from its beginning.
     present_at_start: OnceLock<BTreeSet<i32>>,
+    /// The loop has ended: a cooperative revoke (the consumer's close) gives the partitions up
+    /// at once, as nothing would hand them to the loop (and the close waits for it).
+    closing: AtomicBool,
+}
+
+/// Marks the member `closing` when dropped (declared after the consumer: before it closes),
+/// and gives up partitions whose cooperative revoke the loop did not get to.
+struct Closing<'a>(&'a StreamConsumer<Member>);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        let member = self.0.context();
+        member.closing.store(true, Ordering::Release);
+        for event in member.take_events() {
+            if let Rebalanced::Revoking(revoked) = event {
+                let list = partition_list(&member.topic, revoked);
+                let _ = self.0.incremental_unassign(&list);
+            }
+        }
+    }
 }
 
 impl Member {
@@ -207,7 +236,24 @@ impl ConsumerContext for Member {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let paused = std::mem::take(&mut *self.paused.lock().unwrap_or_else(|p| p.into_inner()));
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let paused = {
+            let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+            if cooperative {
+                // Partitions kept stay as they are; those given up or taken are resumed (a
+                // pause outlives the assignment in librdkafka, and a partition's new state
+                // here starts unpaused).
+                let moving: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let (moved, kept) = paused.iter().partition(|p| moving.contains(p));
+                *paused = kept;
+                moved
+            } else {
+                std::mem::take(&mut *paused)
+            }
+        };
         if !paused.is_empty() {
             let list = partition_list(&self.topic, paused.iter().copied());
             match consumer.resume(&list) {
@@ -261,13 +307,40 @@ impl ConsumerContext for Member {
                         }
                     }
                 }
-                if let Err(e) = consumer.assign(tpl) {
-                    tracing::error!("assigning partitions: {e}");
+                if cooperative {
+                    if let Err(e) = consumer.incremental_assign(tpl) {
+                        tracing::error!("adding partitions to the assignment: {e}");
+                    }
+                    Rebalanced::Added(assigned)
+                } else {
+                    if let Err(e) = consumer.assign(tpl) {
+                        tracing::error!("assigning partitions: {e}");
+                    }
+                    Rebalanced::Assigned(assigned)
                 }
-                Rebalanced::Assigned(assigned)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+                if cooperative && self.closing.load(Ordering::Acquire) =>
+            {
+                let _ = consumer.incremental_unassign(tpl);
+                Rebalanced::Revoked
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS if cooperative => {
+                // Not unassigned here: the loop lands what it read of them first (a lost
+                // assignment too: the lake's offset fence refuses a run that overlaps the new
+                // owner's, and the run is then dropped and read again).
+                Rebalanced::Revoking(tpl.elements().iter().map(|e| e.partition()).collect())
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let _ = consumer.unassign();
+                Rebalanced::Revoked
+            }
+            other if cooperative => {
+                tracing::error!("rebalance error: {other:?}");
+                // All of it, as under the eager protocol: the loop drops what it holds.
+                if let Ok(all) = consumer.assignment() {
+                    let _ = consumer.incremental_unassign(&all);
+                }
                 Rebalanced::Revoked
             }
             other => {
@@ -466,6 +539,7 @@ pub async fn ingest_kafka(
         paused: Mutex::new(BTreeSet::new()),
         fetch: OnceLock::new(),
         present_at_start: OnceLock::new(),
+        closing: AtomicBool::new(false),
     };
     let consumer: StreamConsumer<Member> = options
         .kafka
@@ -499,6 +573,7 @@ pub async fn ingest_kafka(
         ])
         .create_with_context(member)
         .map_err(KafkaError::Config)?;
+    let _closing = Closing(&consumer);
     consumer
         .subscribe(&[options.topic.as_str()])
         .map_err(|source| KafkaError::Client {
@@ -602,7 +677,22 @@ pub async fn ingest_kafka(
                 Rebalanced::Assigned(assigned) => {
                     assigned_once = true;
                     agg.drop_interval().await?;
-                    agg.assign(&consumer, &assigned).await?;
+                    agg.parts.clear();
+                    agg.add(&consumer, &assigned).await?;
+                }
+                Rebalanced::Added(added) => {
+                    assigned_once = true;
+                    if !added.is_empty() {
+                        // The lake then holds all that was read: the windows are rebuilt from it.
+                        agg.commit(&consumer).await?;
+                        agg.add(&consumer, &added).await?;
+                    }
+                    // librdkafka paused the partitions kept for the rebalance.
+                    agg.refetch_from_end(&consumer, agg.parts.keys().copied().collect::<Vec<_>>());
+                }
+                Rebalanced::Revoking(revoked) => {
+                    agg.give_up(&consumer, &revoked).await?;
+                    agg.refetch_from_end(&consumer, agg.parts.keys().copied().collect::<Vec<_>>());
                 }
             }
             // The rebalance resumed every paused partition.
@@ -954,6 +1044,9 @@ impl Aggregator<'_> {
             return;
         }
         tracing::debug!("partitions {partitions:?} {verb} (watermark alignment)");
+        if pause {
+            self.refetch_from_end(consumer, partitions.iter().copied());
+        }
         let mut paused = consumer
             .context()
             .paused
@@ -982,6 +1075,39 @@ impl Aggregator<'_> {
         self.publish_paused(consumer);
     }
 
+    /// Where a pause resumes fetching, made right for partitions whose last event was their
+    /// end. librdkafka (2.12.1) sets a partition's application position one past the offset of
+    /// an end-of-partition event handed over in a batch (`rd_kafka_consume_batch_queue`, the
+    /// fetch queue's drain), and a pause, darkpool's or its own during a cooperative
+    /// rebalance, restarts fetching from that position: the next message produced would be
+    /// skipped, and the offset gap taken for one that carries no message. A seek to the end's
+    /// offset sets where fetching restarts and clears that position.
+    fn refetch_from_end(
+        &self,
+        consumer: &StreamConsumer<Member>,
+        partitions: impl IntoIterator<Item = i32>,
+    ) {
+        for partition in partitions {
+            let Some(state) = self.parts.get(&partition).filter(|state| state.eof) else {
+                continue;
+            };
+            let Some(end) = state.eof_next.or(state.next) else {
+                continue;
+            };
+            match consumer.seek(
+                &self.options.topic,
+                partition,
+                Offset::Offset(end),
+                self.options.kafka.connect_timeout,
+            ) {
+                Ok(()) => tracing::debug!("partition {partition}: fetching again from its end, {end}"),
+                Err(e) => tracing::warn!(
+                    "partition {partition}: setting fetching back to its end, {end}: {e}; the message there may be skipped"
+                ),
+            }
+        }
+    }
+
     /// The number of partitions paused now, for `/metrics`.
     fn publish_paused(&self, consumer: &StreamConsumer<Member>) {
         if let Some(live) = &self.live {
@@ -997,14 +1123,13 @@ impl Aggregator<'_> {
         }
     }
 
-    /// Partitions assigned: read them from the lake's end, and rebuild the windows their trades
-    /// left open from the lake.
-    async fn assign(
+    /// Partitions assigned: read them from the lake's end, and rebuild the open windows of all
+    /// the partitions held from the lake (which must hold everything read of those kept).
+    async fn add(
         &mut self,
         consumer: &StreamConsumer<Member>,
         assigned: &[(i32, Option<i64>)],
     ) -> Result<(), IngestError> {
-        self.parts.clear();
         self.check_topic_id().await?;
         let ends = if self.options.until_end {
             let partitions: Vec<i32> = assigned.iter().map(|(p, _)| *p).collect();
@@ -1044,6 +1169,33 @@ impl Aggregator<'_> {
             "open windows rebuilt from the lake in {:?}",
             started.elapsed()
         );
+        Ok(())
+    }
+
+    /// Cooperative rebalancing: give up `revoked` once the lake holds what was read of them
+    /// (its commit lands the other partitions' too), then rebuild the windows of those kept,
+    /// without the given-up partitions' trades (their new owner rebuilds those).
+    async fn give_up(
+        &mut self,
+        consumer: &StreamConsumer<Member>,
+        revoked: &[i32],
+    ) -> Result<(), IngestError> {
+        self.commit(consumer).await?;
+        let list = partition_list(&self.options.topic, revoked.iter().copied());
+        if let Err(e) = consumer.incremental_unassign(&list) {
+            tracing::error!("giving up partitions {revoked:?}: {e}");
+        }
+        for partition in revoked {
+            self.parts.remove(partition);
+        }
+        tracing::info!(
+            "gave up partitions {revoked:?} of {}, keeping {:?}",
+            self.options.topic,
+            self.parts.keys().collect::<Vec<_>>()
+        );
+        if !revoked.is_empty() {
+            self.rebuild_windows().await?;
+        }
         Ok(())
     }
 

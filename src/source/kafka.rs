@@ -97,9 +97,13 @@ const COMMITS: &str = "offsets are committed only once the lake holds what they 
 const DELIVERY: &str = "the producers are idempotent and wait for every in-sync replica, \
     so a retried send is written once and an acknowledged one is not lost";
 
-/// Why the group must rebalance eagerly.
-const EAGER: &str = "the aggregator's rebalance handling takes and gives up whole assignments \
-    (librdkafka refuses that under the cooperative protocol, and nothing would be read)";
+/// Why assignors of both kinds cannot be mixed.
+const ASSIGNORS: &str = "a member's assignors must all rebalance the same way (range and \
+    roundrobin eagerly, cooperative-sticky incrementally); cooperative-sticky alone is taken too";
+/// Why the consumer group protocol of KIP-848 is refused.
+const CLASSIC: &str = "the aggregator is built and tested on the classic group protocol only \
+    (its test broker has no KIP-848 consumer groups); cooperative-sticky gives incremental \
+    rebalancing on it";
 
 /// What a user setting of a key darkpool makes itself may say.
 #[derive(Clone, Copy)]
@@ -110,8 +114,8 @@ enum Allowed {
     Only(&'static str),
     /// `all`, or `-1`, its number.
     AllReplicas,
-    /// Eager assignors only (`range`, `roundrobin`, in any order).
-    Eager,
+    /// Eager assignors (`range`, `roundrobin`, in any order), or `cooperative-sticky` alone.
+    Assignors,
 }
 
 /// librdkafka settings darkpool makes itself, because its flags or its guarantees rest on them:
@@ -139,8 +143,8 @@ const OWN_SETTINGS: [(&str, Allowed, &str); 13] = [
     ("enable.idempotence", Allowed::Only("true"), DELIVERY),
     ("acks", Allowed::AllReplicas, DELIVERY),
     ("request.required.acks", Allowed::AllReplicas, DELIVERY),
-    ("partition.assignment.strategy", Allowed::Eager, EAGER),
-    ("group.protocol", Allowed::Only("classic"), EAGER),
+    ("partition.assignment.strategy", Allowed::Assignors, ASSIGNORS),
+    ("group.protocol", Allowed::Only("classic"), CLASSIC),
 ];
 
 /// Refuse a setting of [`OWN_SETTINGS`] that would change darkpool's value.
@@ -154,10 +158,11 @@ pub fn check_settings(settings: &[(String, String)]) -> Result<(), String> {
             Allowed::Nothing => (false, String::new()),
             Allowed::AllReplicas => (given == "all" || given == "-1", " to all".into()),
             Allowed::Only(own) => (given == own, format!(" to {own}")),
-            Allowed::Eager => (
-                given
-                    .split(',')
-                    .all(|s| matches!(s.trim(), "range" | "roundrobin")),
+            Allowed::Assignors => (
+                given.trim() == "cooperative-sticky"
+                    || given
+                        .split(',')
+                        .all(|s| matches!(s.trim(), "range" | "roundrobin")),
                 " to range,roundrobin".into(),
             ),
         };
@@ -1364,8 +1369,12 @@ mod tests {
             ("group.id", "other"),
             ("bootstrap.servers", "elsewhere:9092"),
             ("auto.offset.reset", "earliest"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
             ("partition.assignment.strategy", "range,cooperative-sticky"),
+            (
+                "partition.assignment.strategy",
+                "cooperative-sticky,roundrobin",
+            ),
+            ("partition.assignment.strategy", "sticky"),
             ("group.protocol", "consumer"),
         ] {
             let refused = check_settings(&set(key, value)).unwrap_err();
@@ -1381,6 +1390,7 @@ mod tests {
             ("security.protocol", "SSL"),
             ("partition.assignment.strategy", "roundrobin"),
             ("partition.assignment.strategy", "roundrobin, range"),
+            ("partition.assignment.strategy", " Cooperative-Sticky"),
             ("group.protocol", "classic"),
         ] {
             assert_eq!(check_settings(&set(key, value)), Ok(()), "{key}={value}");
