@@ -772,19 +772,22 @@ async fn cooperative_rebalancing_moves_partitions_without_dropping_what_was_read
     };
     let mut a = start("a.log");
     wait_for_log(dir.path(), "a.log", "assigned partitions [0, 1, 2, 3]");
-    // B joins while A reads a paced stream.
+    // B joins while A reads a paced stream, and reads some of what follows.
     let mut producing = simulate("8000", "11");
     std::thread::sleep(Duration::from_millis(1500));
     let mut b = start("b.log");
-    assert!(producing.wait().unwrap().success());
-    wait_landed(dir.path(), &topic, 8000);
     wait_for_log(dir.path(), "a.log", "gave up partitions");
+    wait_for_log(dir.path(), "b.log", "assigned partitions");
+    assert!(producing.wait().unwrap().success());
+    let mut producing = simulate("1000", "12");
+    assert!(producing.wait().unwrap().success());
+    wait_landed(dir.path(), &topic, 9000);
     // B leaves: its partitions are added to A's, which reads what comes next.
     common::interrupt(&mut b);
     wait_for_log_times(dir.path(), "a.log", "assigned partitions [0, 1, 2, 3]", 2);
-    let mut producing = simulate("2000", "12");
+    let mut producing = simulate("2000", "13");
     assert!(producing.wait().unwrap().success());
-    wait_landed(dir.path(), &topic, 10_000);
+    wait_landed(dir.path(), &topic, 11_000);
     common::interrupt(&mut a);
     let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     let (log_a, log_b) = (logs("a.log"), logs("b.log"));
@@ -799,7 +802,7 @@ async fn cooperative_rebalancing_moves_partitions_without_dropping_what_was_read
         );
     }
     closing_run(dir.path(), &brokers, &topic, &unique("g"));
-    assert_exactly_once(dir.path(), &topic, 10_000);
+    assert_exactly_once(dir.path(), &topic, 11_000);
     assert_windows_equal_batch(dir.path()).await;
 }
 
