@@ -944,7 +944,11 @@ impl Aggregator<'_> {
                         log_start - 1
                     );
                 }
-                Ok(_) => {}
+                // Offsets that carry no message: a transaction's markers, or compacted away.
+                Ok(_) => tracing::debug!(
+                    "partition {partition} of {topic}: offsets {expected} to {} carry no message",
+                    first - 1
+                ),
                 Err(e) => tracing::warn!(
                     "partition {partition} of {topic}: reading went on at offset {first}, not at {expected}, and the broker did not say where its log starts ({e}): offsets between may have been deleted unread"
                 ),
