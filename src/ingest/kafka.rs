@@ -669,6 +669,8 @@ pub async fn ingest_kafka(
         // the new assignment.
         for event in consumer.context().take_events() {
             agg.summary.rebalances += 1;
+            // librdkafka paused the partitions kept during an incremental rebalance.
+            let kept_paused = matches!(event, Rebalanced::Added(_) | Rebalanced::Revoking(_));
             match event {
                 Rebalanced::Revoked => {
                     agg.drop_interval().await?;
@@ -687,13 +689,11 @@ pub async fn ingest_kafka(
                         agg.commit(&consumer).await?;
                         agg.add(&consumer, &added).await?;
                     }
-                    // librdkafka paused the partitions kept for the rebalance.
-                    agg.refetch_from_end(&consumer, agg.parts.keys().copied().collect::<Vec<_>>());
                 }
-                Rebalanced::Revoking(revoked) => {
-                    agg.give_up(&consumer, &revoked).await?;
-                    agg.refetch_from_end(&consumer, agg.parts.keys().copied().collect::<Vec<_>>());
-                }
+                Rebalanced::Revoking(revoked) => agg.give_up(&consumer, &revoked).await?,
+            }
+            if kept_paused {
+                agg.refetch_from_end(&consumer, agg.parts.keys().copied().collect::<Vec<_>>());
             }
             // The rebalance resumed every paused partition.
             agg.publish_paused(&consumer);
