@@ -703,11 +703,10 @@ async fn hopping_windows_open_at_a_kill_9_are_rebuilt_with_all_their_trades() {
 
 #[tokio::test]
 async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
+    let Some((brokers, dir, topic)) = fresh_topic(4).await else {
+        return;
+    };
     let group = unique("g");
-    create_topic(&brokers, &topic, 4).await;
     let start = |log: &str| {
         member(dir.path(), &brokers, &topic, &group, log)
             .spawn()
@@ -751,11 +750,10 @@ async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
 /// the lake and windows are as one member makes them.
 #[tokio::test]
 async fn cooperative_rebalancing_moves_partitions_without_dropping_what_was_read() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
+    let Some((brokers, dir, topic)) = fresh_topic(4).await else {
+        return;
+    };
     let group = unique("g");
-    create_topic(&brokers, &topic, 4).await;
     let start = |log: &str| {
         let mut c = member(dir.path(), &brokers, &topic, &group, log);
         c.args(["-X", "partition.assignment.strategy=cooperative-sticky"])
@@ -1364,11 +1362,10 @@ fn wait_landed(dir: &Path, topic: &str, count: u64) {
 
 #[tokio::test]
 async fn a_member_dead_between_commit_log_and_publish_is_finished_by_the_member_taking_over() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
+    let Some((brokers, dir, topic)) = fresh_topic(4).await else {
+        return;
+    };
     let group = unique("g");
-    create_topic(&brokers, &topic, 4).await;
     let start = |log: &str, crash: Option<&str>| {
         let mut c = member(dir.path(), &brokers, &topic, &group, log);
         if let Some(point) = crash {
@@ -1565,10 +1562,9 @@ fn trade_json(ts: &str, symbol: &str, quantity: i64) -> String {
 
 #[tokio::test]
 async fn a_late_trade_is_kept_and_its_window_corrected() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
-    create_topic(&brokers, &topic, 1).await;
+    let Some((brokers, dir, topic)) = fresh_topic(1).await else {
+        return;
+    };
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -1656,10 +1652,9 @@ const TEN_AM: i64 = 1_704_189_600_000_000;
 
 #[tokio::test]
 async fn every_compression_codec_of_kafka_producers_is_read() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
-    create_topic(&brokers, &topic, 2).await;
+    let Some((brokers, dir, topic)) = fresh_topic(2).await else {
+        return;
+    };
     // Java producers and Kafka Connect often send zstd: a consumer built without it reads
     // nothing of such a topic and retries for ever.
     for (n, codec) in ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -1694,10 +1689,9 @@ async fn every_compression_codec_of_kafka_producers_is_read() {
 
 #[tokio::test]
 async fn a_transactional_topic_is_read_to_its_end() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
-    create_topic(&brokers, &topic, 2).await;
+    let Some((brokers, dir, topic)) = fresh_topic(2).await else {
+        return;
+    };
     // As Kafka Streams, Flink and Kafka Connect write with exactly-once on: each commit
     // marker takes an offset after the transaction's last message and is never delivered, so
     // the last offset of every partition here is a marker's. (Not an aborted transaction:
@@ -1785,6 +1779,20 @@ impl Series {
     }
 }
 
+/// A broker (none: the test is skipped, or fails in CI), a fresh folder, and a new topic of
+/// `partitions` partitions there.
+async fn fresh_topic(partitions: i32) -> Option<(String, tempfile::TempDir, String)> {
+    let brokers = broker()?;
+    let topic = unique("trades");
+    create_topic(&brokers, &topic, partitions).await;
+    Some((brokers, tempfile::tempdir().unwrap(), topic))
+}
+
+/// When the produced series start: 2024-01-02 09:30 UTC, in microseconds.
+fn series_start() -> i64 {
+    darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap()
+}
+
 /// Produce each series to its partition, in small record batches so that small fetches can
 /// take a partition a little at a time.
 fn produce_series(brokers: &str, topic: &str, series: &[Series]) {
@@ -1823,13 +1831,12 @@ const SMALL_FETCHES: [&str; 6] = [
 
 #[tokio::test]
 async fn a_partition_far_ahead_in_event_time_is_paused_until_the_others_catch_up() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
-    create_topic(&brokers, &topic, 2).await;
+    let Some((brokers, dir, topic)) = fresh_topic(2).await else {
+        return;
+    };
     // Partition 0: a trade a minute (2,000 minutes); partition 1: one every 3 s (100 minutes).
     // Read side by side, partition 0 runs hours ahead of partition 1.
-    let start = darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap();
+    let start = series_start();
     let count = 2000;
     produce_series(
         &brokers,
@@ -1863,13 +1870,12 @@ async fn a_partition_far_ahead_in_event_time_is_paused_until_the_others_catch_up
 /// it was paused was skipped, and the gap taken for an offset that carries no message.
 #[tokio::test]
 async fn a_partition_paused_at_its_end_reads_what_was_written_meanwhile() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
-    create_topic(&brokers, &topic, 2).await;
+    let Some((brokers, dir, topic)) = fresh_topic(2).await else {
+        return;
+    };
     // Partition 0: a few trades a day ahead, read to their end at once; partition 1: a backlog
     // read slowly (small fetches, a debug build), so partition 0 waits paused meanwhile.
-    let start = darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap();
+    let start = series_start();
     let day = 86_400_000_000;
     let (ahead, backlog, more) = (20, 100_000, 30);
     produce_series(
@@ -1924,11 +1930,10 @@ fn wait_for_log(dir: &Path, log: &str, needle: &str) -> String {
 
 #[tokio::test]
 async fn a_rebalance_while_partitions_are_paused_resumes_them_and_loses_nothing() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let topic = unique("trades");
+    let Some((brokers, dir, topic)) = fresh_topic(4).await else {
+        return;
+    };
     let group = unique("g");
-    create_topic(&brokers, &topic, 4).await;
     // Partition 2: a backlog, read slowly (small fetches, a debug build); partitions 0, 1 and
     // 3 start a day later, so the first member (A) pauses them at its first flush (every 500
     // rows). The second member (B) joins while they are paused, and the rebalance gives A
@@ -1937,7 +1942,7 @@ async fn a_rebalance_while_partitions_are_paused_resumes_them_and_loses_nothing(
     // an application's pause across reassignment, and A's new partition state starts
     // unpaused, so unless the rebalance resumes them A never reads partition 0 to its end
     // (checked: without the resume, 4,980 of its trades were never read).
-    let start = darkpool::time::parse_timestamp("2024-01-02T09:30:00").unwrap();
+    let start = series_start();
     let day = 86_400_000_000;
     let (backlog, ahead) = (100_000, 5000);
     produce_series(
