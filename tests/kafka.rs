@@ -760,31 +760,28 @@ async fn cooperative_rebalancing_moves_partitions_without_dropping_what_was_read
             .env("DARKPOOL_LOG", "darkpool=info");
         c.spawn().unwrap()
     };
-    let simulate = |count: &str, seed: &str| {
+    let mut a = start("a.log");
+    wait_for_log(dir.path(), "a.log", "assigned partitions [0, 1, 2, 3]");
+    // B joins while A reads a paced stream, and reads some of what follows.
+    let mut producing = {
         let mut c = darkpool(dir.path());
         c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
-            .args(["--count", count, "--rate", "2000", "--seed", seed])
+            .args(["--count", "8000", "--rate", "2000", "--seed", "11"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         c.spawn().unwrap()
     };
-    let mut a = start("a.log");
-    wait_for_log(dir.path(), "a.log", "assigned partitions [0, 1, 2, 3]");
-    // B joins while A reads a paced stream, and reads some of what follows.
-    let mut producing = simulate("8000", "11");
     std::thread::sleep(Duration::from_millis(1500));
     let mut b = start("b.log");
     wait_for_log(dir.path(), "a.log", "gave up partitions");
     wait_for_log(dir.path(), "b.log", "assigned partitions");
     assert!(producing.wait().unwrap().success());
-    let mut producing = simulate("1000", "12");
-    assert!(producing.wait().unwrap().success());
+    produce_with(dir.path(), &brokers, &topic, 1000, &[], 12);
     wait_landed(dir.path(), &topic, 9000);
     // B leaves: its partitions are added to A's, which reads what comes next.
     common::interrupt(&mut b);
     wait_for_log_times(dir.path(), "a.log", "assigned partitions [0, 1, 2, 3]", 2);
-    let mut producing = simulate("2000", "13");
-    assert!(producing.wait().unwrap().success());
+    produce_with(dir.path(), &brokers, &topic, 2000, &[], 13);
     wait_landed(dir.path(), &topic, 11_000);
     common::interrupt(&mut a);
     let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
