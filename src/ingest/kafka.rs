@@ -693,7 +693,7 @@ pub async fn ingest_kafka(
                 Rebalanced::Revoking(revoked) => agg.give_up(&consumer, &revoked).await?,
             }
             if kept_paused {
-                agg.refetch_from_end(&consumer, agg.parts.keys().copied().collect::<Vec<_>>());
+                agg.fetch_from_next(&consumer, agg.parts.keys().copied().collect::<Vec<_>>());
             }
             // The rebalance resumed every paused partition.
             agg.publish_paused(&consumer);
@@ -1049,7 +1049,7 @@ impl Aggregator<'_> {
         }
         tracing::debug!("partitions {partitions:?} {verb} (watermark alignment)");
         if pause {
-            self.refetch_from_end(consumer, partitions.iter().copied());
+            self.fetch_from_next(consumer, partitions.iter().copied());
         }
         let mut paused = consumer
             .context()
@@ -1079,34 +1079,40 @@ impl Aggregator<'_> {
         self.publish_paused(consumer);
     }
 
-    /// Where a pause resumes fetching, made right for partitions whose last event was their
-    /// end. librdkafka (2.12.1) sets a partition's application position one past the offset of
-    /// an end-of-partition event handed over in a batch (`rd_kafka_consume_batch_queue`, the
-    /// fetch queue's drain), and a pause, darkpool's or its own during a cooperative
-    /// rebalance, restarts fetching from that position: the next message produced would be
-    /// skipped, and the offset gap taken for one that carries no message. A seek to the end's
-    /// offset sets where fetching restarts and clears that position.
-    fn refetch_from_end(
+    /// Where a pause resumes fetching, set to the offset darkpool reads next. librdkafka
+    /// (2.12.1) resumes a paused partition from its application position, and its batch call
+    /// (`rd_kafka_consume_batch_queue`, the fetch queue's drain) sets that position one past
+    /// the offset of every event it hands over, not only of messages
+    /// (`rd_kafka_q_serve_rkmessages`): past an end-of-partition event's offset, which is the
+    /// end itself, and past a fetch error's, which is the offset that failed and is fetched
+    /// again. A pause, darkpool's or librdkafka's own during a cooperative rebalance, after such
+    /// an event would skip the message there, and the offset gap would be taken for one that
+    /// carries no message. A seek to the offset expected sets where fetching restarts and
+    /// clears that position; after a message it is the same position.
+    fn fetch_from_next(
         &self,
         consumer: &StreamConsumer<Member>,
         partitions: impl IntoIterator<Item = i32>,
     ) {
         for partition in partitions {
-            let Some(state) = self.parts.get(&partition).filter(|state| state.eof) else {
-                continue;
-            };
-            let Some(end) = state.eof_next.or(state.next) else {
+            // Past the end's offset when it was reported (transaction markers take offsets
+            // after the last message), else past the last message (or the lake's end).
+            let Some(next) = self
+                .parts
+                .get(&partition)
+                .and_then(|state| state.eof_next.or(state.next))
+            else {
                 continue;
             };
             match consumer.seek(
                 &self.options.topic,
                 partition,
-                Offset::Offset(end),
+                Offset::Offset(next),
                 self.options.kafka.connect_timeout,
             ) {
-                Ok(()) => tracing::debug!("partition {partition}: fetching again from its end, {end}"),
+                Ok(()) => tracing::debug!("partition {partition}: fetching resumes at {next}"),
                 Err(e) => tracing::warn!(
-                    "partition {partition}: setting fetching back to its end, {end}: {e}; the message there may be skipped"
+                    "partition {partition}: setting fetching back to {next}: {e}; the message there may be skipped"
                 ),
             }
         }
