@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Chaos rounds for the Kafka aggregator, longer and more random than `cargo test`'s kill -9
+# tests: while `simulate` writes N trades at a rate to a 6-partition topic, members of one
+# group are killed (-9), stopped (SIGTERM) and started at random (one to three alive, the
+# group's assignor eager `range` or `cooperative-sticky` by round); then they are stopped, one
+# run reads on to the end, and the round checks the lake: every trade exactly once, and the
+# windows' counts and volumes equal to the trades binned in batch. Exits non-zero on the first
+# round that fails, leaving its folder (logs, actions, lake).
+#
+#   tests/chaos.sh                                    # 5 rounds, its own tansu (.ci/tansu)
+#   CHAOS_ROUNDS=20 CHAOS_TRADES=50000 BENCH_BROKERS=host:9092 tests/chaos.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkpool-target}"
+BENCH_DIR="${BENCH_DIR:-$HOME/.cache/darkpool-bench}/chaos"
+mkdir -p "$BENCH_DIR"
+cargo build --release --quiet --bin darkpool
+DP="$CARGO_TARGET_DIR/release/darkpool"
+. benches/broker.sh
+bench_broker 29094
+ROUNDS="${CHAOS_ROUNDS:-5}" TRADES="${CHAOS_TRADES:-30000}" RATE="${CHAOS_RATE:-4000}"
+GROUP_SETTINGS=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500 --output-topic "")
+
+round() {
+  local strategy=$1 id="$RANDOM$RANDOM"
+  local topic="chaos-$id" group="chaos-$id" dir
+  dir="$(mktemp -d "$BENCH_DIR/round-XXXX")"
+  cd "$dir"
+  "$DP" simulate --brokers "$BENCH_BROKERS" --topic "$topic" --count 0 --partitions 6 >/dev/null 2>&1
+  local member=(ingest --brokers "$BENCH_BROKERS" --topic "$topic" --group "$group" --lake lake
+    --commit-every 300ms --idle-timeout 60s --window-memory-rows 16 "${GROUP_SETTINGS[@]}"
+    -X "partition.assignment.strategy=$strategy")
+  local pids=() started=0 kills=0
+  start() {
+    started=$((started + 1))
+    DARKPOOL_LOG=darkpool=info "$DP" "${member[@]}" 2>"m$started.log" &
+    pids+=($!)
+    echo "start m$started ($!)" >>actions
+  }
+  alive() {
+    local live=()
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && live+=("$p"); done
+    pids=("${live[@]}")
+  }
+  start
+  start
+  sleep 3
+  "$DP" simulate --brokers "$BENCH_BROKERS" --topic "$topic" --count "$TRADES" --rate "$RATE" \
+    --seed "$id" >/dev/null 2>&1 &
+  local producer=$!
+  while kill -0 "$producer" 2>/dev/null; do
+    sleep "0.$((RANDOM % 9 + 1))"
+    alive
+    local victim=${pids[$((RANDOM % (${#pids[@]} + 1)))]:-}
+    case $((RANDOM % 4)) in
+      0) [ -n "$victim" ] && kill -9 "$victim" && kills=$((kills + 1)) && echo "kill -9 $victim" >>actions ;;
+      1) [ -n "$victim" ] && [ ${#pids[@]} -gt 1 ] && kill -TERM "$victim" && echo "term $victim" >>actions ;;
+      *) [ ${#pids[@]} -lt 3 ] && start ;;
+    esac
+  done
+  alive
+  [ ${#pids[@]} -gt 0 ] || start
+  sleep 6
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$DP" ingest --brokers "$BENCH_BROKERS" --topic "$topic" --group "$group-end" --lake lake \
+    --until-end "${GROUP_SETTINGS[@]}" 2>end.log
+  local landed windows
+  landed=$("$DP" query --lake lake --format csv "SELECT COUNT(*) AS n, COUNT(DISTINCT source_partition * 1000000000000 + source_offset) AS distinct_positions FROM trades" | tail -1)
+  windows=$("$DP" query --lake lake --format csv "
+    WITH batch AS (
+      SELECT arrow_cast(date_bin(INTERVAL '5 minutes', \"timestamp\"), 'Timestamp(Microsecond, Some(\"UTC\"))') AS window_start,
+             symbol, venue, COUNT(*) AS num_trades, SUM(quantity) AS total_quantity
+      FROM trades GROUP BY 1, 2, 3),
+    streamed AS (SELECT window_start, symbol, venue, num_trades, total_quantity FROM windows)
+    SELECT (SELECT COUNT(*) FROM (SELECT * FROM batch EXCEPT SELECT * FROM streamed))
+         + (SELECT COUNT(*) FROM (SELECT * FROM streamed EXCEPT SELECT * FROM batch)) AS differing" | tail -1)
+  echo "$strategy: $started members, $kills killed; trades $landed (want $TRADES,$TRADES); windows differing $windows"
+  cd - >/dev/null
+  if [ "$landed" != "$TRADES,$TRADES" ] || [ "$windows" != 0 ]; then
+    echo "FAILED: $dir" >&2
+    return 1
+  fi
+  rm -rf "$dir"
+}
+
+for n in $(seq "$ROUNDS"); do
+  if [ $((n % 2)) = 1 ]; then round cooperative-sticky; else round range; fi
+done
