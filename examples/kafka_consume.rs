@@ -6,7 +6,9 @@
 //! cargo run --release --example kafka_consume -- BROKERS TOPIC
 //!
 //! With `--follow` it reads from the topic's end on, until it is killed: the peer of a live
-//! aggregator in `benches/kafka_live.sh`, which measures its CPU from outside.
+//! aggregator in `benches/kafka_live.sh`, which measures its CPU from outside. With `--print`
+//! it also writes every message's value as a line to stdout (the summary then goes to stderr):
+//! `tests/chaos.sh` reads the window topic with it.
 
 // The same allocator as darkpool (src/memory.rs), also behind librdkafka's malloc: like with
 // like, as for the fetch settings below. It makes this consumer about 20 % faster than with
@@ -15,6 +17,7 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -25,9 +28,11 @@ use rdkafka::message::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(brokers), Some(topic)) = (args.get(1), args.get(2)) else {
-        return Err("usage: kafka_consume BROKERS TOPIC [--follow]".into());
+        return Err("usage: kafka_consume BROKERS TOPIC [--follow | --print]".into());
     };
     let follow = args.get(3).is_some_and(|a| a == "--follow");
+    let print = args.get(3).is_some_and(|a| a == "--print");
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let group = format!("bare-{}", std::process::id());
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -64,6 +69,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bytes += payload.len() as u64;
                 checksum = checksum.wrapping_add(payload.iter().map(|b| *b as u64).sum::<u64>());
                 at_end.remove(&m.partition());
+                if print {
+                    out.write_all(payload)?;
+                    out.write_all(b"\n")?;
+                }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
@@ -75,12 +84,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = started.elapsed().as_secs_f64();
     let first = first_message.unwrap_or_default().as_secs_f64();
     // As darkpool's summary: the rate from the first message, the start (group join) left out.
-    println!(
+    out.flush()?;
+    let summary = format!(
         "bare rdkafka consume: {messages} messages, {:.1} MB in {secs:.2} s = {:.0} msg/s \
          (first message after {first:.2} s, {:.0} msg/s from it; checksum {checksum})",
         bytes as f64 / 1e6,
         messages as f64 / secs,
         messages as f64 / (secs - first).max(1e-9)
     );
+    if print {
+        eprintln!("{summary}");
+    } else {
+        println!("{summary}");
+    }
     Ok(())
 }

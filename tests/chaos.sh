@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Chaos rounds for the Kafka aggregator, longer and more random than `cargo test`'s kill -9
 # tests: while `simulate` writes N trades at a rate to a 6-partition topic, members of one
-# group are killed (-9), stopped (SIGTERM) and started at random (one to three alive, the
-# group's assignor eager `range` or `cooperative-sticky` by round); then they are stopped, one
-# run reads on to the end, and the round checks the lake: every trade exactly once, and the
-# windows' counts and volumes equal to the trades binned in batch. Exits non-zero on the first
-# round that fails, leaving its folder (logs, actions, lake).
+# group are killed (-9), stopped (SIGTERM), frozen past their session (SIGSTOP, then SIGCONT)
+# and started at random (one to three alive; the group's assignor eager `range` or
+# `cooperative-sticky` by round). Then they are stopped, one run reads on to the end, and the
+# round checks: every trade in the lake exactly once, and the windows' counts and volumes, in
+# the lake and in each window's newest version on the window topic, equal to the trades binned
+# in batch. Exits non-zero on the first round that fails, leaving its folder (logs, actions,
+# lake; CHAOS_KEEP=1 keeps every round's).
 #
 #   tests/chaos.sh                                    # 5 rounds, its own tansu (.ci/tansu)
 #   CHAOS_ROUNDS=20 CHAOS_TRADES=50000 BENCH_BROKERS=host:9092 tests/chaos.sh
@@ -14,23 +16,26 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkpool-target}"
 BENCH_DIR="${BENCH_DIR:-$HOME/.cache/darkpool-bench}/chaos"
 mkdir -p "$BENCH_DIR"
-cargo build --release --quiet --bin darkpool
+cargo build --release --quiet --bin darkpool --example kafka_consume
 DP="$CARGO_TARGET_DIR/release/darkpool"
+READ_TOPIC="$CARGO_TARGET_DIR/release/examples/kafka_consume"
 . benches/broker.sh
 bench_broker 29094
 ROUNDS="${CHAOS_ROUNDS:-5}" TRADES="${CHAOS_TRADES:-30000}" RATE="${CHAOS_RATE:-4000}"
-GROUP_SETTINGS=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500 --output-topic "")
+GROUP_SETTINGS=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
 
 round() {
   local strategy=$1 id="$RANDOM$RANDOM"
-  local topic="chaos-$id" group="chaos-$id" dir
+  local topic="chaos-$id" group="chaos-$id" out="chaos-$id-windows" dir
   dir="$(mktemp -d "$BENCH_DIR/round-XXXX")"
   cd "$dir"
   "$DP" simulate --brokers "$BENCH_BROKERS" --topic "$topic" --count 0 --partitions 6 >/dev/null 2>&1
   local member=(ingest --brokers "$BENCH_BROKERS" --topic "$topic" --group "$group" --lake lake
     --commit-every 300ms --idle-timeout 60s --window-memory-rows 16 "${GROUP_SETTINGS[@]}"
+    --output-topic "$out"
     -X "partition.assignment.strategy=$strategy")
   local pids=() started=0 kills=0
+  touch actions
   start() {
     started=$((started + 1))
     DARKPOOL_LOG=darkpool=info "$DP" "${member[@]}" 2>"m$started.log" &
@@ -52,9 +57,13 @@ round() {
     sleep "0.$((RANDOM % 9 + 1))"
     alive
     local victim=${pids[$((RANDOM % (${#pids[@]} + 1)))]:-}
-    case $((RANDOM % 4)) in
+    case $((RANDOM % 5)) in
       0) [ -n "$victim" ] && kill -9 "$victim" && kills=$((kills + 1)) && echo "kill -9 $victim" >>actions ;;
       1) [ -n "$victim" ] && [ ${#pids[@]} -gt 1 ] && kill -TERM "$victim" && echo "term $victim" >>actions ;;
+      2) # Frozen past its session (a long GC pause, a suspended VM): the group moves on
+         # without it, and it wakes up still holding a run of partitions now another's.
+         [ -n "$victim" ] && kill -STOP "$victim" && echo "stop $victim" >>actions &&
+           { sleep "$((RANDOM % 3 + 3))"; kill -CONT "$victim" 2>/dev/null; } & ;;
       *) [ ${#pids[@]} -lt 3 ] && start ;;
     esac
   done
@@ -64,7 +73,7 @@ round() {
   for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   "$DP" ingest --brokers "$BENCH_BROKERS" --topic "$topic" --group "$group-end" --lake lake \
-    --until-end "${GROUP_SETTINGS[@]}" 2>end.log
+    --until-end "${GROUP_SETTINGS[@]}" --output-topic "$out" 2>end.log
   local landed windows
   landed=$("$DP" query --lake lake --format csv "SELECT COUNT(*) AS n, COUNT(DISTINCT source_partition * 1000000000000 + source_offset) AS distinct_positions FROM trades" | tail -1)
   windows=$("$DP" query --lake lake --format csv "
@@ -75,13 +84,37 @@ round() {
     streamed AS (SELECT window_start, symbol, venue, num_trades, total_quantity FROM windows)
     SELECT (SELECT COUNT(*) FROM (SELECT * FROM batch EXCEPT SELECT * FROM streamed))
          + (SELECT COUNT(*) FROM (SELECT * FROM streamed EXCEPT SELECT * FROM batch)) AS differing" | tail -1)
-  echo "$strategy: $started members, $kills killed; trades $landed (want $TRADES,$TRADES); windows differing $windows"
+  # The window topic: each window's newest version (corrections come later in its partition)
+  # against the trades binned in batch; copies of one version must agree.
+  "$READ_TOPIC" "$BENCH_BROKERS" "$out" --print >windows.ndjson 2>/dev/null
+  "$DP" query --lake lake --format csv "SELECT window_start, symbol, venue, COUNT(*) AS num_trades, SUM(quantity) AS total_quantity FROM (SELECT date_bin(INTERVAL '5 minutes', \"timestamp\") AS window_start, * FROM trades) GROUP BY 1, 2, 3" >batch.csv
+  local published
+  published=$(python3 - <<'PY'
+import csv, json
+newest, clashes = {}, 0
+for line in open("windows.ndjson"):
+    w = json.loads(line)
+    key = (w["window_start"], w["symbol"], w["venue"])
+    value = (w["num_trades"], w["total_quantity"])
+    seen = newest.get(key)
+    if seen is None or w["version"] > seen[0]:
+        newest[key] = (w["version"], value)
+    elif w["version"] == seen[0] and value != seen[1]:
+        clashes += 1
+batch = {(r["window_start"][:19], r["symbol"], r["venue"]): (int(r["num_trades"]), int(r["total_quantity"]))
+         for r in csv.DictReader(open("batch.csv"))}
+wrong = sum(1 for k, v in batch.items() if newest.get(k, (0, None))[1] != v)
+extra = sum(1 for k in newest if k not in batch)
+print(wrong + extra + clashes)
+PY
+)
+  echo "$strategy: $started members, $kills killed, $(grep -c '^stop' actions) frozen; trades $landed (want $TRADES,$TRADES); windows differing $windows, on the topic $published"
   cd - >/dev/null
-  if [ "$landed" != "$TRADES,$TRADES" ] || [ "$windows" != 0 ]; then
+  if [ "$landed" != "$TRADES,$TRADES" ] || [ "$windows" != 0 ] || [ "$published" != 0 ]; then
     echo "FAILED: $dir" >&2
     return 1
   fi
-  rm -rf "$dir"
+  [ -n "${CHAOS_KEEP:-}" ] || rm -rf "$dir"
 }
 
 for n in $(seq "$ROUNDS"); do
