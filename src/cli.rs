@@ -127,7 +127,7 @@ pub struct KafkaArgs {
     pub topic: String,
     /// How long to keep trying to reach the brokers at start before giving up, e.g. 10s.
     #[arg(long, env = "DARKPOOL_CONNECT_TIMEOUT", default_value = "10s")]
-    pub connect_timeout: String,
+    pub connect_timeout: Span,
     /// A librdkafka setting, repeatable: -X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN.
     /// Variables DARKPOOL_KAFKA_<NAME> set them too (DARKPOOL_KAFKA_SASL_USERNAME=u -> sasl.username=u).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kafka::parse_setting)]
@@ -153,7 +153,7 @@ impl KafkaArgs {
             bail!("--partitions must be at least 1");
         }
         let mut options = KafkaOptions::new(brokers.trim());
-        options.connect_timeout = parse_span(&self.connect_timeout, "--connect-timeout")?;
+        options.connect_timeout = self.connect_timeout.duration;
         if options.connect_timeout.is_zero() {
             // It also bounds each request to the broker: at 0 every one would time out.
             bail!("--connect-timeout must be more than 0, e.g. 10s");
@@ -192,26 +192,26 @@ pub struct AggregatorArgs {
     pub dlq_topic: Option<String>,
     /// A partition silent this long stops holding windows open; when all are, open windows close.
     #[arg(long, env = "DARKPOOL_IDLE_TIMEOUT", default_value = "30s")]
-    pub idle_timeout: String,
+    pub idle_timeout: Span,
     /// Watermark alignment: a partition this far ahead in event time of the slowest one still
     /// reading is paused until that one catches up (a backfill of skewed partitions then keeps
     /// a bounded number of windows open); `off` never pauses.
     #[arg(long, env = "DARKPOOL_MAX_DRIFT", default_value = "6h")]
-    pub max_drift: String,
+    pub max_drift: Drift,
     /// How often trades and closed windows are committed to the lake (and offsets to Kafka).
     #[arg(long, env = "DARKPOOL_COMMIT_EVERY", default_value = "5s")]
-    pub commit_every: String,
+    pub commit_every: Span,
 }
 
 impl AggregatorArgs {
     /// Refused below 100 ms (each commit writes its files and a commit record: more often
     /// only makes small files), not raised to it quietly.
     fn commit_every(&self) -> Result<Duration> {
-        let every = parse_span(&self.commit_every, "--commit-every")?;
+        let every = self.commit_every.duration;
         if every < Duration::from_millis(100) {
             bail!(
                 "--commit-every must be at least 100ms, got {}",
-                self.commit_every.trim()
+                self.commit_every
             );
         }
         Ok(every)
@@ -237,21 +237,14 @@ impl AggregatorArgs {
             .as_ref()
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
-        options.idle_timeout = parse_span(&self.idle_timeout, "--idle-timeout")?;
+        options.idle_timeout = self.idle_timeout.duration;
         if options.idle_timeout.is_zero() {
             // Every partition would count as idle at once: windows would close early and be
             // corrected by the trades still to come (Flink's withIdleness, likewise, takes only
             // more than zero).
             bail!("--idle-timeout must be more than 0, e.g. 30s");
         }
-        options.max_drift = match self.max_drift.trim() {
-            "off" => None,
-            text => Some(
-                parse_duration_micros(text)
-                    .map_err(|e| anyhow!("--max-drift: {e} (or `off`)"))?
-                    .max(1),
-            ),
-        };
+        options.max_drift = self.max_drift.0.as_ref().map(|span| span.micros.max(1));
         options.commit_every = self.commit_every()?;
         for (flag, written) in [
             ("--output-topic", &options.output_topic),
@@ -290,10 +283,51 @@ impl AggregatorArgs {
     }
 }
 
-/// A span like 10s, 500ms, 2m.
-fn parse_span(text: &str, flag: &str) -> Result<Duration> {
-    let micros = parse_duration_micros(text).map_err(|e| anyhow!("{flag}: {e}"))?;
-    Ok(Duration::from_micros(micros.max(0) as u64))
+/// A duration flag's value: `500ms`, `5s`, `5m`, `1h`, `1d` or a bare number of seconds. Read
+/// when the arguments are parsed, so a bad one is refused there, naming the flag (or its
+/// variable), as a bad number is; the flags' own bounds are checked where they are used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub duration: Duration,
+    pub micros: i64,
+    /// As given (trimmed), for messages.
+    text: String,
+}
+
+impl std::str::FromStr for Span {
+    type Err = crate::time::DurationError;
+
+    fn from_str(text: &str) -> Result<Span, Self::Err> {
+        let micros = parse_duration_micros(text)?;
+        Ok(Span {
+            duration: Duration::from_micros(micros.max(0) as u64),
+            micros,
+            text: text.trim().to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// `--max-drift`: a [`Span`], or `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift(pub Option<Span>);
+
+impl std::str::FromStr for Drift {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Drift, String> {
+        if text.trim() == "off" {
+            return Ok(Drift(None));
+        }
+        text.parse()
+            .map(|span| Drift(Some(span)))
+            .map_err(|e: crate::time::DurationError| format!("{e} (or `off`)"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -425,7 +459,7 @@ pub struct QueryArgs {
     pub row_limit: usize,
     /// Query time limit, e.g. 30s, 2m.
     #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "60s")]
-    pub timeout: String,
+    pub timeout: Span,
     /// Memory a query may use, e.g. 512M, 4G.
     #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G")]
     pub memory_limit: String,
@@ -492,7 +526,7 @@ pub struct ReportArgs {
     pub analysis_dir: PathBuf,
     /// Query time limit per plot, e.g. 30s, 2m.
     #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "120s")]
-    pub timeout: String,
+    pub timeout: Span,
     /// Memory a query may use, e.g. 512M, 4G.
     #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G")]
     pub memory_limit: String,
@@ -514,7 +548,7 @@ pub struct ServeArgs {
     pub row_limit: usize,
     /// Time limit of one API query, e.g. 30s.
     #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "30s")]
-    pub timeout: String,
+    pub timeout: Span,
     /// Memory one API query may use, e.g. 512M, 2G.
     #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "2G")]
     pub memory_limit: String,
@@ -526,7 +560,7 @@ pub struct ServeArgs {
     pub heatmap_rows: usize,
     /// How long /api/heatmap_data* and /api/dashboard responses are reused, e.g. 1s (0: never).
     #[arg(long, env = "DARKPOOL_CACHE_TTL", default_value = "1s")]
-    pub cache_ttl: String,
+    pub cache_ttl: Span,
     /// Folder of named queries (*.sql) overriding the built-in ones.
     #[arg(long, env = "DARKPOOL_SQL_DIR", default_value = "sql")]
     pub sql_dir: PathBuf,
@@ -1097,7 +1131,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     options.venues = args.venues.load()?;
     options.window = args.window.spec(&args.lake.lake)?;
     options.max_rows = at_least(args.row_limit, 1, "--row-limit")?;
-    options.timeout = parse_timeout(&args.timeout)?;
+    options.timeout = query_timeout(&args.timeout)?;
     options.memory_limit = memory_limit(&args.memory_limit)?;
     options.sql_dir = Some(args.sql_dir.clone());
     let lake_dir = args.lake.lake.clone();
@@ -1287,15 +1321,11 @@ fn parse_time_flag(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
 
 /// `--timeout`: at least 1 ms (0 had been raised to that quietly, timing out every query;
 /// it is not "no limit" here, as Postgres' statement_timeout 0 is).
-fn parse_timeout(text: &str) -> Result<Duration> {
-    let timeout = parse_span(text, "--timeout")?;
-    if timeout < Duration::from_millis(1) {
-        bail!(
-            "--timeout must be at least 1ms, got {} (for long queries give a long one, e.g. 1h)",
-            text.trim()
-        );
+fn query_timeout(timeout: &Span) -> Result<Duration> {
+    if timeout.duration < Duration::from_millis(1) {
+        bail!("--timeout must be at least 1ms, got {timeout} (for long queries give a long one, e.g. 1h)");
     }
-    Ok(timeout)
+    Ok(timeout.duration)
 }
 
 pub async fn report(args: ReportArgs) -> Result<()> {
@@ -1317,7 +1347,7 @@ pub async fn report(args: ReportArgs) -> Result<()> {
     let mut options = EngineOptions::new(&args.lake.lake);
     options.venues = args.venues.load()?;
     options.window = args.window.spec(&args.lake.lake)?;
-    options.timeout = parse_timeout(&args.timeout)?;
+    options.timeout = query_timeout(&args.timeout)?;
     options.memory_limit = memory_limit(&args.memory_limit)?;
     options.scope = scope;
     let engine = Engine::open(options).await.map_err(engine_error)?;
@@ -1359,7 +1389,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     options.venues = venues.clone();
     options.window = window;
     options.max_rows = at_least(args.row_limit, 1, "--row-limit")?;
-    options.timeout = parse_timeout(&args.timeout)?;
+    options.timeout = query_timeout(&args.timeout)?;
     options.memory_limit = memory_limit(&args.memory_limit)?;
     options.sql_dir = Some(args.sql_dir.clone());
     if !(args.rate > 0.0 && args.rate.is_finite()) {
@@ -1392,9 +1422,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let api_options = crate::api::ApiOptions {
         max_body_bytes,
         heatmap_rows,
-        cache_ttl: Duration::from_micros(
-            parse_duration_micros(&args.cache_ttl).map_err(|e| anyhow!("--cache-ttl: {e}"))? as u64,
-        ),
+        cache_ttl: args.cache_ttl.duration,
     };
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await

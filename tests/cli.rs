@@ -1374,6 +1374,44 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
         );
     }
     assert!(!dir.path().join("t.ndjson").exists());
+    // A duration that is none is refused as the arguments are read, naming its flag, as a bad
+    // number is (it had been read, and refused, only where each command used it).
+    for (args, says) in [
+        (
+            vec!["ingest", "--idle-timeout", "30x", "t.ndjson"],
+            "invalid value '30x' for '--idle-timeout <IDLE_TIMEOUT>': '30x' is not a duration",
+        ),
+        (
+            vec!["ingest", "--max-drift", "soon", "t.ndjson"],
+            "'soon' is not a duration: use a number with a unit, like 500ms, 5s, 5m, 1h (or `off`)",
+        ),
+        (
+            vec!["serve", "--cache-ttl", "1 week", "--bind", "127.0.0.1:0"],
+            "invalid value '1 week' for '--cache-ttl <CACHE_TTL>'",
+        ),
+        (
+            vec!["query", "--timeout=-1s", "SELECT 1"],
+            "'-1s' is not a duration",
+        ),
+        (
+            vec![
+                "simulate",
+                "--brokers",
+                "127.0.0.1:1",
+                "--connect-timeout",
+                "ten",
+            ],
+            "invalid value 'ten' for '--connect-timeout <CONNECT_TIMEOUT>'",
+        ),
+    ] {
+        let out = run(&args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(
+            !dir.path().join("lake").exists(),
+            "{args:?}: nothing is written"
+        );
+    }
     let out = run(
         &["simulate", "--brokers", "127.0.0.1:1", "--topic", "a/b"],
         dir.path(),
