@@ -244,7 +244,12 @@ impl AggregatorArgs {
             // more than zero).
             bail!("--idle-timeout must be more than 0, e.g. 30s");
         }
-        options.max_drift = self.max_drift.0.as_ref().map(|span| span.micros.max(1));
+        options.max_drift = self.max_drift.0.as_ref().map(|span| {
+            // At most 3.65e13 µs (`parse_duration_micros`' bound).
+            i64::try_from(span.duration.as_micros())
+                .unwrap_or(i64::MAX)
+                .max(1)
+        });
         options.commit_every = self.commit_every()?;
         for (flag, written) in [
             ("--output-topic", &options.output_topic),
@@ -289,7 +294,6 @@ impl AggregatorArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
     pub duration: Duration,
-    pub micros: i64,
     /// As given (trimmed), for messages.
     text: String,
 }
@@ -301,7 +305,6 @@ impl std::str::FromStr for Span {
         let micros = parse_duration_micros(text)?;
         Ok(Span {
             duration: Duration::from_micros(micros.max(0) as u64),
-            micros,
             text: text.trim().to_string(),
         })
     }
