@@ -421,8 +421,8 @@ pub struct IngestArgs {
     #[arg(long, env = "DARKPOOL_FILE_ROWS", default_value_t = 2_000_000)]
     pub file_rows: usize,
     /// Roll to a new Parquet file after about this many bytes (e.g. 256M).
-    #[arg(long, env = "DARKPOOL_FILE_BYTES", default_value = "256M")]
-    pub file_bytes: String,
+    #[arg(long, env = "DARKPOOL_FILE_BYTES", default_value = "256M", value_parser = parse_bytes)]
+    pub file_bytes: usize,
     /// Never draw a progress bar.
     #[arg(long, env = "DARKPOOL_NO_PROGRESS")]
     pub no_progress: bool,
@@ -464,8 +464,8 @@ pub struct QueryArgs {
     #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "60s")]
     pub timeout: Span,
     /// Memory a query may use, e.g. 512M, 4G.
-    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G")]
-    pub memory_limit: String,
+    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G", value_parser = parse_bytes)]
+    pub memory_limit: usize,
     /// Folder of named queries (*.sql) overriding the built-in ones.
     #[arg(long, env = "DARKPOOL_SQL_DIR", default_value = "sql")]
     pub sql_dir: PathBuf,
@@ -531,8 +531,8 @@ pub struct ReportArgs {
     #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "120s")]
     pub timeout: Span,
     /// Memory a query may use, e.g. 512M, 4G.
-    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G")]
-    pub memory_limit: String,
+    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "4G", value_parser = parse_bytes)]
+    pub memory_limit: usize,
     #[command(flatten)]
     pub venues: VenueArgs,
     #[command(flatten)]
@@ -553,11 +553,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DARKPOOL_TIMEOUT", default_value = "30s")]
     pub timeout: Span,
     /// Memory one API query may use, e.g. 512M, 2G.
-    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "2G")]
-    pub memory_limit: String,
+    #[arg(long, env = "DARKPOOL_MEMORY_LIMIT", default_value = "2G", value_parser = parse_bytes)]
+    pub memory_limit: usize,
     /// Largest request body (SQL text or JSON), e.g. 1M.
-    #[arg(long, env = "DARKPOOL_MAX_BODY", default_value = "1M")]
-    pub max_body: String,
+    #[arg(long, env = "DARKPOOL_MAX_BODY", default_value = "1M", value_parser = parse_bytes)]
+    pub max_body: usize,
     /// Most windows /api/heatmap_data and the Kepler.gl files return (the newest).
     #[arg(long, env = "DARKPOOL_HEATMAP_ROWS", default_value_t = 5000)]
     pub heatmap_rows: usize,
@@ -617,21 +617,20 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
-pub fn parse_bytes(text: &str) -> Result<usize> {
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| anyhow!("'{text}' is not a size like 512M or 4G"))?;
+    let not_a_size = || format!("'{text}' is not a size like 512M or 4G");
+    let value: f64 = number.parse().map_err(|_| not_a_size())?;
     let scale = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1.0,
         "K" | "KB" | "KIB" => 1024.0,
         "M" | "MB" | "MIB" => 1024.0 * 1024.0,
         "G" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
-        _ => bail!("'{text}' is not a size like 512M or 4G"),
+        _ => return Err(not_a_size()),
     };
     Ok((value * scale) as usize)
 }
@@ -646,8 +645,8 @@ fn at_least(value: usize, min: usize, flag: &str) -> Result<usize> {
 }
 
 /// `--memory-limit`: the query pool, at least 16 MiB.
-fn memory_limit(text: &str) -> Result<usize> {
-    at_least(parse_bytes(text)?, 16 << 20, "--memory-limit (bytes)")
+fn memory_limit(bytes: usize) -> Result<usize> {
+    at_least(bytes, 16 << 20, "--memory-limit (bytes)")
 }
 
 /// Thousands separators: 1234567 -> 1,234,567.
@@ -846,11 +845,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     options.max_line_bytes = at_least(args.max_line_bytes, 64, "--max-line-bytes")?;
     options.writer = WriterOptions {
         file_rows: at_least(args.file_rows, 1, "--file-rows")?,
-        file_bytes: at_least(
-            parse_bytes(&args.file_bytes)?,
-            1 << 20,
-            "--file-bytes (bytes)",
-        )?,
+        file_bytes: at_least(args.file_bytes, 1 << 20, "--file-bytes (bytes)")?,
         ..WriterOptions::default()
     };
     options.progress = !args.no_progress;
@@ -1135,7 +1130,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     options.window = args.window.spec(&args.lake.lake)?;
     options.max_rows = at_least(args.row_limit, 1, "--row-limit")?;
     options.timeout = query_timeout(&args.timeout)?;
-    options.memory_limit = memory_limit(&args.memory_limit)?;
+    options.memory_limit = memory_limit(args.memory_limit)?;
     options.sql_dir = Some(args.sql_dir.clone());
     let lake_dir = args.lake.lake.clone();
     let engine = Engine::open(options).await.map_err(engine_error)?;
@@ -1351,7 +1346,7 @@ pub async fn report(args: ReportArgs) -> Result<()> {
     options.venues = args.venues.load()?;
     options.window = args.window.spec(&args.lake.lake)?;
     options.timeout = query_timeout(&args.timeout)?;
-    options.memory_limit = memory_limit(&args.memory_limit)?;
+    options.memory_limit = memory_limit(args.memory_limit)?;
     options.scope = scope;
     let engine = Engine::open(options).await.map_err(engine_error)?;
     let report_options = ReportOptions {
@@ -1384,7 +1379,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if kafka.is_some() && args.no_ingest {
         bail!("--brokers and --no-ingest contradict each other: --brokers makes serve the Kafka aggregator too");
     }
-    let max_body_bytes = at_least(parse_bytes(&args.max_body)?, 1024, "--max-body (bytes)")?;
+    let max_body_bytes = at_least(args.max_body, 1024, "--max-body (bytes)")?;
     let heatmap_rows = at_least(args.heatmap_rows, 1, "--heatmap-rows")?;
     let venues = args.venues.load()?;
     let window = args.window.spec(&args.lake.lake)?;
@@ -1393,7 +1388,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     options.window = window;
     options.max_rows = at_least(args.row_limit, 1, "--row-limit")?;
     options.timeout = query_timeout(&args.timeout)?;
-    options.memory_limit = memory_limit(&args.memory_limit)?;
+    options.memory_limit = memory_limit(args.memory_limit)?;
     options.sql_dir = Some(args.sql_dir.clone());
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         bail!("--rate must be a positive number of trades per second");

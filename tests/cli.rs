@@ -1374,9 +1374,22 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
         );
     }
     assert!(!dir.path().join("t.ndjson").exists());
-    // A duration that is none is refused as the arguments are read, naming its flag, as a bad
-    // number is (it had been read, and refused, only where each command used it).
+    // A duration or size that is none is refused as the arguments are read, naming its flag,
+    // as a bad number is (it had been read, and refused, only where each command used it; a
+    // size's refusal did not name its flag).
     for (args, says) in [
+        (
+            vec!["query", "--memory-limit", "4X", "SELECT 1"],
+            "invalid value '4X' for '--memory-limit <MEMORY_LIMIT>': '4X' is not a size like 512M or 4G",
+        ),
+        (
+            vec!["serve", "--max-body", "one page", "--bind", "127.0.0.1:0"],
+            "invalid value 'one page' for '--max-body <MAX_BODY>'",
+        ),
+        (
+            vec!["ingest", "--file-bytes", "lots", "t.ndjson"],
+            "invalid value 'lots' for '--file-bytes <FILE_BYTES>'",
+        ),
         (
             vec!["ingest", "--idle-timeout", "30x", "t.ndjson"],
             "invalid value '30x' for '--idle-timeout <IDLE_TIMEOUT>': '30x' is not a duration",
