@@ -15,12 +15,8 @@
 # waits on the broker; quote the two together (BENCH_HOST_CHECK=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkpool-target}"
-BENCH_DIR="${BENCH_DIR:-$HOME/.cache/darkpool-bench}/kafka"
-mkdir -p "$BENCH_DIR"
-cargo build --release --quiet --bin darkpool --example kafka_consume --example decode_bench
-DP="$CARGO_TARGET_DIR/release/darkpool"
-BARE="$CARGO_TARGET_DIR/release/examples/kafka_consume"
+. benches/broker.sh
+bench_build kafka --example decode_bench
 if [ "${BENCH_HOST_CHECK:-1}" != 0 ]; then
   "$DP" simulate --count 200000 >"$BENCH_DIR/decode.ndjson"
   runs=$(for _ in 1 2 3; do
@@ -29,7 +25,6 @@ if [ "${BENCH_HOST_CHECK:-1}" != 0 ]; then
   done | sort -n | tr '\n' ' ')
   echo "host check: decode_bench ${runs}ns a trade (best first; see README, Performance, Kafka ingest)"
 fi
-. benches/broker.sh
 bench_broker 29092
 FAST=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
 peak() { grep 'Maximum resident' "$1" | awk '{printf "%.0f MiB", $6/1024}'; }

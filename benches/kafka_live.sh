@@ -15,18 +15,13 @@
 #   BENCH_PAIRS=3 benches/kafka_live.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkpool-target}"
-BENCH_DIR="${BENCH_DIR:-$HOME/.cache/darkpool-bench}/kafka-live"
-mkdir -p "$BENCH_DIR"
-cargo build --release --quiet --bin darkpool --example kafka_consume
-DP="$CARGO_TARGET_DIR/release/darkpool"
-BARE="$CARGO_TARGET_DIR/release/examples/kafka_consume"
+. benches/broker.sh
+bench_build kafka-live
 RATE="${BENCH_RATE:-2000}"
 SECS="${BENCH_SECS:-30}"
 WARM="${BENCH_WARMUP:-5}"
 SYMBOLS=$(seq -f "S%03g" 0 $(("${BENCH_SYMBOLS:-400}" - 1)) | paste -sd,)
 TICKS=$(getconf CLK_TCK)
-. benches/broker.sh
 bench_broker 29094
 FAST=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
 # CPU ticks (user + system) of a process so far.

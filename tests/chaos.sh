@@ -13,13 +13,8 @@
 #   CHAOS_ROUNDS=20 CHAOS_TRADES=50000 BENCH_BROKERS=host:9092 tests/chaos.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkpool-target}"
-BENCH_DIR="${BENCH_DIR:-$HOME/.cache/darkpool-bench}/chaos"
-mkdir -p "$BENCH_DIR"
-cargo build --release --quiet --bin darkpool --example kafka_consume
-DP="$CARGO_TARGET_DIR/release/darkpool"
-READ_TOPIC="$CARGO_TARGET_DIR/release/examples/kafka_consume"
 . benches/broker.sh
+bench_build chaos
 bench_broker 29094
 ROUNDS="${CHAOS_ROUNDS:-5}" TRADES="${CHAOS_TRADES:-30000}" RATE="${CHAOS_RATE:-4000}"
 GROUP_SETTINGS=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
@@ -34,7 +29,7 @@ round() {
     --commit-every 300ms --idle-timeout 60s --window-memory-rows 16 "${GROUP_SETTINGS[@]}"
     --output-topic "$out"
     -X "partition.assignment.strategy=$strategy")
-  local pids=() started=0 kills=0
+  local pids=() started=0
   touch actions
   start() {
     started=$((started + 1))
@@ -58,7 +53,7 @@ round() {
     alive
     local victim=${pids[$((RANDOM % (${#pids[@]} + 1)))]:-}
     case $((RANDOM % 5)) in
-      0) [ -n "$victim" ] && kill -9 "$victim" && kills=$((kills + 1)) && echo "kill -9 $victim" >>actions ;;
+      0) [ -n "$victim" ] && kill -9 "$victim" && echo "kill -9 $victim" >>actions ;;
       1) [ -n "$victim" ] && [ ${#pids[@]} -gt 1 ] && kill -TERM "$victim" && echo "term $victim" >>actions ;;
       2) # Frozen past its session (a long GC pause, a suspended VM): the group moves on
          # without it, and it wakes up still holding a run of partitions now another's.
@@ -86,7 +81,7 @@ round() {
          + (SELECT COUNT(*) FROM (SELECT * FROM streamed EXCEPT SELECT * FROM batch)) AS differing" | tail -1)
   # The window topic: each window's newest version (corrections come later in its partition)
   # against the trades binned in batch; copies of one version must agree.
-  "$READ_TOPIC" "$BENCH_BROKERS" "$out" --print >windows.ndjson 2>/dev/null
+  "$BARE" "$BENCH_BROKERS" "$out" --print >windows.ndjson 2>/dev/null
   "$DP" query --lake lake --format csv "SELECT window_start, symbol, venue, COUNT(*) AS num_trades, SUM(quantity) AS total_quantity FROM (SELECT date_bin(INTERVAL '5 minutes', \"timestamp\") AS window_start, * FROM trades) GROUP BY 1, 2, 3" >batch.csv
   local published
   published=$(python3 - <<'PY'
@@ -108,7 +103,7 @@ extra = sum(1 for k in newest if k not in batch)
 print(wrong + extra + clashes)
 PY
 )
-  echo "$strategy: $started members, $kills killed, $(grep -c '^stop' actions) frozen; trades $landed (want $TRADES,$TRADES); windows differing $windows, on the topic $published"
+  echo "$strategy: $started members, $(grep -c '^kill' actions) killed, $(grep -c '^stop' actions) frozen; trades $landed (want $TRADES,$TRADES); windows differing $windows, on the topic $published"
   cd - >/dev/null
   if [ "$landed" != "$TRADES,$TRADES" ] || [ "$windows" != 0 ] || [ "$published" != 0 ]; then
     echo "FAILED: $dir" >&2
