@@ -32,7 +32,7 @@ use datafusion::common::ParamValues;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::engine::{Engine, QueryResult};
-use crate::live::{LiveEvent, LiveStats};
+use crate::live::{LiveEvent, LiveStats, PipelineState};
 use crate::output::{self, OutputFormat};
 pub use error::ApiError;
 
@@ -69,6 +69,9 @@ pub struct QueryMetrics {
 pub struct Live {
     pub events: tokio::sync::broadcast::Sender<LiveEvent>,
     pub stats: Arc<LiveStats>,
+    /// Set by whoever runs the pipeline when it ends; held here, so it never closes while the
+    /// server runs.
+    pub state: Arc<tokio::sync::watch::Sender<PipelineState>>,
     /// Turns true when the server shuts down: event streams end so connections can close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -1461,13 +1461,22 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 stop_rx,
             )),
         };
+        let state = Arc::new(tokio::sync::watch::Sender::new(
+            crate::live::PipelineState::Running,
+        ));
+        let ended = state.clone();
         let task = tokio::spawn(async move {
             let outcome = run.await;
-            if let Err(e) = &outcome {
-                tracing::error!(
-                    "the in-process pipeline stopped: {e}; the API keeps serving the lake"
-                );
-            }
+            ended.send_replace(match &outcome {
+                Ok(()) => crate::live::PipelineState::Finished,
+                Err(e) => {
+                    tracing::error!(
+                        "the in-process pipeline stopped: {e}; the API keeps serving the lake \
+                         (/healthz answers 503 until a restart)"
+                    );
+                    crate::live::PipelineState::Failed(e.to_string())
+                }
+            });
             outcome
         });
         let shutdown = stop_tx.subscribe();
@@ -1475,6 +1484,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             Some(crate::api::Live {
                 events,
                 stats,
+                state,
                 shutdown,
             }),
             Some(task),

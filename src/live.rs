@@ -61,6 +61,36 @@ pub enum LiveEvent {
     Open(RecordBatch),
 }
 
+/// Where the embedded pipeline stands: `/healthz`, `/metrics` and the event stream say it, so
+/// a pipeline that stopped on an error (a full disk, a broker gone past `message.timeout.ms`)
+/// is seen by whatever watches the server, not only in its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineState {
+    Running,
+    /// Ended without an error (`--until-end`, or the server shutting down).
+    Finished,
+    /// Stopped on this error; the API goes on serving the lake.
+    Failed(String),
+}
+
+impl PipelineState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PipelineState::Running => "running",
+            PipelineState::Finished => "finished",
+            PipelineState::Failed(_) => "failed",
+        }
+    }
+
+    /// `{"pipeline": NAME}`, with `"error"` when it failed, added to `object`.
+    pub fn describe(&self, object: &mut serde_json::Map<String, serde_json::Value>) {
+        object.insert("pipeline".into(), self.name().into());
+        if let PipelineState::Failed(error) = self {
+            object.insert("error".into(), error.as_str().into());
+        }
+    }
+}
+
 /// Counters and gauges of the running pipeline (for `/metrics`).
 #[derive(Debug, Default)]
 pub struct LiveStats {

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 mod common;
-use common::{interrupt, start_serve};
+use common::{interrupt, interrupt_and_wait, start_serve, SmallDisk};
 
 async fn lake(dir: &Path) -> PathBuf {
     let input = dir.join("trades.ndjson");
@@ -687,7 +687,7 @@ async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
     let events = read_until(&mut sse, "event: window", Duration::from_secs(20));
     assert!(events.contains("text/event-stream"), "{events}");
     assert!(
-        events.contains("event: status\ndata: {\"live\":true}"),
+        events.contains("event: status\ndata: {\"live\":true,\"pipeline\":\"running\"}"),
         "{events}"
     );
     assert!(
@@ -741,6 +741,76 @@ async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
         .read_dir()
         .unwrap()
         .any(|_| true));
+}
+
+/// A plain `GET` over TCP; the whole response, status line first.
+fn http_get(address: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[tokio::test]
+async fn serve_whose_disk_fills_up_says_its_pipeline_stopped_and_a_restart_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The lake on a filesystem of 1 MiB: a second of the live trades' spool fills it.
+    let Some(disk) = SmallDisk::mount(&dir.path().join("lake"), "1m") else {
+        return;
+    };
+    let (mut child, address) =
+        start_serve(dir.path(), &["--rate", "4000", "--commit-every", "500ms"]);
+    let health = http_get(&address, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"pipeline\":\"running\""), "{health}");
+    assert!(http_get(&address, "/metrics").contains("\ndarkpool_live_running 1\n"));
+    // The event stream says so when the pipeline stops.
+    let mut sse = std::net::TcpStream::connect(&address).unwrap();
+    write!(sse, "GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let events = read_until(&mut sse, "\"pipeline\":\"failed\"", Duration::from_secs(30));
+    assert!(
+        events.contains("event: status\ndata: {\"live\":true,\"pipeline\":\"running\"}"),
+        "{events}"
+    );
+    let failed = events
+        .lines()
+        .find(|l| l.contains("\"pipeline\":\"failed\""))
+        .unwrap_or_else(|| panic!("no failed status within 30 s: {events}"));
+    assert!(failed.contains("No space left on device"), "{failed}");
+    // A liveness check sees it; the lake is still served.
+    let health = http_get(&address, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    let body: Value = serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["pipeline"], "failed");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left on device")),
+        "{body}"
+    );
+    assert!(http_get(&address, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&address, "/api/heatmap_data").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&address, "/metrics").contains("\ndarkpool_live_running 0\n"));
+    // Ctrl-C: the server stops, its exit saying the pipeline failed; no staging file is left
+    // to fill the disk.
+    let exit = interrupt_and_wait(&mut child);
+    drop(sse);
+    assert!(!exit.success(), "{exit:?}");
+    let lake = dir.path().join("lake");
+    assert!(!lake.join("_staging").read_dir().unwrap().any(|_| true));
+    // With room again, a restart rebuilds the windows the failure left open and goes on.
+    disk.grow("64m");
+    let (mut child, _) = start_serve(dir.path(), &["--rate", "400", "--commit-every", "500ms"]);
+    std::thread::sleep(Duration::from_millis(2000));
+    interrupt(&mut child);
+    let trades = assert_windows_match_trades(&lake, "5m").await;
+    assert!(trades > 100, "{trades} trades");
 }
 
 /// `serve` for the crash tests: quick trades, commits and (two-second) windows, no lateness.

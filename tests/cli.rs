@@ -9,6 +9,8 @@ use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+mod common;
+
 fn darkpool() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_darkpool"));
     cmd.env_remove("DARKPOOL_LAKE").env("DARKPOOL_LOG", "warn");
@@ -876,6 +878,43 @@ fn a_killed_ingest_leaves_all_or_nothing_and_a_rerun_completes() {
             .unwrap_or(false),
         "staging cleaned"
     );
+}
+
+#[test]
+fn a_full_disk_fails_an_ingest_leaving_the_lake_as_it_was_and_with_room_a_rerun_lands_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The lake on a filesystem of 1 MiB: room for the first file's trades, not the second's.
+    let Some(disk) = common::SmallDisk::mount(&dir.path().join("lake"), "1m") else {
+        return;
+    };
+    let small = simulate(dir.path(), 20_000, 3, "small.ndjson");
+    let big = simulate(dir.path(), 200_000, 4, "big.ndjson");
+    ok(&["ingest", "--lake", "lake", "small.ndjson"], dir.path());
+    let before = independent_totals(&small);
+    refused(
+        &["ingest", "--lake", "lake", "big.ndjson"],
+        dir.path(),
+        "No space left on device",
+    );
+    let lake = dir.path().join("lake");
+    let after = parquet_totals(&lake.join("trades"));
+    assert_eq!((after.0, after.1), (before.0, before.1));
+    assert!(close(after.2, before.2));
+    assert!(!lake.join("_staging").read_dir().unwrap().any(|_| true));
+    // With room, the same command lands the second file, once.
+    disk.grow("64m");
+    for _ in 0..2 {
+        ok(&["ingest", "--lake", "lake", "big.ndjson"], dir.path());
+    }
+    let both = independent_totals(&big);
+    let after = parquet_totals(&lake.join("trades"));
+    assert_eq!((after.0, after.1), (before.0 + both.0, before.1 + both.1));
+    let rows = query_json(
+        dir.path(),
+        "lake",
+        "SELECT (SELECT COUNT(*) FROM trades) AS t, (SELECT SUM(num_trades) FROM windows) AS w",
+    );
+    assert_eq!(rows[0]["t"], rows[0]["w"]);
 }
 
 #[test]

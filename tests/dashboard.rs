@@ -1,5 +1,6 @@
 //! The dashboard in a real browser: `darkpool serve` (the in-process pipeline over a lake of
-//! the sample trades, and a second server over an empty lake), driven by
+//! the sample trades, a second server over an empty lake, and a third whose pipeline stopped
+//! on a full disk), driven by
 //! `web/tests/dashboard.mjs` — playwright-core and Debian's headless Chromium. Screenshots go
 //! to `web/screenshots/` (or `$DARKPOOL_SCREENSHOTS`).
 //!
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{interrupt, start_serve};
+use common::{interrupt, interrupt_and_wait, start_serve, SmallDisk};
 
 /// What the browser test needs, or why it cannot run here.
 fn browser() -> Result<PathBuf, String> {
@@ -75,6 +76,12 @@ fn dashboard_works_in_headless_chromium() {
     let empty = tempfile::tempdir().unwrap();
     let (mut live, address) = start_serve(dir.path(), &["--rate", "200", "--commit-every", "2s"]);
     let (mut idle, empty_address) = start_serve(empty.path(), &["--no-ingest"]);
+    // A third whose pipeline stops: its lake on a filesystem the live trades fill in a second.
+    let full = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&full.path().join("lake"), "1m");
+    let mut failing = disk
+        .as_ref()
+        .map(|_| start_serve(full.path(), &["--rate", "4000", "--commit-every", "500ms"]));
     let shots = std::env::var_os("DARKPOOL_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("web/screenshots"));
@@ -83,12 +90,22 @@ fn dashboard_works_in_headless_chromium() {
         .current_dir(root.join("web"))
         .env("DARKPOOL_URL", format!("http://{address}"))
         .env("DARKPOOL_EMPTY_URL", format!("http://{empty_address}"))
+        .envs(
+            failing
+                .as_ref()
+                .map(|(_, address)| ("DARKPOOL_FAILED_URL", format!("http://{address}"))),
+        )
         .env("DARKPOOL_SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
         .status()
         .unwrap();
     interrupt(&mut live);
     interrupt(&mut idle);
+    if let Some((child, _)) = &mut failing {
+        // Its exit says the pipeline failed.
+        assert!(!interrupt_and_wait(child).success());
+    }
+    drop(disk);
     assert!(run.success(), "the browser test failed ({run})");
     for shot in [
         "overview",

@@ -664,6 +664,63 @@ async fn kill_9_at_every_commit_step_then_restart_lands_each_trade_exactly_once(
 }
 
 #[tokio::test]
+async fn a_member_whose_lake_fills_up_stops_and_with_room_again_lands_every_trade_once() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // The lake on a filesystem of its own, too small for the topic's trades.
+    let Some(disk) = common::SmallDisk::mount(&dir.path().join("lake"), "512k") else {
+        return;
+    };
+    let topic = unique("trades");
+    let group = unique("g");
+    let count = 60_000;
+    produce(dir.path(), &brokers, &topic, count, 3);
+    let output = run_within({
+        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+        c.args(["--until-end", "--batch-rows", "2000"]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    // Nothing half-written is left to hold the space, and the group's offsets are nowhere past
+    // what the lake holds.
+    assert!(staging_left(dir.path()).is_empty(), "{stderr}");
+    let landed = query(
+        dir.path(),
+        &format!(
+            "SELECT source_partition AS p, MAX(source_offset) + 1 AS end FROM trades \
+             WHERE source_topic = '{topic}' GROUP BY source_partition ORDER BY p"
+        ),
+    );
+    let landed: Vec<(i32, i64)> = landed
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (p, end) = l.split_once(',').unwrap();
+            (p.parse().unwrap(), end.parse().unwrap())
+        })
+        .collect();
+    assert!(
+        landed.iter().map(|l| l.1).sum::<i64>() < count as i64,
+        "the disk held it all: {landed:?}"
+    );
+    for (partition, committed) in group_offsets(&brokers, &group, &topic, 3) {
+        let end = landed.iter().find(|l| l.0 == partition).map_or(0, |l| l.1);
+        assert!(
+            committed <= end,
+            "partition {partition}: the group committed {committed}, the lake ends at {end}"
+        );
+    }
+    // With room again the same member reads on from the lake's end.
+    disk.grow("64m");
+    closing_run(dir.path(), &brokers, &topic, &group);
+    assert_exactly_once(dir.path(), &topic, count);
+    assert_windows_equal_batch(dir.path()).await;
+    assert!(staging_left(dir.path()).is_empty());
+}
+
+#[tokio::test]
 async fn hopping_windows_open_at_a_kill_9_are_rebuilt_with_all_their_trades() {
     let Some(brokers) = broker() else { return };
     let dir = tempfile::tempdir().unwrap();

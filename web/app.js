@@ -16,6 +16,8 @@
     data: null,
     charts: {},
     live: null,
+    pipeline: null,
+    pipelineError: '',
     liveEvents: 0,
     refreshes: 0,
     loading: false,
@@ -329,7 +331,7 @@
       state.data = data;
       state.refreshes += 1;
       render(data);
-      banner(null);
+      banner(pipelineNotice(), 'error');
       if (state.refreshes % 15 === 0) loadSymbols();
     } catch (e) {
       banner(`Could not load the dashboard: ${e.message}`, 'error');
@@ -390,18 +392,46 @@
     timer = setTimeout(() => { timer = null; refresh(); }, wait);
   }
 
-  function status(text, kind) {
+  // Whole class names, so that Tailwind (which scans this file as text) builds each of them.
+  const PILLS = { live: 'pill-live', idle: 'pill-idle', wait: 'pill-wait', error: 'pill-error' };
+
+  function status(text, kind, detail) {
     const el = $('#status');
     el.textContent = text;
-    el.className = `pill pill-${kind}`;
+    el.className = `pill ${PILLS[kind]}`;
+    el.title = detail || '';
+  }
+
+  // Why the pipeline stopped, while it is stopped (a banner that a refresh keeps).
+  function pipelineNotice() {
+    return state.pipeline === 'failed'
+      ? `The in-process pipeline stopped: ${state.pipelineError}. The lake is still served, ` +
+        'without new trades; restart darkpool serve to resume from the lake.'
+      : null;
+  }
+
+  // What the stream's last `status` event said: live or not, and how the pipeline stands.
+  function showLive() {
+    if (state.pipeline === 'failed') {
+      status('pipeline stopped', 'error', pipelineNotice());
+      banner(pipelineNotice(), 'error');
+    } else if (state.pipeline === 'finished') {
+      status('pipeline finished', 'idle');
+    } else {
+      status(state.live ? 'live' : 'lake only', state.live ? 'live' : 'idle');
+    }
   }
 
   function follow() {
     if (!window.EventSource) { status('no live updates', 'wait'); return; }
     const source = new EventSource('/api/stream');
     source.addEventListener('status', (e) => {
-      try { state.live = JSON.parse(e.data).live; } catch (_) { state.live = false; }
-      status(state.live ? 'live' : 'lake only', state.live ? 'live' : 'idle');
+      let said = {};
+      try { said = JSON.parse(e.data); } catch (_) { /* shown as lake only */ }
+      state.live = said.live === true;
+      state.pipeline = said.pipeline || null;
+      state.pipelineError = said.error || '';
+      showLive();
     });
     const onWindows = (e) => {
       state.liveEvents += 1;
@@ -411,7 +441,7 @@
     source.addEventListener('window', onWindows);
     source.addEventListener('open', onWindows);
     source.onerror = () => status('reconnecting…', 'wait');
-    source.onopen = () => { if (state.live != null) status(state.live ? 'live' : 'lake only', state.live ? 'live' : 'idle'); };
+    source.onopen = () => { if (state.live != null) showLive(); };
   }
 
   // ---- FINRA tables ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! `GET /healthz` (the process answers), `/readyz` (the lake can be queried) and `/metrics`
+//! `GET /healthz` (the process answers, and how its pipeline stands), `/readyz` (the lake can be queried) and `/metrics`
 //! (Prometheus text: what the lake holds and how queries fare).
 
 use std::fmt::Write as _;
@@ -14,9 +14,24 @@ use axum::Json;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::live::PipelineState;
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// The process answers; with an embedded pipeline, also how that stands. A pipeline stopped on
+/// an error makes it 503 (with the error), so a liveness check restarts the server, which
+/// resumes from the lake; the API meanwhile keeps serving (`/readyz` stays 200).
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("status".into(), "ok".into());
+    let Some(live) = &state.live else {
+        return Json(body).into_response();
+    };
+    let pipeline = live.state.borrow().clone();
+    pipeline.describe(&mut body);
+    if matches!(pipeline, PipelineState::Failed(_)) {
+        body.insert("status".into(), "failed".into());
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    Json(body).into_response()
 }
 
 /// Ready when the lake's tables can be queried.
@@ -174,6 +189,13 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
                 value.load(Ordering::Relaxed)
             );
         }
+        let running = *live.state.borrow() == PipelineState::Running;
+        let _ = writeln!(
+            out,
+            "# HELP darkpool_live_running 1 while the in-process pipeline runs; 0 once it stopped (see /healthz for why).\n\
+             # TYPE darkpool_live_running gauge\ndarkpool_live_running {}",
+            u8::from(running)
+        );
         let _ = writeln!(
             out,
             "# HELP darkpool_live_paused_partitions Kafka partitions paused by watermark alignment now.\n\

@@ -73,7 +73,7 @@ pub async fn document() -> Json<Value> {
             "/api/stream": {"get": {"summary": "Server-Sent Events: status, window (closed or corrected windows), open (open windows, at most once a tick)",
                 "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {}}}}}},
             "/": {"get": {"summary": "The dashboard", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
-            "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "ok"}}}},
+            "/healthz": {"get": {"summary": "The process answers; with an embedded pipeline, `pipeline` is running, finished or failed", "responses": {"200": {"description": "ok"}, "503": {"description": "the embedded pipeline stopped on an error (`error`); the API still serves the lake"}}}},
             "/readyz": {"get": {"summary": "The lake can be queried", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}}
         },

@@ -1,6 +1,7 @@
 //! `GET /api/stream`: Server-Sent Events from the live pipeline — `window` events carry windows
 //! as they close (or are corrected), `open` events the open windows, at most once a tick; both
-//! as JSON arrays in the shape of `/api/heatmap_data`.
+//! as JSON arrays in the shape of `/api/heatmap_data`. A `status` event opens the stream and
+//! comes again when the pipeline stops (`{"live": true, "pipeline": "failed", "error": ...}`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use futures::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
-use crate::live::LiveEvent;
+use crate::live::{LiveEvent, PipelineState};
 
 /// Window rows as JSON in the original API's form (timestamps `YYYY-MM-DDTHH:MM:SS`).
 pub fn rows_json(batch: &RecordBatch) -> String {
@@ -60,17 +61,36 @@ pub fn rows_json(batch: &RecordBatch) -> String {
     String::from_utf8(out).unwrap_or_else(|_| "[]".into())
 }
 
+/// A `status` event: `{"live": false}` without an embedded pipeline, else `{"live": true,
+/// "pipeline": ...}` (and `"error"` when it failed).
+fn status_event(pipeline: Option<PipelineState>) -> Event {
+    let mut data = serde_json::Map::new();
+    data.insert("live".into(), pipeline.is_some().into());
+    if let Some(pipeline) = pipeline {
+        pipeline.describe(&mut data);
+    }
+    Event::default()
+        .event("status")
+        .data(serde_json::Value::Object(data).to_string())
+}
+
 /// `GET /api/stream`.
 pub async fn events(
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let hello = Event::default()
-        .event("status")
-        .data(format!("{{\"live\":{}}}", state.live.is_some()));
+    let hello = status_event(state.live.as_ref().map(|live| live.state.borrow().clone()));
     let updates = match state.live.as_ref() {
         Some(live) => {
             let mut shutdown = live.shutdown.clone();
-            stream::unfold(live.events.subscribe(), |mut receiver| async move {
+            // The pipeline's state when it changes (it stopped, on an error or not).
+            let mut pipeline = live.state.subscribe();
+            pipeline.mark_unchanged();
+            let changes = stream::unfold(pipeline, |mut pipeline| async move {
+                pipeline.changed().await.ok()?;
+                let now = pipeline.borrow_and_update().clone();
+                Some((Ok(status_event(Some(now))), pipeline))
+            });
+            let windows = stream::unfold(live.events.subscribe(), |mut receiver| async move {
                 loop {
                     let event = match receiver.recv().await {
                         Ok(LiveEvent::Closed(batch)) => {
@@ -85,12 +105,13 @@ pub async fn events(
                     };
                     return Some((Ok(event), receiver));
                 }
-            })
-            // On shutdown the stream ends, so graceful shutdown is not held up by open clients.
-            .take_until(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .boxed()
+            });
+            stream::select(windows, changes)
+                // On shutdown the stream ends, so graceful shutdown is not held up by open clients.
+                .take_until(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .boxed()
         }
         // No pipeline in this process: the stream stays open with keep-alives only.
         None => stream::pending().boxed(),

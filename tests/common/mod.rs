@@ -38,6 +38,12 @@ pub fn start_serve(dir: &Path, extra: &[&str]) -> (std::process::Child, String) 
 
 /// Ctrl-C, then wait (at most 30 s) for a clean exit.
 pub fn interrupt(child: &mut std::process::Child) {
+    let exit = interrupt_and_wait(child);
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// Ctrl-C, then wait (at most 30 s) for the child to end; its exit status.
+pub fn interrupt_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -56,7 +62,58 @@ pub fn interrupt(child: &mut std::process::Child) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(exit.success(), "{exit:?}");
+    exit
+}
+
+/// A filesystem of its own, `size` big (tmpfs: `512k`, `1m`, ...), mounted at `at` (made if
+/// missing) for the disk-full tests, and unmounted when dropped: a real `ENOSPC` from the
+/// kernel. Mounting needs the right to (root, as CI runs); where that is missing the test
+/// says so and gets `None`, except in CI (`CI` set), where that fails it.
+pub struct SmallDisk {
+    at: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(SmallDisk {
+                at: at.to_path_buf(),
+            }),
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "cannot mount a small tmpfs for the disk-full test: {why}"
+                );
+                eprintln!("SKIPPED: cannot mount a small tmpfs (run as root): {why}");
+                None
+            }
+        }
+    }
+
+    /// Make room: the same filesystem, with what it holds, `size` big.
+    pub fn grow(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.at)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
 }
 
 /// `count` simulated trades (NDJSON, seeded) from 2024-01-02 09:30 UTC at `market_rate` trades

@@ -1,7 +1,8 @@
 // Browser test of the dashboard: a real headless Chromium (Debian's /usr/bin/chromium) driven
 // by playwright-core against a running `darkpool serve`.
 //
-//   DARKPOOL_URL=http://127.0.0.1:5001 [DARKPOOL_EMPTY_URL=...] [DARKPOOL_SCREENSHOTS=dir] \
+//   DARKPOOL_URL=http://127.0.0.1:5001 [DARKPOOL_EMPTY_URL=...] [DARKPOOL_FAILED_URL=...] \
+//     [DARKPOOL_SCREENSHOTS=dir] \
 //     node web/tests/dashboard.mjs
 //
 // tests/dashboard.rs starts the servers and runs this as part of `cargo test`. Exits non-zero
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 
 const url = process.env.DARKPOOL_URL;
 const emptyUrl = process.env.DARKPOOL_EMPTY_URL;
+const failedUrl = process.env.DARKPOOL_FAILED_URL;
 const shots = process.env.DARKPOOL_SCREENSHOTS || 'screenshots';
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 assert.ok(url, 'DARKPOOL_URL is not set');
@@ -189,6 +191,8 @@ try {
     await page.waitForFunction((b) => window.darkpool.liveEvents > b.events && window.darkpool.refreshes > b.refreshes
       && window.darkpool.data.summary.num_trades > b.trades, before, { timeout: 30000 });
     assert.equal(await page.textContent('#status'), 'live');
+    // Styled as live (the stylesheet has the class: its background is not left transparent).
+    assert.notEqual(await page.$eval('#status', (e) => getComputedStyle(e).backgroundColor), 'rgba(0, 0, 0, 0)');
     assert.notEqual(await page.textContent('#live-events'), '0');
     await page.screenshot({ path: join(shots, 'live.png') });
   });
@@ -257,6 +261,22 @@ try {
       assert.equal(await p.textContent('[data-stat="num_trades"]'), '0');
       await p.waitForFunction(() => document.querySelector('#status').textContent === 'lake only', null, { timeout: 10000 });
       await p.screenshot({ path: join(shots, 'empty.png') });
+    });
+  }
+  if (failedUrl) {
+    await check('a pipeline that stopped on an error says so, with the error', async () => {
+      const p = await context.newPage();
+      await p.goto(failedUrl + '/', { waitUntil: 'domcontentloaded' });
+      await p.waitForFunction(() => document.querySelector('#status').textContent === 'pipeline stopped', null, { timeout: 30000 });
+      const pill = await p.$eval('#status', (e) => ({ cls: e.className, title: e.title, bg: getComputedStyle(e).backgroundColor }));
+      assert.match(pill.cls, /pill-error/);
+      assert.match(pill.title, /No space left on device/);
+      assert.notEqual(pill.bg, 'rgba(0, 0, 0, 0)');
+      // And a banner, which the page's refreshes keep.
+      await p.waitForFunction(() => window.darkpool.refreshes >= 1, null, { timeout: 20000 });
+      assert.match(await p.textContent('#banner'), /pipeline stopped: .*No space left on device.*restart darkpool serve/);
+      assert.match(await p.getAttribute('#banner', 'class'), /banner-error/);
+      await p.screenshot({ path: join(shots, 'stopped.png') });
     });
   }
 } catch (e) {
