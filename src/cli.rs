@@ -716,11 +716,13 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             run(&mut std::io::BufWriter::new(file))
+                .with_context(|| format!("cannot write {}", path.display()))
         }
         None => run(&mut std::io::BufWriter::with_capacity(
             1 << 16,
             std::io::stdout().lock(),
-        )),
+        ))
+        .context("cannot write to standard output"),
     }
 }
 
@@ -1240,7 +1242,8 @@ fn write_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -
             anyhow::Error::new(source).context(context())
         }
         Ok(other) => anyhow::Error::new(other),
-        Err(e) => e,
+        // Writing the content failed (a full disk): name the file too.
+        Err(e) => e.context(context()),
     })
 }
 

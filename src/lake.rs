@@ -81,9 +81,9 @@ impl Table {
 /// Why the lake could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
-    #[error("lake {path}: {source}")]
+    #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("lake {path}: corrupt record: {message}")]
+    #[error("{path}: corrupt record: {message}")]
     Record { path: PathBuf, message: String },
     #[error("writing Parquet {path}: {message}")]
     Parquet { path: PathBuf, message: String },

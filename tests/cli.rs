@@ -915,6 +915,41 @@ fn a_full_disk_fails_an_ingest_leaving_the_lake_as_it_was_and_with_room_a_rerun_
         "SELECT (SELECT COUNT(*) FROM trades) AS t, (SELECT SUM(num_trades) FROM windows) AS w",
     );
     assert_eq!(rows[0]["t"], rows[0]["w"]);
+    // Files written elsewhere on a full disk: an error naming the file, and no file.
+    let out = dir.path().join("out");
+    let Some(_full) = common::SmallDisk::mount(&out, "64k") else {
+        return;
+    };
+    for args in [
+        &["simulate", "--count", "10000", "--output", "out/t.ndjson"][..],
+        &[
+            "export",
+            "--lake",
+            "lake",
+            "--table",
+            "trades",
+            "--out",
+            "out/t.csv",
+        ],
+        &[
+            "query",
+            "--lake",
+            "lake",
+            "--format",
+            "csv",
+            "--output",
+            "out/q.csv",
+            "SELECT * FROM trades",
+        ],
+    ] {
+        let failed = refused(args, dir.path(), "No space left on device");
+        assert!(
+            stderr(&failed).contains("out/"),
+            "{args:?}: {}",
+            stderr(&failed)
+        );
+    }
+    assert!(!out.read_dir().unwrap().any(|_| true));
 }
 
 #[test]
