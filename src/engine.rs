@@ -137,6 +137,9 @@ pub enum EngineError {
     NamedQueries(std::io::Error),
     #[error(transparent)]
     Window(#[from] WindowError),
+    /// Reading the lake's Parquet failed: its data, not the query (HTTP 500).
+    #[error("{0}")]
+    Unreadable(String),
     #[error("cannot open the lake table {table}: {source}")]
     Table {
         table: &'static str,
@@ -149,6 +152,15 @@ impl EngineError {
         // One line: DataFusion's message without the backtrace-ish context chain noise.
         EngineError::Sql(e.strip_backtrace().replace('\n', " "))
     }
+}
+
+/// Did reading a Parquet file fail (rather than the SQL, a limit or a function)?
+fn reading_parquet_failed(e: &DataFusionError) -> bool {
+    e.iter().any(|e| match e {
+        DataFusionError::ParquetError(_) => true,
+        DataFusionError::External(inner) => inner.is::<parquet::errors::ParquetError>(),
+        _ => false,
+    })
 }
 
 /// Rows of a query, possibly cut at the row limit.
@@ -469,7 +481,7 @@ impl Engine {
             match tokio::time::timeout(self.options.timeout, &mut task).await {
                 Ok(done) => done
                     .map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))?
-                    .map_err(EngineError::sql)?,
+                    .map_err(|e| self.failed(e))?,
                 Err(_) => {
                     task.abort();
                     return Err(EngineError::Timeout(self.options.timeout));
@@ -499,14 +511,39 @@ impl Engine {
             .map_err(EngineError::sql)?;
         let df = checked_plan(df, &self.budget).map_err(EngineError::sql)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await.map_err(EngineError::sql)?;
+        let stream = df.execute_stream().await.map_err(|e| self.failed(e))?;
         Ok((schema, stream))
+    }
+
+    /// [`EngineError::sql`], and when reading a Parquet file failed, which of the lake's files
+    /// cannot be read: DataFusion's error does not name the file ("Corrupt footer").
+    pub(crate) fn failed(&self, e: DataFusionError) -> EngineError {
+        if !reading_parquet_failed(&e) {
+            return EngineError::sql(e);
+        }
+        let message = e.strip_backtrace().replace('\n', " ");
+        const SHOWN: usize = 5;
+        let bad = self.lake.unreadable_files(SHOWN + 1);
+        if bad.is_empty() {
+            return EngineError::Unreadable(message);
+        }
+        let listed: Vec<String> = bad
+            .iter()
+            .take(SHOWN)
+            .map(|(path, why)| format!("{} ({why})", path.display()))
+            .collect();
+        let more = if bad.len() > SHOWN { ", and more" } else { "" };
+        EngineError::Unreadable(format!(
+            "{message}; the lake has files that are not readable Parquet: {}{more}. Restore them \
+             from a copy, or move them out of the lake to query the rest",
+            listed.join(", ")
+        ))
     }
 
     /// Run trusted SQL of darkpool itself (no row limit), e.g. loading windows for ingest.
     pub(crate) async fn internal(&self, sql: &str) -> Result<Vec<RecordBatch>, EngineError> {
         let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
-        df.collect().await.map_err(EngineError::sql)
+        df.collect().await.map_err(|e| self.failed(e))
     }
 
     /// [`Engine::internal`], batch by batch.
@@ -515,7 +552,7 @@ impl Engine {
         sql: &str,
     ) -> Result<SendableRecordBatchStream, EngineError> {
         let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
-        df.execute_stream().await.map_err(EngineError::sql)
+        df.execute_stream().await.map_err(|e| self.failed(e))
     }
 }
 

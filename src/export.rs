@@ -389,7 +389,7 @@ pub async fn export_table(
     let mut sink = Sink::new(out, format, partition_by_date)?;
     let bar = spinner(progress);
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(EngineError::sql)?;
+        let batch = batch.map_err(|e| engine.failed(e))?;
         sink.write(&batch, what)?;
         bar.inc(batch.num_rows() as u64);
     }

@@ -362,6 +362,46 @@ impl Lake {
         any_parquet(&self.table_dir(table))
     }
 
+    /// The tables' data files whose Parquet footer cannot be read (cut short, overwritten, not
+    /// Parquet), with why; the first `limit` of them, in path order. Looked for only after a
+    /// query failed reading Parquet, whose error does not say which file it was.
+    pub fn unreadable_files(&self, limit: usize) -> Vec<(PathBuf, String)> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            entries.sort();
+            for path in entries {
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "parquet") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        for table in Table::ALL {
+            walk(&self.table_dir(table), &mut files);
+        }
+        files
+            .into_iter()
+            .filter_map(|path| {
+                let why = match fs::File::open(&path) {
+                    Ok(file) => parquet::file::metadata::ParquetMetaDataReader::new()
+                        .parse_and_finish(&file)
+                        .err()?
+                        .to_string(),
+                    Err(e) => e.to_string(),
+                };
+                Some((path, why))
+            })
+            .take(limit)
+            .collect()
+    }
+
     /// Does no table hold any data?
     pub fn is_empty(&self) -> bool {
         !Table::ALL.iter().any(|t| self.has_data(*t))

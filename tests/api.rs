@@ -743,6 +743,57 @@ async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
         .any(|_| true));
 }
 
+#[tokio::test]
+async fn a_lake_file_that_is_not_parquet_any_more_is_a_500_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let day = lake.join("trades/date=2024-01-02");
+    let file = std::fs::read_dir(&day)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    // Cut short, as an interrupted copy leaves it.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let api = app(&lake, |_, _| {}).await;
+    let reply = post(
+        &api,
+        "/api/sql",
+        "application/json",
+        "SELECT SUM(quantity) FROM trades",
+    )
+    .await;
+    assert_eq!(
+        reply.error(),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal".into())
+    );
+    let name = file.file_name().unwrap().to_str().unwrap();
+    reply.assert_says(name);
+    reply.assert_says("not readable Parquet");
+    // The tables it is not in still answer.
+    let windows = post(
+        &api,
+        "/api/sql",
+        "application/json",
+        "SELECT COUNT(*) AS n FROM windows",
+    )
+    .await;
+    assert_eq!(windows.status, StatusCode::OK, "{}", windows.text());
+    // Moved out of the lake, the rest of the trades can be queried.
+    std::fs::rename(&file, dir.path().join("moved.parquet")).unwrap();
+    let api = app(&lake, |_, _| {}).await;
+    let reply = post(
+        &api,
+        "/api/sql",
+        "application/json",
+        "SELECT COUNT(*) AS n FROM trades",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}
+
 /// A plain `GET` over TCP; the whole response, status line first.
 fn http_get(address: &str, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(address).unwrap();

@@ -59,7 +59,9 @@ impl From<EngineError> for ApiError {
             EngineError::Sql(_) | EngineError::Window(_) => ApiError::BadRequest(message),
             EngineError::Timeout(_) => ApiError::Timeout(message),
             EngineError::UnknownQuery(_) => ApiError::NotFound(message),
-            EngineError::NamedQueries(_) | EngineError::Table { .. } => ApiError::Internal(message),
+            EngineError::NamedQueries(_)
+            | EngineError::Table { .. }
+            | EngineError::Unreadable(_) => ApiError::Internal(message),
         }
     }
 }
