@@ -3,7 +3,8 @@
 # tests: while `simulate` writes N trades at a rate to a 6-partition topic, members of one
 # group are killed (-9), stopped (SIGTERM), frozen past their session (SIGSTOP, then SIGCONT)
 # and started at random (one to three alive; the group's assignor eager `range` or
-# `cooperative-sticky` by round). Then they are stopped, one run reads on to the end, and the
+# `cooperative-sticky` by round), and the broker is cut off now and then (every connection
+# frozen for 2-5 s, or dropped and refused for 1-2 s). Then they are stopped, one run reads on to the end, and the
 # round checks: every trade in the lake exactly once, and the windows' counts and volumes, in
 # the lake and in each window's newest version on the window topic, equal to the trades binned
 # in batch. Exits non-zero on the first round that fails, leaving its folder (logs, actions,
@@ -15,7 +16,31 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/broker.sh
 bench_build chaos
-bench_broker 29094
+# Broker trouble too, unless BENCH_BROKERS names a broker or CHAOS_BROKER_FAULTS=0: the clients
+# reach our own tansu through tests/chaos_proxy.py, which rounds freeze (SIGSTOP: every
+# connection stalls, as in a network partition) and kill and start again (every connection
+# dropped, and refused meanwhile, as a broker restart does).
+FAULTS=0
+if [ -z "${BENCH_BROKERS:-}" ] && [ "${CHAOS_BROKER_FAULTS:-1}" != 0 ]; then
+  FAULTS=1
+  PROXY="$PWD/tests/chaos_proxy.py"
+  PROXY_PID_FILE="$BENCH_DIR/proxy.pid"
+  proxy_start() {
+    rm -f "$PROXY_PID_FILE"
+    python3 "$PROXY" 29099 29094 "$PROXY_PID_FILE" >/dev/null 2>&1 &
+    for _ in $(seq 50); do
+      [ -s "$PROXY_PID_FILE" ] && return
+      sleep 0.1
+    done
+    echo "the proxy did not start" >&2
+    return 1
+  }
+  bench_broker 29094 29099
+  proxy_start
+  trap 'kill "$TANSU_PID" 2>/dev/null; kill -9 "$(cat "$PROXY_PID_FILE" 2>/dev/null)" 2>/dev/null; true' EXIT
+else
+  bench_broker 29094
+fi
 ROUNDS="${CHAOS_ROUNDS:-5}" TRADES="${CHAOS_TRADES:-30000}" RATE="${CHAOS_RATE:-4000}"
 GROUP_SETTINGS=(-X session.timeout.ms=2000 -X heartbeat.interval.ms=500)
 
@@ -52,16 +77,30 @@ round() {
     sleep "0.$((RANDOM % 9 + 1))"
     alive
     local victim=${pids[$((RANDOM % (${#pids[@]} + 1)))]:-}
-    case $((RANDOM % 5)) in
-      0) [ -n "$victim" ] && kill -9 "$victim" && echo "kill -9 $victim" >>actions ;;
-      1) [ -n "$victim" ] && [ ${#pids[@]} -gt 1 ] && kill -TERM "$victim" && echo "term $victim" >>actions ;;
-      2) # Frozen past its session (a long GC pause, a suspended VM): the group moves on
+    case $((RANDOM % 11)) in
+      0|1) [ -n "$victim" ] && kill -9 "$victim" && echo "kill -9 $victim" >>actions ;;
+      2|3) [ -n "$victim" ] && [ ${#pids[@]} -gt 1 ] && kill -TERM "$victim" && echo "term $victim" >>actions ;;
+      10) # The broker out of reach for a few seconds, one such fault at a time.
+         if [ "$FAULTS" = 1 ] && ! [ -e broker-fault ]; then
+           touch broker-fault
+           if [ $((RANDOM % 2)) = 0 ]; then
+             echo "partition" >>actions
+             { p=$(cat "$PROXY_PID_FILE"); kill -STOP "$p"; sleep "$((RANDOM % 4 + 2))"; kill -CONT "$p"
+               rm -f broker-fault; } &
+           else
+             echo "broker restart" >>actions
+             { kill -9 "$(cat "$PROXY_PID_FILE")"; sleep "1.$((RANDOM % 9))"; proxy_start
+               rm -f broker-fault; } &
+           fi
+         fi ;;
+      4|5) # Frozen past its session (a long GC pause, a suspended VM): the group moves on
          # without it, and it wakes up still holding a run of partitions now another's.
          [ -n "$victim" ] && kill -STOP "$victim" && echo "stop $victim" >>actions &&
            { sleep "$((RANDOM % 3 + 3))"; kill -CONT "$victim" 2>/dev/null; } & ;;
       *) [ ${#pids[@]} -lt 3 ] && start ;;
     esac
   done
+  while [ -e broker-fault ]; do sleep 0.2; done
   alive
   [ ${#pids[@]} -gt 0 ] || start
   sleep 6
@@ -103,7 +142,7 @@ extra = sum(1 for k in newest if k not in batch)
 print(wrong + extra + clashes)
 PY
 )
-  echo "$strategy: $started members, $(grep -c '^kill' actions) killed, $(grep -c '^stop' actions) frozen; trades $landed (want $TRADES,$TRADES); windows differing $windows, on the topic $published"
+  echo "$strategy: $started members, $(grep -c '^kill' actions) killed, $(grep -c '^stop' actions) frozen, $(grep -c '^partition\|^broker restart' actions) broker faults; trades $landed (want $TRADES,$TRADES); windows differing $windows, on the topic $published"
   cd - >/dev/null
   if [ "$landed" != "$TRADES,$TRADES" ] || [ "$windows" != 0 ] || [ "$published" != 0 ]; then
     echo "FAILED: $dir" >&2
