@@ -572,19 +572,8 @@ async fn serve_no_ingest_listens_on_port_0_and_answers_over_tcp() {
     let dir = tempfile::tempdir().unwrap();
     lake(dir.path()).await;
     let (mut child, address) = start_serve(dir.path(), &["--no-ingest"]);
-    let request = |path: &str| {
-        let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).unwrap();
-        reply
-    };
-    let health = request("/healthz");
-    let heatmap = request("/api/heatmap_data");
+    let health = http_get(&address, "/healthz");
+    let heatmap = http_get(&address, "/api/heatmap_data");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
@@ -696,26 +685,12 @@ async fn serve_runs_the_simulated_pipeline_streams_windows_and_stops_cleanly() {
     );
     // The API shows windows (open ones included) before the first minute is over.
     std::thread::sleep(Duration::from_millis(2500));
-    let mut api = std::net::TcpStream::connect(&address).unwrap();
-    write!(
-        api,
-        "GET /api/heatmap_data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut heatmap = String::new();
-    api.read_to_string(&mut heatmap).unwrap();
+    let heatmap = http_get(&address, "/api/heatmap_data");
     let body = heatmap.split("\r\n\r\n").nth(1).unwrap_or_default();
     let rows: Value = serde_json::from_str(body.trim()).unwrap_or(Value::Null);
     assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{heatmap}");
     // Its event-time watermark is a metric (Unix seconds); no Kafka, so nothing paused.
-    let mut api = std::net::TcpStream::connect(&address).unwrap();
-    write!(
-        api,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut metrics = String::new();
-    api.read_to_string(&mut metrics).unwrap();
+    let metrics = http_get(&address, "/metrics");
     let watermark: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("darkpool_live_watermark_seconds "))

@@ -72,6 +72,19 @@ fn query_json(dir: &Path, lake: &str, sql: &str) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
 }
 
+/// The trades in `dir`'s lake, and the trades its windows count.
+fn trades_and_windowed(dir: &Path) -> (u64, u64) {
+    let rows = query_json(
+        dir,
+        "lake",
+        "SELECT (SELECT COUNT(*) FROM trades) AS t, (SELECT SUM(num_trades) FROM windows) AS w",
+    );
+    (
+        rows[0]["t"].as_u64().unwrap(),
+        rows[0]["w"].as_u64().unwrap(),
+    )
+}
+
 fn simulate(dir: &Path, count: u64, seed: u64, file: &str) -> PathBuf {
     let count = count.to_string();
     let seed = seed.to_string();
@@ -306,13 +319,7 @@ fn reingesting_the_same_file_does_not_double_count() {
         "{}",
         stderr(&again)
     );
-    let rows = query_json(
-        dir.path(),
-        "lake",
-        "SELECT (SELECT COUNT(*) FROM trades) AS t, (SELECT SUM(num_trades) FROM windows) AS w",
-    );
-    assert_eq!(rows[0]["t"].as_u64(), Some(5_000));
-    assert_eq!(rows[0]["w"].as_u64(), Some(5_000));
+    assert_eq!(trades_and_windowed(dir.path()), (5_000, 5_000));
 }
 
 const GOOD: &str = r#"{"timestamp":"2024-01-02T14:30:00","symbol":"SYNTH_SPY","price":470.5,"quantity":100,"venue":"XNAS","side":"BUY"}"#;
@@ -863,13 +870,7 @@ fn a_killed_ingest_leaves_all_or_nothing_and_a_rerun_completes() {
         "a torn run became visible: {visible:?}"
     );
     ok(&["ingest", "--lake", "lake", "big.ndjson"], dir.path());
-    let rows = query_json(
-        dir.path(),
-        "lake",
-        "SELECT (SELECT COUNT(*) FROM trades) AS t, (SELECT SUM(num_trades) FROM windows) AS w",
-    );
-    assert_eq!(rows[0]["t"].as_u64(), Some(200_000));
-    assert_eq!(rows[0]["w"].as_u64(), Some(200_000));
+    assert_eq!(trades_and_windowed(dir.path()), (200_000, 200_000));
     assert!(
         !dir.path()
             .join("lake/_staging")
@@ -909,12 +910,8 @@ fn a_full_disk_fails_an_ingest_leaving_the_lake_as_it_was_and_with_room_a_rerun_
     let both = independent_totals(&big);
     let after = parquet_totals(&lake.join("trades"));
     assert_eq!((after.0, after.1), (before.0 + both.0, before.1 + both.1));
-    let rows = query_json(
-        dir.path(),
-        "lake",
-        "SELECT (SELECT COUNT(*) FROM trades) AS t, (SELECT SUM(num_trades) FROM windows) AS w",
-    );
-    assert_eq!(rows[0]["t"], rows[0]["w"]);
+    let (trades, windowed) = trades_and_windowed(dir.path());
+    assert_eq!(trades, windowed);
     // Files written elsewhere on a full disk: an error naming the file, and no file.
     let out = dir.path().join("out");
     let Some(_full) = common::SmallDisk::mount(&out, "64k") else {
