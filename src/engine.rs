@@ -479,9 +479,12 @@ impl Engine {
         let mut task = tokio::spawn(work);
         let (schema, batches, held) =
             match tokio::time::timeout(self.options.timeout, &mut task).await {
-                Ok(done) => done
-                    .map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))?
-                    .map_err(|e| self.failed(e))?,
+                Ok(done) => {
+                    match done.map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))? {
+                        Ok(done) => done,
+                        Err(e) => return Err(self.failed(e).await),
+                    }
+                }
                 Err(_) => {
                     task.abort();
                     return Err(EngineError::Timeout(self.options.timeout));
@@ -511,19 +514,25 @@ impl Engine {
             .map_err(EngineError::sql)?;
         let df = checked_plan(df, &self.budget).map_err(EngineError::sql)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await.map_err(|e| self.failed(e))?;
-        Ok((schema, stream))
+        match df.execute_stream().await {
+            Ok(stream) => Ok((schema, stream)),
+            Err(e) => Err(self.failed(e).await),
+        }
     }
 
     /// [`EngineError::sql`], and when reading a Parquet file failed, which of the lake's files
     /// cannot be read: DataFusion's error does not name the file ("Corrupt footer").
-    pub(crate) fn failed(&self, e: DataFusionError) -> EngineError {
+    /// The footers are read on a blocking thread: a lake of many files takes a while.
+    pub(crate) async fn failed(&self, e: DataFusionError) -> EngineError {
         if !reading_parquet_failed(&e) {
             return EngineError::sql(e);
         }
         let message = e.strip_backtrace().replace('\n', " ");
         const SHOWN: usize = 5;
-        let bad = self.lake.unreadable_files(SHOWN + 1);
+        let lake = self.lake.clone();
+        let bad = tokio::task::spawn_blocking(move || lake.unreadable_files(SHOWN + 1))
+            .await
+            .unwrap_or_default();
         if bad.is_empty() {
             return EngineError::Unreadable(message);
         }
@@ -543,7 +552,10 @@ impl Engine {
     /// Run trusted SQL of darkpool itself (no row limit), e.g. loading windows for ingest.
     pub(crate) async fn internal(&self, sql: &str) -> Result<Vec<RecordBatch>, EngineError> {
         let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
-        df.collect().await.map_err(|e| self.failed(e))
+        match df.collect().await {
+            Ok(batches) => Ok(batches),
+            Err(e) => Err(self.failed(e).await),
+        }
     }
 
     /// [`Engine::internal`], batch by batch.
@@ -552,7 +564,10 @@ impl Engine {
         sql: &str,
     ) -> Result<SendableRecordBatchStream, EngineError> {
         let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
-        df.execute_stream().await.map_err(|e| self.failed(e))
+        match df.execute_stream().await {
+            Ok(stream) => Ok(stream),
+            Err(e) => Err(self.failed(e).await),
+        }
     }
 }
 

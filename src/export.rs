@@ -389,7 +389,10 @@ pub async fn export_table(
     let mut sink = Sink::new(out, format, partition_by_date)?;
     let bar = spinner(progress);
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| engine.failed(e))?;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => return Err(engine.failed(e).await.into()),
+        };
         sink.write(&batch, what)?;
         bar.inc(batch.num_rows() as u64);
     }
