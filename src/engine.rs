@@ -149,9 +149,13 @@ pub enum EngineError {
 
 impl EngineError {
     pub(crate) fn sql(e: DataFusionError) -> EngineError {
-        // One line: DataFusion's message without the backtrace-ish context chain noise.
-        EngineError::Sql(e.strip_backtrace().replace('\n', " "))
+        EngineError::Sql(one_line(&e))
     }
+}
+
+/// DataFusion's message on one line, without the backtrace-ish context chain noise.
+fn one_line(e: &DataFusionError) -> String {
+    e.strip_backtrace().replace('\n', " ")
 }
 
 /// Did reading a Parquet file fail (rather than the SQL, a limit or a function)?
@@ -527,7 +531,7 @@ impl Engine {
         if !reading_parquet_failed(&e) {
             return EngineError::sql(e);
         }
-        let message = e.strip_backtrace().replace('\n', " ");
+        let message = one_line(&e);
         const SHOWN: usize = 5;
         let lake = self.lake.clone();
         let bad = tokio::task::spawn_blocking(move || lake.unreadable_files(SHOWN + 1))

@@ -345,61 +345,33 @@ impl Lake {
 
     /// Does the table hold any data file?
     pub fn has_data(&self, table: Table) -> bool {
-        fn any_parquet(dir: &Path) -> bool {
-            fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|entry| {
-                    let path = entry.path();
-                    if path.is_dir() {
-                        any_parquet(&path)
-                    } else {
-                        path.extension().is_some_and(|e| e == "parquet")
-                    }
-                })
-        }
-        any_parquet(&self.table_dir(table))
+        find_data_file(&self.table_dir(table), &mut |_| true)
     }
 
     /// The tables' data files whose Parquet footer cannot be read (cut short, overwritten, not
     /// Parquet), with why; the first `limit` of them, in path order. Looked for only after a
     /// query failed reading Parquet, whose error does not say which file it was.
     pub fn unreadable_files(&self, limit: usize) -> Vec<(PathBuf, String)> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            entries.sort();
-            for path in entries {
-                if path.is_dir() {
-                    walk(&path, out);
-                } else if path.extension().is_some_and(|e| e == "parquet") {
-                    out.push(path);
-                }
-            }
-        }
-        let mut files = Vec::new();
+        let mut bad = Vec::new();
         for table in Table::ALL {
-            walk(&self.table_dir(table), &mut files);
-        }
-        files
-            .into_iter()
-            .filter_map(|path| {
-                let why = match fs::File::open(&path) {
+            let full = find_data_file(&self.table_dir(table), &mut |path| {
+                let why = match fs::File::open(path) {
                     Ok(file) => parquet::file::metadata::ParquetMetaDataReader::new()
                         .parse_and_finish(&file)
-                        .err()?
-                        .to_string(),
-                    Err(e) => e.to_string(),
+                        .err()
+                        .map(|e| e.to_string()),
+                    Err(e) => Some(e.to_string()),
                 };
-                Some((path, why))
-            })
-            .take(limit)
-            .collect()
+                if let Some(why) = why {
+                    bad.push((path.to_path_buf(), why));
+                }
+                bad.len() >= limit
+            });
+            if full {
+                break;
+            }
+        }
+        bad
     }
 
     /// Does no table hold any data?
@@ -706,6 +678,25 @@ pub fn write_atomic_with<E: From<LakeError>>(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Visit the Parquet files under `dir` (its `date=` folders too) in path order until `found`
+/// says so; whether it did.
+fn find_data_file(dir: &Path, found: &mut impl FnMut(&Path) -> bool) -> bool {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    entries.iter().any(|path| {
+        if path.is_dir() {
+            find_data_file(path, found)
+        } else {
+            path.extension().is_some_and(|e| e == "parquet") && found(path)
+        }
+    })
 }
 
 /// Content id of an input (`path`, read through `file`): BLAKE3 of its bytes, as hex (SIMD,
