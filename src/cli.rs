@@ -4,16 +4,19 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::{Engine, EngineError, EngineOptions, Scope};
 use crate::ingest::kafka::{ingest_kafka, KafkaIngestOptions, KafkaSummary, LiveHooks, StartFrom};
+use crate::ingest::restart::with_restarts;
 use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
 use crate::lake::{Table, WriterOptions};
+use crate::live::PipelineState;
 use crate::output::{self, OutputFormat};
 use crate::report::{write_report, ReportError, ReportOptions};
 use crate::source::kafka::{self, KafkaOptions, Publisher};
@@ -201,9 +204,24 @@ pub struct AggregatorArgs {
     /// How often trades and closed windows are committed to the lake (and offsets to Kafka).
     #[arg(long, env = "DARKPOOL_COMMIT_EVERY", default_value = "5s")]
     pub commit_every: Span,
+    /// After a transient failure (the lake's disk full, the brokers gone past
+    /// message.timeout.ms) start again from the lake, waiting 1s, 2s, 4s... up to 1m between
+    /// tries, for at most this long in a row; `forever`, or 0s to stop at the first
+    /// [default: forever; 0s with --until-end].
+    #[arg(long, env = "DARKPOOL_RETRY_FOR")]
+    pub retry_for: Option<RetryFor>,
 }
 
 impl AggregatorArgs {
+    /// How long a pipeline keeps starting again after transient failures (`None`: no limit).
+    pub fn retry_for(&self) -> Option<Duration> {
+        match &self.retry_for {
+            Some(RetryFor(limit)) => limit.as_ref().map(|span| span.duration),
+            None if self.until_end => Some(Duration::ZERO),
+            None => None,
+        }
+    }
+
     /// Refused below 100 ms (each commit writes its files and a commit record: more often
     /// only makes small files), not raised to it quietly.
     fn commit_every(&self) -> Result<Duration> {
@@ -324,13 +342,30 @@ impl std::str::FromStr for Drift {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Drift, String> {
-        if text.trim() == "off" {
-            return Ok(Drift(None));
-        }
-        text.parse()
-            .map(|span| Drift(Some(span)))
-            .map_err(|e: crate::time::DurationError| format!("{e} (or `off`)"))
+        span_or(text, "off").map(Drift)
     }
+}
+
+/// `--retry-for`: a [`Span`], or `forever`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryFor(pub Option<Span>);
+
+impl std::str::FromStr for RetryFor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RetryFor, String> {
+        span_or(text, "forever").map(RetryFor)
+    }
+}
+
+/// A [`Span`], or `word` for none.
+fn span_or(text: &str, word: &str) -> Result<Option<Span>, String> {
+    if text.trim() == word {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e: crate::time::DurationError| format!("{e} (or `{word}`)"))
 }
 
 #[derive(Debug, Args)]
@@ -874,7 +909,29 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
             options.group,
             args.lake.lake.display()
         );
-        let summary = ingest_kafka(options.clone(), None, stop_rx).await?;
+        let started = Instant::now();
+        // Counts on over the runs started again after a transient failure.
+        let counted = Arc::new(tokio::sync::Mutex::new(KafkaSummary::default()));
+        let mut waited = Duration::ZERO;
+        let restarts = with_restarts(
+            args.aggregator.retry_for(),
+            &stop_rx,
+            || {
+                let (options, stop, counted) = (options.clone(), stop_rx.clone(), counted.clone());
+                async move { ingest_kafka(options, None, stop, &mut *counted.lock().await).await }
+            },
+            |error, wait| {
+                waited += wait;
+                tracing::warn!("{}", restarting(error, wait));
+            },
+        )
+        .await?;
+        let mut summary = counted.lock().await.clone();
+        if restarts > 0 {
+            summary.restarts = restarts;
+            summary.waited = waited;
+            summary.elapsed = started.elapsed();
+        }
         eprint!(
             "{}",
             format_kafka_summary(&summary, &options, &args.lake.lake)
@@ -884,6 +941,15 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     let summary = ingest_files(options).await?;
     eprint!("{}", format_summary(&summary, &args.lake.lake));
     Ok(())
+}
+
+/// A pipeline's transient failure, and when it starts again.
+fn restarting(error: &crate::ingest::IngestError, wait: Duration) -> String {
+    format!(
+        "{error}; a transient failure: starting again from the lake in {} (--retry-for bounds \
+         how long)",
+        crate::time::format_duration(wait.as_micros() as i64)
+    )
 }
 
 /// The end-of-run report of the Kafka aggregator.
@@ -944,6 +1010,14 @@ pub fn format_kafka_summary(s: &KafkaSummary, options: &KafkaIngestOptions, lake
             out,
             "  lost      {:>12} offset(s) deleted by the broker's retention before they were read",
             grouped(s.lost_to_retention)
+        );
+    }
+    if s.restarts > 0 {
+        let _ = writeln!(
+            out,
+            "  restarts  {:>12} after transient failures, {:.0} s of waiting in all",
+            grouped(s.restarts),
+            s.waited.as_secs_f64()
         );
     }
     write_unknown_venues(&mut out, t);
@@ -1441,43 +1515,59 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         live_options.rate = args.rate;
         live_options.seed = args.seed;
         live_options.commit_every = commit_every;
-        let run: std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), crate::ingest::IngestError>> + Send>,
-        > = match aggregator.clone() {
-            Some(options) => {
-                let hooks = LiveHooks {
-                    engine: engine.clone(),
-                    events: events.clone(),
-                    stats: stats.clone(),
-                };
-                Box::pin(async move {
-                    ingest_kafka(options, Some(hooks), stop_rx)
-                        .await
-                        .map(|_| ())
-                })
-            }
-            None => Box::pin(crate::live::run(
-                live_options,
-                engine.clone(),
-                events.clone(),
-                stats.clone(),
-                stop_rx,
-            )),
+        let hooks = LiveHooks {
+            engine: engine.clone(),
+            events: events.clone(),
+            stats: stats.clone(),
         };
-        let state = Arc::new(tokio::sync::watch::Sender::new(
-            crate::live::PipelineState::Running,
-        ));
+        let state = Arc::new(tokio::sync::watch::Sender::new(PipelineState::Running));
         let ended = state.clone();
+        let kafka_options = aggregator.clone();
+        let retry_for = args.aggregator.retry_for();
         let task = tokio::spawn(async move {
-            let outcome = run.await;
+            // Each run, the first and any started again after a transient failure. (A closure
+            // returning a future that owns what it uses: one borrowing the task's state could
+            // not be proven Send for the spawn.)
+            let run = || {
+                ended.send_replace(PipelineState::Running);
+                let (options, hooks, live_options) =
+                    (kafka_options.clone(), hooks.clone(), live_options.clone());
+                let stop = stop_rx.clone();
+                async move {
+                    match options {
+                        Some(options) => {
+                            let mut summary = KafkaSummary::default();
+                            ingest_kafka(options, Some(hooks), stop, &mut summary).await
+                        }
+                        None => {
+                            let LiveHooks {
+                                engine,
+                                events,
+                                stats,
+                            } = hooks;
+                            crate::live::run(live_options, engine, events, stats, stop).await
+                        }
+                    }
+                }
+            };
+            let outcome = with_restarts(retry_for, &stop_rx, run, |error, wait| {
+                tracing::warn!("the in-process pipeline: {}", restarting(error, wait));
+                hooks.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                ended.send_replace(PipelineState::Restarting {
+                    error: error.to_string(),
+                    wait,
+                });
+            })
+            .await
+            .map(|_| ());
             ended.send_replace(match &outcome {
-                Ok(()) => crate::live::PipelineState::Finished,
+                Ok(()) => PipelineState::Finished,
                 Err(e) => {
                     tracing::error!(
                         "the in-process pipeline stopped: {e}; the API keeps serving the lake \
                          (/healthz answers 503 until a restart)"
                     );
-                    crate::live::PipelineState::Failed(e.to_string())
+                    PipelineState::Failed(e.to_string())
                 }
             });
             outcome

@@ -4,6 +4,7 @@
 //! and Parquet writing (a blocking thread), joined by bounded channels so memory stays flat.
 
 pub mod kafka;
+pub mod restart;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Read, Write};
@@ -86,6 +87,33 @@ pub enum IngestError {
     Kafka(#[from] crate::source::kafka::KafkaError),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl IngestError {
+    /// A failure a later run may get past by itself: the lake's disk full (or its quota used
+    /// up), or closed windows not delivered while the brokers were away. What the run had not
+    /// committed is not in the lake, and the lake says where a new run resumes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IngestError::Lake(LakeError::Io { source, .. })
+            | IngestError::Window(WindowError::SpillIo { source, .. }) => is_disk_full(source),
+            IngestError::Kafka(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// The brokers did not answer at the start of a run.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, IngestError::Kafka(e) if e.is_unreachable())
+    }
+}
+
+fn is_disk_full(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+    )
 }
 
 /// An input and what became of it.
@@ -235,27 +263,35 @@ pub(crate) fn open_windows_filter(spec: WindowSpec, also: &str) -> String {
     )
 }
 
-/// A folder of this process's own for the window operator's spilled state (emptied first).
-pub(crate) fn window_state_dir(lake: &Lake) -> Result<std::path::PathBuf, IngestError> {
-    let dir = window_state_path(lake);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(crate::lake::io_error(&dir))?;
-    let owner = dir.join("owner");
-    std::fs::write(
-        &owner,
-        format!("{} {}\n", crate::lake::hostname(), std::process::id()),
-    )
-    .map_err(crate::lake::io_error(&owner))?;
-    Ok(dir)
-}
-
-/// This process's window spill folder, removed when dropped: at the end of a run, and when an
-/// error ends one (a folder whose process died is removed by the lake's next recovery).
+/// A run's folder for the window operator's spilled state, removed when dropped: at the end of
+/// a run, and when an error ends one (a folder whose process died is removed by the lake's next
+/// recovery). Each run has its own, also within one process: a run started again after a
+/// failure may overlap the last one's window push, which ends on the runtime by itself.
 pub(crate) struct SpillFolder(std::path::PathBuf);
 
 impl SpillFolder {
     pub(crate) fn of(lake: &Lake) -> SpillFolder {
-        SpillFolder(window_state_path(lake))
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SpillFolder(lake.staging_dir(&format!(
+            "window-state-{}-{}-{run}",
+            crate::lake::hostname(),
+            std::process::id()
+        )))
+    }
+
+    /// The folder, emptied for a fresh operator, with its owner file.
+    pub(crate) fn fresh(&self) -> Result<std::path::PathBuf, IngestError> {
+        let dir = &self.0;
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(crate::lake::io_error(dir))?;
+        let owner = dir.join("owner");
+        std::fs::write(
+            &owner,
+            format!("{} {}\n", crate::lake::hostname(), std::process::id()),
+        )
+        .map_err(crate::lake::io_error(&owner))?;
+        Ok(dir.clone())
     }
 }
 
@@ -263,14 +299,6 @@ impl Drop for SpillFolder {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-pub(crate) fn window_state_path(lake: &Lake) -> std::path::PathBuf {
-    lake.staging_dir(&format!(
-        "window-state-{}-{}",
-        crate::lake::hostname(),
-        std::process::id()
-    ))
 }
 
 /// Trades of the lake (`trades AS t`, narrowed by `filter`: joins and a WHERE clause) in

@@ -16,7 +16,7 @@ use arrow::array::RecordBatch;
 use tokio::sync::{broadcast, watch};
 
 use crate::engine::Engine;
-use crate::ingest::{preload_windows, window_state_dir, IngestError, IngestOptions, SpillFolder};
+use crate::ingest::{preload_windows, IngestError, IngestOptions, SpillFolder};
 use crate::lake::{self, Lake, SourceRecord, Table, Transaction, WriterOptions};
 use crate::source::simulator::{self, Clock, SimConfig, SimFormat, DEFAULT_SYMBOLS};
 use crate::source::{self, DecodeOptions, Format, SourceError};
@@ -69,6 +69,12 @@ pub enum PipelineState {
     Running,
     /// Ended without an error (`--until-end`, or the server shutting down).
     Finished,
+    /// Failed on this transient error (a full disk, say); starts again from the lake after
+    /// the wait (`--retry-for`).
+    Restarting {
+        error: String,
+        wait: Duration,
+    },
     /// Stopped on this error; the API goes on serving the lake.
     Failed(String),
 }
@@ -78,15 +84,24 @@ impl PipelineState {
         match self {
             PipelineState::Running => "running",
             PipelineState::Finished => "finished",
+            PipelineState::Restarting { .. } => "restarting",
             PipelineState::Failed(_) => "failed",
         }
     }
 
-    /// `{"pipeline": NAME}`, with `"error"` when it failed, added to `object`.
+    /// `{"pipeline": NAME}`, with `"error"` when it failed (and `"restart_in_seconds"` when
+    /// it starts again), added to `object`.
     pub fn describe(&self, object: &mut serde_json::Map<String, serde_json::Value>) {
         object.insert("pipeline".into(), self.name().into());
-        if let PipelineState::Failed(error) = self {
-            object.insert("error".into(), error.as_str().into());
+        match self {
+            PipelineState::Restarting { error, wait } => {
+                object.insert("error".into(), error.as_str().into());
+                object.insert("restart_in_seconds".into(), wait.as_secs_f64().into());
+            }
+            PipelineState::Failed(error) => {
+                object.insert("error".into(), error.as_str().into());
+            }
+            PipelineState::Running | PipelineState::Finished => {}
         }
     }
 }
@@ -106,6 +121,8 @@ pub struct LiveStats {
     pub alignment_pauses: AtomicU64,
     /// Kafka offsets the broker deleted (its retention) before they were read.
     pub lost_offsets: AtomicU64,
+    /// Times the pipeline started again after a transient failure.
+    pub restarts: AtomicU64,
 }
 
 /// A writer that hands whole flushes of the simulator's output to the pipeline.
@@ -181,8 +198,8 @@ pub async fn run(
     ingest_options.window = options.window;
     ingest_options.venues = options.venues.clone();
     // Emitted windows past what memory keeps go to a folder of this process's own.
-    let _spill_folder = SpillFolder::of(&lake);
-    let spill = window_state_dir(&lake)?;
+    let spill_folder = SpillFolder::of(&lake);
+    let spill = spill_folder.fresh()?;
     let mut windows = WindowOperator::new(options.window, true, Some(spill)).await?;
     let emitted_to = preload_windows(&ingest_options, &mut windows).await?;
     let mut interval = Interval::begin(&lake)?;

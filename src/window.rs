@@ -16,6 +16,7 @@ use arrow::array::{
 };
 use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -50,6 +51,11 @@ pub enum WindowError {
     Schema(String),
     #[error("window state spill: {0}")]
     Spill(String),
+    #[error("window state spill: {}: {source}", path.display())]
+    SpillIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Window size, slide and allowed lateness, in microseconds.
@@ -275,8 +281,15 @@ fn spill_file(
     }))
 }
 
-fn spill_error(path: &Path, e: impl std::fmt::Display) -> WindowError {
-    WindowError::Spill(format!("{}: {e}", path.display()))
+/// A spill file's error; an I/O one keeps its kind (a full disk may get room again).
+fn spill_error(path: &Path, e: impl Into<ArrowError>) -> WindowError {
+    match e.into() {
+        ArrowError::IoError(_, source) => WindowError::SpillIo {
+            path: path.to_path_buf(),
+            source,
+        },
+        e => WindowError::Spill(format!("{}: {e}", path.display())),
+    }
 }
 
 /// The keys of window rows, with `id` naming symbols and venues (`None`: a name no key has).
@@ -339,7 +352,7 @@ fn sorted_by_key(rows: &RecordBatch) -> Result<RecordBatch, WindowError> {
     if rows.num_rows() < 2 {
         return Ok(rows.clone());
     }
-    let schema_error = |e: arrow::error::ArrowError| WindowError::Schema(e.to_string());
+    let schema_error = |e: ArrowError| WindowError::Schema(e.to_string());
     let column = |name: &str| {
         rows.column_by_name(name)
             .cloned()
@@ -690,6 +703,15 @@ pub struct WindowStats {
     pub rows_emitted: u64,
     /// Emitted rows that corrected an earlier version.
     pub corrections: u64,
+}
+
+impl WindowStats {
+    /// Count `other`'s in too (the runs of a pipeline started again).
+    pub fn add(&mut self, other: &WindowStats) {
+        self.late_trades += other.late_trades;
+        self.rows_emitted += other.rows_emitted;
+        self.corrections += other.corrections;
+    }
 }
 
 /// What one micro-batch produced.

@@ -789,8 +789,18 @@ async fn serve_whose_disk_fills_up_says_its_pipeline_stopped_and_a_restart_resum
     let Some(disk) = SmallDisk::mount(&dir.path().join("lake"), "1m") else {
         return;
     };
-    let (mut child, address) =
-        start_serve(dir.path(), &["--rate", "4000", "--commit-every", "500ms"]);
+    // Told not to wait for room (by default it would: the next test).
+    let (mut child, address) = start_serve(
+        dir.path(),
+        &[
+            "--rate",
+            "4000",
+            "--commit-every",
+            "500ms",
+            "--retry-for",
+            "0s",
+        ],
+    );
     let health = http_get(&address, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.contains("\"pipeline\":\"running\""), "{health}");
@@ -837,6 +847,64 @@ async fn serve_whose_disk_fills_up_says_its_pipeline_stopped_and_a_restart_resum
     interrupt(&mut child);
     let trades = assert_windows_match_trades(&lake, "5m").await;
     assert!(trades > 100, "{trades} trades");
+}
+
+#[tokio::test]
+async fn serve_waits_out_a_full_disk_and_goes_on_once_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("lake"), "1m") else {
+        return;
+    };
+    let lake = dir.path().join("lake");
+    let (mut child, address) =
+        start_serve(dir.path(), &["--rate", "4000", "--commit-every", "500ms"]);
+    let mut sse = std::net::TcpStream::connect(&address).unwrap();
+    write!(sse, "GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let needle = "\"pipeline\":\"restarting\"";
+    let events = read_until(&mut sse, needle, Duration::from_secs(30));
+    let restarting = events
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no restarting status within 30 s: {events}"));
+    assert!(
+        restarting.contains("No space left on device"),
+        "{restarting}"
+    );
+    assert!(
+        restarting.contains("\"restart_in_seconds\":1"),
+        "{restarting}"
+    );
+    // The server is doing what a restart would: a liveness check leaves it be.
+    let health = http_get(&address, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = http_get(&address, "/metrics");
+    let restarts: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("darkpool_live_restarts_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no restarts counter: {metrics}"));
+    assert!(restarts >= 1, "{metrics}");
+    // Room again: the next try goes on, and the lake grows.
+    let before = count(&lake, "SELECT COUNT(*) FROM trades").await;
+    disk.grow("64m");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while count(&lake, "SELECT COUNT(*) FROM trades").await < before + 4000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no trades landed after the disk grew"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let health = http_get(&address, "/healthz");
+    assert!(health.contains("\"pipeline\":\"running\""), "{health}");
+    assert!(http_get(&address, "/metrics").contains("\ndarkpool_live_running 1\n"));
+    drop(sse);
+    // Ctrl-C ends it well; the windows hold every trade the lake holds, the failed runs' ones
+    // not among them.
+    interrupt(&mut child);
+    assert!(!lake.join("_staging").read_dir().unwrap().any(|_| true));
+    let trades = assert_windows_match_trades(&lake, "5m").await;
+    assert!(trades > before, "{trades} trades");
 }
 
 /// `serve` for the crash tests: quick trades, commits and (two-second) windows, no lateness.

@@ -76,12 +76,19 @@ fn dashboard_works_in_headless_chromium() {
     let empty = tempfile::tempdir().unwrap();
     let (mut live, address) = start_serve(dir.path(), &["--rate", "200", "--commit-every", "2s"]);
     let (mut idle, empty_address) = start_serve(empty.path(), &["--no-ingest"]);
-    // A third whose pipeline stops: its lake on a filesystem the live trades fill in a second.
+    // A third whose pipeline stops: its lake on a filesystem the live trades fill in a second
+    // (and told not to wait for room); a fourth that waits for room on one likewise.
     let full = tempfile::tempdir().unwrap();
     let disk = SmallDisk::mount(&full.path().join("lake"), "1m");
+    let filling = ["--rate", "4000", "--commit-every", "500ms"];
     let mut failing = disk
         .as_ref()
-        .map(|_| start_serve(full.path(), &["--rate", "4000", "--commit-every", "500ms"]));
+        .map(|_| start_serve(full.path(), &[&filling[..], &["--retry-for", "0s"]].concat()));
+    let waiting_dir = tempfile::tempdir().unwrap();
+    let waiting_disk = SmallDisk::mount(&waiting_dir.path().join("lake"), "1m");
+    let mut waiting = waiting_disk
+        .as_ref()
+        .map(|_| start_serve(waiting_dir.path(), &filling));
     let shots = std::env::var_os("DARKPOOL_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("web/screenshots"));
@@ -95,6 +102,11 @@ fn dashboard_works_in_headless_chromium() {
                 .as_ref()
                 .map(|(_, address)| ("DARKPOOL_FAILED_URL", format!("http://{address}"))),
         )
+        .envs(
+            waiting
+                .as_ref()
+                .map(|(_, address)| ("DARKPOOL_RESTARTING_URL", format!("http://{address}"))),
+        )
         .env("DARKPOOL_SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
         .status()
@@ -105,7 +117,12 @@ fn dashboard_works_in_headless_chromium() {
         // Its exit says the pipeline failed.
         assert!(!interrupt_and_wait(child).success());
     }
+    if let Some((child, _)) = &mut waiting {
+        // Stopped while it waits, or in a try the full disk fails: either way it ends.
+        interrupt_and_wait(child);
+    }
     drop(disk);
+    drop(waiting_disk);
     assert!(run.success(), "the browser test failed ({run})");
     for shot in [
         "overview",

@@ -721,6 +721,47 @@ async fn a_member_whose_lake_fills_up_stops_and_with_room_again_lands_every_trad
 }
 
 #[tokio::test]
+async fn a_running_member_whose_lake_fills_up_waits_for_room_and_then_lands_every_trade_once() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = common::SmallDisk::mount(&dir.path().join("lake"), "512k") else {
+        return;
+    };
+    let topic = unique("trades");
+    let group = unique("g");
+    let count = 60_000;
+    produce(dir.path(), &brokers, &topic, count, 3);
+    // A long-running member (no --until-end): a full disk is waited out, not the end of it.
+    let mut child = {
+        let mut c = member(dir.path(), &brokers, &topic, &group, "member.log");
+        c.args(["--batch-rows", "2000"]);
+        c.spawn().unwrap()
+    };
+    // Failed twice in a row: it started again from the lake once, and failed again.
+    let log = wait_for_log_times(dir.path(), "member.log", "starting again from the lake", 2);
+    assert!(log.contains("No space left on device"), "{log}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the member stopped on a full disk:\n{log}"
+    );
+    let stuck = landed(dir.path(), &topic);
+    assert!(stuck < count, "the disk held it all\n{log}");
+    // Nothing half-written holds the space while it waits.
+    assert!(staging_left(dir.path()).is_empty(), "{log}");
+    disk.grow("64m");
+    wait_landed(dir.path(), &topic, count);
+    let log = stop_member(&mut child, dir.path(), "member.log");
+    assert!(
+        log.contains("restarts "),
+        "no restart in the summary:\n{log}"
+    );
+    closing_run(dir.path(), &brokers, &topic, &group);
+    assert_exactly_once(dir.path(), &topic, count);
+    assert_windows_equal_batch(dir.path()).await;
+    assert!(staging_left(dir.path()).is_empty());
+}
+
+#[tokio::test]
 async fn hopping_windows_open_at_a_kill_9_are_rebuilt_with_all_their_trades() {
     let Some(brokers) = broker() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -2606,6 +2647,77 @@ async fn a_broker_lost_mid_run_is_waited_for_and_nothing_is_lost_or_doubled() {
     // The windows closed so far went out, and the rest close in a final run.
     let published = read_topic(&brokers, &windows_topic, 1).len();
     assert!(published > 0, "no window published\n{log}");
+    closing_run(dir.path(), &brokers, &topic, &group);
+    assert_exactly_once(dir.path(), &topic, messages);
+    assert_windows_equal_batch(dir.path()).await;
+}
+
+#[tokio::test]
+async fn a_broker_gone_past_message_timeout_restarts_the_member_which_then_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(broker) = ProxiedBroker::start(dir.path()) else {
+        return;
+    };
+    let brokers = broker.address.clone();
+    let topic = unique("trades");
+    let windows_topic = unique("windows");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 3).await;
+    // Windows not acknowledged within 1 s fail the commit that publishes them (librdkafka's
+    // message.timeout.ms, 5 minutes by default): before, that stopped the member for good.
+    // The windows open when the broker goes are closed by the idle timeout (2 s) during the
+    // outage, while the member keeps its partitions (darkpool's session of 10 s).
+    let mut aggregator = {
+        let mut c = member_of(dir.path(), &brokers, &topic, &group);
+        c.args(["--output-topic", &windows_topic, "--batch-rows", "500"])
+            .args(["--commit-every", "300ms", "--window-memory-rows", "16"])
+            .args(["-X", "message.timeout.ms=1000", "--connect-timeout", "2s"])
+            .args(["--idle-timeout", "2s"])
+            .env("DARKPOOL_LOG", "darkpool=info")
+            .stderr(std::fs::File::create(dir.path().join("ingest.log")).unwrap());
+        c.spawn().unwrap()
+    };
+    // (tansu takes about a session timeout to assign a new group's partitions.)
+    wait_for_log(dir.path(), "ingest.log", "assigned partitions");
+    // 8,000 trades over about 8 s, each wall second closing windows; the broker is gone for
+    // 10 s of it.
+    let producer = {
+        let mut c = darkpool(dir.path());
+        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
+            .args(["--count", "8000", "--rate", "1000", "--seed", "23"])
+            .args(["--market-rate", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    broker.take_down();
+    let log = wait_for_log(dir.path(), "ingest.log", "starting again from the lake");
+    assert!(log.contains("were not delivered"), "{log}");
+    std::thread::sleep(Duration::from_secs(8));
+    broker.bring_back();
+    let produced = producer.wait_with_output().unwrap();
+    let produced_log = String::from_utf8_lossy(&produced.stderr).replace(',', "");
+    assert!(produced.status.success(), "{produced_log}");
+    let messages = read_topic(&brokers, &topic, 8000).len() as u64;
+    assert!(messages >= 8000, "the topic holds {messages} messages");
+    wait_landed(dir.path(), &topic, messages);
+    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
+    assert!(
+        aggregator.try_wait().unwrap().is_none(),
+        "the aggregator stopped:\n{log}"
+    );
+    common::interrupt(&mut aggregator);
+    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
+    assert_eq!(landed(dir.path(), &topic), messages, "{log}");
+    assert!(
+        log.contains("restarts "),
+        "no restart in the summary:\n{log}"
+    );
+    assert_exactly_once(dir.path(), &topic, messages);
+    // The windows closed before and after the outage went out (those of a failed commit
+    // again, at least once).
+    assert!(!read_topic(&brokers, &windows_topic, 1).is_empty(), "{log}");
     closing_run(dir.path(), &brokers, &topic, &group);
     assert_exactly_once(dir.path(), &topic, messages);
     assert_windows_equal_batch(dir.path()).await;

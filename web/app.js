@@ -18,6 +18,7 @@
     live: null,
     pipeline: null,
     pipelineError: '',
+    restartIn: null,
     liveEvents: 0,
     refreshes: 0,
     loading: false,
@@ -331,7 +332,7 @@
       state.data = data;
       state.refreshes += 1;
       render(data);
-      banner(pipelineNotice(), 'error');
+      showPipelineNotice();
       if (state.refreshes % 15 === 0) loadSymbols();
     } catch (e) {
       banner(`Could not load the dashboard: ${e.message}`, 'error');
@@ -402,19 +403,30 @@
     el.title = detail || '';
   }
 
-  // Why the pipeline stopped, while it is stopped (a banner that a refresh keeps).
+  // Why the pipeline is not running, while it is not (a banner that a refresh keeps).
   function pipelineNotice() {
-    return state.pipeline === 'failed'
-      ? `The in-process pipeline stopped: ${state.pipelineError}. The lake is still served, ` +
-        'without new trades; restart darkpool serve to resume from the lake.'
-      : null;
+    if (state.pipeline === 'failed') {
+      return `The in-process pipeline stopped: ${state.pipelineError}. The lake is still served, ` +
+        'without new trades; restart darkpool serve to resume from the lake.';
+    }
+    if (state.pipeline === 'restarting') {
+      return `The in-process pipeline failed: ${state.pipelineError}. It starts again from the ` +
+        `lake in ${state.restartIn} s, and nothing is lost; meanwhile the lake is served as it is.`;
+    }
+    return null;
+  }
+
+  function showPipelineNotice() {
+    banner(pipelineNotice(), state.pipeline === 'failed' ? 'error' : 'info');
   }
 
   // What the stream's last `status` event said: live or not, and how the pipeline stands.
   function showLive() {
+    showPipelineNotice();
     if (state.pipeline === 'failed') {
       status('pipeline stopped', 'error', pipelineNotice());
-      banner(pipelineNotice(), 'error');
+    } else if (state.pipeline === 'restarting') {
+      status('pipeline restarting', 'wait', pipelineNotice());
     } else if (state.pipeline === 'finished') {
       status('pipeline finished', 'idle');
     } else {
@@ -431,6 +443,7 @@
       state.live = said.live === true;
       state.pipeline = said.pipeline || null;
       state.pipelineError = said.error || '';
+      state.restartIn = said.restart_in_seconds;
       showLive();
     });
     const onWindows = (e) => {

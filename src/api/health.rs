@@ -18,7 +18,9 @@ use crate::live::PipelineState;
 
 /// The process answers; with an embedded pipeline, also how that stands. A pipeline stopped on
 /// an error makes it 503 (with the error), so a liveness check restarts the server, which
-/// resumes from the lake; the API meanwhile keeps serving (`/readyz` stays 200).
+/// resumes from the lake; the API meanwhile keeps serving (`/readyz` stays 200). One waiting to
+/// start again after a transient failure (`restarting`) is still 200: the server is doing what
+/// a restart would.
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let mut body = serde_json::Map::new();
     body.insert("status".into(), "ok".into());
@@ -182,6 +184,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
                 "Kafka offsets the broker deleted (its retention) before they were read.",
                 &l.lost_offsets,
             ),
+            (
+                "darkpool_live_restarts_total",
+                "Times the in-process pipeline started again after a transient failure (a full disk, the brokers away).",
+                &l.restarts,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -192,7 +199,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
         let running = *live.state.borrow() == PipelineState::Running;
         let _ = writeln!(
             out,
-            "# HELP darkpool_live_running 1 while the in-process pipeline runs; 0 once it stopped (see /healthz for why).\n\
+            "# HELP darkpool_live_running 1 while the in-process pipeline runs; 0 while it waits to start again or once it stopped (see /healthz for why).\n\
              # TYPE darkpool_live_running gauge\ndarkpool_live_running {}",
             u8::from(running)
         );

@@ -44,8 +44,7 @@ use rdkafka::ClientContext;
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    now_micros, open_windows_filter, preload_windows, window_state_dir, IngestError, IngestOptions,
-    SpillFolder,
+    now_micros, open_windows_filter, preload_windows, IngestError, IngestOptions, SpillFolder,
 };
 use crate::engine::Engine;
 use crate::lake::{BackgroundWriter, Lake, LakeError, OffsetRange, Table, Transaction};
@@ -137,9 +136,13 @@ pub struct KafkaSummary {
     /// From the start to the first message read (the broker check and the group join, mostly):
     /// the rest of `elapsed` is the reading rate, which a long run converges to.
     pub first_message: Option<Duration>,
+    /// Times the aggregator started again after a transient failure, and the waits before.
+    pub restarts: u64,
+    pub waited: Duration,
 }
 
 /// For `serve --brokers`: where open windows and events go.
+#[derive(Clone)]
 pub struct LiveHooks {
     pub engine: Arc<Engine>,
     pub events: broadcast::Sender<LiveEvent>,
@@ -453,11 +456,13 @@ struct Aggregator<'a> {
     /// The window push started by the last flush, running while the loop decodes the next
     /// batch; its output lands in the run before anything reads the windows or the run.
     in_flight: Option<tokio::task::JoinHandle<WindowPush>>,
+    /// The window operator's spill folder, emptied for each new operator.
+    spill_folder: SpillFolder,
     parts: BTreeMap<i32, Partition>,
     decoders: DecodePool,
     interval: Interval,
     publisher: Option<Publisher>,
-    summary: KafkaSummary,
+    summary: &'a mut KafkaSummary,
     /// Open windows were closed because every partition went idle (until data comes again).
     idle_closed: bool,
     live: Option<LiveHooks>,
@@ -501,12 +506,15 @@ struct Repositioned {
     mid_run: bool,
 }
 
-/// Run the aggregator until `stop` turns true, or (with `until_end`) the end is reached.
+/// Run the aggregator until `stop` turns true, or (with `until_end`) the end is reached. What
+/// it lands is counted into `summary`, also when it fails (a run started again after a
+/// transient failure counts on from there: see `restart`).
 pub async fn ingest_kafka(
     options: KafkaIngestOptions,
     live: Option<LiveHooks>,
     mut stop: watch::Receiver<bool>,
-) -> Result<KafkaSummary, IngestError> {
+    summary: &mut KafkaSummary,
+) -> Result<(), IngestError> {
     let started = Instant::now();
     // The broker check runs while the lake is opened and the consumer starts joining its group
     // (the join takes its time on the broker's side); nothing is read before it passed. With
@@ -592,8 +600,8 @@ pub async fn ingest_kafka(
             .map_err(|e| IngestError::Internal(format!("listing partitions: {e}")))??;
         let _ = consumer.context().present_at_start.set(present);
     }
-    let _spill_folder = SpillFolder::of(&lake);
-    let spill = window_state_dir(&lake)?;
+    let spill_folder = SpillFolder::of(&lake);
+    let spill = spill_folder.fresh()?;
     let mut agg = Aggregator {
         options: &options,
         lake: lake.clone(),
@@ -607,6 +615,7 @@ pub async fn ingest_kafka(
             .with_memory_rows(options.ingest.window_memory_rows),
         ),
         in_flight: None,
+        spill_folder,
         parts: BTreeMap::new(),
         decoders: DecodePool::new(
             Arc::from(options.topic.as_str()),
@@ -616,7 +625,7 @@ pub async fn ingest_kafka(
         )?,
         interval: Interval::begin(&lake, &options)?,
         publisher,
-        summary: KafkaSummary::default(),
+        summary,
         idle_closed: false,
         live,
         first_message: None,
@@ -786,13 +795,15 @@ pub async fn ingest_kafka(
     }
     let windows = agg.windows().await?.stats();
     agg.publish_live()?;
-    let mut summary = agg.summary;
-    summary.windows = windows;
+    let summary = agg.summary;
+    summary.windows.add(&windows);
     // The (empty) run begun by the last commit: its staging folder goes before we return.
     drop(agg.interval.writer.finish().await);
     summary.elapsed = started.elapsed();
-    summary.first_message = agg.first_message.map(|at| at.duration_since(started));
-    Ok(summary)
+    if summary.first_message.is_none() {
+        summary.first_message = agg.first_message.map(|at| at.duration_since(started));
+    }
+    Ok(())
 }
 
 impl Aggregator<'_> {
@@ -1261,7 +1272,7 @@ impl Aggregator<'_> {
             None => WindowOperator::new(
                 self.options.ingest.window,
                 self.options.ingest.reemit_late,
-                Some(window_state_dir(&self.lake)?),
+                Some(self.spill_folder.fresh()?),
             )
             .await?
             .with_memory_rows(self.options.ingest.window_memory_rows),

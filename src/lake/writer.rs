@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::TimestampMicrosecondType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -243,10 +244,7 @@ impl Transaction {
             }
             let file = File::create(&path).map_err(io_error(&path))?;
             let writer = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))
-                .map_err(|e| LakeError::Parquet {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| parquet_error(&path, e))?;
             self.open.insert(
                 key.clone(),
                 (
@@ -263,10 +261,9 @@ impl Transaction {
             path: PathBuf::from(table.dir_name()),
             message: "file vanished".into(),
         })?;
-        open.writer.write(batch).map_err(|e| LakeError::Parquet {
-            path: rel.clone(),
-            message: e.to_string(),
-        })?;
+        open.writer
+            .write(batch)
+            .map_err(|e| parquet_error(&self.staging.join(&*rel), e))?;
         open.rows += batch.num_rows();
         open.last_used = self.tick;
         let size = open.writer.bytes_written() + open.writer.in_progress_size();
@@ -281,10 +278,9 @@ impl Transaction {
     fn flush_others(&mut self, table: Table) -> Result<(), LakeError> {
         for ((t, _), (rel, open)) in self.open.iter_mut() {
             if *t == table && open.writer.in_progress_rows() > 0 {
-                open.writer.flush().map_err(|e| LakeError::Parquet {
-                    path: rel.clone(),
-                    message: e.to_string(),
-                })?;
+                open.writer
+                    .flush()
+                    .map_err(|e| parquet_error(&self.staging.join(&*rel), e))?;
             }
         }
         Ok(())
@@ -314,10 +310,10 @@ impl Transaction {
     fn close(&mut self, key: &(Table, String)) -> Result<(), LakeError> {
         if let Some((rel, open)) = self.open.remove(key) {
             let path = self.staging.join(&rel);
-            let file = open.writer.into_inner().map_err(|e| LakeError::Parquet {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let file = open
+                .writer
+                .into_inner()
+                .map_err(|e| parquet_error(&path, e))?;
             file.sync_all().map_err(io_error(&path))?;
             self.files.push(rel.to_string_lossy().into_owned());
         }
@@ -422,6 +418,27 @@ async fn join(
     thread
         .await
         .map_err(|e| LakeError::WriterStopped(e.to_string()))?
+}
+
+/// A Parquet writer's error: an I/O one (a full disk, say) keeps its kind, so that a caller can
+/// tell a disk that may get room again from a bad batch.
+fn parquet_error(path: &Path, error: ParquetError) -> LakeError {
+    match error {
+        ParquetError::External(e) => match e.downcast::<std::io::Error>() {
+            Ok(source) => LakeError::Io {
+                path: path.to_path_buf(),
+                source: *source,
+            },
+            Err(e) => LakeError::Parquet {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            },
+        },
+        e => LakeError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]

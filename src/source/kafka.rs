@@ -297,6 +297,8 @@ pub enum KafkaError {
         topic: String,
         failed: u64,
         first: String,
+        /// The first error's code (what tells a broker outage from a refusal).
+        code: Option<RDKafkaErrorCode>,
     },
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -321,6 +323,41 @@ fn land_as_new(topic: &str) -> String {
 }
 
 impl KafkaError {
+    /// Messages not delivered because the brokers were out of reach or had no leader for a
+    /// while (the producer gave up at `message.timeout.ms`): a later run may well deliver them.
+    /// A refusal (too large, an ACL, a missing topic) is not transient.
+    pub fn is_transient(&self) -> bool {
+        use RDKafkaErrorCode as C;
+        matches!(
+            self,
+            KafkaError::Delivery {
+                code: Some(
+                    C::MessageTimedOut
+                        | C::AllBrokersDown
+                        | C::BrokerTransportFailure
+                        | C::RequestTimedOut
+                        | C::OperationTimedOut
+                        | C::NetworkException
+                        | C::BrokerNotAvailable
+                        | C::LeaderNotAvailable
+                        | C::NotLeaderForPartition
+                        | C::NotEnoughReplicas
+                        | C::NotEnoughReplicasAfterAppend
+                        | C::KafkaStorageError
+                ),
+                ..
+            }
+        )
+    }
+
+    /// The brokers did not answer (or answered with addresses out of reach).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            KafkaError::Unreachable { .. } | KafkaError::Advertised { .. }
+        )
+    }
+
     /// The producer refused a message as larger than `message.max.bytes`.
     fn is_too_large(&self) -> bool {
         matches!(
@@ -683,7 +720,8 @@ fn check_listed(
 pub struct Deliveries {
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    /// The first failed delivery's error, and its code.
+    first_error: Mutex<Option<(String, Option<RDKafkaErrorCode>)>>,
 }
 
 /// The producer's context: counts into the shared [`Deliveries`].
@@ -722,7 +760,7 @@ impl ProducerContext for Counter {
                 self.0.failed.fetch_add(1, Ordering::Relaxed);
                 let mut first = self.0.first_error.lock().unwrap_or_else(|p| p.into_inner());
                 if first.is_none() {
-                    *first = Some(error.to_string());
+                    *first = Some((error.to_string(), error.rdkafka_error_code()));
                 }
             }
         }
@@ -876,7 +914,7 @@ impl Publisher {
         }
         let failed = self.deliveries.failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
-            let first = self
+            let (first, code) = self
                 .deliveries
                 .first_error
                 .lock()
@@ -887,6 +925,7 @@ impl Publisher {
                 topic: topic.to_string(),
                 failed,
                 first,
+                code,
             });
         }
         Ok(())

@@ -2,6 +2,7 @@
 // by playwright-core against a running `darkpool serve`.
 //
 //   DARKPOOL_URL=http://127.0.0.1:5001 [DARKPOOL_EMPTY_URL=...] [DARKPOOL_FAILED_URL=...] \
+//     [DARKPOOL_RESTARTING_URL=...] \
 //     [DARKPOOL_SCREENSHOTS=dir] \
 //     node web/tests/dashboard.mjs
 //
@@ -15,6 +16,7 @@ import { join } from 'node:path';
 const url = process.env.DARKPOOL_URL;
 const emptyUrl = process.env.DARKPOOL_EMPTY_URL;
 const failedUrl = process.env.DARKPOOL_FAILED_URL;
+const restartingUrl = process.env.DARKPOOL_RESTARTING_URL;
 const shots = process.env.DARKPOOL_SCREENSHOTS || 'screenshots';
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 assert.ok(url, 'DARKPOOL_URL is not set');
@@ -277,6 +279,28 @@ try {
       assert.match(await p.textContent('#banner'), /pipeline stopped: .*No space left on device.*restart darkpool serve/);
       assert.match(await p.getAttribute('#banner', 'class'), /banner-error/);
       await p.screenshot({ path: join(shots, 'stopped.png') });
+    });
+  }
+
+  if (restartingUrl) {
+    await check('a pipeline waiting to start again after a full disk says so, and when', async () => {
+      const p = await context.newPage();
+      await p.goto(restartingUrl + '/', { waitUntil: 'domcontentloaded' });
+      // Read at once: the pill turns to "live" while each try runs.
+      const seen = await (await p.waitForFunction(() => {
+        const pill = document.querySelector('#status');
+        const banner = document.querySelector('#banner');
+        return pill.textContent === 'pipeline restarting' && {
+          cls: pill.className, title: pill.title, bg: getComputedStyle(pill).backgroundColor,
+          banner: banner.textContent, bannerCls: banner.className,
+        };
+      }, null, { timeout: 30000 })).jsonValue();
+      assert.match(seen.cls, /pill-wait/);
+      assert.notEqual(seen.bg, 'rgba(0, 0, 0, 0)');
+      assert.match(seen.title, /No space left on device/);
+      assert.match(seen.banner, /pipeline failed: .*No space left on device.*starts again from the lake in \d+ s/);
+      assert.match(seen.bannerCls, /banner-info/);
+      await p.screenshot({ path: join(shots, 'restarting.png') });
     });
   }
 } catch (e) {
