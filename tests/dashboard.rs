@@ -81,9 +81,12 @@ fn dashboard_works_in_headless_chromium() {
     let full = tempfile::tempdir().unwrap();
     let disk = SmallDisk::mount(&full.path().join("lake"), "1m");
     let filling = ["--rate", "4000", "--commit-every", "500ms"];
-    let mut failing = disk
-        .as_ref()
-        .map(|_| start_serve(full.path(), &[&filling[..], &["--retry-for", "0s"]].concat()));
+    let mut failing = disk.as_ref().map(|_| {
+        start_serve(
+            full.path(),
+            &[&filling[..], &["--retry-for", "0s"]].concat(),
+        )
+    });
     let waiting_dir = tempfile::tempdir().unwrap();
     let waiting_disk = SmallDisk::mount(&waiting_dir.path().join("lake"), "1m");
     let mut waiting = waiting_disk

@@ -2582,143 +2582,168 @@ impl Drop for ProxiedBroker {
     }
 }
 
+/// A broker outage to ride out: a tansu of the test's own behind its proxy, a three-partition
+/// trades topic on it, and names for the window topic and the group.
+struct Outage {
+    dir: tempfile::TempDir,
+    broker: ProxiedBroker,
+    topic: String,
+    windows_topic: String,
+    group: String,
+}
+
+impl Outage {
+    async fn start() -> Option<Outage> {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = ProxiedBroker::start(dir.path())?;
+        let topic = unique("trades");
+        create_topic(&broker.address, &topic, 3).await;
+        Some(Outage {
+            dir,
+            broker,
+            topic,
+            windows_topic: unique("windows"),
+            group: unique("g"),
+        })
+    }
+
+    /// The aggregator's command, publishing windows, logging at info level to `ingest.log`.
+    fn aggregator(&self, base: fn(&Path, &str, &str, &str) -> Command) -> Command {
+        let mut c = base(
+            self.dir.path(),
+            &self.broker.address,
+            &self.topic,
+            &self.group,
+        );
+        c.args(["--output-topic", &self.windows_topic, "--batch-rows", "500"])
+            .env("DARKPOOL_LOG", "darkpool=info")
+            .stderr(std::fs::File::create(self.dir.path().join("ingest.log")).unwrap());
+        c
+    }
+
+    /// `count` trades at 1,000 a wall second and 2 a second of market time, so each wall
+    /// second closes windows.
+    fn produce(&self, count: u64, seed: u64) -> Child {
+        let mut c = darkpool(self.dir.path());
+        c.args([
+            "simulate",
+            "--brokers",
+            &self.broker.address,
+            "--topic",
+            &self.topic,
+        ])
+        .args(["--count", &count.to_string(), "--rate", "1000"])
+        .args(["--seed", &seed.to_string(), "--market-rate", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ingest.log")).unwrap()
+    }
+
+    /// Once the broker is back: the producer's `count` trades (and the retries of its
+    /// idempotent producer) all land, in the same aggregator process, exactly once; windows
+    /// went out, and the lake's windows equal a batch recompute. The aggregator's log.
+    async fn assert_ridden_out(
+        &self,
+        producer: Child,
+        count: u64,
+        aggregator: &mut Child,
+    ) -> String {
+        let (dir, brokers, topic) = (self.dir.path(), &self.broker.address, &self.topic);
+        let produced = producer.wait_with_output().unwrap();
+        let produced_log = String::from_utf8_lossy(&produced.stderr).replace(',', "");
+        assert!(produced.status.success(), "{produced_log}");
+        assert!(
+            produced_log.contains(&format!("({count} acknowledged)")),
+            "{produced_log}"
+        );
+        let messages = read_topic(brokers, topic, count as usize).len() as u64;
+        assert!(messages >= count, "the topic holds {messages} messages");
+        wait_landed(dir, topic, messages);
+        assert!(
+            aggregator.try_wait().unwrap().is_none(),
+            "the aggregator stopped:\n{}",
+            self.log()
+        );
+        common::interrupt(aggregator);
+        let log = self.log();
+        assert_eq!(landed(dir, topic), messages, "{log}");
+        assert_exactly_once(dir, topic, messages);
+        // The windows closed so far went out (a failed commit's again, at least once), and
+        // the rest close in a final run.
+        let published = read_topic(brokers, &self.windows_topic, 1).len();
+        assert!(published > 0, "no window published\n{log}");
+        closing_run(dir, brokers, topic, &self.group);
+        assert_exactly_once(dir, topic, messages);
+        assert_windows_equal_batch(dir).await;
+        log
+    }
+}
+
 #[tokio::test]
 async fn a_broker_lost_mid_run_is_waited_for_and_nothing_is_lost_or_doubled() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(broker) = ProxiedBroker::start(dir.path()) else {
+    let Some(outage) = Outage::start().await else {
         return;
     };
-    let brokers = broker.address.clone();
-    let topic = unique("trades");
-    let windows_topic = unique("windows");
-    let group = unique("g");
-    create_topic(&brokers, &topic, 3).await;
-    let mut aggregator = {
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
-        c.args(["--output-topic", &windows_topic, "--batch-rows", "500"])
-            .env("DARKPOOL_LOG", "darkpool=info")
-            .stderr(std::fs::File::create(dir.path().join("ingest.log")).unwrap());
-        c.spawn().unwrap()
-    };
+    let mut aggregator = outage.aggregator(ingest_command).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(2));
     // 6,000 trades over about 6 s; the broker is gone for 6 s of it.
-    let producer = {
-        let mut c = darkpool(dir.path());
-        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
-            .args(["--count", "6000", "--rate", "1000", "--seed", "17"])
-            .args(["--market-rate", "2"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
+    let producer = outage.produce(6000, 17);
     std::thread::sleep(Duration::from_secs(2));
-    broker.take_down();
+    outage.broker.take_down();
     std::thread::sleep(Duration::from_secs(6));
-    broker.bring_back();
-    let produced = producer.wait_with_output().unwrap();
-    let produced_log = String::from_utf8_lossy(&produced.stderr).replace(',', "");
-    assert!(produced.status.success(), "{produced_log}");
+    outage.broker.bring_back();
+    let log = outage
+        .assert_ridden_out(producer, 6000, &mut aggregator)
+        .await;
     assert!(
-        produced_log.contains("(6000 acknowledged)"),
-        "{produced_log}"
-    );
-    assert!(
-        broker.cut.load(Ordering::Relaxed) > 0,
+        outage.broker.cut.load(Ordering::Relaxed) > 0,
         "the outage cut no connection"
     );
-    // Everything the topic holds (an idempotent producer's retries included) lands, in the
-    // same process, after the outage.
-    let messages = read_topic(&brokers, &topic, 6000).len() as u64;
-    assert!(messages >= 6000, "the topic holds {messages} messages");
-    wait_landed(dir.path(), &topic, messages);
-    assert!(
-        aggregator.try_wait().unwrap().is_none(),
-        "the aggregator stopped during the outage:\n{}",
-        std::fs::read_to_string(dir.path().join("ingest.log")).unwrap()
-    );
-    common::interrupt(&mut aggregator);
-    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
-    assert_eq!(landed(dir.path(), &topic), messages, "{log}");
     assert!(
         log.contains("brokers are down"),
         "the aggregator never saw the outage\n{log}"
     );
-    assert_exactly_once(dir.path(), &topic, messages);
-    // The windows closed so far went out, and the rest close in a final run.
-    let published = read_topic(&brokers, &windows_topic, 1).len();
-    assert!(published > 0, "no window published\n{log}");
-    closing_run(dir.path(), &brokers, &topic, &group);
-    assert_exactly_once(dir.path(), &topic, messages);
-    assert_windows_equal_batch(dir.path()).await;
 }
 
 #[tokio::test]
 async fn a_broker_gone_past_message_timeout_restarts_the_member_which_then_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(broker) = ProxiedBroker::start(dir.path()) else {
+    let Some(outage) = Outage::start().await else {
         return;
     };
-    let brokers = broker.address.clone();
-    let topic = unique("trades");
-    let windows_topic = unique("windows");
-    let group = unique("g");
-    create_topic(&brokers, &topic, 3).await;
     // Windows not acknowledged within 1 s fail the commit that publishes them (librdkafka's
     // message.timeout.ms, 5 minutes by default): before, that stopped the member for good.
     // The windows open when the broker goes are closed by the idle timeout (2 s) during the
     // outage, while the member keeps its partitions (darkpool's session of 10 s).
     let mut aggregator = {
-        let mut c = member_of(dir.path(), &brokers, &topic, &group);
-        c.args(["--output-topic", &windows_topic, "--batch-rows", "500"])
-            .args(["--commit-every", "300ms", "--window-memory-rows", "16"])
+        let mut c = outage.aggregator(member_of);
+        c.args(["--commit-every", "300ms", "--window-memory-rows", "16"])
             .args(["-X", "message.timeout.ms=1000", "--connect-timeout", "2s"])
-            .args(["--idle-timeout", "2s"])
-            .env("DARKPOOL_LOG", "darkpool=info")
-            .stderr(std::fs::File::create(dir.path().join("ingest.log")).unwrap());
+            .args(["--idle-timeout", "2s"]);
         c.spawn().unwrap()
     };
     // (tansu takes about a session timeout to assign a new group's partitions.)
-    wait_for_log(dir.path(), "ingest.log", "assigned partitions");
-    // 8,000 trades over about 8 s, each wall second closing windows; the broker is gone for
-    // 10 s of it.
-    let producer = {
-        let mut c = darkpool(dir.path());
-        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
-            .args(["--count", "8000", "--rate", "1000", "--seed", "23"])
-            .args(["--market-rate", "2"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
+    wait_for_log(outage.dir.path(), "ingest.log", "assigned partitions");
+    // 8,000 trades over about 8 s; the broker is gone for about 10 s of it.
+    let producer = outage.produce(8000, 23);
     std::thread::sleep(Duration::from_secs(2));
-    broker.take_down();
-    let log = wait_for_log(dir.path(), "ingest.log", "starting again from the lake");
+    outage.broker.take_down();
+    let log = wait_for_log(
+        outage.dir.path(),
+        "ingest.log",
+        "starting again from the lake",
+    );
     assert!(log.contains("were not delivered"), "{log}");
     std::thread::sleep(Duration::from_secs(8));
-    broker.bring_back();
-    let produced = producer.wait_with_output().unwrap();
-    let produced_log = String::from_utf8_lossy(&produced.stderr).replace(',', "");
-    assert!(produced.status.success(), "{produced_log}");
-    let messages = read_topic(&brokers, &topic, 8000).len() as u64;
-    assert!(messages >= 8000, "the topic holds {messages} messages");
-    wait_landed(dir.path(), &topic, messages);
-    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
-    assert!(
-        aggregator.try_wait().unwrap().is_none(),
-        "the aggregator stopped:\n{log}"
-    );
-    common::interrupt(&mut aggregator);
-    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
-    assert_eq!(landed(dir.path(), &topic), messages, "{log}");
+    outage.broker.bring_back();
+    let log = outage
+        .assert_ridden_out(producer, 8000, &mut aggregator)
+        .await;
     assert!(
         log.contains("restarts "),
         "no restart in the summary:\n{log}"
     );
-    assert_exactly_once(dir.path(), &topic, messages);
-    // The windows closed before and after the outage went out (those of a failed commit
-    // again, at least once).
-    assert!(!read_topic(&brokers, &windows_topic, 1).is_empty(), "{log}");
-    closing_run(dir.path(), &brokers, &topic, &group);
-    assert_exactly_once(dir.path(), &topic, messages);
-    assert_windows_equal_batch(dir.path()).await;
 }
