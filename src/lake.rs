@@ -259,6 +259,12 @@ impl Lake {
         self.root.join("_commits")
     }
 
+    /// Is `run`'s commit logged? From then on the run is the lake's: its staged files are
+    /// published by its own commit or, after a failure, by recovery's roll-forward.
+    pub(crate) fn is_logged(&self, run: &str) -> bool {
+        self.commits_dir().join(format!("{run}.json")).exists()
+    }
+
     fn sources_dir(&self) -> PathBuf {
         self.root.join("_sources")
     }

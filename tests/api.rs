@@ -839,7 +839,7 @@ async fn serve_whose_disk_fills_up_says_its_pipeline_stopped_and_a_restart_resum
     drop(sse);
     assert!(!exit.success(), "{exit:?}");
     let lake = dir.path().join("lake");
-    assert!(!lake.join("_staging").read_dir().unwrap().any(|_| true));
+    assert!(common::unlogged_staging(&lake).is_empty());
     // With room again, a restart rebuilds the windows the failure left open and goes on.
     disk.grow("64m");
     let (mut child, _) = start_serve(dir.path(), &["--rate", "400", "--commit-every", "500ms"]);

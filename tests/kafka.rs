@@ -685,7 +685,8 @@ async fn a_member_whose_lake_fills_up_stops_and_with_room_again_lands_every_trad
     assert!(stderr.contains("No space left on device"), "{stderr}");
     // Nothing half-written is left to hold the space, and the group's offsets are nowhere past
     // what the lake holds.
-    assert!(staging_left(dir.path()).is_empty(), "{stderr}");
+    let half_written = common::unlogged_staging(&dir.path().join("lake"));
+    assert!(half_written.is_empty(), "{half_written:?}\n{stderr}");
     let landed = query(
         dir.path(),
         &format!(
@@ -747,7 +748,8 @@ async fn a_running_member_whose_lake_fills_up_waits_for_room_and_then_lands_ever
     let stuck = landed(dir.path(), &topic);
     assert!(stuck < count, "the disk held it all\n{log}");
     // Nothing half-written holds the space while it waits.
-    assert!(staging_left(dir.path()).is_empty(), "{log}");
+    let half_written = common::unlogged_staging(&dir.path().join("lake"));
+    assert!(half_written.is_empty(), "{half_written:?}\n{log}");
     disk.grow("64m");
     wait_landed(dir.path(), &topic, count);
     let log = stop_member(&mut child, dir.path(), "member.log");

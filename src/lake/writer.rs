@@ -90,8 +90,12 @@ impl Transaction {
         let staging = lake.staging_dir(&run);
         fs::create_dir_all(&staging).map_err(io_error(&staging))?;
         let owner = staging.join("owner");
-        fs::write(&owner, format!("{} {}\n", hostname(), std::process::id()))
-            .map_err(io_error(&owner))?;
+        if let Err(e) = fs::write(&owner, format!("{} {}\n", hostname(), std::process::id())) {
+            // A full disk, say: the folder goes too (it is this live process's, so no recovery
+            // would take it, and a run started again would leave one more).
+            let _ = fs::remove_dir_all(&staging);
+            return Err(io_error(&owner)(e));
+        }
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
             .set_max_row_group_row_count(Some(options.row_group_rows.max(1024)))
@@ -332,7 +336,14 @@ impl Transaction {
             sources: std::mem::take(&mut self.sources),
             offsets: std::mem::take(&mut self.offsets),
         };
-        self.lake.commit(&record)?;
+        if let Err(e) = self.lake.commit(&record) {
+            // Logged, then stopped while publishing (a full disk while recording the offsets,
+            // say): the staged files stay for recovery to roll the run forward, and meanwhile
+            // count in the lake's offsets. Removing them would lose trades the log says landed,
+            // and a reader would take them again from offsets the index does not have yet.
+            self.done = self.lake.is_logged(&self.run);
+            return Err(e);
+        }
         self.done = true;
         Ok(CommitSummary {
             run: self.run.clone(),

@@ -65,6 +65,21 @@ pub fn interrupt_and_wait(child: &mut std::process::Child) -> std::process::Exit
     exit
 }
 
+/// What the lake's staging folder holds besides runs whose commit is logged: the runs a
+/// failure left half-written. (A run logged, then stopped while publishing on a full disk,
+/// stays there for recovery to roll forward.)
+pub fn unlogged_staging(lake: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(lake.join("_staging"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|run| {
+            let log = format!("{}.json", run.to_string_lossy());
+            !lake.join("_commits").join(log).exists()
+        })
+        .collect()
+}
+
 /// A filesystem of its own, `size` big (tmpfs: `512k`, `1m`, ...), mounted at `at` (made if
 /// missing) for the disk-full tests, and unmounted when dropped: a real `ENOSPC` from the
 /// kernel. Mounting needs the right to (root, as CI runs); where that is missing the test
