@@ -312,13 +312,12 @@ impl Transaction {
     }
 
     fn close(&mut self, key: &(Table, String)) -> Result<(), LakeError> {
-        if let Some((rel, open)) = self.open.remove(key) {
+        if let Some((rel, mut open)) = self.open.remove(key) {
             let path = self.staging.join(&rel);
-            let file = open
-                .writer
-                .into_inner()
-                .map_err(|e| parquet_error(&path, e))?;
-            file.sync_all().map_err(io_error(&path))?;
+            // `finish`, not `into_inner`: that one's last flush turns an I/O error into text,
+            // and a full disk could not be told from a bad file.
+            open.writer.finish().map_err(|e| parquet_error(&path, e))?;
+            open.writer.inner().sync_all().map_err(io_error(&path))?;
             self.files.push(rel.to_string_lossy().into_owned());
         }
         Ok(())
