@@ -663,20 +663,43 @@ async fn kill_9_at_every_commit_step_then_restart_lands_each_trade_exactly_once(
     assert!(staging.is_empty(), "left in staging: {staging:?}\n{stderr}");
 }
 
+/// A topic of `count` simulated trades (three partitions) and a group to read it, with the
+/// lake on a filesystem of its own, 512 KiB: too small for them. `None`: skipped.
+struct DiskTooSmall {
+    // Unmounted before the folder it is in goes.
+    disk: common::SmallDisk,
+    dir: tempfile::TempDir,
+    brokers: String,
+    topic: String,
+    group: String,
+}
+
+impl DiskTooSmall {
+    fn for_trades(count: u64) -> Option<DiskTooSmall> {
+        let brokers = broker()?;
+        let dir = tempfile::tempdir().unwrap();
+        let disk = common::SmallDisk::mount(&dir.path().join("lake"), "512k")?;
+        let topic = unique("trades");
+        produce(dir.path(), &brokers, &topic, count, 3);
+        Some(DiskTooSmall {
+            disk,
+            dir,
+            brokers,
+            topic,
+            group: unique("g"),
+        })
+    }
+}
+
 #[tokio::test]
 async fn a_member_whose_lake_fills_up_stops_and_with_room_again_lands_every_trade_once() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    // The lake on a filesystem of its own, too small for the topic's trades.
-    let Some(disk) = common::SmallDisk::mount(&dir.path().join("lake"), "512k") else {
+    let count = 60_000;
+    let Some(full) = DiskTooSmall::for_trades(count) else {
         return;
     };
-    let topic = unique("trades");
-    let group = unique("g");
-    let count = 60_000;
-    produce(dir.path(), &brokers, &topic, count, 3);
+    let (dir, brokers, topic, group) = (&full.dir, &full.brokers, &full.topic, &full.group);
     let output = run_within({
-        let mut c = ingest_command(dir.path(), &brokers, &topic, &group);
+        let mut c = ingest_command(dir.path(), brokers, topic, group);
         c.args(["--until-end", "--batch-rows", "2000"]);
         c
     });
@@ -706,7 +729,7 @@ async fn a_member_whose_lake_fills_up_stops_and_with_room_again_lands_every_trad
         landed.iter().map(|l| l.1).sum::<i64>() < count as i64,
         "the disk held it all: {landed:?}"
     );
-    for (partition, committed) in group_offsets(&brokers, &group, &topic, 3) {
+    for (partition, committed) in group_offsets(brokers, group, topic, 3) {
         let end = landed.iter().find(|l| l.0 == partition).map_or(0, |l| l.1);
         assert!(
             committed <= end,
@@ -714,27 +737,23 @@ async fn a_member_whose_lake_fills_up_stops_and_with_room_again_lands_every_trad
         );
     }
     // With room again the same member reads on from the lake's end.
-    disk.grow("64m");
-    closing_run(dir.path(), &brokers, &topic, &group);
-    assert_exactly_once(dir.path(), &topic, count);
+    full.disk.grow("64m");
+    closing_run(dir.path(), brokers, topic, group);
+    assert_exactly_once(dir.path(), topic, count);
     assert_windows_equal_batch(dir.path()).await;
     assert!(staging_left(dir.path()).is_empty());
 }
 
 #[tokio::test]
 async fn a_running_member_whose_lake_fills_up_waits_for_room_and_then_lands_every_trade_once() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = common::SmallDisk::mount(&dir.path().join("lake"), "512k") else {
+    let count = 60_000;
+    let Some(full) = DiskTooSmall::for_trades(count) else {
         return;
     };
-    let topic = unique("trades");
-    let group = unique("g");
-    let count = 60_000;
-    produce(dir.path(), &brokers, &topic, count, 3);
+    let (dir, brokers, topic, group) = (&full.dir, &full.brokers, &full.topic, &full.group);
     // A long-running member (no --until-end): a full disk is waited out, not the end of it.
     let mut child = {
-        let mut c = member(dir.path(), &brokers, &topic, &group, "member.log");
+        let mut c = member(dir.path(), brokers, topic, group, "member.log");
         c.args(["--batch-rows", "2000"]);
         c.spawn().unwrap()
     };
@@ -745,20 +764,20 @@ async fn a_running_member_whose_lake_fills_up_waits_for_room_and_then_lands_ever
         child.try_wait().unwrap().is_none(),
         "the member stopped on a full disk:\n{log}"
     );
-    let stuck = landed(dir.path(), &topic);
+    let stuck = landed(dir.path(), topic);
     assert!(stuck < count, "the disk held it all\n{log}");
     // Nothing half-written holds the space while it waits.
     let half_written = common::unlogged_staging(&dir.path().join("lake"));
     assert!(half_written.is_empty(), "{half_written:?}\n{log}");
-    disk.grow("64m");
-    wait_landed(dir.path(), &topic, count);
+    full.disk.grow("64m");
+    wait_landed(dir.path(), topic, count);
     let log = stop_member(&mut child, dir.path(), "member.log");
     assert!(
         log.contains("restarts "),
         "no restart in the summary:\n{log}"
     );
-    closing_run(dir.path(), &brokers, &topic, &group);
-    assert_exactly_once(dir.path(), &topic, count);
+    closing_run(dir.path(), brokers, topic, group);
+    assert_exactly_once(dir.path(), topic, count);
     assert_windows_equal_batch(dir.path()).await;
     assert!(staging_left(dir.path()).is_empty());
 }

@@ -455,7 +455,7 @@ struct Aggregator<'a> {
     windows: Option<WindowOperator>,
     /// The window push started by the last flush, running while the loop decodes the next
     /// batch; its output lands in the run before anything reads the windows or the run.
-    in_flight: Option<tokio::task::JoinHandle<WindowPush>>,
+    in_flight: Option<InFlight>,
     /// The window operator's spill folder, emptied for each new operator.
     spill_folder: SpillFolder,
     parts: BTreeMap<i32, Partition>,
@@ -473,6 +473,16 @@ struct Aggregator<'a> {
     repositioned: Vec<Repositioned>,
     /// The topic's id, as the brokers give it.
     topic_id: Asked,
+}
+
+/// The window push started by a flush, on the runtime's threads. Dropped before it is awaited
+/// (its run failed), it is aborted rather than left to finish for nothing.
+struct InFlight(tokio::task::JoinHandle<WindowPush>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How long an assignment waits for the brokers to say the topic's id (a real Kafka answers
@@ -1362,10 +1372,10 @@ impl Aggregator<'_> {
                 .rejected
                 .fetch_add(rejects.num_rows() as u64, Ordering::Relaxed);
         }
-        self.in_flight = Some(tokio::spawn(async move {
+        self.in_flight = Some(InFlight(tokio::spawn(async move {
             let pushed = windows.push_all_until(&trades, watermark).await;
             (windows, pushed)
-        }));
+        })));
         let all_idle = !self.parts.is_empty()
             && self
                 .parts
@@ -1422,10 +1432,10 @@ impl Aggregator<'_> {
 
     /// Wait for the push in flight (if any): the operator back in `self`, and what it produced.
     async fn in_flight_done(&mut self) -> Result<Option<crate::window::Pushed>, IngestError> {
-        let Some(task) = self.in_flight.take() else {
+        let Some(mut task) = self.in_flight.take() else {
             return Ok(None);
         };
-        let (windows, pushed) = task
+        let (windows, pushed) = (&mut task.0)
             .await
             .map_err(|e| IngestError::Internal(format!("window push: {e}")))?;
         self.windows = Some(windows);
