@@ -784,14 +784,19 @@ fn produce(
         args.kafka.partitions,
     ))?;
     note_partitions(&differing);
-    let mut publisher = Publisher::new(kafka)?;
-    let started = std::time::Instant::now();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
+    // Ctrl-C / SIGTERM: the first stops the publishing (what was queued is still waited for),
+    // one during that wait gives up what is not acknowledged.
+    let signals = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = signals.clone();
     tokio::runtime::Handle::current().spawn(async move {
-        shutdown_signal().await;
-        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            shutdown_signal().await;
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
     });
+    let stopping = || signals.load(Ordering::Relaxed) > 0;
+    let mut publisher = Publisher::new(kafka)?.interruptible(signals.clone());
+    let started = std::time::Instant::now();
     // What a stop asked for ends the publishing with: a normal end, not a failure.
     const STOPPED: &str = "stopped by Ctrl-C or SIGTERM";
     let interrupted = || std::io::Error::new(std::io::ErrorKind::Interrupted, STOPPED);
@@ -801,7 +806,7 @@ fn produce(
             // A file goes as fast as it can unless --rate says otherwise.
             let mut pacer = simulator::Pacer::new(args.rate.unwrap_or(0.0));
             kafka::replay_file(path, args.count, &mut |(key, value)| {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if stopping() {
                     return Err(kafka::KafkaError::Source(crate::source::SourceError::Sink(
                         STOPPED.into(),
                     )));
@@ -820,7 +825,7 @@ fn produce(
             args.count,
             rate,
             &mut |step| {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if stopping() {
                     return Err(interrupted());
                 }
                 match step {
@@ -831,10 +836,13 @@ fn produce(
                             Some(line.trim_end().as_bytes()),
                             None,
                         )
-                        .map_err(|e| {
-                            let text = e.to_string();
-                            failure = Some(e.into());
-                            std::io::Error::other(text)
+                        .map_err(|e| match e {
+                            kafka::KafkaError::Stopped => interrupted(),
+                            e => {
+                                let text = e.to_string();
+                                failure = Some(e.into());
+                                std::io::Error::other(text)
+                            }
                         }),
                     simulator::Step::Pause => Ok(()),
                 }
@@ -855,6 +863,7 @@ fn produce(
         return Err(e);
     }
     match produced {
+        Err(kafka::KafkaError::Stopped) => {}
         Err(kafka::KafkaError::Source(crate::source::SourceError::Sink(m)))
             if m.contains(STOPPED) => {}
         Err(e) => return Err(e.into()),

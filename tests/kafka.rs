@@ -2643,7 +2643,7 @@ impl Outage {
     }
 
     /// `count` trades at 1,000 a wall second and 2 a second of market time, so each wall
-    /// second closes windows.
+    /// second closes windows; its log in `simulate.log`.
     fn produce(&self, count: u64, seed: u64) -> Child {
         let mut c = darkpool(self.dir.path());
         c.args([
@@ -2656,7 +2656,7 @@ impl Outage {
         .args(["--count", &count.to_string(), "--rate", "1000"])
         .args(["--seed", &seed.to_string(), "--market-rate", "2"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(std::fs::File::create(self.dir.path().join("simulate.log")).unwrap());
         c.spawn().unwrap()
     }
 
@@ -2669,14 +2669,16 @@ impl Outage {
     /// went out, and the lake's windows equal a batch recompute. The aggregator's log.
     async fn assert_ridden_out(
         &self,
-        producer: Child,
+        mut producer: Child,
         count: u64,
         aggregator: &mut Child,
     ) -> String {
         let (dir, brokers, topic) = (self.dir.path(), &self.broker.address, &self.topic);
-        let produced = producer.wait_with_output().unwrap();
-        let produced_log = String::from_utf8_lossy(&produced.stderr).replace(',', "");
-        assert!(produced.status.success(), "{produced_log}");
+        let produced = producer.wait().unwrap();
+        let produced_log = std::fs::read_to_string(dir.join("simulate.log"))
+            .unwrap()
+            .replace(',', "");
+        assert!(produced.success(), "{produced_log}");
         assert!(
             produced_log.contains(&format!("({count} acknowledged)")),
             "{produced_log}"
@@ -2702,6 +2704,30 @@ impl Outage {
         assert_windows_equal_batch(dir).await;
         log
     }
+}
+
+#[tokio::test]
+async fn ctrl_c_while_simulate_waits_for_a_gone_broker_gives_up_what_is_unacknowledged() {
+    let Some(outage) = Outage::start().await else {
+        return;
+    };
+    // Trades for 10 s; the broker goes after 2, so what is queued from then on waits for
+    // acknowledgements librdkafka would wait 5 minutes for (message.timeout.ms).
+    let mut producer = outage.produce(10_000, 29);
+    std::thread::sleep(Duration::from_secs(2));
+    outage.broker.take_down();
+    std::thread::sleep(Duration::from_secs(2));
+    // The first Ctrl-C stops the publishing and waits for what was queued, saying so.
+    signal(&producer, "INT");
+    let log = wait_for_log(outage.dir.path(), "simulate.log", "(Ctrl-C gives them up)");
+    assert!(producer.try_wait().unwrap().is_none(), "{log}");
+    // The second gives them up: it had waited out the 5 minutes, whatever the user pressed.
+    signal(&producer, "INT");
+    let exit = exit_within_a_minute(&mut producer, "after the second Ctrl-C");
+    let log = std::fs::read_to_string(outage.dir.path().join("simulate.log")).unwrap();
+    assert_eq!(exit.code(), Some(1), "{log}");
+    assert!(log.contains("were not delivered"), "{log}");
+    assert!(log.contains("acknowledged) in"), "{log}");
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::ClientContext;
 
 use super::decode::{self, Field, RawTrade, Scalar};
@@ -292,6 +292,8 @@ pub enum KafkaError {
     CreateTopic { topic: String, detail: String },
     #[error("starting the Kafka producer: {0}")]
     Producer(String),
+    #[error("stopped by Ctrl-C or SIGTERM")]
+    Stopped,
     #[error("{failed} message(s) to {topic} were not delivered; first error: {first}")]
     Delivery {
         topic: String,
@@ -772,6 +774,8 @@ pub struct Publisher {
     producer: ReportedProducer<Counter>,
     deliveries: Arc<Deliveries>,
     sent: u64,
+    /// Ctrl-C / SIGTERM signals so far, for a publisher a user waits on (`interruptible`).
+    signals: Option<Arc<AtomicU64>>,
 }
 
 impl Publisher {
@@ -803,7 +807,23 @@ impl Publisher {
             producer: ReportedProducer::new(producer).map_err(KafkaError::Producer)?,
             deliveries,
             sent: 0,
+            signals: None,
         })
+    }
+
+    /// Let the user's signals (a count of Ctrl-C / SIGTERM so far) end the waits: a send
+    /// waiting on a full queue stops at the first ([`KafkaError::Stopped`]), and
+    /// [`Publisher::flush`] gives up what is still unacknowledged at one that comes while it
+    /// waits (the brokers gone, librdkafka would wait out `message.timeout.ms`, 5 minutes).
+    pub fn interruptible(mut self, signals: Arc<AtomicU64>) -> Publisher {
+        self.signals = Some(signals);
+        self
+    }
+
+    fn signals(&self) -> u64 {
+        self.signals
+            .as_ref()
+            .map_or(0, |s| s.load(Ordering::Relaxed))
     }
 
     /// Queue one message, waiting while the local queue is full. Delivery is reported by
@@ -832,6 +852,9 @@ impl Publisher {
                     return Ok(());
                 }
                 Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    if self.signals() > 0 {
+                        return Err(KafkaError::Stopped);
+                    }
                     // The report thread frees the room as acknowledgements come; polling here
                     // too would spin through the poll's last millisecond (see `reports`).
                     record = back;
@@ -892,6 +915,8 @@ impl Publisher {
     /// Wait until every queued message is acknowledged (librdkafka retries until
     /// `message.timeout.ms`); an error says how many were not.
     pub fn flush(&self, topic: &str) -> Result<(), KafkaError> {
+        let signals = self.signals();
+        let mut told = false;
         loop {
             // librdkafka's own flush, not rdkafka's: that one flushes with no wait and then
             // polls for reports 100 ms at a time, and as this producer's thread serves the
@@ -903,7 +928,25 @@ impl Publisher {
                 unsafe { rd_kafka_flush(self.producer.producer().client().native_ptr(), 1000) };
             match RDKafkaErrorCode::from(code) {
                 RDKafkaErrorCode::NoError => break,
-                RDKafkaErrorCode::OperationTimedOut => continue,
+                RDKafkaErrorCode::OperationTimedOut if self.signals() > signals => {
+                    // Given up: each purged message is reported as not delivered.
+                    let producer = self.producer.producer();
+                    producer.purge(PurgeConfig::default().queue().inflight());
+                    // SAFETY: as above.
+                    unsafe { rd_kafka_flush(producer.client().native_ptr(), 1000) };
+                    break;
+                }
+                RDKafkaErrorCode::OperationTimedOut => {
+                    if self.signals.is_some() && !told {
+                        told = true;
+                        eprintln!(
+                            "waiting for the brokers to acknowledge {} message(s) \
+                             (Ctrl-C gives them up)",
+                            self.producer.producer().in_flight_count()
+                        );
+                    }
+                    continue;
+                }
                 other => {
                     return Err(KafkaError::Client {
                         what: "flush",
