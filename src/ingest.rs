@@ -285,12 +285,7 @@ impl SpillFolder {
         let dir = &self.0;
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(crate::lake::io_error(dir))?;
-        let owner = dir.join("owner");
-        std::fs::write(
-            &owner,
-            format!("{} {}\n", crate::lake::hostname(), std::process::id()),
-        )
-        .map_err(crate::lake::io_error(&owner))?;
+        crate::lake::write_owner(dir)?;
         Ok(dir.clone())
     }
 }

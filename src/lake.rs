@@ -531,7 +531,7 @@ impl Lake {
         let dir = self.sources_dir();
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         let path = dir.join(format!(".{id}.claim"));
-        let me = format!("{} {}\n", hostname(), std::process::id());
+        let me = owner_line();
         for _ in 0..2 {
             match fs::OpenOptions::new()
                 .write(true)
@@ -588,6 +588,18 @@ pub(crate) fn crash_point(point: &str) {
         eprintln!("DARKPOOL_CRASH_AT={point}: aborting here");
         std::process::abort();
     }
+}
+
+/// What an owner file says: this host and process (what [`owner_alive`] reads back).
+fn owner_line() -> String {
+    format!("{} {}\n", hostname(), std::process::id())
+}
+
+/// Mark the folder `dir` as this process's (its `owner` file), so that recovery tells a live
+/// run's folder from a dead one's.
+pub(crate) fn write_owner(dir: &Path) -> Result<(), LakeError> {
+    let owner = dir.join("owner");
+    fs::write(&owner, owner_line()).map_err(io_error(&owner))
 }
 
 /// Is the process named in an owner file (a staging folder's `owner`, or a claim) still

@@ -15,7 +15,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{hostname, io_error, CommitRecord, Lake, LakeError, OffsetRange, SourceRecord, Table};
+use super::{
+    hostname, io_error, write_owner, CommitRecord, Lake, LakeError, OffsetRange, SourceRecord,
+    Table,
+};
 use crate::time::{date_of, MICROS_PER_DAY};
 
 /// File rolling and encoding.
@@ -89,12 +92,11 @@ impl Transaction {
         let run = new_run_id();
         let staging = lake.staging_dir(&run);
         fs::create_dir_all(&staging).map_err(io_error(&staging))?;
-        let owner = staging.join("owner");
-        if let Err(e) = fs::write(&owner, format!("{} {}\n", hostname(), std::process::id())) {
+        if let Err(e) = write_owner(&staging) {
             // A full disk, say: the folder goes too (it is this live process's, so no recovery
             // would take it, and a run started again would leave one more).
             let _ = fs::remove_dir_all(&staging);
-            return Err(io_error(&owner)(e));
+            return Err(e);
         }
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))

@@ -939,7 +939,7 @@ impl Publisher {
                 RDKafkaErrorCode::OperationTimedOut => {
                     if self.signals.is_some() && !told {
                         told = true;
-                        eprintln!(
+                        tracing::warn!(
                             "waiting for the brokers to acknowledge {} message(s) \
                              (Ctrl-C gives them up)",
                             self.producer.producer().in_flight_count()
