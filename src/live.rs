@@ -6,6 +6,7 @@
 //! the run's staging folder, decoded like any input, and committed atomically with their
 //! windows, so a crash loses at most the uncommitted interval and never leaves a torn file.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -106,7 +107,10 @@ impl PipelineState {
     }
 }
 
-/// Counters and gauges of the running pipeline (for `/metrics`).
+/// Counters and gauges of the running pipeline (for `/metrics`). The row counters count what
+/// landed in the lake, at its commits: a run that fails before its commit and starts again
+/// (a transient failure) reads the same trades again, and counting them at the read counted
+/// them twice.
 #[derive(Debug, Default)]
 pub struct LiveStats {
     pub trades: AtomicU64,
@@ -123,6 +127,21 @@ pub struct LiveStats {
     pub lost_offsets: AtomicU64,
     /// Times the pipeline started again after a transient failure.
     pub restarts: AtomicU64,
+}
+
+impl LiveStats {
+    /// A lake commit of these rows (by table).
+    pub fn landed(&self, rows: &BTreeMap<Table, u64>) {
+        let count = |table| rows.get(&table).copied().unwrap_or(0);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.trades
+            .fetch_add(count(Table::Trades), Ordering::Relaxed);
+        self.rejected
+            .fetch_add(count(Table::Rejects), Ordering::Relaxed);
+        self.late.fetch_add(count(Table::Late), Ordering::Relaxed);
+        self.windows_closed
+            .fetch_add(count(Table::Windows), Ordering::Relaxed);
+    }
 }
 
 /// A writer that hands whole flushes of the simulator's output to the pipeline.
@@ -267,7 +286,7 @@ pub async fn run(
                 rejected_at: now_micros(),
             };
             let label = PathBuf::from("simulator");
-            let decoded = source::decode(
+            source::decode(
                 &tick_file,
                 &label,
                 Format::Ndjson,
@@ -280,10 +299,6 @@ pub async fn run(
                 },
             )?;
             std::fs::remove_file(&tick_file).map_err(lake::io_error(&tick_file))?;
-            stats.trades.fetch_add(decoded.accepted, Ordering::Relaxed);
-            stats
-                .rejected
-                .fetch_add(decoded.rejected_total(), Ordering::Relaxed);
             for chunk in chunks {
                 let pushed = windows.push(&chunk.trades).await?;
                 if let Some(watermark) = windows.watermark() {
@@ -294,15 +309,9 @@ pub async fn run(
                     interval.tx.write(Table::Rejects, &chunk.rejects)?;
                 }
                 if let Some(late) = pushed.late {
-                    stats
-                        .late
-                        .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
                     interval.tx.write(Table::Late, &late)?;
                 }
                 if let Some(closed) = pushed.windows {
-                    stats
-                        .windows_closed
-                        .fetch_add(closed.num_rows() as u64, Ordering::Relaxed);
                     interval.tx.write(Table::Windows, &closed)?;
                     let _ = events.send(LiveEvent::Closed(closed.clone()));
                     interval.closed.push(closed);
@@ -324,9 +333,7 @@ pub async fn run(
         }
         if stopping || last_commit.elapsed() >= options.commit_every {
             let done = std::mem::replace(&mut interval, Interval::begin(&lake)?);
-            if commit(done)? {
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-            }
+            commit(done, &lake, &stats)?;
             last_commit = Instant::now();
             live = open.into_iter().collect();
         }
@@ -341,7 +348,8 @@ pub async fn run(
 
 /// Commit an interval (its spooled input recorded as the run's source); an interval with
 /// nothing in it is dropped instead. Returns whether a run was committed.
-fn commit(interval: Interval) -> Result<bool, IngestError> {
+/// The interval's rows into the lake (if it holds any), counted in `stats` once they land.
+fn commit(interval: Interval, lake: &Lake, stats: &LiveStats) -> Result<(), IngestError> {
     let Interval {
         mut tx,
         spool,
@@ -350,7 +358,7 @@ fn commit(interval: Interval) -> Result<bool, IngestError> {
         ..
     } = interval;
     if tx.rows().values().all(|n| *n == 0) {
-        return Ok(false);
+        return Ok(());
     }
     spool_file.sync_all().map_err(lake::io_error(&spool))?;
     drop(spool_file);
@@ -366,6 +374,15 @@ fn commit(interval: Interval) -> Result<bool, IngestError> {
         run: tx.run_id().to_string(),
         committed_at: crate::time::date_of(now_micros()),
     });
-    tx.commit()?;
-    Ok(true)
+    let rows = tx.rows().clone();
+    let run = tx.run_id().to_string();
+    if let Err(e) = tx.commit() {
+        // Logged, then failed while publishing: recovery rolls the run forward, so it landed.
+        if lake.is_logged(&run) {
+            stats.landed(&rows);
+        }
+        return Err(e.into());
+    }
+    stats.landed(&rows);
+    Ok(())
 }

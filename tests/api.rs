@@ -897,7 +897,20 @@ async fn serve_waits_out_a_full_disk_and_goes_on_once_there_is_room() {
     }
     let health = http_get(&address, "/healthz");
     assert!(health.contains("\"pipeline\":\"running\""), "{health}");
-    assert!(http_get(&address, "/metrics").contains("\ndarkpool_live_running 1\n"));
+    let metrics = http_get(&address, "/metrics");
+    assert!(metrics.contains("\ndarkpool_live_running 1\n"));
+    // Its trade counter counts what landed: never more than the lake holds (read after it),
+    // though the failed runs read some trades more than once.
+    let counted: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("darkpool_live_trades_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no trades counter: {metrics}"));
+    let landed = count(&lake, "SELECT COUNT(*) FROM trades").await;
+    assert!(
+        before < counted && counted <= landed,
+        "counted {counted}, landed {landed} (before the disk grew {before})"
+    );
     drop(sse);
     // Ctrl-C ends it well; the windows hold every trade the lake holds, the failed runs' ones
     // not among them.

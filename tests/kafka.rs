@@ -782,6 +782,65 @@ async fn a_running_member_whose_lake_fills_up_waits_for_room_and_then_lands_ever
     assert!(staging_left(dir.path()).is_empty());
 }
 
+/// `serve --brokers` on a full disk: its pipeline starts again from the lake (reading the
+/// failed runs' trades again), and its counters count each trade once, as it lands.
+#[tokio::test]
+async fn serve_with_brokers_on_a_full_disk_counts_each_landed_trade_once() {
+    let count = 60_000;
+    let Some(full) = DiskTooSmall::for_trades(count) else {
+        return;
+    };
+    let (dir, brokers, topic, group) = (&full.dir, &full.brokers, &full.topic, &full.group);
+    let (mut child, address) = common::start_serve(
+        dir.path(),
+        &[
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--output-topic",
+            "",
+            "--commit-every",
+            "300ms",
+            "-X",
+            "session.timeout.ms=2000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ],
+    );
+    let until = |what: &str, done: &dyn Fn(&str) -> bool| -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let metrics = http_get(&address, "/metrics");
+            if done(&metrics) {
+                return metrics;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} in a minute:\n{metrics}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    until("second restart", &|m| {
+        metric(m, "darkpool_live_restarts_total") >= 2.0
+    });
+    full.disk.grow("64m");
+    wait_landed(dir.path(), topic, count);
+    let metrics = until("count of every trade", &|m| {
+        metric(m, "darkpool_live_trades_total") >= count as f64
+    });
+    common::interrupt(&mut child);
+    assert_eq!(
+        metric(&metrics, "darkpool_live_trades_total"),
+        count as f64,
+        "{metrics}"
+    );
+    assert_exactly_once(dir.path(), topic, count);
+}
+
 #[tokio::test]
 async fn hopping_windows_open_at_a_kill_9_are_rebuilt_with_all_their_trades() {
     let Some(brokers) = broker() else { return };
@@ -2243,21 +2302,29 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let metrics = http_get(&address, "/metrics");
-    common::interrupt(&mut child);
     assert_eq!(total, 3000, "trades in the served windows");
-    assert_exactly_once(dir.path(), &topic, 3000);
+    // Then a trade half an hour before the simulated ones: late. The pipeline's counters
+    // count what landed, at the lake's commits.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let late = trade_json("2024-01-01T09:00:00", "S", 10);
+    send_waiting(&producer, BaseRecord::to(&topic).key("S").payload(&late));
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = http_get(&address, "/metrics");
+    while Instant::now() < deadline && metric(&metrics, "darkpool_live_late_trades_total") < 1.0 {
+        std::thread::sleep(Duration::from_millis(300));
+        metrics = http_get(&address, "/metrics");
+    }
+    common::interrupt(&mut child);
+    assert_exactly_once(dir.path(), &topic, 3001);
     // The pipeline's metrics: its trades, nothing paused (the partitions of one simulated
     // stream are near in event time), and a watermark within the trades' event time.
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
-            .parse()
-            .unwrap()
-    };
-    assert_eq!(value("darkpool_live_trades_total"), 3000.0);
+    let value = |name: &str| metric(&metrics, name);
+    assert_eq!(value("darkpool_live_trades_total"), 3001.0, "{metrics}");
+    assert_eq!(value("darkpool_live_late_trades_total"), 1.0, "{metrics}");
     assert_eq!(value("darkpool_live_paused_partitions"), 0.0);
     assert_eq!(value("darkpool_live_alignment_pauses_total"), 0.0);
     assert_eq!(value("darkpool_live_lost_offsets_total"), 0.0);
@@ -2275,6 +2342,16 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
         lo - 5.0 <= watermark && watermark <= hi - 5.0,
         "watermark {watermark} outside the trades' {lo}..{hi} less the 5 s lateness"
     );
+}
+
+/// A sample's value in Prometheus text.
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
+        .parse()
+        .unwrap()
 }
 
 /// A plain HTTP/1.1 GET; the body.

@@ -151,22 +151,22 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
         for (name, help, value) in [
             (
                 "darkpool_live_trades_total",
-                "Trades the in-process pipeline accepted.",
+                "Trades the in-process pipeline landed in the lake (counted at its commits).",
                 &l.trades,
             ),
             (
                 "darkpool_live_rejects_total",
-                "Records the in-process pipeline rejected.",
+                "Records the in-process pipeline rejected and landed in the lake.",
                 &l.rejected,
             ),
             (
                 "darkpool_live_late_trades_total",
-                "Late trades seen by the in-process pipeline.",
+                "Late trades the in-process pipeline landed in the lake.",
                 &l.late,
             ),
             (
                 "darkpool_live_windows_closed_total",
-                "Window rows the in-process pipeline closed.",
+                "Window rows the in-process pipeline closed and landed in the lake.",
                 &l.windows_closed,
             ),
             (

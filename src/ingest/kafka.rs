@@ -1366,11 +1366,6 @@ impl Aggregator<'_> {
                     .watermark_micros
                     .fetch_max(watermark, Ordering::Relaxed);
             }
-            let rows: usize = trades.iter().map(RecordBatch::num_rows).sum();
-            live.stats.trades.fetch_add(rows as u64, Ordering::Relaxed);
-            live.stats
-                .rejected
-                .fetch_add(rejects.num_rows() as u64, Ordering::Relaxed);
         }
         self.in_flight = Some(InFlight(tokio::spawn(async move {
             let pushed = windows.push_all_until(&trades, watermark).await;
@@ -1409,11 +1404,6 @@ impl Aggregator<'_> {
     async fn windows_taken(&mut self) -> Result<WindowOperator, IngestError> {
         if let Some(pushed) = self.in_flight_done().await? {
             if let Some(late) = pushed.late {
-                if let Some(live) = &self.live {
-                    live.stats
-                        .late
-                        .fetch_add(late.num_rows() as u64, Ordering::Relaxed);
-                }
                 self.write(Table::Late, &late).await?;
             }
             if let Some(closed) = pushed.windows {
@@ -1460,9 +1450,6 @@ impl Aggregator<'_> {
             })?;
         }
         if let Some(live) = &self.live {
-            live.stats
-                .windows_closed
-                .fetch_add(closed.num_rows() as u64, Ordering::Relaxed);
             let _ = live.events.send(LiveEvent::Closed(closed.clone()));
             self.interval.closed.push(closed);
         }
@@ -1564,6 +1551,7 @@ impl Aggregator<'_> {
             });
         }
         let rows = tx.rows().clone();
+        let run = tx.run_id().to_string();
         crate::lake::crash_point("before-lake-commit");
         match tx.commit() {
             Ok(_) => tracing::debug!("commit: lake committed after {:?}", started.elapsed()),
@@ -1572,19 +1560,32 @@ impl Aggregator<'_> {
                 self.summary.conflicts += 1;
                 return self.resync(consumer).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // Logged, then failed while publishing: the run lands all the same (recovery
+                // rolls it forward and nothing reads it again), so it counts.
+                if self.lake.is_logged(&run) {
+                    self.landed(&rows, &decode);
+                }
+                return Err(e.into());
+            }
         }
-        self.summary.commits += 1;
-        for (table, n) in rows {
-            *self.summary.rows.entry(table).or_default() += n;
-        }
-        self.summary.decode.absorb(&decode);
-        if let Some(live) = &self.live {
-            live.stats.commits.fetch_add(1, Ordering::Relaxed);
-        }
+        self.landed(&rows, &decode);
         crate::lake::crash_point("before-group-commit");
         self.commit_group(consumer, &ranges);
         Ok(())
+    }
+
+    /// A run's rows (by table) and decode counts, landed in the lake: into the summary and the
+    /// live counters.
+    fn landed(&mut self, rows: &BTreeMap<Table, u64>, decode: &DecodeStats) {
+        self.summary.commits += 1;
+        for (table, n) in rows {
+            *self.summary.rows.entry(*table).or_default() += n;
+        }
+        self.summary.decode.absorb(decode);
+        if let Some(live) = &self.live {
+            live.stats.landed(rows);
+        }
     }
 
     /// Commit to the group where each partition's reading has got to, now that the lake holds
