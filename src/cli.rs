@@ -200,10 +200,14 @@ pub struct AggregatorArgs {
     /// reading is paused until that one catches up (a backfill of skewed partitions then keeps
     /// a bounded number of windows open); `off` never pauses.
     #[arg(long, env = "DARKPOOL_MAX_DRIFT", default_value = "6h")]
-    pub max_drift: Drift,
+    pub max_drift: SpanOrOff,
     /// How often trades and closed windows are committed to the lake (and offsets to Kafka).
     #[arg(long, env = "DARKPOOL_COMMIT_EVERY", default_value = "5s")]
     pub commit_every: Span,
+    /// How often a status line (trades landed and their rate, rejects, late trades, messages
+    /// behind, the watermark) goes to stderr; `off` for none.
+    #[arg(long, env = "DARKPOOL_STATUS_EVERY", default_value = "1m")]
+    pub status_every: SpanOrOff,
     /// After a transient failure (the lake's disk full, the brokers gone past
     /// message.timeout.ms) start again from the lake, waiting 1s, 2s, 4s... up to 1m between
     /// tries, for at most this long in a row; `forever`, or 0s to stop at the first
@@ -269,6 +273,12 @@ impl AggregatorArgs {
                 .max(1)
         });
         options.commit_every = self.commit_every()?;
+        options.status_every = match &self.status_every.0 {
+            Some(span) if span.duration.is_zero() => {
+                bail!("--status-every must be more than 0 (or `off`), e.g. 1m")
+            }
+            span => span.as_ref().map(|span| span.duration),
+        };
         for (flag, written) in [
             ("--output-topic", &options.output_topic),
             ("--dlq-topic", &options.dlq_topic),
@@ -334,15 +344,15 @@ impl std::fmt::Display for Span {
     }
 }
 
-/// `--max-drift`: a [`Span`], or `off`.
+/// `--max-drift`, `--status-every`: a [`Span`], or `off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Drift(pub Option<Span>);
+pub struct SpanOrOff(pub Option<Span>);
 
-impl std::str::FromStr for Drift {
+impl std::str::FromStr for SpanOrOff {
     type Err = String;
 
-    fn from_str(text: &str) -> Result<Drift, String> {
-        span_or(text, "off").map(Drift)
+    fn from_str(text: &str) -> Result<SpanOrOff, String> {
+        span_or(text, "off").map(SpanOrOff)
     }
 }
 

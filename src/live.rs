@@ -127,6 +127,9 @@ pub struct LiveStats {
     pub lost_offsets: AtomicU64,
     /// Times the pipeline started again after a transient failure.
     pub restarts: AtomicU64,
+    /// Kafka messages the brokers hold past what the pipeline has read, at its last commit
+    /// (`None`: not known yet, or not Kafka).
+    pub behind: std::sync::Mutex<Option<u64>>,
 }
 
 impl LiveStats {

@@ -1397,6 +1397,11 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
             vec!["--idle-timeout", "0s"],
             "--idle-timeout must be more than 0",
         ),
+        (
+            "serve",
+            vec!["--status-every", "0s", "--bind", "127.0.0.1:0"],
+            "--status-every must be more than 0 (or `off`)",
+        ),
         // Refused, not raised quietly to 100ms.
         (
             "ingest",
@@ -1464,6 +1469,10 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
         (
             vec!["ingest", "--idle-timeout", "30x", "t.ndjson"],
             "invalid value '30x' for '--idle-timeout <IDLE_TIMEOUT>': '30x' is not a duration",
+        ),
+        (
+            vec!["ingest", "--status-every", "often", "t.ndjson"],
+            "'often' is not a duration: use a number with a unit, like 500ms, 5s, 5m, 1h (or `off`)",
         ),
         (
             vec!["ingest", "--max-drift", "soon", "t.ndjson"],

@@ -1422,6 +1422,48 @@ fn wait_for_log_times(dir: &Path, log: &str, needle: &str, times: usize) -> Stri
     }
 }
 
+/// A running member says how it is doing every `--status-every`: trades landed, messages
+/// behind, the watermark; and again once more trades come.
+#[tokio::test]
+async fn a_running_member_says_how_it_is_doing_every_status_every() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("trades"), unique("g"));
+    produce(dir.path(), &brokers, &topic, 3000, 3);
+    let mut child = {
+        let mut c = member(dir.path(), &brokers, &topic, &group, "member.log");
+        c.args(["--status-every", "300ms"]);
+        c.spawn().unwrap()
+    };
+    // The simulator's 3,000 trades span about five minutes of market time from 09:30.
+    let caught_up = |landed: &str| {
+        let needle = format!("status: {landed} trades landed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = std::fs::read_to_string(dir.path().join("member.log")).unwrap();
+            let line = log.lines().rev().find(|l| l.starts_with(&needle));
+            if let Some(line) = line.filter(|l| {
+                l.contains("; 3 partition(s), 0 message(s) behind; watermark 2024-01-01T09:")
+            }) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no '{needle}' with nothing behind:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let line = caught_up("3,000");
+    assert!(line.contains(", 0 rejected, "), "{line}");
+    produce_with(dir.path(), &brokers, &topic, 2000, &[], 8);
+    let line = caught_up("5,000");
+    assert!(line.contains("/s), 0 rejected, "), "{line}");
+    let log = stop_member(&mut child, dir.path(), "member.log");
+    let lines = log.lines().filter(|l| l.starts_with("status: ")).count();
+    assert!(lines >= 2, "{log}");
+}
+
 /// SIGTERM to a member, which must then stop within a minute and succeed; its log.
 fn stop_member(child: &mut Child, dir: &Path, log: &str) -> String {
     signal(child, "TERM");
@@ -2314,10 +2356,16 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
     producer.flush(Duration::from_secs(30)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut metrics = http_get(&address, "/metrics");
-    while Instant::now() < deadline && metric(&metrics, "darkpool_live_late_trades_total") < 1.0 {
+    // Landed, and nothing left behind at a commit since (its consumer lag).
+    let settled = |m: &str| {
+        metric(m, "darkpool_live_late_trades_total") >= 1.0
+            && m.contains("\ndarkpool_live_messages_behind 0\n")
+    };
+    while Instant::now() < deadline && !settled(&metrics) {
         std::thread::sleep(Duration::from_millis(300));
         metrics = http_get(&address, "/metrics");
     }
+    assert!(settled(&metrics), "{metrics}");
     common::interrupt(&mut child);
     assert_exactly_once(dir.path(), &topic, 3001);
     // The pipeline's metrics: its trades, nothing paused (the partitions of one simulated

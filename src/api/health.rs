@@ -209,6 +209,14 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
              # TYPE darkpool_live_paused_partitions gauge\ndarkpool_live_paused_partitions {}",
             l.paused_partitions.load(Ordering::Relaxed)
         );
+        let behind = l.behind.lock().ok().and_then(|b| *b);
+        if let Some(behind) = behind {
+            let _ = writeln!(
+                out,
+                "# HELP darkpool_live_messages_behind Kafka messages the brokers hold past what the in-process pipeline has read (its consumer lag), at its last commit.\n\
+                 # TYPE darkpool_live_messages_behind gauge\ndarkpool_live_messages_behind {behind}"
+            );
+        }
         let watermark = l.watermark_micros.load(Ordering::Relaxed);
         if watermark != 0 {
             let _ = writeln!(

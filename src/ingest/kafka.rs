@@ -91,6 +91,9 @@ pub struct KafkaIngestOptions {
     pub max_drift: Option<i64>,
     /// How often a run is committed to the lake (and offsets to the group).
     pub commit_every: Duration,
+    /// How often a line says how the aggregator is doing, on stderr ([`Status`]; `None`:
+    /// never).
+    pub status_every: Option<Duration>,
     /// Lake, registry, windows, batch size and writer settings (its inputs are unused).
     pub ingest: IngestOptions,
 }
@@ -108,6 +111,7 @@ impl KafkaIngestOptions {
             idle_timeout: Duration::from_secs(30),
             max_drift: Some(DEFAULT_MAX_DRIFT),
             commit_every: Duration::from_secs(5),
+            status_every: None,
             ingest,
         }
     }
@@ -139,6 +143,62 @@ pub struct KafkaSummary {
     /// Times the aggregator started again after a transient failure, and the waits before.
     pub restarts: u64,
     pub waited: Duration,
+}
+
+/// How a running aggregator is doing: one line on stderr every `--status-every`, as Kafka
+/// Connect logs its offset commits, so a member that runs for days (or a long backfill) shows
+/// that it moves and how far behind it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Landed in the lake since the process started (the counts of the summary).
+    pub trades: u64,
+    pub rejected: u64,
+    pub late: u64,
+    /// Trades landed since the last status line, and over how long.
+    pub fresh: u64,
+    pub over: Duration,
+    pub partitions: usize,
+    /// Messages the brokers hold past what this member has read, over its partitions, as the
+    /// last fetch answers said (`None` until every partition has had one).
+    pub behind: Option<u64>,
+    /// The event time up to which windows are final.
+    pub watermark: Option<i64>,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::cli::grouped;
+        let seconds = self.over.as_secs_f64();
+        let rate = if seconds > 0.0 {
+            (self.fresh as f64 / seconds).round() as u64
+        } else {
+            0
+        };
+        write!(
+            f,
+            "status: {} trades landed (+{} in {:.0}s, {}/s), {} rejected, {} late; {} partition(s), ",
+            grouped(self.trades),
+            grouped(self.fresh),
+            seconds,
+            grouped(rate),
+            grouped(self.rejected),
+            grouped(self.late),
+            self.partitions,
+        )?;
+        match self.behind {
+            Some(n) => write!(f, "{} message(s) behind", grouped(n))?,
+            None => write!(f, "messages behind not known yet")?,
+        }
+        match self.watermark {
+            Some(micros) => {
+                let mut at = String::new();
+                crate::time::format_iso_micros(micros, &mut at);
+                // Whole seconds are enough to see it move.
+                write!(f, "; watermark {}Z", &at[..19])
+            }
+            None => write!(f, "; no watermark yet"),
+        }
+    }
 }
 
 /// For `serve --brokers`: where open windows and events go.
@@ -473,6 +533,8 @@ struct Aggregator<'a> {
     repositioned: Vec<Repositioned>,
     /// The topic's id, as the brokers give it.
     topic_id: Asked,
+    /// When the last status line was printed (or the run began), and the trades landed then.
+    last_status: (Instant, u64),
 }
 
 /// The window push started by a flush, on the runtime's threads. Dropped before it is awaited
@@ -612,6 +674,7 @@ pub async fn ingest_kafka(
     }
     let spill_folder = SpillFolder::of(&lake);
     let spill = spill_folder.fresh()?;
+    let summary_trades = summary.rows.get(&Table::Trades).copied().unwrap_or(0);
     let mut agg = Aggregator {
         options: &options,
         lake: lake.clone(),
@@ -641,6 +704,7 @@ pub async fn ingest_kafka(
         first_message: None,
         repositioned: Vec::new(),
         topic_id: Asked::Pending(topic_id),
+        last_status: (Instant::now(), summary_trades),
     };
     let batch_rows = options.ingest.batch_rows.max(1);
     // How many messages the next step may take: up to the next batch boundary (so a batch
@@ -797,10 +861,21 @@ pub async fn ingest_kafka(
         }
         if done || stopping || agg.interval.started.elapsed() >= options.commit_every {
             agg.commit(&consumer).await?;
+            if let Some(live) = &agg.live {
+                let behind = agg.behind(&consumer);
+                if let Ok(mut known) = live.stats.behind.lock() {
+                    *known = behind;
+                }
+            }
         }
         if done || stopping {
             tracing::debug!("stopping: end reached {done}, stop asked {stopping}");
             break;
+        }
+        if let Some(every) = options.status_every {
+            if agg.last_status.0.elapsed() >= every {
+                eprintln!("{}", agg.status(&consumer));
+            }
         }
     }
     let windows = agg.windows().await?.stats();
@@ -943,7 +1018,9 @@ impl Aggregator<'_> {
                 .into());
             }
             let cached = mid_run
-                .then(|| fetch::cached_log_start(consumer.client().native_ptr(), topic, partition))
+                .then(|| {
+                    fetch::cached_log_bounds(consumer.client().native_ptr(), topic, partition).0
+                })
                 .flatten();
             let log_start = match cached {
                 Some(start) => Ok(start),
@@ -1575,6 +1652,34 @@ impl Aggregator<'_> {
         Ok(())
     }
 
+    /// How it is doing, since the last status line (which this one becomes).
+    fn status(&mut self, consumer: &StreamConsumer<Member>) -> Status {
+        let count = |table| self.summary.rows.get(&table).copied().unwrap_or(0);
+        let trades = count(Table::Trades);
+        let (at, before) = std::mem::replace(&mut self.last_status, (Instant::now(), trades));
+        Status {
+            trades,
+            rejected: count(Table::Rejects),
+            late: count(Table::Late),
+            fresh: trades.saturating_sub(before),
+            over: at.elapsed(),
+            partitions: self.parts.len(),
+            behind: self.behind(consumer),
+            watermark: self.watermark(),
+        }
+    }
+
+    /// Messages the brokers hold past what this member has read, over its partitions, from
+    /// librdkafka's last fetch answers (no request); `None` while one of them is not known.
+    fn behind(&self, consumer: &StreamConsumer<Member>) -> Option<u64> {
+        let rk = consumer.client().native_ptr();
+        self.parts.iter().try_fold(0u64, |sum, (partition, state)| {
+            let read_to = state.next.max(state.eof_next)?;
+            let (_, end) = fetch::cached_log_bounds(rk, &self.options.topic, *partition);
+            Some(sum + u64::try_from(end? - read_to).unwrap_or(0))
+        })
+    }
+
     /// A run's rows (by table) and decode counts, landed in the lake: into the summary and the
     /// live counters.
     fn landed(&mut self, rows: &BTreeMap<Table, u64>, decode: &DecodeStats) {
@@ -1786,6 +1891,31 @@ mod tests {
     use arrow::array::TimestampMicrosecondArray;
     use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn a_status_line_says_counts_rate_lag_and_watermark() {
+        let mut status = Status {
+            trades: 1_234_567,
+            rejected: 12,
+            late: 3,
+            fresh: 60_000,
+            over: Duration::from_millis(59_600),
+            partitions: 3,
+            behind: Some(45_000),
+            watermark: Some(1_704_101_415_250_000),
+        };
+        assert_eq!(
+            status.to_string(),
+            "status: 1,234,567 trades landed (+60,000 in 60s, 1,007/s), 12 rejected, 3 late; \
+             3 partition(s), 45,000 message(s) behind; watermark 2024-01-01T09:30:15Z"
+        );
+        (status.behind, status.watermark, status.over) = (None, None, Duration::ZERO);
+        assert_eq!(
+            status.to_string(),
+            "status: 1,234,567 trades landed (+60,000 in 0s, 0/s), 12 rejected, 3 late; \
+             3 partition(s), messages behind not known yet; no watermark yet"
+        );
+    }
 
     #[test]
     fn window_messages_are_json_objects_in_column_order_with_the_original_timestamp_form() {

@@ -255,20 +255,26 @@ impl<'a> Polled<'a> {
     }
 }
 
-/// The start of `partition` of `topic`'s log as librdkafka last heard it (each fetch answer
-/// carries it), without asking the broker; `None` when it has not heard it.
-pub(super) fn cached_log_start(
+/// The start and the end (the next offset) of `partition` of `topic`'s log as librdkafka last
+/// heard them (each fetch answer carries both), without asking the broker; each `None` while
+/// it has not heard it.
+pub(super) fn cached_log_bounds(
     rk: *mut rd::rd_kafka_t,
     topic: &str,
     partition: i32,
-) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
+) -> (Option<i64>, Option<i64>) {
+    let Ok(topic) = std::ffi::CString::new(topic) else {
+        return (None, None);
+    };
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: a live client handle, a C string and out-pointers to locals.
     let err = unsafe {
         rd::rd_kafka_get_watermark_offsets(rk, topic.as_ptr(), partition, &mut low, &mut high)
     };
-    (RDKafkaErrorCode::from(err) == RDKafkaErrorCode::NoError && low >= 0).then_some(low)
+    if RDKafkaErrorCode::from(err) != RDKafkaErrorCode::NoError {
+        return (None, None);
+    }
+    ((low >= 0).then_some(low), (high >= 0).then_some(high))
 }
 
 #[cfg(test)]
