@@ -791,45 +791,13 @@ async fn serve_with_brokers_on_a_full_disk_counts_each_landed_trade_once() {
         return;
     };
     let (dir, brokers, topic, group) = (&full.dir, &full.brokers, &full.topic, &full.group);
-    let (mut child, address) = common::start_serve(
-        dir.path(),
-        &[
-            "--brokers",
-            brokers,
-            "--topic",
-            topic,
-            "--group",
-            group,
-            "--output-topic",
-            "",
-            "--commit-every",
-            "300ms",
-            "-X",
-            "session.timeout.ms=2000",
-            "-X",
-            "heartbeat.interval.ms=500",
-        ],
-    );
-    let until = |what: &str, done: &dyn Fn(&str) -> bool| -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let metrics = http_get(&address, "/metrics");
-            if done(&metrics) {
-                return metrics;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} in a minute:\n{metrics}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    };
-    until("second restart", &|m| {
+    let (mut child, address) = serve_brokers(dir.path(), brokers, topic, group);
+    metrics_until(&address, "second restart", |m| {
         metric(m, "darkpool_live_restarts_total") >= 2.0
     });
     full.disk.grow("64m");
     wait_landed(dir.path(), topic, count);
-    let metrics = until("count of every trade", &|m| {
+    let metrics = metrics_until(&address, "count of every trade", |m| {
         metric(m, "darkpool_live_trades_total") >= count as f64
     });
     common::interrupt(&mut child);
@@ -2310,25 +2278,7 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("trades");
     produce(dir.path(), &brokers, &topic, 3000, 2);
-    let (mut child, address) = common::start_serve(
-        dir.path(),
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--group",
-            &unique("g"),
-            "--output-topic",
-            "",
-            "--commit-every",
-            "300ms",
-            "-X",
-            "session.timeout.ms=2000",
-            "-X",
-            "heartbeat.interval.ms=500",
-        ],
-    );
+    let (mut child, address) = serve_brokers(dir.path(), &brokers, &topic, &unique("g"));
     // Open windows show within seconds; their trades add up to what was produced.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut total = 0;
@@ -2354,18 +2304,11 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
     let late = trade_json("2024-01-01T09:00:00", "S", 10);
     send_waiting(&producer, BaseRecord::to(&topic).key("S").payload(&late));
     producer.flush(Duration::from_secs(30)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut metrics = http_get(&address, "/metrics");
     // Landed, and nothing left behind at a commit since (its consumer lag).
-    let settled = |m: &str| {
+    let metrics = metrics_until(&address, "late trade landed with nothing behind", |m| {
         metric(m, "darkpool_live_late_trades_total") >= 1.0
             && m.contains("\ndarkpool_live_messages_behind 0\n")
-    };
-    while Instant::now() < deadline && !settled(&metrics) {
-        std::thread::sleep(Duration::from_millis(300));
-        metrics = http_get(&address, "/metrics");
-    }
-    assert!(settled(&metrics), "{metrics}");
+    });
     common::interrupt(&mut child);
     assert_exactly_once(dir.path(), &topic, 3001);
     // The pipeline's metrics: its trades, nothing paused (the partitions of one simulated
@@ -2390,6 +2333,46 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
         lo - 5.0 <= watermark && watermark <= hi - 5.0,
         "watermark {watermark} outside the trades' {lo}..{hi} less the 5 s lateness"
     );
+}
+
+/// `serve --brokers` as the aggregator of `topic` in `group`: quick commits and group joins,
+/// no output topic. The child and its address.
+fn serve_brokers(dir: &Path, brokers: &str, topic: &str, group: &str) -> (Child, String) {
+    common::start_serve(
+        dir,
+        &[
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--output-topic",
+            "",
+            "--commit-every",
+            "300ms",
+            "-X",
+            "session.timeout.ms=2000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ],
+    )
+}
+
+/// `/metrics` once `done` says so (failing after a minute without).
+fn metrics_until(address: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = http_get(address, "/metrics");
+        if done(&metrics) {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} in a minute:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// A sample's value in Prometheus text.
