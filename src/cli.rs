@@ -12,7 +12,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::{Engine, EngineError, EngineOptions, Scope};
-use crate::ingest::kafka::{ingest_kafka, KafkaIngestOptions, KafkaSummary, LiveHooks, StartFrom};
+use crate::ingest::kafka::{
+    ingest_kafka, KafkaIngestOptions, KafkaSummary, LiveHooks, LiveViews, StartFrom,
+};
 use crate::ingest::restart::with_restarts;
 use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
 use crate::lake::{Table, WriterOptions};
@@ -471,6 +473,11 @@ pub struct IngestArgs {
     /// Never draw a progress bar.
     #[arg(long, env = "DARKPOOL_NO_PROGRESS")]
     pub no_progress: bool,
+    /// With --brokers: serve the member's /metrics (Prometheus: trades landed, rejects, late
+    /// trades, commits, restarts, consumer lag, watermark) and /healthz on this address, e.g.
+    /// 0.0.0.0:9464.
+    #[arg(long, env = "DARKPOOL_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -910,6 +917,19 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         let options = args
             .aggregator
             .options(kafka.clone(), &args.kafka.topic, options)?;
+        // Listening (or refused) before any broker is asked.
+        let stats = Arc::new(crate::live::LiveStats::default());
+        let state = Arc::new(tokio::sync::watch::Sender::new(PipelineState::Running));
+        let hooks = match &args.metrics_bind {
+            Some(bind) => {
+                serve_member_metrics(bind, stats.clone(), state.subscribe()).await?;
+                LiveHooks {
+                    stats: Some(stats.clone()),
+                    views: None,
+                }
+            }
+            None => LiveHooks::default(),
+        };
         let topics = args.aggregator.output_topics();
         if !topics.is_empty() {
             let check = kafka.clone();
@@ -932,19 +952,35 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         // Counts on over the runs started again after a transient failure.
         let counted = Arc::new(tokio::sync::Mutex::new(KafkaSummary::default()));
         let mut waited = Duration::ZERO;
-        let restarts = with_restarts(
+        let outcome = with_restarts(
             args.aggregator.retry_for(),
             &stop_rx,
             || {
-                let (options, stop, counted) = (options.clone(), stop_rx.clone(), counted.clone());
-                async move { ingest_kafka(options, None, stop, &mut *counted.lock().await).await }
+                state.send_replace(PipelineState::Running);
+                let (options, hooks, stop, counted) = (
+                    options.clone(),
+                    hooks.clone(),
+                    stop_rx.clone(),
+                    counted.clone(),
+                );
+                async move { ingest_kafka(options, hooks, stop, &mut *counted.lock().await).await }
             },
             |error, wait| {
                 waited += wait;
                 tracing::warn!("{}", restarting(error, wait));
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
+                state.send_replace(PipelineState::Restarting {
+                    error: error.to_string(),
+                    wait,
+                });
             },
         )
-        .await?;
+        .await;
+        state.send_replace(match &outcome {
+            Ok(_) => PipelineState::Finished,
+            Err(e) => PipelineState::Failed(e.to_string()),
+        });
+        let restarts = outcome?;
         let mut summary = counted.lock().await.clone();
         if restarts > 0 {
             summary.restarts = restarts;
@@ -957,8 +993,32 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if args.metrics_bind.is_some() {
+        bail!("--metrics-bind applies to --brokers (a member that keeps running); a file ingest ends with its summary");
+    }
     let summary = ingest_files(options).await?;
     eprint!("{}", format_summary(&summary, &args.lake.lake));
+    Ok(())
+}
+
+/// `ingest --metrics-bind`: the member's `/metrics` and `/healthz`, served on the runtime for
+/// as long as the process runs.
+async fn serve_member_metrics(
+    bind: &str,
+    stats: Arc<crate::live::LiveStats>,
+    state: tokio::sync::watch::Receiver<PipelineState>,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind.trim())
+        .await
+        .with_context(|| format!("cannot listen on {bind} (--metrics-bind)"))?;
+    let local = listener.local_addr()?;
+    eprintln!("metrics on http://{local}/metrics, health on http://{local}/healthz");
+    let app = crate::api::health::pipeline_router(stats, state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!("the metrics server on {local} stopped: {e}");
+        }
+    });
     Ok(())
 }
 
@@ -1534,36 +1594,40 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         live_options.rate = args.rate;
         live_options.seed = args.seed;
         live_options.commit_every = commit_every;
-        let hooks = LiveHooks {
+        let views = LiveViews {
             engine: engine.clone(),
             events: events.clone(),
-            stats: stats.clone(),
         };
         let state = Arc::new(tokio::sync::watch::Sender::new(PipelineState::Running));
         let ended = state.clone();
         let kafka_options = aggregator.clone();
         let retry_for = args.aggregator.retry_for();
+        let pipeline_stats = stats.clone();
         let task = tokio::spawn(async move {
             // Each run, the first and any started again after a transient failure. (A closure
             // returning a future that owns what it uses: one borrowing the task's state could
             // not be proven Send for the spawn.)
             let run = || {
                 ended.send_replace(PipelineState::Running);
-                let (options, hooks, live_options) =
-                    (kafka_options.clone(), hooks.clone(), live_options.clone());
+                let (options, views, stats, live_options) = (
+                    kafka_options.clone(),
+                    views.clone(),
+                    pipeline_stats.clone(),
+                    live_options.clone(),
+                );
                 let stop = stop_rx.clone();
                 async move {
                     match options {
                         Some(options) => {
                             let mut summary = KafkaSummary::default();
-                            ingest_kafka(options, Some(hooks), stop, &mut summary).await
+                            let hooks = LiveHooks {
+                                stats: Some(stats),
+                                views: Some(views),
+                            };
+                            ingest_kafka(options, hooks, stop, &mut summary).await
                         }
                         None => {
-                            let LiveHooks {
-                                engine,
-                                events,
-                                stats,
-                            } = hooks;
+                            let LiveViews { engine, events } = views;
                             crate::live::run(live_options, engine, events, stats, stop).await
                         }
                     }
@@ -1571,7 +1635,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             };
             let outcome = with_restarts(retry_for, &stop_rx, run, |error, wait| {
                 tracing::warn!("the in-process pipeline: {}", restarting(error, wait));
-                hooks.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                pipeline_stats.restarts.fetch_add(1, Ordering::Relaxed);
                 ended.send_replace(PipelineState::Restarting {
                     error: error.to_string(),
                     wait,

@@ -1355,6 +1355,25 @@ fn kafka_settings_darkpool_makes_itself_are_refused_unless_unchanged() {
     }
 }
 
+/// `--metrics-bind` serves a running member's metrics: a file ingest, which ends with its
+/// summary, refuses it before it reads or writes anything.
+#[test]
+fn a_file_ingest_refuses_metrics_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.ndjson"), "{}\n").unwrap();
+    let out = run(
+        &["ingest", "--metrics-bind", "127.0.0.1:0", "t.ndjson"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--metrics-bind applies to --brokers"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("lake").exists());
+}
+
 #[test]
 fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked() {
     let dir = tempfile::tempdir().unwrap();
@@ -1396,6 +1415,11 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
             "ingest",
             vec!["--idle-timeout", "0s"],
             "--idle-timeout must be more than 0",
+        ),
+        (
+            "ingest",
+            vec!["--metrics-bind", "127.0.0.1:99999"],
+            "cannot listen on 127.0.0.1:99999 (--metrics-bind)",
         ),
         (
             "serve",

@@ -754,9 +754,10 @@ async fn a_running_member_whose_lake_fills_up_waits_for_room_and_then_lands_ever
     // A long-running member (no --until-end): a full disk is waited out, not the end of it.
     let mut child = {
         let mut c = member(dir.path(), brokers, topic, group, "member.log");
-        c.args(["--batch-rows", "2000"]);
+        c.args(["--batch-rows", "2000", "--metrics-bind", "127.0.0.1:0"]);
         c.spawn().unwrap()
     };
+    let address = metrics_address(dir.path(), "member.log");
     // Failed twice in a row: it started again from the lake once, and failed again.
     let log = wait_for_log_times(dir.path(), "member.log", "starting again from the lake", 2);
     assert!(log.contains("No space left on device"), "{log}");
@@ -771,6 +772,16 @@ async fn a_running_member_whose_lake_fills_up_waits_for_room_and_then_lands_ever
     assert!(half_written.is_empty(), "{half_written:?}\n{log}");
     full.disk.grow("64m");
     wait_landed(dir.path(), topic, count);
+    // Its counters count each trade once, though the failed runs read some again.
+    let metrics = metrics_until(&address, "count of every trade", |m| {
+        metric(m, "darkpool_live_trades_total") >= count as f64
+    });
+    assert_eq!(
+        metric(&metrics, "darkpool_live_trades_total"),
+        count as f64,
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "darkpool_live_restarts_total") >= 2.0);
     let log = stop_member(&mut child, dir.path(), "member.log");
     assert!(
         log.contains("restarts "),
@@ -1430,6 +1441,44 @@ async fn a_running_member_says_how_it_is_doing_every_status_every() {
     let log = stop_member(&mut child, dir.path(), "member.log");
     let lines = log.lines().filter(|l| l.starts_with("status: ")).count();
     assert!(lines >= 2, "{log}");
+}
+
+/// `--metrics-bind`: a member serves its counters (what landed, its consumer lag) and its
+/// health, as `serve --brokers` does.
+#[tokio::test]
+async fn a_member_serves_its_metrics_and_health_with_metrics_bind() {
+    let Some(brokers) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("trades"), unique("g"));
+    produce(dir.path(), &brokers, &topic, 3000, 3);
+    let mut child = {
+        let mut c = member(dir.path(), &brokers, &topic, &group, "member.log");
+        c.args(["--metrics-bind", "127.0.0.1:0"]);
+        c.spawn().unwrap()
+    };
+    let address = metrics_address(dir.path(), "member.log");
+    wait_landed(dir.path(), &topic, 3000);
+    let metrics = metrics_until(&address, "every trade with nothing behind", |m| {
+        metric(m, "darkpool_live_trades_total") >= 3000.0
+            && m.contains("\ndarkpool_live_messages_behind 0\n")
+    });
+    assert_eq!(metric(&metrics, "darkpool_live_trades_total"), 3000.0);
+    assert_eq!(metric(&metrics, "darkpool_live_running"), 1.0);
+    assert!(metric(&metrics, "darkpool_live_commits_total") >= 1.0);
+    assert_eq!(metric(&metrics, "darkpool_live_restarts_total"), 0.0);
+    let health = http_get(&address, "/healthz");
+    assert_eq!(health, r#"{"status":"ok","pipeline":"running"}"#);
+    stop_member(&mut child, dir.path(), "member.log");
+}
+
+/// Where a member started with `--metrics-bind` serves its metrics, from its log.
+fn metrics_address(dir: &Path, log: &str) -> String {
+    let text = wait_for_log(dir, log, "/healthz\n");
+    text.split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in:\n{text}"))
+        .to_string()
 }
 
 /// SIGTERM to a member, which must then stop within a minute and succeed; its log.

@@ -201,12 +201,19 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// What a run reports to, besides its summary: counters for `/metrics` (`serve --brokers`,
+/// `ingest --metrics-bind`), and the live views of `serve --brokers`.
+#[derive(Clone, Default)]
+pub struct LiveHooks {
+    pub stats: Option<Arc<LiveStats>>,
+    pub views: Option<LiveViews>,
+}
+
 /// For `serve --brokers`: where open windows and events go.
 #[derive(Clone)]
-pub struct LiveHooks {
+pub struct LiveViews {
     pub engine: Arc<Engine>,
     pub events: broadcast::Sender<LiveEvent>,
-    pub stats: Arc<LiveStats>,
 }
 
 /// Watermark alignment's default span: six hours of event time (the shortest that cost the
@@ -525,7 +532,9 @@ struct Aggregator<'a> {
     summary: &'a mut KafkaSummary,
     /// Open windows were closed because every partition went idle (until data comes again).
     idle_closed: bool,
-    live: Option<LiveHooks>,
+    /// The counters for `/metrics`, and the live views (`serve --brokers`).
+    stats: Option<Arc<LiveStats>>,
+    views: Option<LiveViews>,
     /// When the first message was read.
     first_message: Option<Instant>,
     /// Partitions read at another offset than the one expected: the first message since their
@@ -583,7 +592,7 @@ struct Repositioned {
 /// transient failure counts on from there: see `restart`).
 pub async fn ingest_kafka(
     options: KafkaIngestOptions,
-    live: Option<LiveHooks>,
+    hooks: LiveHooks,
     mut stop: watch::Receiver<bool>,
     summary: &mut KafkaSummary,
 ) -> Result<(), IngestError> {
@@ -700,7 +709,8 @@ pub async fn ingest_kafka(
         publisher,
         summary,
         idle_closed: false,
-        live,
+        stats: hooks.stats,
+        views: hooks.views,
         first_message: None,
         repositioned: Vec::new(),
         topic_id: Asked::Pending(topic_id),
@@ -861,9 +871,9 @@ pub async fn ingest_kafka(
         }
         if done || stopping || agg.interval.started.elapsed() >= options.commit_every {
             agg.commit(&consumer).await?;
-            if let Some(live) = &agg.live {
+            if let Some(stats) = &agg.stats {
                 let behind = agg.behind(&consumer);
-                if let Ok(mut known) = live.stats.behind.lock() {
+                if let Ok(mut known) = stats.behind.lock() {
                     *known = behind;
                 }
             }
@@ -1032,8 +1042,8 @@ impl Aggregator<'_> {
                 Ok(log_start) if log_start > expected => {
                     let lost = log_start - expected;
                     self.summary.lost_to_retention += lost as u64;
-                    if let Some(live) = &self.live {
-                        live.stats
+                    if let Some(stats) = &self.stats {
+                        stats
                             .lost_offsets
                             .fetch_add(lost as u64, Ordering::Relaxed);
                     }
@@ -1168,8 +1178,8 @@ impl Aggregator<'_> {
         drop(paused);
         if pause {
             self.summary.alignment_pauses += partitions.len() as u64;
-            if let Some(live) = &self.live {
-                live.stats
+            if let Some(stats) = &self.stats {
+                stats
                     .alignment_pauses
                     .fetch_add(partitions.len() as u64, Ordering::Relaxed);
             }
@@ -1218,14 +1228,14 @@ impl Aggregator<'_> {
 
     /// The number of partitions paused now, for `/metrics`.
     fn publish_paused(&self, consumer: &StreamConsumer<Member>) {
-        if let Some(live) = &self.live {
+        if let Some(stats) = &self.stats {
             let paused = consumer
                 .context()
                 .paused
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .len();
-            live.stats
+            stats
                 .paused_partitions
                 .store(paused as u64, Ordering::Relaxed);
         }
@@ -1436,10 +1446,10 @@ impl Aggregator<'_> {
             self.write(Table::Trades, batch).await?;
         }
         self.write(Table::Rejects, &rejects).await?;
-        if let Some(live) = &self.live {
+        if let Some(stats) = &self.stats {
             if let Some(watermark) = watermark {
                 // The window operator's watermark never goes back; neither does this.
-                live.stats
+                stats
                     .watermark_micros
                     .fetch_max(watermark, Ordering::Relaxed);
             }
@@ -1464,7 +1474,7 @@ impl Aggregator<'_> {
             }
             self.idle_closed = true;
         }
-        if self.live.is_some() {
+        if self.views.is_some() {
             self.windows().await?;
             self.publish_live()?;
         }
@@ -1526,8 +1536,8 @@ impl Aggregator<'_> {
                 publisher.send(topic, Some(key), Some(json), None)
             })?;
         }
-        if let Some(live) = &self.live {
-            let _ = live.events.send(LiveEvent::Closed(closed.clone()));
+        if let Some(views) = &self.views {
+            let _ = views.events.send(LiveEvent::Closed(closed.clone()));
             self.interval.closed.push(closed);
         }
         Ok(())
@@ -1535,7 +1545,7 @@ impl Aggregator<'_> {
 
     /// Live views: the windows closed in this run (not yet committed) and the open ones.
     fn publish_live(&mut self) -> Result<(), IngestError> {
-        let Some(live) = &self.live else {
+        let Some(views) = &self.views else {
             return Ok(());
         };
         let mut rows = self.interval.closed.clone();
@@ -1543,10 +1553,10 @@ impl Aggregator<'_> {
             return Ok(()); // a push is in flight: the next flush publishes
         };
         if let Some(open) = windows.open_windows()? {
-            let _ = live.events.send(LiveEvent::Open(open.clone()));
+            let _ = views.events.send(LiveEvent::Open(open.clone()));
             rows.push(open);
         }
-        let engine = live.engine.clone();
+        let engine = views.engine.clone();
         tokio::spawn(async move { engine.set_live_windows(rows).await });
         Ok(())
     }
@@ -1688,8 +1698,8 @@ impl Aggregator<'_> {
             *self.summary.rows.entry(*table).or_default() += n;
         }
         self.summary.decode.absorb(decode);
-        if let Some(live) = &self.live {
-            live.stats.landed(rows);
+        if let Some(stats) = &self.stats {
+            stats.landed(rows);
         }
     }
 
