@@ -275,12 +275,7 @@ impl AggregatorArgs {
                 .max(1)
         });
         options.commit_every = self.commit_every()?;
-        options.status_every = match &self.status_every.0 {
-            Some(span) if span.duration.is_zero() => {
-                bail!("--status-every must be more than 0 (or `off`), e.g. 1m")
-            }
-            span => span.as_ref().map(|span| span.duration),
-        };
+        options.status_every = self.status_every.every()?;
         for (flag, written) in [
             ("--output-topic", &options.output_topic),
             ("--dlq-topic", &options.dlq_topic),
@@ -370,6 +365,53 @@ impl std::str::FromStr for RetryFor {
     }
 }
 
+impl SpanOrOff {
+    /// `--status-every`: how often, if at all (more than 0).
+    fn every(&self) -> Result<Option<Duration>> {
+        match &self.0 {
+            Some(span) if span.duration.is_zero() => {
+                bail!("--status-every must be more than 0 (or `off`), e.g. 1m")
+            }
+            span => Ok(span.as_ref().map(|span| span.duration)),
+        }
+    }
+}
+
+/// `simulate --brokers`' status line, every `--status-every`.
+struct PublishStatus {
+    every: Option<Duration>,
+    last: std::time::Instant,
+    sent_then: u64,
+}
+
+impl PublishStatus {
+    fn new(every: Option<Duration>) -> PublishStatus {
+        PublishStatus {
+            every,
+            last: std::time::Instant::now(),
+            sent_then: 0,
+        }
+    }
+
+    /// The line, when one is due.
+    fn due(&mut self, sent: u64, acknowledged: u64) -> Option<String> {
+        let over = self.last.elapsed();
+        if over < self.every? {
+            return None;
+        }
+        let fresh = sent.saturating_sub(self.sent_then);
+        (self.last, self.sent_then) = (std::time::Instant::now(), sent);
+        Some(format!(
+            "status: {} trade(s) published (+{} in {:.0}s, {}/s), {} acknowledged",
+            grouped(sent),
+            grouped(fresh),
+            over.as_secs_f64(),
+            grouped((fresh as f64 / over.as_secs_f64()).round() as u64),
+            grouped(acknowledged)
+        ))
+    }
+}
+
 /// A [`Span`], or `word` for none.
 fn span_or(text: &str, word: &str) -> Result<Option<Span>, String> {
     if text.trim() == word {
@@ -415,6 +457,10 @@ pub struct SimulateArgs {
     /// (the original producer's replay).
     #[arg(long, env = "DARKPOOL_INPUT", requires = "brokers")]
     pub input: Option<PathBuf>,
+    /// With --brokers: how often a status line (trades published and acknowledged, the rate)
+    /// goes to stderr; `off` for none.
+    #[arg(long, env = "DARKPOOL_STATUS_EVERY", default_value = "1m")]
+    pub status_every: SpanOrOff,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -786,6 +832,7 @@ fn produce(
     registry: &Registry,
     rate: f64,
 ) -> Result<()> {
+    let mut status = PublishStatus::new(args.status_every.every()?);
     // A file that cannot be read fails before the broker is asked or the topic created.
     if let Some(path) = &args.input {
         std::fs::File::open(path).map_err(|source| crate::source::SourceError::Io {
@@ -829,6 +876,9 @@ fn produce(
                     )));
                 }
                 publisher.send(topic, key.as_deref().map(str::as_bytes), Some(&value), None)?;
+                if let Some(line) = status.due(publisher.sent(), publisher.delivered()) {
+                    eprintln!("{line}");
+                }
                 if let Some(wait) = pacer.sent_one() {
                     std::thread::sleep(wait);
                 }
@@ -846,21 +896,27 @@ fn produce(
                     return Err(interrupted());
                 }
                 match step {
-                    simulator::Step::Trade { symbol, line } => publisher
-                        .send(
-                            topic,
-                            Some(symbol.as_bytes()),
-                            Some(line.trim_end().as_bytes()),
-                            None,
-                        )
-                        .map_err(|e| match e {
-                            kafka::KafkaError::Stopped => interrupted(),
-                            e => {
-                                let text = e.to_string();
-                                failure = Some(e.into());
-                                std::io::Error::other(text)
-                            }
-                        }),
+                    simulator::Step::Trade { symbol, line } => {
+                        publisher
+                            .send(
+                                topic,
+                                Some(symbol.as_bytes()),
+                                Some(line.trim_end().as_bytes()),
+                                None,
+                            )
+                            .map_err(|e| match e {
+                                kafka::KafkaError::Stopped => interrupted(),
+                                e => {
+                                    let text = e.to_string();
+                                    failure = Some(e.into());
+                                    std::io::Error::other(text)
+                                }
+                            })?;
+                        if let Some(line) = status.due(publisher.sent(), publisher.delivered()) {
+                            eprintln!("{line}");
+                        }
+                        Ok(())
+                    }
                     simulator::Step::Pause => Ok(()),
                 }
             },
@@ -1740,6 +1796,9 @@ pub fn refuse_ignored_flags(matches: &clap::ArgMatches) -> Result<()> {
         if set(mode) && given(id) {
             bail!("{flag} does not apply here: {why}");
         }
+    }
+    if given("status_every") && !set("brokers") {
+        bail!("--status-every applies to --brokers (trades published to Kafka)");
     }
     Ok(())
 }

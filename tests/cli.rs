@@ -1355,23 +1355,36 @@ fn kafka_settings_darkpool_makes_itself_are_refused_unless_unchanged() {
     }
 }
 
-/// `--metrics-bind` serves a running member's metrics: a file ingest, which ends with its
-/// summary, refuses it before it reads or writes anything.
+/// `--metrics-bind` (a running member's metrics) and `--status-every` (a producer's status
+/// line) are for Kafka: without --brokers they are refused before anything is read or written.
 #[test]
-fn a_file_ingest_refuses_metrics_bind() {
+fn kafka_only_flags_are_refused_without_brokers() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("t.ndjson"), "{}\n").unwrap();
-    let out = run(
-        &["ingest", "--metrics-bind", "127.0.0.1:0", "t.ndjson"],
-        dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("--metrics-bind applies to --brokers"),
-        "{}",
-        stderr(&out)
-    );
+    for (args, says) in [
+        (
+            vec!["ingest", "--metrics-bind", "127.0.0.1:0", "t.ndjson"],
+            "--metrics-bind applies to --brokers",
+        ),
+        (
+            vec![
+                "simulate",
+                "--count",
+                "5",
+                "-o",
+                "s.ndjson",
+                "--status-every",
+                "5s",
+            ],
+            "--status-every applies to --brokers",
+        ),
+    ] {
+        let out = run(&args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
     assert!(!dir.path().join("lake").exists());
+    assert!(!dir.path().join("s.ndjson").exists());
 }
 
 #[test]
@@ -1441,6 +1454,11 @@ fn kafka_flags_that_would_loop_or_name_nothing_fail_before_any_broker_is_asked()
             "simulate",
             vec!["--connect-timeout", "0s"],
             "--connect-timeout must be more than 0",
+        ),
+        (
+            "simulate",
+            vec!["--status-every", "0s"],
+            "--status-every must be more than 0 (or `off`)",
         ),
         (
             "ingest",

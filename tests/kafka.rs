@@ -454,13 +454,34 @@ fn simulate_replays_a_file_onto_the_topic_as_far_and_as_fast_as_asked() {
     let output = run({
         let mut c = darkpool(dir.path());
         c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
-            .args(["--input", "trades.ndjson", "--count", "20", "--rate", "10"]);
+            .args(["--input", "trades.ndjson", "--count", "20", "--rate", "10"])
+            .args(["--status-every", "500ms"]);
         c
     });
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("(20 acknowledged)"), "{stderr}");
     // 20 messages at 10 a second take two seconds (unpaced, about half of one).
     assert!(started.elapsed() >= Duration::from_millis(1900), "{stderr}");
+    // Meanwhile a status line every half second, at about the rate asked.
+    let status: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("status: "))
+        .collect();
+    assert!(status.len() >= 2, "{stderr}");
+    assert!(
+        status
+            .iter()
+            .all(|l| l.contains(" trade(s) published (+") && l.ends_with(" acknowledged")),
+        "{stderr}"
+    );
+    let rates: Vec<u64> = status
+        .iter()
+        .filter_map(|l| l.split("s, ").nth(1)?.split("/s)").next()?.parse().ok())
+        .collect();
+    assert!(
+        rates.iter().any(|r| (8..=12).contains(r)),
+        "{rates:?}\n{stderr}"
+    );
     let mut read: Vec<(Option<String>, Vec<u8>)> = read_topic(&brokers, &topic, 20)
         .into_iter()
         .map(|(key, value, _)| (key, value))
