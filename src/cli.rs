@@ -877,7 +877,7 @@ fn produce(
                 }
                 publisher.send(topic, key.as_deref().map(str::as_bytes), Some(&value), None)?;
                 if let Some(line) = status.due(publisher.sent(), publisher.delivered()) {
-                    eprintln!("{line}");
+                    crate::say!("{line}");
                 }
                 if let Some(wait) = pacer.sent_one() {
                     std::thread::sleep(wait);
@@ -913,7 +913,7 @@ fn produce(
                                 }
                             })?;
                         if let Some(line) = status.due(publisher.sent(), publisher.delivered()) {
-                            eprintln!("{line}");
+                            crate::say!("{line}");
                         }
                         Ok(())
                     }
@@ -925,7 +925,7 @@ fn produce(
     };
     // Whatever happened, wait for the acknowledgements of what was queued.
     let flushed = publisher.flush(topic);
-    eprintln!(
+    crate::say!(
         "published {} trade(s) to {topic} at {} ({} acknowledged) in {:.2} s",
         grouped(publisher.sent()),
         kafka.brokers,
@@ -997,7 +997,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
-        eprintln!(
+        crate::say!(
             "consuming {} at {} as group {} into {} (Ctrl-C stops)",
             options.topic,
             options.kafka.brokers,
@@ -1043,7 +1043,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
             summary.waited = waited;
             summary.elapsed = started.elapsed();
         }
-        eprint!(
+        crate::say_part!(
             "{}",
             format_kafka_summary(&summary, &options, &args.lake.lake)
         );
@@ -1053,7 +1053,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         bail!("--metrics-bind applies to --brokers (a member that keeps running); a file ingest ends with its summary");
     }
     let summary = ingest_files(options).await?;
-    eprint!("{}", format_summary(&summary, &args.lake.lake));
+    crate::say_part!("{}", format_summary(&summary, &args.lake.lake));
     Ok(())
 }
 
@@ -1068,7 +1068,7 @@ async fn serve_member_metrics(
         .await
         .with_context(|| format!("cannot listen on {bind} (--metrics-bind)"))?;
     let local = listener.local_addr()?;
-    eprintln!("metrics on http://{local}/metrics, health on http://{local}/healthz");
+    crate::say!("metrics on http://{local}/metrics, health on http://{local}/healthz");
     let app = crate::api::health::pipeline_router(stats, state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -1393,7 +1393,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         None => write(&mut std::io::BufWriter::new(std::io::stdout().lock()))?,
     }
     if result.truncated {
-        eprintln!("warning: the result was cut at --row-limit {} rows; add LIMIT/WHERE or raise --row-limit", grouped(total as u64));
+        crate::say!("warning: the result was cut at --row-limit {} rows; add LIMIT/WHERE or raise --row-limit", grouped(total as u64));
     }
     if args.format == OutputFormat::Table || args.output.is_some() {
         let more = if shown_rows < total {
@@ -1404,7 +1404,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         } else {
             String::new()
         };
-        eprintln!(
+        crate::say!(
             "{} row(s){more}. Query took {:.3} seconds.",
             grouped(total as u64),
             result.elapsed.as_secs_f64()
@@ -1459,7 +1459,7 @@ fn write_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -
 /// Topics that existed with another number of partitions than `--partitions`: left as they are.
 fn note_partitions(differing: &[(String, usize)]) {
     for (topic, have) in differing {
-        eprintln!(
+        crate::say!(
             "note: topic {topic} already exists with {have} partition(s); --partitions applies only to topics darkpool creates (kafka-topics.sh --alter adds partitions)"
         );
     }
@@ -1473,9 +1473,9 @@ fn note_empty_lake(engine: &Engine, lake_dir: &Path) {
     }
     let shown = lake_dir.display();
     if lake_dir.is_dir() {
-        eprintln!("note: the lake {shown} holds no data yet; ingest some first (darkpool ingest --lake {shown} FILE)");
+        crate::say!("note: the lake {shown} holds no data yet; ingest some first (darkpool ingest --lake {shown} FILE)");
     } else {
-        eprintln!("note: no lake at {shown}; results are empty (create one with darkpool ingest --lake {shown} FILE)");
+        crate::say!("note: no lake at {shown}; results are empty (create one with darkpool ingest --lake {shown} FILE)");
     }
 }
 
@@ -1506,7 +1506,7 @@ pub async fn export(args: ExportArgs) -> Result<()> {
         }
         (None, None) => bail!("give --table NAME or --input FILE"),
     };
-    eprintln!(
+    crate::say!(
         "exported {} rows to {} ({} file(s))",
         grouped(summary.rows),
         args.out.display(),
@@ -1575,10 +1575,10 @@ pub async fn report(args: ReportArgs) -> Result<()> {
     let drawn = summary.plots.iter().filter(|p| p.file.is_ok()).count();
     for p in summary.plots.iter() {
         if let Err(why) = &p.file {
-            eprintln!("  {:<34} skipped: {why}", format!("{}.png", p.name));
+            crate::say!("  {:<34} skipped: {why}", format!("{}.png", p.name));
         }
     }
-    eprintln!(
+    crate::say!(
         "wrote {drawn} plot(s) and {} in {:.2} s",
         summary.index.display(),
         summary.elapsed.as_secs_f64()
@@ -1746,7 +1746,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         local.to_string()
     };
-    eprintln!(
+    crate::say!(
         "darkpool dashboard on http://{shown}/ over {what}\n  API http://{shown}/api/heatmap_data, \
          Kepler.gl http://{shown}/api/kepler/map.json, OpenAPI http://{shown}/api/openapi.json; Ctrl-C stops"
     );

@@ -585,7 +585,7 @@ impl Lake {
 /// flushing: what kill -9 does), so a test can stop a run at an exact step of its commit.
 pub(crate) fn crash_point(point: &str) {
     if std::env::var("DARKPOOL_CRASH_AT").is_ok_and(|at| at == point) {
-        eprintln!("DARKPOOL_CRASH_AT={point}: aborting here");
+        crate::say!("DARKPOOL_CRASH_AT={point}: aborting here");
         std::process::abort();
     }
 }

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Err(e) = cli::refuse_ignored_flags(&matches) {
-        eprintln!("error: {e}");
+        darkpool::say!("error: {e}");
         return ExitCode::from(1);
     }
     tracing_subscriber::fmt()
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            darkpool::say!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
                     message.push_str(&cause);
                 }
             }
-            eprintln!("error: {message}");
+            darkpool::say!("error: {message}");
             ExitCode::from(code as u8)
         }
     }

@@ -314,7 +314,7 @@ pub async fn write_report(
             }
         }
         if options.verbose {
-            eprintln!(
+            crate::say!(
                 "  {:<34} {:>9} rows",
                 format!("{}.png", outcome.name),
                 chart::thousands(outcome.rows as f64, 0)

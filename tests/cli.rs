@@ -1355,6 +1355,35 @@ fn kafka_settings_darkpool_makes_itself_are_refused_unless_unchanged() {
     }
 }
 
+/// A closed stderr (a pipe whose reader went) loses the messages, not the run: `eprintln!`
+/// panicked there, so `ingest 2>&1 | head -1` or a log shipper going away ended a member
+/// with exit 101, and a file ingest after its commit.
+#[test]
+fn a_closed_stderr_loses_the_messages_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = run(&["simulate", "--count", "500"], dir.path()).stdout;
+    std::fs::write(dir.path().join("t.ndjson"), trades).unwrap();
+    let mut child = darkpool()
+        .args(["ingest", "t.ndjson"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    let out = run(
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT COUNT(*) AS n FROM trades",
+        ],
+        dir.path(),
+    );
+    assert_eq!(stdout(&out), "n\n500\n");
+}
+
 /// `--metrics-bind` (a running member's metrics) and `--status-every` (a producer's status
 /// line) are for Kafka: without --brokers they are refused before anything is read or written.
 #[test]

@@ -884,7 +884,7 @@ pub async fn ingest_kafka(
         }
         if let Some(every) = options.status_every {
             if agg.last_status.0.elapsed() >= every {
-                eprintln!("{}", agg.status(&consumer));
+                crate::say!("{}", agg.status(&consumer));
             }
         }
     }
