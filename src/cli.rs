@@ -402,10 +402,10 @@ impl PublishStatus {
         let fresh = sent.saturating_sub(self.sent_then);
         (self.last, self.sent_then) = (std::time::Instant::now(), sent);
         Some(format!(
-            "status: {} trade(s) published (+{} in {:.0}s, {}/s), {} acknowledged",
+            "status: {} trade(s) published (+{} in {}, {}/s), {} acknowledged",
             grouped(sent),
             grouped(fresh),
-            over.as_secs_f64(),
+            seconds(over),
             grouped((fresh as f64 / over.as_secs_f64()).round() as u64),
             grouped(acknowledged)
         ))
@@ -745,6 +745,16 @@ fn at_least(value: usize, min: usize, flag: &str) -> Result<usize> {
 /// `--memory-limit`: the query pool, at least 16 MiB.
 fn memory_limit(bytes: usize) -> Result<usize> {
     at_least(bytes, 16 << 20, "--memory-limit (bytes)")
+}
+
+/// A span of a status line: `60s`, or `0.5s` under ten seconds.
+pub fn seconds(span: Duration) -> String {
+    let s = span.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{s:.0}s")
+    }
 }
 
 /// Thousands separators: 1234567 -> 1,234,567.

@@ -176,10 +176,10 @@ impl std::fmt::Display for Status {
         };
         write!(
             f,
-            "status: {} trades landed (+{} in {:.0}s, {}/s), {} rejected, {} late; {} partition(s), ",
+            "status: {} trades landed (+{} in {}, {}/s), {} rejected, {} late; {} partition(s), ",
             grouped(self.trades),
             grouped(self.fresh),
-            seconds,
+            crate::cli::seconds(self.over),
             grouped(rate),
             grouped(self.rejected),
             grouped(self.late),
@@ -1922,7 +1922,7 @@ mod tests {
         (status.behind, status.watermark, status.over) = (None, None, Duration::ZERO);
         assert_eq!(
             status.to_string(),
-            "status: 1,234,567 trades landed (+60,000 in 0s, 0/s), 12 rejected, 3 late; \
+            "status: 1,234,567 trades landed (+60,000 in 0.0s, 0/s), 12 rejected, 3 late; \
              3 partition(s), messages behind not known yet; no watermark yet"
         );
     }
