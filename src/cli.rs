@@ -15,7 +15,7 @@ use crate::engine::{Engine, EngineError, EngineOptions, Scope};
 use crate::ingest::kafka::{
     ingest_kafka, KafkaIngestOptions, KafkaSummary, LiveHooks, LiveViews, StartFrom,
 };
-use crate::ingest::restart::with_restarts;
+use crate::ingest::restart::supervised;
 use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
 use crate::lake::{Table, WriterOptions};
 use crate::live::PipelineState;
@@ -1018,11 +1018,11 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         // Counts on over the runs started again after a transient failure.
         let counted = Arc::new(tokio::sync::Mutex::new(KafkaSummary::default()));
         let mut waited = Duration::ZERO;
-        let outcome = with_restarts(
+        let restarts = supervised(
             args.aggregator.retry_for(),
             &stop_rx,
+            (&stats, &state),
             || {
-                state.send_replace(PipelineState::Running);
                 let (options, hooks, stop, counted) = (
                     options.clone(),
                     hooks.clone(),
@@ -1034,19 +1034,9 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
             |error, wait| {
                 waited += wait;
                 tracing::warn!("{}", restarting(error, wait));
-                stats.restarts.fetch_add(1, Ordering::Relaxed);
-                state.send_replace(PipelineState::Restarting {
-                    error: error.to_string(),
-                    wait,
-                });
             },
         )
-        .await;
-        state.send_replace(match &outcome {
-            Ok(_) => PipelineState::Finished,
-            Err(e) => PipelineState::Failed(e.to_string()),
-        });
-        let restarts = outcome?;
+        .await?;
         let mut summary = counted.lock().await.clone();
         if restarts > 0 {
             summary.restarts = restarts;
@@ -1674,7 +1664,6 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             // returning a future that owns what it uses: one borrowing the task's state could
             // not be proven Send for the spawn.)
             let run = || {
-                ended.send_replace(PipelineState::Running);
                 let (options, views, stats, live_options) = (
                     kafka_options.clone(),
                     views.clone(),
@@ -1699,26 +1688,23 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                     }
                 }
             };
-            let outcome = with_restarts(retry_for, &stop_rx, run, |error, wait| {
-                tracing::warn!("the in-process pipeline: {}", restarting(error, wait));
-                pipeline_stats.restarts.fetch_add(1, Ordering::Relaxed);
-                ended.send_replace(PipelineState::Restarting {
-                    error: error.to_string(),
-                    wait,
-                });
-            })
+            let outcome = supervised(
+                retry_for,
+                &stop_rx,
+                (&pipeline_stats, &ended),
+                run,
+                |error, wait| {
+                    tracing::warn!("the in-process pipeline: {}", restarting(error, wait));
+                },
+            )
             .await
             .map(|_| ());
-            ended.send_replace(match &outcome {
-                Ok(()) => PipelineState::Finished,
-                Err(e) => {
-                    tracing::error!(
-                        "the in-process pipeline stopped: {e}; the API keeps serving the lake \
-                         (/healthz answers 503 until a restart)"
-                    );
-                    PipelineState::Failed(e.to_string())
-                }
-            });
+            if let Err(e) = &outcome {
+                tracing::error!(
+                    "the in-process pipeline stopped: {e}; the API keeps serving the lake \
+                     (/healthz answers 503 until a restart)"
+                );
+            }
             outcome
         });
         let shutdown = stop_tx.subscribe();

@@ -8,11 +8,13 @@
 //! strategy: 1 s, doubling up to a minute, starting over after a run that lasted five.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::IngestError;
+use crate::live::{LiveStats, PipelineState};
 
 /// The waits between runs: `first` after the first failure, doubling with each failure in a
 /// row up to `longest`; a run that lasted `healthy` before it failed starts them (and
@@ -46,6 +48,43 @@ where
     Run: Future<Output = Result<(), IngestError>>,
 {
     restarts_after(WAITS, retry_for, stop, attempt, waiting).await
+}
+
+/// [`with_restarts`], told to whoever watches the pipeline (`/healthz`, `/metrics`): each
+/// attempt sets `state` running, each transient failure counts in `stats` and sets `state`
+/// restarting (with the error and the wait), and the end sets it finished or failed.
+pub async fn supervised<Run>(
+    retry_for: Option<Duration>,
+    stop: &watch::Receiver<bool>,
+    (stats, state): (&LiveStats, &watch::Sender<PipelineState>),
+    mut attempt: impl FnMut() -> Run,
+    mut waiting: impl FnMut(&IngestError, Duration),
+) -> Result<u64, IngestError>
+where
+    Run: Future<Output = Result<(), IngestError>>,
+{
+    let outcome = with_restarts(
+        retry_for,
+        stop,
+        || {
+            state.send_replace(PipelineState::Running);
+            attempt()
+        },
+        |error, wait| {
+            waiting(error, wait);
+            stats.restarts.fetch_add(1, Ordering::Relaxed);
+            state.send_replace(PipelineState::Restarting {
+                error: error.to_string(),
+                wait,
+            });
+        },
+    )
+    .await;
+    state.send_replace(match &outcome {
+        Ok(_) => PipelineState::Finished,
+        Err(e) => PipelineState::Failed(e.to_string()),
+    });
+    outcome
 }
 
 async fn restarts_after<Run>(
