@@ -1422,18 +1422,27 @@ fn wait_for_log_times(dir: &Path, log: &str, needle: &str, times: usize) -> Stri
     }
 }
 
+/// A member with `args` (its log `member.log`) over a fresh topic of 3,000 simulated trades
+/// in three partitions: its folder, the brokers, the topic and the child.
+fn member_over_3000(args: &[&str]) -> Option<(tempfile::TempDir, String, String, Child)> {
+    let brokers = broker()?;
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("trades"), unique("g"));
+    produce(dir.path(), &brokers, &topic, 3000, 3);
+    let child = member(dir.path(), &brokers, &topic, &group, "member.log")
+        .args(args)
+        .spawn()
+        .unwrap();
+    Some((dir, brokers, topic, child))
+}
+
 /// A running member says how it is doing every `--status-every`: trades landed, messages
 /// behind, the watermark; and again once more trades come.
 #[tokio::test]
 async fn a_running_member_says_how_it_is_doing_every_status_every() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (topic, group) = (unique("trades"), unique("g"));
-    produce(dir.path(), &brokers, &topic, 3000, 3);
-    let mut child = {
-        let mut c = member(dir.path(), &brokers, &topic, &group, "member.log");
-        c.args(["--status-every", "300ms"]);
-        c.spawn().unwrap()
+    let Some((dir, brokers, topic, mut child)) = member_over_3000(&["--status-every", "300ms"])
+    else {
+        return;
     };
     // The simulator's 3,000 trades span about five minutes of market time from 09:30.
     let caught_up = |landed: &str| {
@@ -1468,14 +1477,9 @@ async fn a_running_member_says_how_it_is_doing_every_status_every() {
 /// health, as `serve --brokers` does.
 #[tokio::test]
 async fn a_member_serves_its_metrics_and_health_with_metrics_bind() {
-    let Some(brokers) = broker() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (topic, group) = (unique("trades"), unique("g"));
-    produce(dir.path(), &brokers, &topic, 3000, 3);
-    let mut child = {
-        let mut c = member(dir.path(), &brokers, &topic, &group, "member.log");
-        c.args(["--metrics-bind", "127.0.0.1:0"]);
-        c.spawn().unwrap()
+    let Some((dir, _, topic, mut child)) = member_over_3000(&["--metrics-bind", "127.0.0.1:0"])
+    else {
+        return;
     };
     let address = metrics_address(dir.path(), "member.log");
     wait_landed(dir.path(), &topic, 3000);
