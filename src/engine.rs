@@ -8,6 +8,7 @@ mod bounded;
 pub mod named;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,10 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::DataFusionError;
-use datafusion::execution::memory_pool::MemoryReservation;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -140,6 +143,10 @@ pub enum EngineError {
     /// Reading the lake's Parquet failed: its data, not the query (HTTP 500).
     #[error("{0}")]
     Unreadable(String),
+    /// Refused memory it would have had alone: the queries running at once held the rest of
+    /// `--memory-limit` (HTTP 503: try again).
+    #[error("{0}")]
+    Busy(String),
     #[error("cannot open the lake table {table}: {source}")]
     Table {
         table: &'static str,
@@ -455,6 +462,11 @@ impl Engine {
         let started = Instant::now();
         let (ctx, sql_text, max_rows) = (self.ctx.clone(), sql.to_string(), self.options.max_rows);
         let budget = self.budget.clone();
+        // Its operators and its result reserve through a share of the pool that knows what
+        // this query held when it was refused.
+        let share = Arc::new(QueryShare::of(ctx.runtime_env().memory_pool.clone()));
+        let runtime = Arc::new(share.runtime(&ctx.runtime_env()));
+        let held_through = budget.through(share.clone());
         let work = async move {
             let mut df = ctx.sql_with_options(&sql_text, read_only()).await?;
             if let Some(params) = params {
@@ -474,7 +486,7 @@ impl Engine {
             } else {
                 df.limit(0, Some(max_rows.saturating_add(1)))?
             };
-            let (batches, held) = collect_within(df, &budget).await?;
+            let (batches, held) = collect_within(df, &held_through, runtime).await?;
             Ok::<_, DataFusionError>((schema, batches, held))
         };
         // A task of its own: one expression can keep a thread busy past the timeout (nothing
@@ -486,7 +498,10 @@ impl Engine {
                 Ok(done) => {
                     match done.map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))? {
                         Ok(done) => done,
-                        Err(e) => return Err(self.failed(e).await),
+                        Err(e) => match share.crowded_out(&e, self.budget.limit()) {
+                            Some(busy) => return Err(busy),
+                            None => return Err(self.failed(e).await),
+                        },
                     }
                 }
                 Err(_) => {
@@ -575,14 +590,141 @@ impl Engine {
     }
 }
 
+/// One query's share of the session's memory pool (shared by the queries running at once): it
+/// reserves from that pool and keeps what this query holds, and what it held and asked for
+/// when the pool refused it. So a refusal can say whose memory it was: this query's own
+/// (over the limit alone: make it smaller) or the other queries' (it would have fit: try
+/// again).
+#[derive(Debug)]
+struct QueryShare {
+    pool: Arc<dyn MemoryPool>,
+    held: AtomicUsize,
+    /// The last refusal (an operator that spills goes on after one).
+    refused: std::sync::Mutex<Option<Refusal>>,
+}
+
+impl QueryShare {
+    fn of(pool: Arc<dyn MemoryPool>) -> QueryShare {
+        QueryShare {
+            pool,
+            held: AtomicUsize::new(0),
+            refused: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The session's runtime with this share as its memory pool.
+    fn runtime(self: &Arc<Self>, session: &RuntimeEnv) -> RuntimeEnv {
+        RuntimeEnv {
+            memory_pool: self.clone(),
+            disk_manager: session.disk_manager.clone(),
+            cache_manager: session.cache_manager.clone(),
+            object_store_registry: session.object_store_registry.clone(),
+        }
+    }
+
+    /// `Some(busy)` when `e` is a refusal of memory this query would have had alone.
+    fn crowded_out(&self, e: &DataFusionError, limit: u64) -> Option<EngineError> {
+        let refused = e
+            .iter()
+            .any(|e| matches!(e, DataFusionError::ResourcesExhausted(_)));
+        let Refusal {
+            held,
+            asked,
+            in_use,
+        } = (*self.refused.lock().ok()?)?;
+        (refused && (held + asked) as u64 <= limit).then(|| {
+            EngineError::Busy(format!(
+                "the queries running at once held {} of the --memory-limit of {} when this one \
+                 asked for {} more (it held {}): it fits alone, so try again shortly",
+                bounded::human_bytes(in_use.saturating_sub(held) as u64),
+                bounded::human_bytes(limit),
+                bounded::human_bytes(asked as u64),
+                bounded::human_bytes(held as u64),
+            ))
+        })
+    }
+}
+
+/// A refusal of the pool: what the query held, what it asked for, what the pool held in all.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    held: usize,
+    asked: usize,
+    in_use: usize,
+}
+
+impl std::fmt::Display for QueryShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a query's share of {}", self.pool)
+    }
+}
+
+impl MemoryPool for QueryShare {
+    fn name(&self) -> &str {
+        "query share"
+    }
+
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.pool.register(consumer);
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.pool.unregister(consumer);
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.pool.grow(reservation, additional);
+        self.held.fetch_add(additional, Ordering::Relaxed);
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.pool.shrink(reservation, shrink);
+        self.held.fetch_sub(shrink, Ordering::Relaxed);
+    }
+
+    fn try_grow(
+        &self,
+        reservation: &MemoryReservation,
+        additional: usize,
+    ) -> Result<(), DataFusionError> {
+        match self.pool.try_grow(reservation, additional) {
+            Ok(()) => {
+                self.held.fetch_add(additional, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(mut refused) = self.refused.lock() {
+                    *refused = Some(Refusal {
+                        held: self.held.load(Ordering::Relaxed),
+                        asked: additional,
+                        in_use: self.pool.reserved(),
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn reserved(&self) -> usize {
+        self.pool.reserved()
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        self.pool.memory_limit()
+    }
+}
+
 /// A query's result batches, held in the memory pool as they come (it does not count them
 /// otherwise): a million rows of wide text are refused once they are over what the pool has
-/// free, rather than all held.
+/// free, rather than all held. The plan runs with `runtime` (the query's share of the pool).
 async fn collect_within(
     df: DataFrame,
     budget: &bounded::Budget,
+    runtime: Arc<RuntimeEnv>,
 ) -> Result<(Vec<RecordBatch>, MemoryReservation), DataFusionError> {
-    let mut stream = df.execute_stream().await?;
+    let task = Arc::new(df.task_ctx().with_runtime(runtime));
+    let plan = df.create_physical_plan().await?;
+    let mut stream = datafusion::physical_plan::execute_stream(plan, task)?;
     let held = budget.reservation("query result");
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
@@ -1113,6 +1255,39 @@ mod tests {
         );
         drop(first);
         assert_eq!(engine.sql(sql).await.unwrap().num_rows(), 80_000);
+    }
+
+    /// A refusal says whose memory it was: a query that would fit alone, refused while other
+    /// results hold the pool, is busy (HTTP 503, try again) and runs once they are gone; one
+    /// over the limit alone is the query's own (400), busy pool or not.
+    #[tokio::test]
+    async fn a_query_crowded_out_by_others_is_busy_and_one_too_big_is_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = small_engine(dir.path()).await;
+        // A million rows of three 8-byte numbers: about 23 MiB held each, of 64 MiB.
+        let sql = "SELECT value, value + 1 AS b, value + 2 AS c FROM generate_series(1, 1000000)";
+        let first = engine.sql(sql).await.unwrap();
+        let second = engine.sql(sql).await.unwrap();
+        match engine.sql(sql).await {
+            Err(EngineError::Busy(m)) => assert!(
+                m.starts_with("the queries running at once held 4")
+                    && m.contains(" of the --memory-limit of 64.0 MiB when this one asked for ")
+                    && m.ends_with("it fits alone, so try again shortly"),
+                "{m}"
+            ),
+            other => panic!("expected busy, got {other:?}"),
+        }
+        drop((first, second));
+        assert_eq!(engine.sql(sql).await.unwrap().num_rows(), 1_000_000);
+        // Ten such columns (about 72 MB): over the limit alone.
+        let columns: Vec<String> = (0..10).map(|i| format!("value + {i} AS c{i}")).collect();
+        let huge = format!(
+            "SELECT {} FROM generate_series(1, 900000)",
+            columns.join(", ")
+        );
+        let huge = huge.as_str();
+        let message = over_the_limit(&engine, huge).await;
+        assert!(message.contains("make the result smaller"), "{message}");
     }
 
     /// The checked functions and `||` give what DataFusion's give, names of columns included.

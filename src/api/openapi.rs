@@ -18,6 +18,7 @@ fn errors() -> Value {
         "404": {"description": "no such resource or named query", "content": error["content"]},
         "406": {"description": "no acceptable result format", "content": error["content"]},
         "413": {"description": "request body too large", "content": error["content"]},
+        "503": {"description": "busy: the queries running at once hold the memory this one needs (it fits alone); try again after Retry-After seconds", "content": error["content"]},
         "504": {"description": "the query ran past its time limit", "content": error["content"]}
     })
 }
@@ -78,7 +79,7 @@ pub async fn document() -> Json<Value> {
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}}
         },
         "components": {"schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {
-            "error": {"type": "string", "description": "bad_request, refused, not_found, method_not_allowed, too_large, not_acceptable, timeout, internal"},
+            "error": {"type": "string", "description": "bad_request, refused, not_found, method_not_allowed, too_large, not_acceptable, busy, timeout, internal"},
             "message": {"type": "string"}}}}}
     }))
 }

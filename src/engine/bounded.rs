@@ -69,6 +69,14 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The same pool's limit, reserved through `pool` (one query's share of it).
+    pub fn through(&self, pool: Arc<dyn MemoryPool>) -> Budget {
+        Budget {
+            pool,
+            limit: self.limit,
+        }
+    }
+
     pub fn of(ctx: &SessionContext) -> Budget {
         let pool = ctx.runtime_env().memory_pool.clone();
         let limit = match pool.memory_limit() {
