@@ -539,8 +539,13 @@ impl Lake {
                 .open(&path)
             {
                 Ok(mut file) => {
-                    file.write_all(me.as_bytes()).map_err(io_error(&path))?;
-                    return Ok(Claim { path });
+                    // A claim is only made once it names its owner: an empty one left by a
+                    // failed write (a full disk) would hold the input, or the lake's lock, for
+                    // as long as the file stays (its owner cannot be told dead).
+                    let claim = Claim { path };
+                    file.write_all(me.as_bytes())
+                        .map_err(io_error(&claim.path))?;
+                    return Ok(claim);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if owner_alive(&path) {
@@ -614,19 +619,28 @@ fn owner_alive(path: &Path) -> bool {
         // No owner file: a run that died before writing anything that matters, or one being
         // set up this instant (its folder is made just before its owner file): only a folder
         // older than a minute is taken for dead.
-        let young = fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age < std::time::Duration::from_secs(60));
-        return path.is_dir() && young;
+        return path.is_dir() && younger_than_a_minute(path);
     };
     let mut parts = text.split_whitespace();
     let (host, pid) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if pid.is_empty() {
+        // An owner file being written this instant, or one whose write failed (a full disk,
+        // before claims removed theirs): taken for dead once a minute old.
+        return younger_than_a_minute(path);
+    }
     if host != hostname() {
         return true; // another machine's run: not ours to judge
     }
     Path::new("/proc").join(pid).exists()
+}
+
+/// Changed less than a minute ago (a file or folder being set up now, not one left behind).
+fn younger_than_a_minute(path: &Path) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < std::time::Duration::from_secs(60))
 }
 
 pub(crate) fn hostname() -> String {
@@ -874,6 +888,31 @@ mod tests {
         let ids: Vec<String> = lake.topic_ids("t").unwrap().into_iter().collect();
         assert_eq!(ids, ["A", "B"]);
         assert!(lake.topic_ids("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_empty_claim_is_respected_while_young_and_taken_over_once_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        fs::create_dir_all(dir.path().join("_sources")).unwrap();
+        let path = dir.path().join("_sources/.abc.claim");
+        // Being written this instant: not taken.
+        fs::write(&path, "").unwrap();
+        assert!(matches!(
+            lake.claim("abc", "a.ndjson"),
+            Err(LakeError::Claimed { .. })
+        ));
+        // Left empty by a write that failed two minutes ago: taken over.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let claim = lake.claim("abc", "a.ndjson").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), owner_line());
+        drop(claim);
     }
 
     #[test]

@@ -881,6 +881,35 @@ fn a_killed_ingest_leaves_all_or_nothing_and_a_rerun_completes() {
     );
 }
 
+/// A claim (an input's, or the lake's offsets lock) whose owner line cannot be written on a
+/// full disk leaves no file: an empty one was taken for another machine's, so the next commit
+/// waited a minute for the lock and then failed, again and again (seen in the disk-full Kafka
+/// member test).
+#[test]
+fn a_claim_that_cannot_be_written_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path().join("lake");
+    let Some(_disk) = common::SmallDisk::mount(&at, "16k") else {
+        return;
+    };
+    std::fs::create_dir_all(at.join("_sources")).unwrap();
+    // Every page taken (an empty file still gets its inode).
+    let mut filler = std::fs::File::create(at.join("filler")).unwrap();
+    while filler.write_all(&[0u8; 1024]).is_ok() {}
+    let lake = darkpool::lake::Lake::new(&at);
+    let err = lake.claim("abc", "a.ndjson").unwrap_err().to_string();
+    assert!(err.contains("No space left on device"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(at.join("_sources"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(filler);
+    std::fs::remove_file(at.join("filler")).unwrap();
+    assert!(lake.claim("abc", "a.ndjson").is_ok());
+}
+
 #[test]
 fn a_full_disk_fails_an_ingest_leaving_the_lake_as_it_was_and_with_room_a_rerun_lands_it() {
     let dir = tempfile::tempdir().unwrap();
