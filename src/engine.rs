@@ -1239,7 +1239,9 @@ mod tests {
     }
 
     /// Results hold their share of the pool for as long as they live: a second one that would
-    /// fit alone is refused while the first is held, and runs once it is dropped.
+    /// fit alone is refused while the first is held, and runs once it is dropped. (Refused
+    /// here by `repeat()`'s own check, which reserves from the pool itself and cannot tell
+    /// whose memory it is: a 400, where a result refused is busy, below.)
     #[tokio::test]
     async fn results_share_the_memory_limit_while_they_are_held() {
         let dir = tempfile::tempdir().unwrap();
