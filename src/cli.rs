@@ -406,7 +406,7 @@ impl PublishStatus {
             grouped(sent),
             grouped(fresh),
             seconds(over),
-            grouped((fresh as f64 / over.as_secs_f64()).round() as u64),
+            grouped(per_second(fresh, over)),
             grouped(acknowledged)
         ))
     }
@@ -745,6 +745,16 @@ fn at_least(value: usize, min: usize, flag: &str) -> Result<usize> {
 /// `--memory-limit`: the query pool, at least 16 MiB.
 fn memory_limit(bytes: usize) -> Result<usize> {
     at_least(bytes, 16 << 20, "--memory-limit (bytes)")
+}
+
+/// `n` over `span`, a second's worth (0 over no time).
+pub fn per_second(n: u64, span: Duration) -> u64 {
+    let seconds = span.as_secs_f64();
+    if seconds > 0.0 {
+        (n as f64 / seconds).round() as u64
+    } else {
+        0
+    }
 }
 
 /// A span of a status line: `60s`, or `0.5s` under ten seconds.

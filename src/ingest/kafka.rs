@@ -168,19 +168,13 @@ pub struct Status {
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::cli::grouped;
-        let seconds = self.over.as_secs_f64();
-        let rate = if seconds > 0.0 {
-            (self.fresh as f64 / seconds).round() as u64
-        } else {
-            0
-        };
         write!(
             f,
             "status: {} trades landed (+{} in {}, {}/s), {} rejected, {} late; {} partition(s), ",
             grouped(self.trades),
             grouped(self.fresh),
             crate::cli::seconds(self.over),
-            grouped(rate),
+            grouped(crate::cli::per_second(self.fresh, self.over)),
             grouped(self.rejected),
             grouped(self.late),
             self.partitions,
