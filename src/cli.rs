@@ -1777,34 +1777,108 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 /// dropped without a word. Values from the environment are left alone: one environment may
 /// serve several modes (compose sets `DARKPOOL_*` for all its services).
 pub fn refuse_ignored_flags(matches: &clap::ArgMatches) -> Result<()> {
-    let Some(("simulate", simulate)) = matches.subcommand() else {
+    let Some((command, args)) = matches.subcommand() else {
         return Ok(());
     };
-    let given =
-        |id: &str| simulate.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let given = |id: &str| args.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     let set = |id: &str| {
-        simulate
-            .value_source(id)
+        args.value_source(id)
             .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue)
     };
-    const TO_KAFKA: &str = "with --brokers the trades go to the topic, as JSON";
-    const REPLAY: &str = "--input replays the file's trades as they are";
-    // (the mode, an argument it ignores, its flag, why)
-    let rules = [
-        ("brokers", "output", "--output", TO_KAFKA),
-        ("brokers", "format", "--format", TO_KAFKA),
-        ("input", "seed", "--seed", REPLAY),
-        ("input", "start", "--start", REPLAY),
-        ("input", "market_rate", "--market-rate", REPLAY),
-        ("input", "symbols", "--symbols", REPLAY),
+    // (argument, flag) lists: what only a Kafka client, only the Kafka aggregator, only the
+    // simulated pipeline and only a file's decoder use.
+    const KAFKA: &[(&str, &str)] = &[
+        ("topic", "--topic"),
+        ("connect_timeout", "--connect-timeout"),
+        ("settings", "-X"),
+        ("partitions", "--partitions"),
     ];
-    for (mode, id, flag, why) in rules {
-        if set(mode) && given(id) {
-            bail!("{flag} does not apply here: {why}");
+    const AGGREGATOR: &[(&str, &str)] = &[
+        ("group", "--group"),
+        ("start", "--start"),
+        ("until_end", "--until-end"),
+        ("output_topic", "--output-topic"),
+        ("dlq_topic", "--dlq-topic"),
+        ("idle_timeout", "--idle-timeout"),
+        ("max_drift", "--max-drift"),
+        ("status_every", "--status-every"),
+    ];
+    // What any pipeline of serve's uses, the simulated one included.
+    const PIPELINE: &[(&str, &str)] = &[
+        ("commit_every", "--commit-every"),
+        ("retry_for", "--retry-for"),
+    ];
+    const SIMULATED: &[(&str, &str)] = &[("rate", "--rate"), ("seed", "--seed")];
+    const FILES: &[(&str, &str)] = &[
+        ("format", "--format"),
+        ("week", "--week"),
+        ("facility", "--facility"),
+        ("taq_columns", "--taq-columns"),
+    ];
+    // (the flags the mode ignores, what follows each flag's name in the refusal)
+    let rules: Vec<(&[(&str, &str)], &str)> = match command {
+        "simulate" if set("brokers") => {
+            let mut rules: Vec<(&[(&str, &str)], &str)> = vec![(
+                &[("output", "--output"), ("format", "--format")],
+                "does not apply here: with --brokers the trades go to the topic, as JSON",
+            )];
+            if set("input") {
+                rules.push((
+                    &[
+                        ("seed", "--seed"),
+                        ("start", "--start"),
+                        ("market_rate", "--market-rate"),
+                        ("symbols", "--symbols"),
+                    ],
+                    "does not apply here: --input replays the file's trades as they are",
+                ));
+            }
+            rules
         }
-    }
-    if given("status_every") && !set("brokers") {
-        bail!("--status-every applies to --brokers (trades published to Kafka)");
+        "simulate" => vec![
+            (KAFKA, "applies to --brokers (trades published to Kafka)"),
+            (
+                &[("status_every", "--status-every")],
+                "applies to --brokers (trades published to Kafka)",
+            ),
+        ],
+        "ingest" if set("brokers") => vec![(
+            FILES,
+            "does not apply here: with --brokers each message is decoded as a JSON trade",
+        )],
+        "ingest" => {
+            let why = "applies to --brokers (the Kafka aggregator), not to a file ingest";
+            vec![
+                (KAFKA, why),
+                (AGGREGATOR, why),
+                (PIPELINE, why),
+                (&[("metrics_bind", "--metrics-bind")], why),
+            ]
+        }
+        "serve" if set("no_ingest") => {
+            let why = "does not apply here: --no-ingest serves the lake and runs no pipeline";
+            vec![
+                (KAFKA, why),
+                (AGGREGATOR, why),
+                (PIPELINE, why),
+                (SIMULATED, why),
+            ]
+        }
+        "serve" if set("brokers") => vec![(
+            SIMULATED,
+            "does not apply here: with --brokers the trades come from the topic",
+        )],
+        "serve" => {
+            let why = "applies to --brokers (serve then aggregates a Kafka topic); without it \
+                       serve simulates its trades";
+            vec![(KAFKA, why), (AGGREGATOR, why)]
+        }
+        _ => Vec::new(),
+    };
+    for (flags, why) in rules {
+        if let Some((_, flag)) = flags.iter().find(|(id, _)| given(id)) {
+            bail!("{flag} {why}");
+        }
     }
     Ok(())
 }

@@ -1415,23 +1415,79 @@ fn a_closed_stderr_loses_the_messages_not_the_run() {
 
 /// `--metrics-bind` (a running member's metrics) and `--status-every` (a producer's status
 /// line) are for Kafka: without --brokers they are refused before anything is read or written.
+/// A flag the mode chosen would ignore is refused, before anything is written or asked: a
+/// Kafka flag without `--brokers` (where the user meant Kafka and would have got simulated
+/// trades or a file ingest), a file's format with `--brokers`, serve's simulator flags with
+/// `--brokers` or `--no-ingest`. The same values from the environment are left alone.
 #[test]
-fn kafka_only_flags_are_refused_without_brokers() {
+fn flags_the_mode_would_ignore_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("t.ndjson"), "{}\n").unwrap();
-    refused(
-        &["ingest", "--metrics-bind", "127.0.0.1:0", "t.ndjson"],
-        dir.path(),
-        "--metrics-bind applies to --brokers",
-    );
+    let serve = ["serve", "--bind", "127.0.0.1:0"];
     let simulate = ["simulate", "--count", "5", "-o", "s.ndjson"];
-    refused(
-        &[&simulate[..], &["--status-every", "5s"]].concat(),
-        dir.path(),
-        "--status-every applies to --brokers",
-    );
+    // 127.0.0.1:1 answers nothing: a refusal must come before any broker is asked.
+    let brokers = ["--brokers", "127.0.0.1:1", "--connect-timeout", "1s"];
+    for (args, says) in [
+        (
+            vec!["ingest", "--metrics-bind", "127.0.0.1:0", "t.ndjson"],
+            "--metrics-bind applies to --brokers",
+        ),
+        (
+            vec!["ingest", "--group", "g", "t.ndjson"],
+            "--group applies to --brokers (the Kafka aggregator), not to a file ingest",
+        ),
+        (
+            vec!["ingest", "t.ndjson", "-X", "security.protocol=ssl"],
+            "-X applies to --brokers",
+        ),
+        (
+            [&["ingest", "--format", "csv"][..], &brokers].concat(),
+            "--format does not apply here: with --brokers each message is decoded as a JSON trade",
+        ),
+        (
+            [&simulate[..], &["--status-every", "5s"]].concat(),
+            "--status-every applies to --brokers",
+        ),
+        (
+            [&simulate[..], &["--topic", "trades"]].concat(),
+            "--topic applies to --brokers (trades published to Kafka)",
+        ),
+        (
+            [&serve[..], &["--topic", "trades"]].concat(),
+            "--topic applies to --brokers (serve then aggregates a Kafka topic); without it serve \
+             simulates its trades",
+        ),
+        (
+            [&serve[..], &["--start", "latest"]].concat(),
+            "--start applies to --brokers",
+        ),
+        (
+            [&serve[..], &["--no-ingest", "--rate", "5"]].concat(),
+            "--rate does not apply here: --no-ingest serves the lake and runs no pipeline",
+        ),
+        (
+            [&serve[..], &["--no-ingest", "--commit-every", "1s"]].concat(),
+            "--commit-every does not apply here: --no-ingest",
+        ),
+        (
+            [&serve[..], &brokers, &["--seed", "7"]].concat(),
+            "--seed does not apply here: with --brokers the trades come from the topic",
+        ),
+    ] {
+        let out = refused(&args, dir.path(), says);
+        assert!(!stderr(&out).contains("Kafka at"), "{args:?}: flags first");
+    }
     assert!(!dir.path().join("lake").exists());
     assert!(!dir.path().join("s.ndjson").exists());
+    // From the environment (one file for several modes, as compose's), the same are let be.
+    let out = darkpool()
+        .args(["ingest", "t.ndjson"])
+        .env("DARKPOOL_GROUP", "g")
+        .env("DARKPOOL_STATUS_EVERY", "5s")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 #[test]
