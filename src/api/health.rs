@@ -266,7 +266,7 @@ pub fn write_pipeline_metrics(out: &mut String, l: &LiveStats, state: &PipelineS
     if let Some(behind) = behind {
         let _ = writeln!(
             out,
-            "# HELP darkpool_live_messages_behind Kafka messages the brokers hold past what the pipeline has read (its consumer lag), at its last commit.\n\
+            "# HELP darkpool_live_messages_behind Kafka messages the brokers hold past what the pipeline has read (its consumer lag), at its last commit; a partition paused for watermark alignment (darkpool_live_paused_partitions) counts as of its pause.\n\
              # TYPE darkpool_live_messages_behind gauge\ndarkpool_live_messages_behind {behind}"
         );
     }

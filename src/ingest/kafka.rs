@@ -161,6 +161,9 @@ pub struct Status {
     /// Messages the brokers hold past what this member has read, over its partitions, as the
     /// last fetch answers said (`None` until every partition has had one).
     pub behind: Option<u64>,
+    /// Of the partitions, those paused for watermark alignment: no fetch answers come for them,
+    /// so their part of `behind` is as of their pause, and `behind` a lower bound.
+    pub paused: usize,
     /// The event time up to which windows are final.
     pub watermark: Option<i64>,
 }
@@ -179,9 +182,15 @@ impl std::fmt::Display for Status {
             grouped(self.late),
             self.partitions,
         )?;
-        match self.behind {
-            Some(n) => write!(f, "{} message(s) behind", grouped(n))?,
-            None => write!(f, "messages behind not known yet")?,
+        match (self.behind, self.paused) {
+            (Some(n), 0) => write!(f, "{} message(s) behind", grouped(n))?,
+            (Some(n), paused) => write!(
+                f,
+                "at least {} message(s) behind ({paused} paused for watermark alignment: their \
+                 part as of the pause)",
+                grouped(n)
+            )?,
+            (None, _) => write!(f, "messages behind not known yet")?,
         }
         match self.watermark {
             Some(micros) => {
@@ -1669,6 +1678,7 @@ impl Aggregator<'_> {
             over: at.elapsed(),
             partitions: self.parts.len(),
             behind: self.behind(consumer),
+            paused: self.parts.values().filter(|p| p.paused).count(),
             watermark: self.watermark(),
         }
     }
@@ -1906,6 +1916,7 @@ mod tests {
             over: Duration::from_millis(59_600),
             partitions: 3,
             behind: Some(45_000),
+            paused: 0,
             watermark: Some(1_704_101_415_250_000),
         };
         assert_eq!(
@@ -1913,6 +1924,11 @@ mod tests {
             "status: 1,234,567 trades landed (+60,000 in 60s, 1,007/s), 12 rejected, 3 late; \
              3 partition(s), 45,000 message(s) behind; watermark 2024-01-01T09:30:15Z"
         );
+        status.paused = 1;
+        assert!(status.to_string().contains(
+            "3 partition(s), at least 45,000 message(s) behind (1 paused for watermark \
+             alignment: their part as of the pause); watermark"
+        ));
         (status.behind, status.watermark, status.over) = (None, None, Duration::ZERO);
         assert_eq!(
             status.to_string(),
