@@ -27,6 +27,7 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod export;
+pub mod human;
 pub mod ingest;
 pub mod lake;
 pub mod live;

@@ -170,14 +170,14 @@ pub struct Status {
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::cli::grouped;
+        use crate::human::{grouped, per_second, seconds};
         write!(
             f,
             "status: {} trades landed (+{} in {}, {}/s), {} rejected, {} late; {} partition(s), ",
             grouped(self.trades),
             grouped(self.fresh),
-            crate::cli::seconds(self.over),
-            grouped(crate::cli::per_second(self.fresh, self.over)),
+            seconds(self.over),
+            grouped(per_second(self.fresh, self.over)),
             grouped(self.rejected),
             grouped(self.late),
             self.partitions,
