@@ -34,3 +34,27 @@ pub fn grouped(n: u64) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_and_spans_and_rates_rounded() {
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_234_567, "1,234,567"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(grouped(n), text);
+        }
+        assert_eq!(grouped(u64::MAX), "18,446,744,073,709,551,615");
+        assert_eq!(seconds(Duration::from_millis(500)), "0.5s");
+        assert_eq!(seconds(Duration::from_millis(9_960)), "10.0s");
+        assert_eq!(seconds(Duration::from_millis(59_600)), "60s");
+        assert_eq!(per_second(1_000, Duration::from_secs(2)), 500);
+        assert_eq!(per_second(1_000, Duration::ZERO), 0);
+    }
+}
