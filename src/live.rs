@@ -145,6 +145,32 @@ impl LiveStats {
         self.windows_closed
             .fetch_add(count(Table::Windows), Ordering::Relaxed);
     }
+
+    /// How the pipeline is doing, for the dashboard: what landed in the lake since the start,
+    /// the watermark (`null` until there is one), the consumer lag (`null` unless Kafka, or
+    /// not known yet) and the partitions paused for watermark alignment (whose lag is as of
+    /// their pause).
+    pub fn figures(&self) -> serde_json::Value {
+        let watermark = match self.watermark_micros.load(Ordering::Relaxed) {
+            0 => None,
+            micros => {
+                let mut at = String::new();
+                crate::time::format_iso_micros(micros, &mut at);
+                at.truncate(19);
+                Some(at + "Z")
+            }
+        };
+        let behind = *self.behind.lock().unwrap_or_else(|p| p.into_inner());
+        serde_json::json!({
+            "trades_landed": self.trades.load(Ordering::Relaxed),
+            "rejected": self.rejected.load(Ordering::Relaxed),
+            "late": self.late.load(Ordering::Relaxed),
+            "watermark": watermark,
+            "messages_behind": behind,
+            "paused_partitions": self.paused_partitions.load(Ordering::Relaxed),
+            "restarts": self.restarts.load(Ordering::Relaxed),
+        })
+    }
 }
 
 /// A writer that hands whole flushes of the simulator's output to the pipeline.
@@ -388,4 +414,29 @@ fn commit(interval: Interval, lake: &Lake, stats: &LiveStats) -> Result<(), Inge
     }
     stats.landed(&rows);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_figures_say_what_landed_the_watermark_and_the_lag() {
+        let stats = LiveStats::default();
+        let figures = stats.figures();
+        assert_eq!(figures["trades_landed"], 0);
+        assert!(figures["watermark"].is_null() && figures["messages_behind"].is_null());
+        stats.landed(&BTreeMap::from([(Table::Trades, 1_500), (Table::Late, 2)]));
+        // 2024-01-01T09:30:15.25Z: whole seconds are shown.
+        stats
+            .watermark_micros
+            .store(1_704_101_415_250_000, Ordering::Relaxed);
+        *stats.behind.lock().unwrap() = Some(45);
+        let figures = stats.figures();
+        assert_eq!(figures["trades_landed"], 1_500);
+        assert_eq!(figures["late"], 2);
+        assert_eq!(figures["rejected"], 0);
+        assert_eq!(figures["watermark"], "2024-01-01T09:30:15Z");
+        assert_eq!(figures["messages_behind"], 45);
+    }
 }

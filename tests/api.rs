@@ -1016,6 +1016,7 @@ async fn dashboard_document_agrees_with_the_input_trades() {
     let d = all.json();
     assert_eq!(d["symbol"], Value::Null);
     assert_eq!(d["live"], false);
+    assert!(d.get("pipeline").is_none(), "no pipeline, no pipeline figures");
     let s = &d["summary"];
     assert_eq!(s["num_trades"].as_i64().unwrap(), all_trades);
     assert!(close(s["total_value"].as_f64().unwrap(), all_value));

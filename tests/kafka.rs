@@ -2383,6 +2383,19 @@ async fn serve_with_brokers_is_the_aggregator_and_serves_its_windows() {
         metric(m, "darkpool_live_late_trades_total") >= 1.0
             && m.contains("\ndarkpool_live_messages_behind 0\n")
     });
+    // The dashboard shows the same figures (its document is built afresh: none asked before).
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&http_get(&address, "/api/dashboard")).unwrap();
+    let pipeline = &dashboard["pipeline"];
+    assert_eq!(pipeline["trades_landed"], 3001, "{pipeline}");
+    assert_eq!(pipeline["late"], 1, "{pipeline}");
+    assert_eq!(pipeline["messages_behind"], 0, "{pipeline}");
+    assert_eq!(pipeline["paused_partitions"], 0, "{pipeline}");
+    let at = pipeline["watermark"].as_str().unwrap_or_default();
+    assert!(
+        at.len() == 20 && at.ends_with('Z') && at.as_bytes()[10] == b'T',
+        "{pipeline}"
+    );
     common::interrupt(&mut child);
     assert_exactly_once(dir.path(), &topic, 3001);
     // The pipeline's metrics: its trades, nothing paused (the partitions of one simulated

@@ -366,6 +366,23 @@
     venueMap(d.sites || [], empty);
     blocksTable(d.blocks || [], s.windows ? `No block prints for ${who} in the committed trades.` : empty);
     $('#updated').textContent = new Date().toISOString().slice(11, 19) + ' UTC';
+    pipelineFigures(d.pipeline);
+  }
+
+  // What the embedded pipeline landed since the server started, its watermark and (Kafka) lag.
+  function pipelineFigures(p) {
+    const el = $('#pipeline');
+    el.hidden = !p;
+    if (!p) return;
+    const parts = [`Pipeline: ${count(p.trades_landed)} trades landed since start`];
+    if (p.watermark) parts.push(`watermark ${p.watermark.slice(0, 19).replace('T', ' ')} UTC`);
+    if (p.messages_behind != null) {
+      const n = p.messages_behind;
+      parts.push(`${p.paused_partitions ? 'at least ' : ''}${count(n)} Kafka message${n === 1 ? '' : 's'} behind`);
+    }
+    el.textContent = parts.join(' · ');
+    el.title = `${count(p.rejected)} rejected, ${count(p.late)} late, ${count(p.restarts)} restarts since the server started` +
+      (p.paused_partitions ? `; ${count(p.paused_partitions)} partitions paused for watermark alignment (their lag as of the pause)` : '');
   }
 
   async function loadSymbols() {

@@ -105,6 +105,9 @@ pub async fn dashboard(
             let mut document = serde_json::Map::new();
             document.insert("symbol".into(), json!(symbol));
             document.insert("live".into(), json!(state.live.is_some()));
+            if let Some(live) = &state.live {
+                document.insert("pipeline".into(), live.stats.figures());
+            }
             for (name, sql) in sections(symbol.is_some()) {
                 let params = symbol
                     .as_ref()

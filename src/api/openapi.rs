@@ -68,7 +68,7 @@ pub async fn document() -> Json<Value> {
             "/api/summary": {"get": {"summary": "Totals, dark share and block prints (optionally for one symbol)",
                 "parameters": [{"name": "symbol", "in": "query", "required": false, "schema": {"type": "string"}}, format_param()],
                 "responses": rows("one row of totals")}},
-            "/api/dashboard": {"get": {"summary": "Everything the dashboard draws: summary, venues, value by kind and by venue per window (newest 288), sites, newest block prints",
+            "/api/dashboard": {"get": {"summary": "Everything the dashboard draws: summary, venues, value by kind and by venue per window (newest 288), sites, newest block prints; with a live pipeline its figures (trades landed, watermark, Kafka lag)",
                 "parameters": [{"name": "symbol", "in": "query", "required": false, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "one JSON document", "content": {"application/json": {}}}, "400": errors()["400"]}}},
             "/api/stream": {"get": {"summary": "Server-Sent Events: status, window (closed or corrected windows), open (open windows, at most once a tick)",

@@ -196,6 +196,13 @@ try {
     // Styled as live (the stylesheet has the class: its background is not left transparent).
     assert.notEqual(await page.$eval('#status', (e) => getComputedStyle(e).backgroundColor), 'rgba(0, 0, 0, 0)');
     assert.notEqual(await page.textContent('#live-events'), '0');
+    // The pipeline's figures: trades landed at its commits (every 2 s here) and its watermark;
+    // no Kafka lag for simulated trades.
+    await page.waitForFunction(() => window.darkpool.data.pipeline.trades_landed > 0, null, { timeout: 30000 });
+    await page.waitForFunction(() => /^Pipeline: [1-9][\d,]* trades landed since start · watermark \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/
+      .test(document.querySelector('#pipeline').textContent), null, { timeout: 10000 });
+    assert.equal(await page.isVisible('#pipeline'), true);
+    assert.equal(await page.evaluate(() => window.darkpool.data.pipeline.messages_behind), null);
     await page.screenshot({ path: join(shots, 'live.png') });
   });
 
@@ -260,6 +267,8 @@ try {
       await p.waitForFunction(() => window.darkpool && window.darkpool.refreshes >= 1, null, { timeout: 20000 });
       assert.equal(await overlayShown(p, 'chart-venue-value'), true);
       assert.match(await p.textContent('.state[data-for="chart-venue-value"]'), /holds no windows/);
+      // No pipeline (--no-ingest): no pipeline figures.
+      assert.equal(await p.isVisible('#pipeline'), false);
       assert.equal(await p.textContent('[data-stat="num_trades"]'), '0');
       await p.waitForFunction(() => document.querySelector('#status').textContent === 'lake only', null, { timeout: 10000 });
       await p.screenshot({ path: join(shots, 'empty.png') });
