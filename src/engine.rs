@@ -294,7 +294,13 @@ impl Engine {
             .execution
             .parquet
             .schema_force_view_types = false;
+        // DataFusion keeps a table's file listing for good once listed (its list-files cache,
+        // on by default since 52). A lake is written while it is read (serve's own commits,
+        // other processes'), so every query lists the folders again: a local listing is cheap.
+        let caches = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+            .with_list_files_cache_limit(0);
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
             .with_memory_limit(options.memory_limit, 1.0)
             .build_arc()
             .map_err(EngineError::sql)?;
@@ -1133,6 +1139,39 @@ mod tests {
             refused("WITH x AS (SELECT 1) DELETE FROM trades"),
             "DELETE FROM"
         );
+    }
+
+    /// A long-lived engine (serve's) sees what is committed to its lake after its first query,
+    /// a new file in a partition it listed and a new partition alike: DataFusion's list-files
+    /// cache would keep the first listing for good (seen: `serve` answering from the trades of
+    /// its start while it committed more).
+    #[tokio::test]
+    async fn what_is_committed_after_a_query_is_seen_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        let land = |name: &str, lines: &[&str]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, lines.join("\n")).unwrap();
+            crate::ingest::ingest_files(crate::ingest::IngestOptions::new(&lake, vec![path]))
+        };
+        let trade = |day: &str, price: u32| {
+            format!(
+                r#"{{"timestamp":"{day}T10:00:00","symbol":"A","price":{price},"quantity":100,"venue":"DARK1"}}"#
+            )
+        };
+        land("a.ndjson", &[&trade("2024-01-02", 10)]).await.unwrap();
+        let engine = small_engine(&lake).await;
+        let count = "SELECT COUNT(*), COUNT(DISTINCT date) FROM trades";
+        assert_eq!(row(&engine, count).await, ["1", "1"]);
+        assert_eq!(row(&engine, "SELECT COUNT(*) FROM windows").await, ["1"]);
+        land(
+            "b.ndjson",
+            &[&trade("2024-01-02", 11), &trade("2024-01-03", 12)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(row(&engine, count).await, ["3", "2"]);
+        assert_eq!(row(&engine, "SELECT COUNT(*) FROM windows").await, ["2"]);
     }
 
     async fn small_engine(dir: &Path) -> Engine {
