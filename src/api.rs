@@ -76,6 +76,14 @@ pub struct Live {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+/// `serve --no-ingest` following the lake other processes fill ([`crate::live::follow_lake`]):
+/// an `open` event each time it worked out the windows not emitted yet.
+pub struct Followed {
+    pub events: tokio::sync::broadcast::Sender<LiveEvent>,
+    /// Turns true when the server shuts down: event streams end so connections can close.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
 /// What every handler shares.
 pub struct AppState {
     pub engine: Arc<Engine>,
@@ -83,6 +91,8 @@ pub struct AppState {
     pub metrics: QueryMetrics,
     /// Present when `serve` runs the pipeline in-process.
     pub live: Option<Live>,
+    /// Present when it runs none and follows the lake instead.
+    pub followed: Option<Followed>,
     pub cache: ResponseCache,
 }
 
@@ -102,6 +112,23 @@ impl AppState {
             options,
             metrics: QueryMetrics::default(),
             live,
+            followed: None,
+        })
+    }
+
+    /// With no pipeline of its own, following the lake.
+    pub fn following(
+        engine: Arc<Engine>,
+        options: ApiOptions,
+        followed: Followed,
+    ) -> Arc<AppState> {
+        Arc::new(AppState {
+            engine,
+            cache: ResponseCache::new(options.cache_ttl),
+            options,
+            metrics: QueryMetrics::default(),
+            live: None,
+            followed: Some(followed),
         })
     }
 

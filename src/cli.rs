@@ -1564,6 +1564,9 @@ pub async fn report(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
+/// How often `serve --no-ingest` looks for new commits in the lake it follows.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let kafka = args.kafka.options()?;
     if kafka.is_some() && args.no_ingest {
@@ -1617,7 +1620,20 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {} (--bind)", args.bind))?;
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut followed = None;
     let (live, pipeline) = if args.no_ingest {
+        // Following the lake other processes fill: their trades show as soon as they land.
+        let (events, _) = tokio::sync::broadcast::channel(16);
+        tokio::spawn(crate::live::follow_lake(
+            engine.clone(),
+            events.clone(),
+            FOLLOW_EVERY,
+            stop_rx.clone(),
+        ));
+        followed = Some(crate::api::Followed {
+            events,
+            shutdown: stop_tx.subscribe(),
+        });
         (None, None)
     } else {
         let (events, _) = tokio::sync::broadcast::channel(256);
@@ -1696,7 +1712,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             Some(task),
         )
     };
-    let app = crate::api::router(crate::api::AppState::with_live(engine, api_options, live));
+    let app = crate::api::router(match followed {
+        Some(followed) => crate::api::AppState::following(engine, api_options, followed),
+        None => crate::api::AppState::with_live(engine, api_options, live),
+    });
     let what = if let Some(options) = &aggregator {
         format!(
             "Kafka {} at {} (group {}) -> windows -> lake {}",
@@ -1712,7 +1731,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             args.lake.lake.display()
         )
     } else {
-        format!("the lake {}", args.lake.lake.display())
+        format!(
+            "the lake {}, following what other processes commit to it",
+            args.lake.lake.display()
+        )
     };
     // Listening on every interface: the URL to open is this machine's own.
     let shown = if local.ip().is_unspecified() {

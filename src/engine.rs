@@ -234,7 +234,8 @@ const TABLES: [(&str, &str); 12] = [
     ),
     (
         "live_windows",
-        "serve's live windows not yet in the lake: open (is_final = false) and just closed",
+        "serve's live windows not yet in the lake: open (is_final = false) and just closed; \
+         with --no-ingest, the windows of landed trades no process has emitted yet",
     ),
     (
         "ats_weekly",
@@ -431,6 +432,67 @@ impl Engine {
         if let Some(partition) = self.live.batches.first() {
             *partition.write().await = rows;
         }
+    }
+
+    /// The windows of trades the lake holds that no process has emitted yet (they are open in
+    /// the memory of the member that read them): the window aggregate over those trades, as
+    /// `is_final = false` version 1 rows of `live_windows`. For `serve --no-ingest`, whose
+    /// lake other processes fill. Only trades from a window length before the newest emitted
+    /// window's end are looked at: a member's open windows all end after its watermark, so
+    /// this finds them unless a member runs further behind in event time than that (its
+    /// windows then show once final).
+    pub async fn unemitted_windows(&self) -> Result<Vec<RecordBatch>, EngineError> {
+        let newest = self
+            .internal("SELECT arrow_cast(MAX(window_end), 'Int64') AS e FROM window_history")
+            .await?
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<arrow::datatypes::Int64Type>()
+                    .cloned()
+            })
+            .filter(|e| e.len() == 1 && e.is_valid(0))
+            .map(|e| e.value(0));
+        let (trades, emitted) = match newest {
+            Some(end) => {
+                let from = end - self.options.window.size;
+                let mut day = String::new();
+                crate::time::format_iso_micros(from, &mut day);
+                day.truncate(10);
+                (
+                    format!(
+                        "(SELECT * FROM trades WHERE \"timestamp\" >= arrow_cast({from}, \
+                         'Timestamp(Microsecond, Some(\"UTC\"))') AND date >= '{day}')"
+                    ),
+                    format!(
+                        "AND w.window_end > arrow_cast({from}, 'Timestamp(Microsecond, Some(\"UTC\"))')"
+                    ),
+                )
+            }
+            None => ("trades".to_string(), String::new()),
+        };
+        let aggregate = self.options.window.render(window::AGGREGATE_SQL);
+        let from_trades = "FROM trades AS t";
+        if !aggregate.contains(from_trades) {
+            return Err(EngineError::Sql(format!(
+                "the window aggregate does not read `{from_trades}`"
+            )));
+        }
+        let aggregate = aggregate.replace(from_trades, &format!("FROM {trades} AS t"));
+        let sql = format!(
+            "SELECT o.*, false AS is_final, CAST(1 AS BIGINT) AS version FROM ({aggregate}\n) AS o \
+             WHERE NOT EXISTS (SELECT 1 FROM window_history AS w WHERE w.window_start = o.window_start \
+             AND w.window_end = o.window_end AND w.symbol = o.symbol AND w.venue = o.venue {emitted})"
+        );
+        let schema = self.window_schema();
+        self.internal(&sql)
+            .await?
+            .into_iter()
+            .map(|batch| {
+                RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| EngineError::Sql(format!("unemitted windows: {e}")))
+            })
+            .collect()
     }
 
     /// Compute the `windows` view (latest version per key) once and answer it from memory for

@@ -259,6 +259,14 @@ impl Lake {
         self.root.join("_commits")
     }
 
+    /// When a commit was last logged here (the commit log's folder changed): what a reader
+    /// following the lake watches. `None` while there is none.
+    pub fn commits_changed_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.commits_dir())
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// Is `run`'s commit logged? From then on the run is the lake's: its staged files are
     /// published by its own commit or, after a failure, by recovery's roll-forward.
     pub(crate) fn is_logged(&self, run: &str) -> bool {

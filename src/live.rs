@@ -173,6 +173,50 @@ impl LiveStats {
     }
 }
 
+/// `serve --no-ingest`: follow a lake other processes fill. Whenever a commit is logged
+/// (checked every `every`; and once more when the commit log has been still for a check, as a
+/// logged run's files are moved into place after it), the windows of the trades no process has
+/// emitted yet become `live_windows` ([`Engine::unemitted_windows`]) and go out as an `open`
+/// event, so the dashboard and the API show trades seconds after they land rather than when
+/// their windows close. Until `stop` turns true.
+pub async fn follow_lake(
+    engine: Arc<Engine>,
+    events: broadcast::Sender<LiveEvent>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let lake = engine.lake().clone();
+    // What the last check saw, and what the windows are worked out for.
+    let (mut seen, mut done) = (lake.commits_changed_at(), None);
+    loop {
+        let now = lake.commits_changed_at();
+        if now != done {
+            match engine.unemitted_windows().await {
+                Ok(rows) => {
+                    let open = rows.iter().map(RecordBatch::num_rows).sum::<usize>();
+                    tracing::debug!("following the lake: {open} window(s) not emitted yet");
+                    let batch = arrow::compute::concat_batches(&engine.window_schema(), &rows);
+                    engine.set_live_windows(rows).await;
+                    if let Ok(batch) = batch {
+                        let _ = events.send(LiveEvent::Open(batch));
+                    }
+                    // Once the log was still for a check: the last run's files are in place.
+                    if now == seen {
+                        done = now;
+                    }
+                }
+                // Tried again at the next check.
+                Err(e) => tracing::warn!("following the lake: {e}"),
+            }
+        }
+        seen = now;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
 /// A writer that hands whole flushes of the simulator's output to the pipeline.
 struct ChannelWriter {
     buffer: Vec<u8>,

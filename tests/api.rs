@@ -949,6 +949,76 @@ async fn serve_rebuilds_the_windows_a_crash_left_open() {
     assert!(trades > landed);
 }
 
+/// `serve --no-ingest` over a lake whose writer died with windows open shows those windows
+/// (not final, version 1) from the trades the lake holds: its windows add up to every trade
+/// landed, and with the lake's final windows they are the batch aggregate over its trades.
+#[tokio::test]
+async fn serve_no_ingest_shows_the_windows_no_process_has_emitted() {
+    follower_shows_every_trade(&CRASHING_SERVE, None, 1).await;
+}
+
+/// The same for hopping windows: each trade is in the four windows of 2 s every 500 ms.
+#[tokio::test]
+async fn serve_no_ingest_shows_the_hopping_windows_no_process_has_emitted() {
+    let args = [&CRASHING_SERVE[..], &["--slide", "500ms"]].concat();
+    follower_shows_every_trade(&args, Some("500ms"), 4).await;
+}
+
+async fn follower_shows_every_trade(writer: &[&str], slide: Option<&str>, hops: i64) {
+    let dir = tempfile::tempdir().unwrap();
+    serve_then_kill(dir.path(), writer, 3500);
+    let lake = dir.path().join("lake");
+    let landed = count(&lake, "SELECT COUNT(*) FROM trades").await;
+    let windowed = count(&lake, "SELECT COALESCE(SUM(num_trades), 0) FROM windows").await;
+    assert!(
+        landed * hops > windowed,
+        "open windows were left ({landed} trades, {windowed} in windows)"
+    );
+    let (mut follower, address) = start_serve(dir.path(), &["--no-ingest"]);
+    let mut sse = std::net::TcpStream::connect(&address).unwrap();
+    write!(sse, "GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let events = read_until(&mut sse, "event: open", Duration::from_secs(30));
+    assert!(events.contains("\"following\":true"), "{events}");
+    assert!(events.contains("event: open"), "{events}");
+    let reply = http_get(&address, "/api/heatmap_data");
+    interrupt(&mut follower);
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+    let shown: i64 = rows.iter().map(|r| r["num_trades"].as_i64().unwrap()).sum();
+    assert_eq!(
+        shown,
+        landed * hops,
+        "every landed trade is in its windows shown"
+    );
+    let open: Vec<_> = rows.iter().filter(|r| r["is_final"] == false).collect();
+    assert!(!open.is_empty());
+    assert!(open.iter().all(|r| r["version"] == 1), "{open:?}");
+    // The same rows from the engine, against the batch aggregate over the lake's trades.
+    let mut options = EngineOptions::new(&lake);
+    options.window = darkpool::window::WindowSpec::parse("2s", slide, "0s").unwrap();
+    let engine = Engine::open(options).await.unwrap();
+    engine
+        .set_live_windows(engine.unemitted_windows().await.unwrap())
+        .await;
+    let aggregate = format!("({})", engine.named_sql("window_aggregate").unwrap());
+    let shown = "(SELECT * EXCLUDE (date) FROM windows UNION ALL SELECT * FROM live_windows)";
+    let columns =
+        "window_start, window_end, symbol, venue, num_trades, total_quantity, block_trades";
+    for (a, b) in [(shown, aggregate.as_str()), (aggregate.as_str(), shown)] {
+        let differ = format!(
+            "SELECT COUNT(*) FROM (SELECT {columns} FROM {a} EXCEPT ALL SELECT {columns} FROM {b})"
+        );
+        let result = engine.sql(&differ).await.unwrap();
+        use arrow::array::AsArray;
+        let n = result.batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        assert_eq!(n, 0, "shown windows differ from the batch aggregate");
+    }
+}
+
 /// `serve` with `args` for `ms`, then SIGKILL: no chance to close anything.
 fn serve_then_kill(dir: &Path, args: &[&str], ms: u64) {
     let (mut child, _) = start_serve(dir, args);
@@ -1016,7 +1086,10 @@ async fn dashboard_document_agrees_with_the_input_trades() {
     let d = all.json();
     assert_eq!(d["symbol"], Value::Null);
     assert_eq!(d["live"], false);
-    assert!(d.get("pipeline").is_none(), "no pipeline, no pipeline figures");
+    assert!(
+        d.get("pipeline").is_none(),
+        "no pipeline, no pipeline figures"
+    );
     let s = &d["summary"];
     assert_eq!(s["num_trades"].as_i64().unwrap(), all_trades);
     assert!(close(s["total_value"].as_f64().unwrap(), all_value));

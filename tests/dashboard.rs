@@ -76,6 +76,8 @@ fn dashboard_works_in_headless_chromium() {
     let empty = tempfile::tempdir().unwrap();
     let (mut live, address) = start_serve(dir.path(), &["--rate", "200", "--commit-every", "2s"]);
     let (mut idle, empty_address) = start_serve(empty.path(), &["--no-ingest"]);
+    // A fifth with no pipeline over the live one's lake: it follows what that one commits.
+    let (mut follower, follower_address) = start_serve(dir.path(), &["--no-ingest"]);
     // A third whose pipeline stops: its lake on a filesystem the live trades fill in a second
     // (and told not to wait for room); a fourth that waits for room on one likewise.
     let full = tempfile::tempdir().unwrap();
@@ -100,6 +102,10 @@ fn dashboard_works_in_headless_chromium() {
         .current_dir(root.join("web"))
         .env("DARKPOOL_URL", format!("http://{address}"))
         .env("DARKPOOL_EMPTY_URL", format!("http://{empty_address}"))
+        .env(
+            "DARKPOOL_FOLLOWER_URL",
+            format!("http://{follower_address}"),
+        )
         .envs(
             failing
                 .as_ref()
@@ -116,6 +122,7 @@ fn dashboard_works_in_headless_chromium() {
         .unwrap();
     interrupt(&mut live);
     interrupt(&mut idle);
+    interrupt(&mut follower);
     if let Some((child, _)) = &mut failing {
         // Its exit says the pipeline failed.
         assert!(!interrupt_and_wait(child).success());

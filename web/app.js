@@ -446,8 +446,12 @@
       status('pipeline restarting', 'wait', pipelineNotice());
     } else if (state.pipeline === 'finished') {
       status('pipeline finished', 'idle');
+    } else if (state.live) {
+      status('live', 'live');
+    } else if (state.following) {
+      status('following the lake', 'live', 'No pipeline in this server: it shows what other processes (darkpool ingest) commit to the lake, their open windows included, within seconds of each commit.');
     } else {
-      status(state.live ? 'live' : 'lake only', state.live ? 'live' : 'idle');
+      status('lake only', 'idle');
     }
   }
 
@@ -458,6 +462,7 @@
       let said = {};
       try { said = JSON.parse(e.data); } catch (_) { /* shown as lake only */ }
       state.live = said.live === true;
+      state.following = said.following === true;
       state.pipeline = said.pipeline || null;
       state.pipelineError = said.error || '';
       state.restartIn = said.restart_in_seconds;

@@ -71,7 +71,7 @@ pub async fn document() -> Json<Value> {
             "/api/dashboard": {"get": {"summary": "Everything the dashboard draws: summary, venues, value by kind and by venue per window (newest 288), sites, newest block prints; with a live pipeline its figures (trades landed, watermark, Kafka lag)",
                 "parameters": [{"name": "symbol", "in": "query", "required": false, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "one JSON document", "content": {"application/json": {}}}, "400": errors()["400"]}}},
-            "/api/stream": {"get": {"summary": "Server-Sent Events: status, window (closed or corrected windows), open (open windows, at most once a tick)",
+            "/api/stream": {"get": {"summary": "Server-Sent Events: status, window (closed or corrected windows), open (open windows, at most once a tick; with --no-ingest, the windows not emitted yet, after each commit to the lake)",
                 "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {}}}}}},
             "/": {"get": {"summary": "The dashboard", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
             "/healthz": {"get": {"summary": "The process answers; with an embedded pipeline, `pipeline` is running, finished or failed", "responses": {"200": {"description": "ok"}, "503": {"description": "the embedded pipeline stopped on an error (`error`); the API still serves the lake"}}}},

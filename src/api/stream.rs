@@ -61,11 +61,15 @@ pub fn rows_json(batch: &RecordBatch) -> String {
     String::from_utf8(out).unwrap_or_else(|_| "[]".into())
 }
 
-/// A `status` event: `{"live": false}` without an embedded pipeline, else `{"live": true,
-/// "pipeline": ...}` (and `"error"` when it failed).
-fn status_event(pipeline: Option<PipelineState>) -> Event {
+/// A `status` event: `{"live": false}` without an embedded pipeline (with `"following":
+/// true` when following the lake), else `{"live": true, "pipeline": ...}` (and `"error"` when
+/// it failed).
+fn status_event(pipeline: Option<PipelineState>, following: bool) -> Event {
     let mut data = serde_json::Map::new();
     data.insert("live".into(), pipeline.is_some().into());
+    if following {
+        data.insert("following".into(), true.into());
+    }
     if let Some(pipeline) = pipeline {
         pipeline.describe(&mut data);
     }
@@ -78,7 +82,10 @@ fn status_event(pipeline: Option<PipelineState>) -> Event {
 pub async fn events(
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let hello = status_event(state.live.as_ref().map(|live| live.state.borrow().clone()));
+    let hello = status_event(
+        state.live.as_ref().map(|live| live.state.borrow().clone()),
+        state.followed.is_some(),
+    );
     let updates = match state.live.as_ref() {
         Some(live) => {
             let mut shutdown = live.shutdown.clone();
@@ -88,24 +95,9 @@ pub async fn events(
             let changes = stream::unfold(pipeline, |mut pipeline| async move {
                 pipeline.changed().await.ok()?;
                 let now = pipeline.borrow_and_update().clone();
-                Some((Ok(status_event(Some(now))), pipeline))
+                Some((Ok(status_event(Some(now), false)), pipeline))
             });
-            let windows = stream::unfold(live.events.subscribe(), |mut receiver| async move {
-                loop {
-                    let event = match receiver.recv().await {
-                        Ok(LiveEvent::Closed(batch)) => {
-                            Event::default().event("window").data(rows_json(&batch))
-                        }
-                        Ok(LiveEvent::Open(batch)) => {
-                            Event::default().event("open").data(rows_json(&batch))
-                        }
-                        // A slow client skips what it missed and carries on.
-                        Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return None,
-                    };
-                    return Some((Ok(event), receiver));
-                }
-            });
+            let windows = window_events(live.events.subscribe());
             stream::select(windows, changes)
                 // On shutdown the stream ends, so graceful shutdown is not held up by open clients.
                 .take_until(async move {
@@ -113,9 +105,42 @@ pub async fn events(
                 })
                 .boxed()
         }
-        // No pipeline in this process: the stream stays open with keep-alives only.
-        None => stream::pending().boxed(),
+        None => match state.followed.as_ref() {
+            // Following the lake: an `open` event each time its unemitted windows are new.
+            Some(followed) => {
+                let mut shutdown = followed.shutdown.clone();
+                window_events(followed.events.subscribe())
+                    .take_until(async move {
+                        let _ = shutdown.wait_for(|stop| *stop).await;
+                    })
+                    .boxed()
+            }
+            // No pipeline in this process: the stream stays open with keep-alives only.
+            None => stream::pending().boxed(),
+        },
     };
     Sse::new(stream::once(async { Ok(hello) }).chain(updates))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The pipeline's windows as events: `window` for closed ones, `open` for the open ones.
+fn window_events(
+    receiver: tokio::sync::broadcast::Receiver<LiveEvent>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            let event = match receiver.recv().await {
+                Ok(LiveEvent::Closed(batch)) => {
+                    Event::default().event("window").data(rows_json(&batch))
+                }
+                Ok(LiveEvent::Open(batch)) => {
+                    Event::default().event("open").data(rows_json(&batch))
+                }
+                // A slow client skips what it missed and carries on.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), receiver));
+        }
+    })
 }

@@ -2,7 +2,7 @@
 // by playwright-core against a running `darkpool serve`.
 //
 //   DARKPOOL_URL=http://127.0.0.1:5001 [DARKPOOL_EMPTY_URL=...] [DARKPOOL_FAILED_URL=...] \
-//     [DARKPOOL_RESTARTING_URL=...] \
+//     [DARKPOOL_RESTARTING_URL=...] [DARKPOOL_FOLLOWER_URL=...] \
 //     [DARKPOOL_SCREENSHOTS=dir] \
 //     node web/tests/dashboard.mjs
 //
@@ -17,6 +17,8 @@ const url = process.env.DARKPOOL_URL;
 const emptyUrl = process.env.DARKPOOL_EMPTY_URL;
 const failedUrl = process.env.DARKPOOL_FAILED_URL;
 const restartingUrl = process.env.DARKPOOL_RESTARTING_URL;
+// A `serve --no-ingest` over the lake DARKPOOL_URL's pipeline fills.
+const followerUrl = process.env.DARKPOOL_FOLLOWER_URL;
 const shots = process.env.DARKPOOL_SCREENSHOTS || 'screenshots';
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 assert.ok(url, 'DARKPOOL_URL is not set');
@@ -270,8 +272,29 @@ try {
       // No pipeline (--no-ingest): no pipeline figures.
       assert.equal(await p.isVisible('#pipeline'), false);
       assert.equal(await p.textContent('[data-stat="num_trades"]'), '0');
-      await p.waitForFunction(() => document.querySelector('#status').textContent === 'lake only', null, { timeout: 10000 });
+      await p.waitForFunction(() => document.querySelector('#status').textContent === 'following the lake', null, { timeout: 10000 });
       await p.screenshot({ path: join(shots, 'empty.png') });
+    });
+  }
+  if (followerUrl) {
+    await check('a server with no pipeline shows what another commits to its lake, open windows included, without a reload', async () => {
+      const p = await context.newPage();
+      watch(p);
+      await p.goto(followerUrl + '/', { waitUntil: 'domcontentloaded' });
+      await p.waitForFunction(() => document.querySelector('#status').textContent === 'following the lake', null, { timeout: 10000 });
+      assert.match(await p.getAttribute('#status', 'class'), /pill-live/);
+      await p.waitForFunction(() => window.darkpool.refreshes >= 1, null, { timeout: 20000 });
+      const before = await p.evaluate(() => ({ refreshes: window.darkpool.refreshes, trades: window.darkpool.data.summary.num_trades }));
+      // The other server commits every 2 s; each commit is an event here and a refresh.
+      await p.waitForFunction((b) => window.darkpool.liveEvents > 0 && window.darkpool.refreshes > b.refreshes
+        && window.darkpool.data.summary.num_trades > b.trades, before, { timeout: 30000 });
+      // Its wall-clock trades are in windows still open (their 5 minutes are not over): shown.
+      const open = await (await p.request.post(followerUrl + '/api/sql', {
+        headers: { Accept: 'application/json' }, data: 'SELECT COUNT(*) AS n FROM live_windows WHERE NOT is_final',
+      })).json();
+      assert.ok(open[0].n > 0, JSON.stringify(open));
+      assert.equal(await p.isVisible('#pipeline'), false);
+      await p.screenshot({ path: join(shots, 'follower.png') });
     });
   }
   if (failedUrl) {
