@@ -1496,6 +1496,41 @@ async fn a_member_serves_its_metrics_and_health_with_metrics_bind() {
     stop_member(&mut child, dir.path(), "member.log");
 }
 
+/// The README's three terminals: while a member runs with windows open, `serve --no-ingest`
+/// over its lake shows every trade it landed, the open windows among them.
+#[tokio::test]
+async fn a_dashboard_over_a_running_members_lake_shows_its_open_windows() {
+    // Its windows stay open while the partitions are quiet for less than `member`'s 60 s.
+    let Some((dir, _, topic, mut child)) = member_over_3000(&[]) else {
+        return;
+    };
+    wait_landed(dir.path(), &topic, 3000);
+    let (mut follower, address) = common::start_serve(dir.path(), &["--no-ingest"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (shown, open) = loop {
+        let reply = http_get(&address, "/api/heatmap_data");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&reply).unwrap_or_default();
+        let shown: i64 = rows.iter().filter_map(|r| r["num_trades"].as_i64()).sum();
+        let open = rows.iter().filter(|r| r["is_final"] == false).count();
+        if shown == 3000 || Instant::now() > deadline {
+            break (shown, open);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    common::interrupt(&mut follower);
+    let windowed: i64 = query(dir.path(), "SELECT SUM(num_trades) FROM windows")
+        .lines()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    stop_member(&mut child, dir.path(), "member.log");
+    assert_eq!(shown, 3000, "trades in the windows shown");
+    assert!(
+        open > 0 && windowed < 3000,
+        "{open} open, {windowed} in final windows"
+    );
+}
+
 /// Where a member started with `--metrics-bind` serves its metrics, from its log.
 fn metrics_address(dir: &Path, log: &str) -> String {
     let text = wait_for_log(dir, log, "/healthz\n");
