@@ -35,6 +35,15 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// An event time to the whole second, UTC: `2024-01-01T09:30:15Z` (enough to see a watermark
+/// move).
+pub fn utc_second(micros: i64) -> String {
+    let mut at = String::new();
+    crate::time::format_iso_micros(micros, &mut at);
+    at.truncate(19);
+    at + "Z"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +65,7 @@ mod tests {
         assert_eq!(seconds(Duration::from_millis(59_600)), "60s");
         assert_eq!(per_second(1_000, Duration::from_secs(2)), 500);
         assert_eq!(per_second(1_000, Duration::ZERO), 0);
+        assert_eq!(utc_second(1_704_101_415_250_000), "2024-01-01T09:30:15Z");
+        assert_eq!(utc_second(-1), "1969-12-31T23:59:59Z");
     }
 }

@@ -153,12 +153,7 @@ impl LiveStats {
     pub fn figures(&self) -> serde_json::Value {
         let watermark = match self.watermark_micros.load(Ordering::Relaxed) {
             0 => None,
-            micros => {
-                let mut at = String::new();
-                crate::time::format_iso_micros(micros, &mut at);
-                at.truncate(19);
-                Some(at + "Z")
-            }
+            micros => Some(crate::human::utc_second(micros)),
         };
         let behind = *self.behind.lock().unwrap_or_else(|p| p.into_inner());
         serde_json::json!({
@@ -188,6 +183,8 @@ pub async fn follow_lake(
     let lake = engine.lake().clone();
     // What the last check saw, and what the windows are worked out for.
     let (mut seen, mut done) = (lake.commits_changed_at(), None);
+    // A failure is logged when it first happens, not at every check it lasts.
+    let mut failing: Option<String> = None;
     loop {
         let now = lake.commits_changed_at();
         if now != done {
@@ -204,9 +201,18 @@ pub async fn follow_lake(
                     if now == seen {
                         done = now;
                     }
+                    if failing.take().is_some() {
+                        tracing::info!("following the lake again");
+                    }
                 }
                 // Tried again at the next check.
-                Err(e) => tracing::warn!("following the lake: {e}"),
+                Err(e) => {
+                    let e = e.to_string();
+                    if failing.as_ref() != Some(&e) {
+                        tracing::warn!("following the lake: {e} (trying again every {every:?})");
+                        failing = Some(e);
+                    }
+                }
             }
         }
         seen = now;

@@ -170,7 +170,7 @@ pub struct Status {
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::human::{grouped, per_second, seconds};
+        use crate::human::{grouped, per_second, seconds, utc_second};
         write!(
             f,
             "status: {} trades landed (+{} in {}, {}/s), {} rejected, {} late; {} partition(s), ",
@@ -193,12 +193,7 @@ impl std::fmt::Display for Status {
             (None, _) => write!(f, "messages behind not known yet")?,
         }
         match self.watermark {
-            Some(micros) => {
-                let mut at = String::new();
-                crate::time::format_iso_micros(micros, &mut at);
-                // Whole seconds are enough to see it move.
-                write!(f, "; watermark {}Z", &at[..19])
-            }
+            Some(micros) => write!(f, "; watermark {}", utc_second(micros)),
             None => write!(f, "; no watermark yet"),
         }
     }
