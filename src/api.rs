@@ -106,14 +106,7 @@ impl AppState {
         options: ApiOptions,
         live: Option<Live>,
     ) -> Arc<AppState> {
-        Arc::new(AppState {
-            engine,
-            cache: ResponseCache::new(options.cache_ttl),
-            options,
-            metrics: QueryMetrics::default(),
-            live,
-            followed: None,
-        })
+        AppState::build(engine, options, live, None)
     }
 
     /// With no pipeline of its own, following the lake.
@@ -122,13 +115,22 @@ impl AppState {
         options: ApiOptions,
         followed: Followed,
     ) -> Arc<AppState> {
+        AppState::build(engine, options, None, Some(followed))
+    }
+
+    fn build(
+        engine: Arc<Engine>,
+        options: ApiOptions,
+        live: Option<Live>,
+        followed: Option<Followed>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             engine,
             cache: ResponseCache::new(options.cache_ttl),
             options,
             metrics: QueryMetrics::default(),
-            live: None,
-            followed: Some(followed),
+            live,
+            followed,
         })
     }
 
