@@ -366,13 +366,20 @@
     venueMap(d.sites || [], empty);
     blocksTable(d.blocks || [], s.windows ? `No block prints for ${who} in the committed trades.` : empty);
     $('#updated').textContent = new Date().toISOString().slice(11, 19) + ' UTC';
-    pipelineFigures(d.pipeline);
+    pipelineFigures(d.pipeline, d.following);
   }
 
-  // What the embedded pipeline landed since the server started, its watermark and (Kafka) lag.
-  function pipelineFigures(p) {
+  // What the embedded pipeline landed since the server started, its watermark and (Kafka) lag;
+  // or, following a lake other processes fill, when they last committed to it.
+  function pipelineFigures(p, following) {
     const el = $('#pipeline');
-    el.hidden = !p;
+    el.hidden = !p && !following;
+    if (following) {
+      const last = following.last_commit;
+      el.textContent = last ? `Following the lake: last commit ${last.slice(0, 19).replace('T', ' ')} UTC` : 'Following the lake: no commit yet';
+      el.title = 'No pipeline in this server: darkpool ingest processes fill the lake; their open windows show as of their last commit.';
+      return;
+    }
     if (!p) return;
     const parts = [`Pipeline: ${count(p.trades_landed)} trades landed since start`];
     if (p.watermark) parts.push(`watermark ${p.watermark.slice(0, 19).replace('T', ' ')} UTC`);

@@ -108,6 +108,14 @@ pub async fn dashboard(
             if let Some(live) = &state.live {
                 document.insert("pipeline".into(), live.stats.figures());
             }
+            if state.followed.is_some() {
+                // When a process last committed to the lake this server follows.
+                let last = state.engine.lake().commits_changed_at().and_then(|at| {
+                    let micros = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_micros();
+                    Some(crate::human::utc_second(i64::try_from(micros).ok()?))
+                });
+                document.insert("following".into(), json!({ "last_commit": last }));
+            }
             for (name, sql) in sections(symbol.is_some()) {
                 let params = symbol
                     .as_ref()

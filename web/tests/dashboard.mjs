@@ -269,8 +269,8 @@ try {
       await p.waitForFunction(() => window.darkpool && window.darkpool.refreshes >= 1, null, { timeout: 20000 });
       assert.equal(await overlayShown(p, 'chart-venue-value'), true);
       assert.match(await p.textContent('.state[data-for="chart-venue-value"]'), /holds no windows/);
-      // No pipeline (--no-ingest): no pipeline figures.
-      assert.equal(await p.isVisible('#pipeline'), false);
+      // No pipeline (--no-ingest), and nothing committed to follow.
+      assert.equal(await p.textContent('#pipeline'), 'Following the lake: no commit yet');
       assert.equal(await p.textContent('[data-stat="num_trades"]'), '0');
       await p.waitForFunction(() => document.querySelector('#status').textContent === 'following the lake', null, { timeout: 10000 });
       await p.screenshot({ path: join(shots, 'empty.png') });
@@ -293,7 +293,12 @@ try {
         headers: { Accept: 'application/json' }, data: 'SELECT COUNT(*) AS n FROM live_windows WHERE NOT is_final',
       })).json();
       assert.ok(open[0].n > 0, JSON.stringify(open));
-      assert.equal(await p.isVisible('#pipeline'), false);
+      // When the other server last committed: within the last minute.
+      const footer = await p.textContent('#pipeline');
+      const at = footer.match(/^Following the lake: last commit (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC$/);
+      assert.ok(at, footer);
+      const age = Date.now() - Date.parse(at[1].replace(' ', 'T') + 'Z');
+      assert.ok(age >= -2000 && age < 60000, `${footer}: ${age} ms ago`);
       await p.screenshot({ path: join(shots, 'follower.png') });
     });
   }
