@@ -1479,6 +1479,21 @@ fn flags_the_mode_would_ignore_are_refused() {
     }
     assert!(!dir.path().join("lake").exists());
     assert!(!dir.path().join("s.ndjson").exists());
+    // DARKPOOL_CHECK_FLAGS_ONLY (`.ci/compose-check`): the same check, and nothing runs.
+    let check = |args: &[&str]| {
+        darkpool()
+            .args(args)
+            .env("DARKPOOL_CHECK_FLAGS_ONLY", "1")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        check(&["ingest", "--group", "g", "t.ndjson"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(check(&["ingest", "t.ndjson"]).status.code(), Some(0));
+    assert!(!dir.path().join("lake").exists());
     // From the environment (one file for several modes, as compose's), the same are let be.
     let out = darkpool()
         .args(["ingest", "t.ndjson"])
