@@ -188,10 +188,14 @@ pub async fn follow_lake(
     loop {
         let now = lake.commits_changed_at();
         if now != done {
+            let started = Instant::now();
             match engine.unemitted_windows().await {
                 Ok(rows) => {
                     let open = rows.iter().map(RecordBatch::num_rows).sum::<usize>();
-                    tracing::debug!("following the lake: {open} window(s) not emitted yet");
+                    tracing::debug!(
+                        "following the lake: {open} window(s) not emitted yet, worked out in {:?}",
+                        started.elapsed()
+                    );
                     let batch = arrow::compute::concat_batches(&engine.window_schema(), &rows);
                     engine.set_live_windows(rows).await;
                     if let Ok(batch) = batch {
