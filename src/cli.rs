@@ -1620,8 +1620,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {} (--bind)", args.bind))?;
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut followed = None;
-    let (live, pipeline) = if args.no_ingest {
+    let (live, pipeline, followed) = if args.no_ingest {
         // Following the lake other processes fill: their trades show as soon as they land.
         let (events, _) = tokio::sync::broadcast::channel(16);
         tokio::spawn(crate::live::follow_lake(
@@ -1630,11 +1629,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             FOLLOW_EVERY,
             stop_rx.clone(),
         ));
-        followed = Some(crate::api::Followed {
+        let followed = crate::api::Followed {
             events,
             shutdown: stop_tx.subscribe(),
-        });
-        (None, None)
+        };
+        (None, None, Some(followed))
     } else {
         let (events, _) = tokio::sync::broadcast::channel(256);
         let stats = Arc::new(crate::live::LiveStats::default());
@@ -1710,6 +1709,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 shutdown,
             }),
             Some(task),
+            None,
         )
     };
     let app = crate::api::router(match followed {

@@ -456,17 +456,14 @@ impl Engine {
         let (trades, emitted) = match newest {
             Some(end) => {
                 let from = end - self.options.window.size;
-                let mut day = String::new();
-                crate::time::format_iso_micros(from, &mut day);
-                day.truncate(10);
+                let at = format!("arrow_cast({from}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+                // The date too, so the partitions before it are not read at all.
+                let day = crate::time::date_of(from);
                 (
                     format!(
-                        "(SELECT * FROM trades WHERE \"timestamp\" >= arrow_cast({from}, \
-                         'Timestamp(Microsecond, Some(\"UTC\"))') AND date >= '{day}')"
+                        "(SELECT * FROM trades WHERE \"timestamp\" >= {at} AND date >= '{day}')"
                     ),
-                    format!(
-                        "AND w.window_end > arrow_cast({from}, 'Timestamp(Microsecond, Some(\"UTC\"))')"
-                    ),
+                    format!("AND w.window_end > {at}"),
                 )
             }
             None => ("trades".to_string(), String::new()),
