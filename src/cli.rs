@@ -1027,9 +1027,6 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         );
         return Ok(());
     }
-    if args.metrics_bind.is_some() {
-        bail!("--metrics-bind applies to --brokers (a member that keeps running); a file ingest ends with its summary");
-    }
     let summary = ingest_files(options).await?;
     crate::say_part!("{}", format_summary(&summary, &args.lake.lake));
     Ok(())

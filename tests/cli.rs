@@ -1499,6 +1499,7 @@ fn flags_the_mode_would_ignore_are_refused() {
         .args(["ingest", "t.ndjson"])
         .env("DARKPOOL_GROUP", "g")
         .env("DARKPOOL_STATUS_EVERY", "5s")
+        .env("DARKPOOL_METRICS_BIND", "127.0.0.1:0")
         .current_dir(dir.path())
         .output()
         .unwrap();
