@@ -1561,7 +1561,8 @@ pub async fn report(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// How often `serve --no-ingest` looks for new commits in the lake it follows.
+/// How often `serve --no-ingest` and `serve --brokers` look for new commits in the lake they
+/// follow.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
@@ -1644,6 +1645,16 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             engine: engine.clone(),
             events: events.clone(),
         };
+        if aggregator.is_some() {
+            // Other members of the group land into the same lake: their open windows show
+            // beside this member's own.
+            tokio::spawn(crate::live::follow_lake(
+                engine.clone(),
+                events.clone(),
+                FOLLOW_EVERY,
+                stop_rx.clone(),
+            ));
+        }
         let state = Arc::new(tokio::sync::watch::Sender::new(PipelineState::Running));
         let ended = state.clone();
         let kafka_options = aggregator.clone();

@@ -5,6 +5,7 @@
 //! `windows` (the latest version per key: sums over it are right), `venues`.
 
 mod bounded;
+mod live_windows;
 pub mod named;
 
 use std::path::{Path, PathBuf};
@@ -202,8 +203,9 @@ pub struct TableInfo {
 /// The query session over one lake.
 pub struct Engine {
     ctx: SessionContext,
-    /// `live_windows`: swapped in place by [`Engine::set_live_windows`].
-    live: Arc<MemTable>,
+    /// `live_windows`: the pipeline's own part ([`Engine::set_live_windows`]) and what following
+    /// the lake found ([`Engine::set_followed_windows`]).
+    live: live_windows::LiveWindows,
     options: EngineOptions,
     named: Vec<NamedQuery>,
     lake: Lake,
@@ -235,7 +237,8 @@ const TABLES: [(&str, &str); 12] = [
     (
         "live_windows",
         "serve's live windows not yet in the lake: open (is_final = false) and just closed; \
-         with --no-ingest, the windows of landed trades no process has emitted yet",
+         with --no-ingest or --brokers, also the windows of landed trades no process has \
+         emitted yet",
     ),
     (
         "ats_weekly",
@@ -367,7 +370,7 @@ impl Engine {
         let named = named::load(options.sql_dir.as_deref()).map_err(EngineError::NamedQueries)?;
         Ok(Engine {
             ctx,
-            live,
+            live: live_windows::LiveWindows::new(live),
             options,
             named,
             lake,
@@ -427,11 +430,34 @@ impl Engine {
         self.sql(&sql).await
     }
 
-    /// Replace the rows of `live_windows` (rows of the `window_history` schema).
-    pub async fn set_live_windows(&self, rows: Vec<RecordBatch>) {
-        if let Some(partition) = self.live.batches.first() {
-            *partition.write().await = rows;
-        }
+    /// Replace the pipeline's own rows of `live_windows` (rows of the `window_history` schema)
+    /// and show them.
+    pub async fn set_live_windows(&self, rows: Vec<RecordBatch>) -> Result<(), EngineError> {
+        self.set_own_windows(rows);
+        self.show_live_windows().await
+    }
+
+    /// [`Engine::set_live_windows`] in two steps, for a caller that cannot wait: the rows are
+    /// taken in call order, and whenever [`Engine::show_live_windows`] runs it shows the latest.
+    pub fn set_own_windows(&self, rows: Vec<RecordBatch>) {
+        self.live.set_own(rows);
+    }
+
+    pub async fn show_live_windows(&self) -> Result<(), EngineError> {
+        Ok(self.live.show().await?)
+    }
+
+    /// Following the lake begins to work out the windows no process has emitted
+    /// ([`Engine::unemitted_windows`]); [`Engine::set_followed_windows`] then shows them.
+    pub fn begin_following(&self) {
+        self.live.begin_following();
+    }
+
+    /// Show `rows` (from [`Engine::unemitted_windows`]) in `live_windows`, except the keys the
+    /// pipeline's own part has, or had since following began: its own rows are newer.
+    pub async fn set_followed_windows(&self, rows: Vec<RecordBatch>) -> Result<(), EngineError> {
+        self.live.set_followed(rows)?;
+        self.show_live_windows().await
     }
 
     /// The windows of trades the lake holds that no process has emitted yet (they are open in

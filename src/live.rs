@@ -168,12 +168,13 @@ impl LiveStats {
     }
 }
 
-/// `serve --no-ingest`: follow a lake other processes fill. Whenever a commit is logged
-/// (checked every `every`; and once more when the commit log has been still for a check, as a
-/// logged run's files are moved into place after it), the windows of the trades no process has
-/// emitted yet become `live_windows` ([`Engine::unemitted_windows`]) and go out as an `open`
-/// event, so the dashboard and the API show trades seconds after they land rather than when
-/// their windows close. Until `stop` turns true.
+/// `serve --no-ingest` and `serve --brokers`: follow a lake other processes fill. Whenever a
+/// commit is logged (checked every `every`; and once more when the commit log has been still
+/// for a check, as a logged run's files are moved into place after it), the windows of the
+/// trades no process has emitted yet join `live_windows` ([`Engine::unemitted_windows`], less
+/// the keys of the process's own pipeline) and go out as an `open` event, so the dashboard and
+/// the API show trades seconds after they land rather than when their windows close. Until
+/// `stop` turns true.
 pub async fn follow_lake(
     engine: Arc<Engine>,
     events: broadcast::Sender<LiveEvent>,
@@ -189,6 +190,7 @@ pub async fn follow_lake(
         let now = lake.commits_changed_at();
         if now != done {
             let started = Instant::now();
+            engine.begin_following();
             match engine.unemitted_windows().await {
                 Ok(rows) => {
                     let open = rows.iter().map(RecordBatch::num_rows).sum::<usize>();
@@ -197,7 +199,9 @@ pub async fn follow_lake(
                         started.elapsed()
                     );
                     let batch = arrow::compute::concat_batches(&engine.window_schema(), &rows);
-                    engine.set_live_windows(rows).await;
+                    if let Err(e) = engine.set_followed_windows(rows).await {
+                        tracing::warn!("following the lake: {e}");
+                    }
                     if let Ok(batch) = batch {
                         let _ = events.send(LiveEvent::Open(batch));
                     }
@@ -420,7 +424,9 @@ pub async fn run(
             last_commit = Instant::now();
             live = open.into_iter().collect();
         }
-        engine.set_live_windows(live).await;
+        if let Err(e) = engine.set_live_windows(live).await {
+            tracing::warn!("live windows: {e}");
+        }
         if stopping {
             // The interval begun above holds nothing; dropping it removes its staging (and
             // the spill folder goes with its guard).

@@ -337,14 +337,33 @@ impl<'a> KeyColumns<'a> {
 /// Which rows of `rows` have a key (window, symbol, venue) that a row of `other` has. (A live
 /// stream asks this of every open window at every flush: `ahash` over the borrowed names, no
 /// copies; SipHash and owned names were a tenth of such a stream's CPU.)
-fn shares_key(rows: &RecordBatch, other: &RecordBatch) -> Result<BooleanArray, WindowError> {
-    let theirs = KeyColumns::of(other)?;
-    let theirs: HashSet<_, ahash::RandomState> =
-        (0..other.num_rows()).map(|i| theirs.key(i)).collect();
+fn shares_key(rows: &RecordBatch, others: &[&RecordBatch]) -> Result<BooleanArray, WindowError> {
+    let columns = others
+        .iter()
+        .map(|other| KeyColumns::of(other))
+        .collect::<Result<Vec<_>, _>>()?;
+    let theirs: HashSet<_, ahash::RandomState> = columns
+        .iter()
+        .zip(others)
+        .flat_map(|(theirs, other)| (0..other.num_rows()).map(|i| theirs.key(i)))
+        .collect();
     let mine = KeyColumns::of(rows)?;
     Ok((0..rows.num_rows())
         .map(|i| Some(theirs.contains(&mine.key(i))))
         .collect())
+}
+
+/// The rows of `rows` whose key (window, symbol, venue) no row of `others` has.
+pub(crate) fn without_keys_of(
+    rows: &RecordBatch,
+    others: &[&RecordBatch],
+) -> Result<RecordBatch, WindowError> {
+    if rows.num_rows() == 0 || others.iter().all(|other| other.num_rows() == 0) {
+        return Ok(rows.clone());
+    }
+    let schema_error = |e: ArrowError| WindowError::Schema(e.to_string());
+    let kept = arrow::compute::not(&shares_key(rows, others)?).map_err(schema_error)?;
+    filter_record_batch(rows, &kept).map_err(schema_error)
 }
 
 /// Window rows in key order: window start, symbol, venue (as the merge query gives them).
@@ -902,7 +921,7 @@ impl WindowOperator {
         let Some(open) = self.open.take().filter(|open| open.num_rows() > 0) else {
             return self.merge(&[fresh]).await;
         };
-        let (touched, untouched) = split(&open, &shares_key(&open, &fresh)?)?;
+        let (touched, untouched) = split(&open, &shares_key(&open, &[&fresh])?)?;
         let merged = self.merge(&[touched, fresh]).await?;
         concat_batches(&self.row_schema, [&untouched, &merged])
             .map_err(|e| WindowError::Schema(e.to_string()))

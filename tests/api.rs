@@ -999,8 +999,9 @@ async fn follower_shows_every_trade(writer: &[&str], slide: Option<&str>, hops: 
     options.window = darkpool::window::WindowSpec::parse("2s", slide, "0s").unwrap();
     let engine = Engine::open(options).await.unwrap();
     engine
-        .set_live_windows(engine.unemitted_windows().await.unwrap())
-        .await;
+        .set_followed_windows(engine.unemitted_windows().await.unwrap())
+        .await
+        .unwrap();
     let aggregate = format!("({})", engine.named_sql("window_aggregate").unwrap());
     let shown = "(SELECT * EXCLUDE (date) FROM windows UNION ALL SELECT * FROM live_windows)";
     let columns =

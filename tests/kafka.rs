@@ -1531,6 +1531,79 @@ async fn a_dashboard_over_a_running_members_lake_shows_its_open_windows() {
     );
 }
 
+/// `serve --brokers` beside an `ingest` member of its group: its dashboard shows every trade
+/// the group landed, the other member's open windows among them, each window once.
+#[tokio::test]
+async fn serve_with_brokers_shows_the_open_windows_of_the_other_members_of_its_group() {
+    let Some((brokers, dir, topic)) = fresh_topic(4).await else {
+        return;
+    };
+    let group = unique("g");
+    let mut member = member(dir.path(), &brokers, &topic, &group, "member.log")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let (mut serve, address) = common::start_serve(
+        dir.path(),
+        &[
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--output-topic",
+            "",
+            "--commit-every",
+            "300ms",
+            // The member's windows stay open as long.
+            "--idle-timeout",
+            "60s",
+            "-X",
+            "session.timeout.ms=2000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    run({
+        let mut c = darkpool(dir.path());
+        c.args(["simulate", "--brokers", &brokers, "--topic", &topic])
+            .args(["--count", "3000", "--rate", "1000", "--seed", "11"]);
+        c
+    });
+    wait_landed(dir.path(), &topic, 3000);
+    // Well within the 60 s the windows stay open.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (shown, open, twice) = loop {
+        let reply = http_get(&address, "/api/heatmap_data");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&reply).unwrap_or_default();
+        let shown: i64 = rows.iter().filter_map(|r| r["num_trades"].as_i64()).sum();
+        let open = rows.iter().filter(|r| r["is_final"] == false).count();
+        let keys: std::collections::HashSet<String> = rows
+            .iter()
+            .map(|r| format!("{} {} {}", r["window_start"], r["symbol"], r["venue"]))
+            .collect();
+        if shown == 3000 || Instant::now() > deadline {
+            break (shown, open, rows.len() - keys.len());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&http_get(&address, "/api/dashboard")).unwrap();
+    let own = dashboard["pipeline"]["trades_landed"]
+        .as_i64()
+        .unwrap_or(-1);
+    common::interrupt(&mut serve);
+    let log = stop_member(&mut member, dir.path(), "member.log");
+    let theirs = summary_count(&log, "accepted");
+    assert_eq!(shown, 3000, "trades in the windows shown");
+    assert_eq!(twice, 0, "windows shown twice");
+    assert!(open > 0, "no open window shown");
+    // Both members landed part of the trades: the windows shown are not serve's alone.
+    assert!(own > 0 && theirs > 0, "serve {own}, member {theirs}: {log}");
+}
+
 /// Where a member started with `--metrics-bind` serves its metrics, from its log.
 fn metrics_address(dir: &Path, log: &str) -> String {
     let text = wait_for_log(dir, log, "/healthz\n");

@@ -1554,8 +1554,14 @@ impl Aggregator<'_> {
             let _ = views.events.send(LiveEvent::Open(open.clone()));
             rows.push(open);
         }
+        // Taken now, in order; shown without holding up the stream.
+        views.engine.set_own_windows(rows);
         let engine = views.engine.clone();
-        tokio::spawn(async move { engine.set_live_windows(rows).await });
+        tokio::spawn(async move {
+            if let Err(e) = engine.show_live_windows().await {
+                tracing::warn!("live windows: {e}");
+            }
+        });
         Ok(())
     }
 
