@@ -2340,6 +2340,7 @@ async fn a_partition_paused_at_its_end_reads_what_was_written_meanwhile() {
     let mut member = {
         let mut c = member(dir.path(), &brokers, &topic, &unique("g"), "m.log");
         c.args(["--max-drift", "1m", "--batch-rows", "500"])
+            .args(["--status-every", "200ms"])
             .args(SMALL_FETCHES)
             .env(
                 "DARKPOOL_LOG",
@@ -2358,6 +2359,14 @@ async fn a_partition_paused_at_its_end_reads_what_was_written_meanwhile() {
         &[Series::new(1, "BBB", start, 100_000, backlog)],
     );
     wait_for_log(dir.path(), "m.log", "[0] paused (watermark alignment)");
+    // Its lag is as of the pause, so the status line says "at least".
+    let paused = "message(s) behind (1 paused for watermark alignment: their part as of the pause)";
+    let log = wait_for_log(dir.path(), "m.log", paused);
+    let line = log.lines().find(|l| l.contains(paused)).unwrap_or_default();
+    assert!(
+        line.starts_with("status: ") && line.contains("; 2 partition(s), at least "),
+        "{line}"
+    );
     produce_series(
         &brokers,
         &topic,
