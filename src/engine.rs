@@ -667,18 +667,6 @@ impl Engine {
             Err(e) => Err(self.failed(e).await),
         }
     }
-
-    /// [`Engine::internal`], batch by batch.
-    pub(crate) async fn internal_stream(
-        &self,
-        sql: &str,
-    ) -> Result<SendableRecordBatchStream, EngineError> {
-        let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
-        match df.execute_stream().await {
-            Ok(stream) => Ok(stream),
-            Err(e) => Err(self.failed(e).await),
-        }
-    }
 }
 
 /// One query's share of the session's memory pool (shared by the queries running at once): it

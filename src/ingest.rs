@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, TimestampMicrosecondType};
-use futures::StreamExt;
+use arrow::datatypes::DataType;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 
@@ -24,7 +23,7 @@ use crate::lake::{
 };
 use crate::source::{self, DecodeOptions, DecodeStats, Format, FormatOptions, SourceError};
 use crate::venue::Registry;
-use crate::window::{WindowError, WindowOperator, WindowSpec, WindowStats};
+use crate::window::{HistoryQuery, WindowError, WindowOperator, WindowSpec, WindowStats};
 
 /// What to ingest and how.
 #[derive(Debug, Clone)]
@@ -195,8 +194,9 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
 /// The end of each key's (symbol, venue) last emitted window.
 pub(crate) type EmittedTo = HashMap<(String, String), i64>;
 
-/// Load the windows the lake already holds, so new trades merge into them. Returns where each
-/// key's emitted windows end (for [`WindowOperator::push_open`]).
+/// Make the windows the lake already holds known to `windows`, so new trades merge into them:
+/// they stay in the lake and are looked up there when needed ([`history_lookup`]). Returns
+/// where each key's emitted windows end (for [`WindowOperator::push_open`]).
 pub(crate) async fn preload_windows(
     options: &IngestOptions,
     windows: &mut WindowOperator,
@@ -208,45 +208,83 @@ pub(crate) async fn preload_windows(
     }
     let mut engine_options = EngineOptions::new(&options.lake);
     engine_options.window = options.window;
-    let engine = Engine::open(engine_options).await?;
-    // Every version as stored, batch by batch: the operator keeps the highest per key (on
-    // disk, with a spill folder), so a start over a large lake does not hold its windows.
-    let mut history = engine
-        .internal_stream("SELECT * FROM window_history")
+    let engine = Arc::new(Engine::open(engine_options).await?);
+    let ends = engine
+        .internal(
+            "SELECT symbol, venue, arrow_cast(MAX(window_end), 'Int64') AS done \
+             FROM window_history GROUP BY symbol, venue",
+        )
         .await?;
-    while let Some(batch) = history.next().await {
-        let batch = batch.map_err(|e| IngestError::Internal(format!("reading windows: {e}")))?;
-        windows.preload(&batch)?;
+    let mut until: Option<i64> = None;
+    for batch in &ends {
         // The engine may read strings as views: as plain strings here.
-        let text = |name: &str| {
+        let text = |i: usize| arrow::compute::cast(batch.column(i), &DataType::Utf8).ok();
+        let (Some(symbols), Some(venues), Some(done)) = (
+            text(0),
+            text(1),
             batch
-                .column_by_name(name)
-                .and_then(|c| arrow::compute::cast(c, &DataType::Utf8).ok())
-        };
-        let (Some(symbols), Some(venues)) = (text("symbol"), text("venue")) else {
+                .column(2)
+                .as_primitive_opt::<arrow::datatypes::Int64Type>(),
+        ) else {
             return Err(IngestError::Internal(
-                "window_history lacks symbol or venue".into(),
+                "window_history's last window ends per key are not strings and integers".into(),
             ));
         };
         let (symbols, venues) = (symbols.as_string::<i32>(), venues.as_string::<i32>());
-        let Some(ends) = batch
-            .column_by_name("window_end")
-            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-        else {
-            return Err(IngestError::Internal(
-                "window_history lacks window_end".into(),
-            ));
-        };
         for row in 0..batch.num_rows() {
-            let key = (
-                symbols.value(row).to_string(),
-                venues.value(row).to_string(),
+            let end = done.value(row);
+            until = Some(until.map_or(end, |u| u.max(end)));
+            emitted_to.insert(
+                (
+                    symbols.value(row).to_string(),
+                    venues.value(row).to_string(),
+                ),
+                end,
             );
-            let end = emitted_to.entry(key).or_insert(i64::MIN);
-            *end = (*end).max(ends.value(row));
         }
     }
+    windows.remember_history(until, history_lookup(engine, options.window));
     Ok(emitted_to)
+}
+
+/// Most symbols a history lookup names in its query; past that it reads every symbol's windows
+/// in the range.
+const LOOKUP_SYMBOLS: usize = 1000;
+
+/// Finds the windows of earlier runs in the lake's `window_history`: the date partitions the
+/// windows asked for start in, their window-end range and their symbols.
+fn history_lookup(engine: Arc<Engine>, window: WindowSpec) -> crate::window::HistoryLookup {
+    Arc::new(move |query: HistoryQuery| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let at = |t: i64| format!("arrow_cast({t}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+            // The partition is the date of window_start, which is window_end - size.
+            let (first_day, last_day) = (
+                crate::time::date_of(query.first_end - window.size),
+                crate::time::date_of(query.last_end - window.size),
+            );
+            let symbols = if !query.symbols.is_empty() && query.symbols.len() <= LOOKUP_SYMBOLS {
+                let quoted: Vec<String> = query
+                    .symbols
+                    .iter()
+                    .map(|s| format!("'{}'", s.replace('\'', "''")))
+                    .collect();
+                format!(" AND symbol IN ({})", quoted.join(", "))
+            } else {
+                String::new()
+            };
+            let sql = format!(
+                "SELECT * FROM window_history WHERE window_end >= {} AND window_end <= {} \
+                 AND date >= '{first_day}' AND date <= '{last_day}'{symbols}",
+                at(query.first_end),
+                at(query.last_end)
+            );
+            engine
+                .internal(&sql)
+                .await
+                .map_err(|e| WindowError::History(e.to_string()))
+        })
+    })
 }
 
 /// The [`lake_trades`] filter for the trades of windows a stop left open, `also` (a condition

@@ -412,7 +412,7 @@ pub async fn run(
             }
         }
         // Live view: the windows closed in this interval (not yet committed) and the open ones.
-        let open = windows.open_windows()?;
+        let open = windows.open_windows().await?;
         let mut live = interval.closed.clone();
         if let Some(open) = &open {
             live.push(open.clone());

@@ -19,6 +19,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondT
 use arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::future::BoxFuture;
 
 use crate::model::{late_schema, trades_schema};
 use crate::time::{format_duration, parse_duration_micros, DurationError};
@@ -56,6 +57,8 @@ pub enum WindowError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("reading the windows of earlier runs: {0}")]
+    History(String),
 }
 
 /// Window size, slide and allowed lateness, in microseconds.
@@ -189,6 +192,21 @@ struct SpillFile {
     last_end: i64,
 }
 
+/// What a lookup of the windows of earlier runs asks for: every stored version of the windows
+/// ending from `first_end` to `last_end` (both included) of these symbols.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub first_end: i64,
+    pub last_end: i64,
+    pub symbols: Vec<String>,
+}
+
+/// Finds windows of earlier runs (the lake's `window_history`): rows with the window columns
+/// and `version`, possibly more than asked for.
+pub type HistoryLookup = Arc<
+    dyn Fn(HistoryQuery) -> BoxFuture<'static, Result<Vec<RecordBatch>, WindowError>> + Send + Sync,
+>;
+
 /// Emitted window rows kept in memory before the oldest are spilled to disk (the default of
 /// `--window-memory-rows`).
 pub const SPILL_AT_ROWS: usize = 32 * 1024;
@@ -200,9 +218,10 @@ pub const SPILL_AT_ROWS: usize = 32 * 1024;
 /// included. A key not in memory whose window end falls in a file's range is looked for there,
 /// newest file first, and brought back ([`Emitted::fault_in`]). That is rare and cheap to rule
 /// out: a window closing for the first time ends after every window that closed before it, so
-/// only corrections of old windows read files. Windows of earlier runs (the lake's, streamed in
-/// at start) go to files of their own the same way and are looked up last, the highest stored
-/// version winning; until the watermark passes the latest of them, new windows look there too.
+/// only corrections of old windows read files. Windows of earlier runs stay in the lake and are
+/// looked up there last ([`HistoryLookup`]), the highest stored version winning; until the
+/// watermark passes the latest of them, new windows look there too (once per key: a key not
+/// found is remembered as such).
 #[derive(Default)]
 struct Emitted {
     /// In-memory batches of emitted rows, by chunk number.
@@ -217,21 +236,17 @@ struct Emitted {
     spilled_until: Option<i64>,
     index: HashMap<Key, Slot>,
     names: HashMap<String, u32>,
-    /// Windows emitted before this run ([`WindowOperator::preload`]): every stored version,
-    /// in no order (the highest wins), in files and in rows not yet written to one; and the
-    /// latest window end among them.
-    history: Vec<SpillFile>,
-    history_pending: Vec<RecordBatch>,
-    history_pending_rows: usize,
+    /// Windows emitted before this run ([`WindowOperator::remember_history`]): where to find
+    /// them, and the latest window end among them.
+    history: Option<HistoryLookup>,
     history_until: Option<i64>,
+    /// Keys of windows ending by `history_until` that the lookup did not find.
+    absent: HashSet<Key>,
 }
 
 impl Emitted {
     fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-            && self.spill_files.is_empty()
-            && self.history.is_empty()
-            && self.history_pending.is_empty()
+        self.chunks.is_empty() && self.spill_files.is_empty() && self.history.is_none()
     }
 }
 
@@ -518,42 +533,16 @@ impl Emitted {
         Ok(())
     }
 
-    /// Remember windows emitted before this run: `rows` of the window columns and `version`,
-    /// every stored version, in any order. With a spill folder they go to disk.
-    fn remember(&mut self, rows: RecordBatch) -> Result<(), WindowError> {
-        if let Some((_, last)) = end_range(std::slice::from_ref(&rows))? {
-            self.history_until = Some(self.history_until.map_or(last, |u| u.max(last)));
-        }
-        self.history_pending_rows += rows.num_rows();
-        self.history_pending.push(rows);
-        if self.history_pending_rows > self.limit() {
-            self.write_history()?;
-        }
-        Ok(())
-    }
-
-    /// The rows of windows from before this run not yet in a file go to one.
-    fn write_history(&mut self) -> Result<(), WindowError> {
-        let Some(dir) = self.spill_dir.clone() else {
-            return Ok(());
-        };
-        let name = format!("history-{:05}.arrow", self.history.len());
-        self.history
-            .extend(spill_file(&dir, name, &self.history_pending)?);
-        self.history_pending.clear();
-        self.history_pending_rows = 0;
-        Ok(())
-    }
-
     /// Bring back into memory the latest emitted rows of those `keys` that are not in memory:
     /// from this run's spill files (newest first: a key's first match is its latest version),
-    /// else from the windows of earlier runs (every version stored: the highest wins).
-    fn fault_in(&mut self, keys: &[Key]) -> Result<(), WindowError> {
+    /// else from the windows of earlier runs (every version stored: the highest wins), as rows
+    /// of `row_schema`.
+    async fn fault_in(&mut self, keys: &[Key], row_schema: &SchemaRef) -> Result<(), WindowError> {
         let before = |end: i64, until: Option<i64>| until.is_some_and(|u| end <= u);
         let mut wanted: HashSet<Key> = keys
             .iter()
             .filter(|k| before(k.1, self.spilled_until) || before(k.1, self.history_until))
-            .filter(|k| !self.index.contains_key(k))
+            .filter(|k| !self.index.contains_key(k) && !self.absent.contains(k))
             .copied()
             .collect();
         if wanted.is_empty() {
@@ -569,17 +558,24 @@ impl Emitted {
                 found.insert(key, (version, row));
             }
         }
-        if !wanted.is_empty() {
-            let mut older =
-                self.matches_in(self.history_pending.iter().cloned().map(Ok), &wanted)?;
-            for file in &self.history {
-                older.extend(self.matches(file, &wanted)?);
-            }
-            for (key, version, row) in older {
+        wanted.retain(|k| before(k.1, self.history_until));
+        if let (Some(lookup), false) = (self.history.clone(), wanted.is_empty()) {
+            let rows = lookup(self.history_query(&wanted)).await?;
+            let rows = rows.iter().map(|batch| {
+                let versions = batch
+                    .column_by_name("version")
+                    .and_then(|c| cast(c, &DataType::Int64).ok())
+                    .ok_or_else(|| WindowError::Schema("windows rows lack version".into()))?;
+                let versions = versions.as_primitive::<arrow::datatypes::Int64Type>();
+                with_versions(&conform(batch, row_schema)?, versions.values().to_vec())
+            });
+            for (key, version, row) in self.matches_in(rows, &wanted)? {
                 if found.get(&key).is_none_or(|(v, _)| *v < version) {
                     found.insert(key, (version, row));
                 }
             }
+            self.absent
+                .extend(wanted.into_iter().filter(|k| !found.contains_key(k)));
         }
         let (found_keys, parts): (Vec<Key>, Vec<RecordBatch>) =
             found.into_iter().map(|(key, (_, row))| (key, row)).unzip();
@@ -598,6 +594,25 @@ impl Emitted {
             .map_err(|e| WindowError::Schema(e.to_string()))?;
         self.record(&rows, &found_keys, &versions);
         Ok(())
+    }
+
+    /// The lookup of the windows of earlier runs with these keys.
+    fn history_query(&self, keys: &HashSet<Key>) -> HistoryQuery {
+        let first_end = keys.iter().map(|k| k.1).min().unwrap_or_default();
+        let last_end = keys.iter().map(|k| k.1).max().unwrap_or_default();
+        let ids: HashSet<u32> = keys.iter().map(|k| k.2).collect();
+        let mut symbols: Vec<String> = self
+            .names
+            .iter()
+            .filter(|(_, id)| ids.contains(id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        symbols.sort_unstable();
+        HistoryQuery {
+            first_end,
+            last_end,
+            symbols,
+        }
     }
 
     /// The rows of `file` whose keys are `wanted`: key, version and the row.
@@ -860,20 +875,15 @@ impl WindowOperator {
             && self.emitted.is_empty()
     }
 
-    /// Remember windows already in the lake (rows of `window_history`: every version, in any
-    /// order) so that new trades for them produce a merged next version instead of a second
-    /// row for the same key. With a spill folder they are kept on disk and looked up there.
-    pub fn preload(&mut self, batch: &RecordBatch) -> Result<(), WindowError> {
-        let versions = batch
-            .column_by_name("version")
-            .and_then(|c| cast(c, &DataType::Int64).ok())
-            .ok_or_else(|| WindowError::Schema("windows rows lack version".into()))?;
-        let versions = versions
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .values()
-            .to_vec();
-        let rows = conform(batch, &self.row_schema)?;
-        self.emitted.remember(with_versions(&rows, versions)?)
+    /// Windows already in the lake, the latest ending at `until` (`None`: there are none), so
+    /// that new trades for them produce a merged next version instead of a second row for the
+    /// same key. They stay where they are: `lookup` finds those of a key this run has not
+    /// emitted, when one could be among them (a correction of an older window, or a window
+    /// closing by `until` just after a start).
+    pub fn remember_history(&mut self, until: Option<i64>, lookup: HistoryLookup) {
+        self.emitted.history_until = until;
+        self.emitted.history = until.map(|_| lookup);
+        self.emitted.absent.clear();
     }
 
     /// Trades replayed from the lake after a restart or rebalance into the open windows,
@@ -1060,7 +1070,7 @@ impl WindowOperator {
             return Ok(None);
         }
         let row_keys = self.emitted.keys(&rows)?;
-        self.emitted.fault_in(&row_keys)?;
+        self.emitted.fault_in(&row_keys, &self.row_schema).await?;
         let known: BooleanArray = row_keys
             .iter()
             .map(|k| Some(self.emitted.version(k).is_some()))
@@ -1096,12 +1106,12 @@ impl WindowOperator {
     }
 
     /// The open windows as rows with `is_final = false` (for live views).
-    pub fn open_windows(&mut self) -> Result<Option<RecordBatch>, WindowError> {
+    pub async fn open_windows(&mut self) -> Result<Option<RecordBatch>, WindowError> {
         let Some(open) = self.open.clone() else {
             return Ok(None);
         };
         let keys = self.emitted.keys(&open)?;
-        self.emitted.fault_in(&keys)?;
+        self.emitted.fault_in(&keys, &self.row_schema).await?;
         let versions: Vec<i64> = keys
             .iter()
             .map(|k| self.emitted.version(k).map_or(1, |v| v + 1))
@@ -1202,7 +1212,7 @@ mod tests {
             .await
             .unwrap();
         assert!(first.windows.is_none(), "10:00-10:05 is still open");
-        let open = op.open_windows().unwrap().unwrap();
+        let open = op.open_windows().await.unwrap().unwrap();
         assert_eq!(open.num_rows(), 1);
         assert!(!open
             .column_by_name("is_final")
@@ -1304,7 +1314,7 @@ mod tests {
                 let pushed = op.push_until(batch, None).await.unwrap();
                 assert_eq!(pushed.windows, None, "no watermark: nothing closes");
             }
-            let open = sorted_by_key(&op.open_windows().unwrap().unwrap()).unwrap();
+            let open = sorted_by_key(&op.open_windows().await.unwrap().unwrap()).unwrap();
             let watermark = Some(crate::time::parse_timestamp("2024-01-02T10:30:00").unwrap());
             let closed = op.push_until(&trades(&[]), watermark).await.unwrap();
             outputs.push((open, closed.windows.unwrap()));
@@ -1415,10 +1425,14 @@ mod tests {
         // A key that was never emitted, in a spilled range, stays unknown.
         let (start, end, symbol, _) = all_keys[1];
         let never = (start, end, symbol, 999);
-        emitted.fault_in(&[all_keys[3], never]).unwrap();
+        let schema = op.row_schema.clone();
+        emitted
+            .fault_in(&[all_keys[3], never], &schema)
+            .await
+            .unwrap();
         assert_eq!(emitted.version(&all_keys[3]), Some(3));
         assert_eq!(emitted.version(&never), None);
-        emitted.fault_in(&all_keys).unwrap();
+        emitted.fault_in(&all_keys, &schema).await.unwrap();
         let back = emitted.rows(&all_keys).unwrap();
         assert_eq!(
             column_i64(&back, "total_quantity"),
@@ -1495,12 +1509,42 @@ mod tests {
         assert!(!op.is_pristine(), "an open window");
         let closed = op.finish().await.unwrap().unwrap();
         let mut op = fresh().await;
-        op.preload(&closed).unwrap();
-        assert!(!op.is_pristine(), "a window from the lake");
+        let (lookup, _) = lookup_in(vec![closed]);
+        op.remember_history(Some(0), lookup.clone());
+        assert!(!op.is_pristine(), "windows in the lake");
+        let mut op = fresh().await;
+        op.remember_history(None, lookup);
+        assert!(op.is_pristine(), "a lake without windows");
+    }
+
+    /// A lookup of windows of earlier runs over `rows`, as the lake's would answer it (every
+    /// row whose window end is in the range asked for), and the queries it was asked.
+    fn lookup_in(
+        rows: Vec<RecordBatch>,
+    ) -> (HistoryLookup, Arc<std::sync::Mutex<Vec<HistoryQuery>>>) {
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = asked.clone();
+        let lookup: HistoryLookup = Arc::new(move |query: HistoryQuery| {
+            let answer: Vec<RecordBatch> = rows
+                .iter()
+                .map(|batch| {
+                    let ends = timestamps(batch, "window_end").unwrap();
+                    let keep: BooleanArray = ends
+                        .values()
+                        .iter()
+                        .map(|e| Some(query.first_end <= *e && *e <= query.last_end))
+                        .collect();
+                    filter_record_batch(batch, &keep).unwrap()
+                })
+                .collect();
+            log.lock().unwrap().push(query);
+            Box::pin(async move { Ok(answer) })
+        });
+        (lookup, asked)
     }
 
     #[tokio::test]
-    async fn preloaded_windows_stay_on_disk_and_the_highest_version_is_continued() {
+    async fn windows_of_earlier_runs_are_looked_up_and_the_highest_version_is_continued() {
         // An earlier run: twelve windows, the first corrected once (version 2).
         let mut earlier = WindowOperator::new(WindowSpec::default(), true, None)
             .await
@@ -1519,26 +1563,26 @@ mod tests {
             .flat_map(|b| column_i64(b, "version"))
             .collect();
         assert_eq!(versions.iter().filter(|v| **v == 2).count(), 1);
-        // A new run reads them a row at a time, in either order, keeping them on disk.
+        // A new run finds them where they are, stored a row at a time in either order.
         let rows: Vec<RecordBatch> = history
             .iter()
             .flat_map(|b| (0..b.num_rows()).map(|row| b.slice(row, 1)))
             .collect();
+        let until = history
+            .iter()
+            .flat_map(|b| timestamps(b, "window_end").unwrap().values().to_vec())
+            .max();
         for newest_first in [false, true] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut op = WindowOperator::new(WindowSpec::default(), true, Some(dir.path().into()))
+            let mut op = WindowOperator::new(WindowSpec::default(), true, None)
                 .await
                 .unwrap();
-            op.emitted.spill_at_rows = 2;
-            let mut order: Vec<&RecordBatch> = rows.iter().collect();
+            let mut stored = rows.clone();
             if newest_first {
-                order.reverse();
+                stored.reverse();
             }
-            for row in order {
-                op.preload(row).unwrap();
-            }
-            assert!(op.emitted.history.len() >= 4, "history went to files");
-            assert!(op.emitted.index.is_empty(), "and not into memory");
+            let (lookup, asked) = lookup_in(stored);
+            op.remember_history(until, lookup);
+            assert!(op.emitted.index.is_empty(), "nothing read into memory");
             // A trade for the corrected window: version 3, merged with version 2 (2 trades).
             op.push(&trades(&[("2024-01-02T10:03:00", "LIT", 10.0, 1)]))
                 .await
@@ -1551,12 +1595,39 @@ mod tests {
             );
             assert_eq!(column_i64(&out, "num_trades"), vec![3]);
             assert_eq!(column_i64(&out, "total_quantity"), vec![108]);
-            // A window the earlier run never had starts at version 1.
+            let first = asked.lock().unwrap()[0].clone();
+            let end = crate::time::parse_timestamp("2024-01-02T10:05:00").unwrap();
+            assert_eq!(
+                first,
+                HistoryQuery {
+                    first_end: end,
+                    last_end: end,
+                    symbols: vec!["S".into()],
+                },
+                "the window's key only"
+            );
+            // A window the earlier run never had starts at version 1, the lake asked once
+            // about it: its open view and its closing remember that it is not there.
+            op.push(&trades(&[("2024-01-02T10:51:00", "DARK1", 10.0, 1)]))
+                .await
+                .unwrap();
+            op.open_windows().await.unwrap();
+            op.open_windows().await.unwrap();
+            let out = op.finish().await.unwrap().unwrap();
+            assert_eq!(column_i64(&out, "version"), vec![1]);
+            assert_eq!(
+                asked.lock().unwrap().len(),
+                2,
+                "{:?}",
+                asked.lock().unwrap()
+            );
+            // After the latest of them, the lake is not asked.
             op.push(&trades(&[("2024-01-03T10:03:00", "LIT", 10.0, 1)]))
                 .await
                 .unwrap();
             let out = op.finish().await.unwrap().unwrap();
             assert_eq!(column_i64(&out, "version"), vec![1]);
+            assert_eq!(asked.lock().unwrap().len(), 2);
         }
     }
 

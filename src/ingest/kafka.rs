@@ -887,7 +887,7 @@ pub async fn ingest_kafka(
         }
     }
     let windows = agg.windows().await?.stats();
-    agg.publish_live()?;
+    agg.publish_live().await?;
     let summary = agg.summary;
     summary.windows.add(&windows);
     // The (empty) run begun by the last commit: its staging folder goes before we return.
@@ -1474,7 +1474,7 @@ impl Aggregator<'_> {
         }
         if self.views.is_some() {
             self.windows().await?;
-            self.publish_live()?;
+            self.publish_live().await?;
         }
         Ok(())
     }
@@ -1542,7 +1542,7 @@ impl Aggregator<'_> {
     }
 
     /// Live views: the windows closed in this run (not yet committed) and the open ones.
-    fn publish_live(&mut self) -> Result<(), IngestError> {
+    async fn publish_live(&mut self) -> Result<(), IngestError> {
         let Some(views) = &self.views else {
             return Ok(());
         };
@@ -1550,7 +1550,7 @@ impl Aggregator<'_> {
         let Some(windows) = self.windows.as_mut() else {
             return Ok(()); // a push is in flight: the next flush publishes
         };
-        if let Some(open) = windows.open_windows()? {
+        if let Some(open) = windows.open_windows().await? {
             let _ = views.events.send(LiveEvent::Open(open.clone()));
             rows.push(open);
         }
