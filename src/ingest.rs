@@ -203,13 +203,14 @@ pub(crate) async fn preload_windows(
 ) -> Result<EmittedTo, IngestError> {
     let lake = Lake::new(&options.lake);
     let mut emitted_to = EmittedTo::new();
+    let engine = Arc::new(tokio::sync::OnceCell::new());
     if !lake.has_data(Table::Windows) {
+        // The run's own windows, once committed, are looked up there too.
+        windows.remember_history(None, history_lookup(engine, options));
         return Ok(emitted_to);
     }
-    let mut engine_options = EngineOptions::new(&options.lake);
-    engine_options.window = options.window;
-    let engine = Arc::new(Engine::open(engine_options).await?);
-    let ends = engine
+    let ends = lake_engine(&engine, &options.lake, options.window)
+        .await?
         .internal(
             "SELECT symbol, venue, arrow_cast(MAX(window_end), 'Int64') AS done \
              FROM window_history GROUP BY symbol, venue",
@@ -243,7 +244,7 @@ pub(crate) async fn preload_windows(
             );
         }
     }
-    windows.remember_history(until, history_lookup(engine, options.window));
+    windows.remember_history(until, history_lookup(engine, options));
     Ok(emitted_to)
 }
 
@@ -251,11 +252,31 @@ pub(crate) async fn preload_windows(
 /// in the range.
 const LOOKUP_SYMBOLS: usize = 1000;
 
-/// Finds the windows of earlier runs in the lake's `window_history`: the date partitions the
-/// windows asked for start in, their window-end range and their symbols.
-fn history_lookup(engine: Arc<Engine>, window: WindowSpec) -> crate::window::HistoryLookup {
+/// A session over `lake`, opened at its first use.
+async fn lake_engine<'a>(
+    engine: &'a tokio::sync::OnceCell<Engine>,
+    lake: &Path,
+    window: WindowSpec,
+) -> Result<&'a Engine, EngineError> {
+    engine
+        .get_or_try_init(|| {
+            let mut options = EngineOptions::new(lake);
+            options.window = window;
+            Engine::open(options)
+        })
+        .await
+}
+
+/// Finds windows of earlier runs (and this run's, once committed) in the lake's
+/// `window_history`: the date partitions the windows asked for start in, their window-end
+/// range and their symbols.
+fn history_lookup(
+    engine: Arc<tokio::sync::OnceCell<Engine>>,
+    options: &IngestOptions,
+) -> crate::window::HistoryLookup {
+    let (lake, window) = (Arc::new(options.lake.clone()), options.window);
     Arc::new(move |query: HistoryQuery| {
-        let engine = engine.clone();
+        let (engine, lake) = (engine.clone(), lake.clone());
         Box::pin(async move {
             let at = |t: i64| format!("arrow_cast({t}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
             // The partition is the date of window_start, which is window_end - size.
@@ -279,10 +300,13 @@ fn history_lookup(engine: Arc<Engine>, window: WindowSpec) -> crate::window::His
                 at(query.first_end),
                 at(query.last_end)
             );
-            engine
+            let error = |e: EngineError| WindowError::History(e.to_string());
+            lake_engine(&engine, &lake, window)
+                .await
+                .map_err(error)?
                 .internal(&sql)
                 .await
-                .map_err(|e| WindowError::History(e.to_string()))
+                .map_err(error)
         })
     })
 }

@@ -421,6 +421,7 @@ pub async fn run(
         if stopping || last_commit.elapsed() >= options.commit_every {
             let done = std::mem::replace(&mut interval, Interval::begin(&lake)?);
             commit(done, &lake, &stats)?;
+            windows.committed();
             last_commit = Instant::now();
             live = open.into_iter().collect();
         }

@@ -242,11 +242,17 @@ struct Emitted {
     history_until: Option<i64>,
     /// Keys of windows ending by `history_until` that the lookup did not find.
     absent: HashSet<Key>,
+    /// In-memory chunks whose rows are committed to the lake ([`WindowOperator::committed`]):
+    /// past the memory limit they are dropped, not spilled, and looked up there.
+    durable: HashSet<u32>,
+    /// An uncommitted run was dropped after this operator emitted some of its windows: what
+    /// it holds is no longer known to be in the lake, so nothing is marked durable any more.
+    durability_lost: bool,
 }
 
 impl Emitted {
     fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.spill_files.is_empty() && self.history.is_none()
+        self.chunks.is_empty() && self.spill_files.is_empty() && self.history_until.is_none()
     }
 }
 
@@ -445,6 +451,10 @@ impl Emitted {
         self.chunks.insert(chunk, rows.clone());
         self.memory_rows += rows.num_rows();
         for (row, (key, &version)) in keys.iter().zip(versions).enumerate() {
+            // Emitted now: if it leaves memory, the lookup must look for it again.
+            if !self.absent.is_empty() {
+                self.absent.remove(key);
+            }
             let row = row as u32;
             self.index.insert(
                 *key,
@@ -511,13 +521,22 @@ impl Emitted {
                 &UInt32Array::from_iter_values(latest.iter().map(|(row, _)| *row)),
             )
             .map_err(|e| WindowError::Schema(e.to_string()))?;
-            batches.push(with_versions(
-                &taken,
-                latest.iter().map(|(_, version)| *version).collect(),
-            )?);
+            batches.push((
+                *chunk,
+                with_versions(&taken, latest.iter().map(|(_, version)| *version).collect())?,
+            ));
         }
+        // Those committed to the lake are looked up there; the others go to a spill file.
+        let (in_lake, pending): (Vec<_>, Vec<_>) = batches
+            .into_iter()
+            .partition(|(chunk, _)| self.history.is_some() && self.durable.contains(chunk));
+        let in_lake: Vec<RecordBatch> = in_lake.into_iter().map(|(_, rows)| rows).collect();
+        if let Some((_, last)) = end_range(&in_lake)? {
+            self.history_until = Some(self.history_until.map_or(last, |u| u.max(last)));
+        }
+        let pending: Vec<RecordBatch> = pending.into_iter().map(|(_, rows)| rows).collect();
         let name = format!("emitted-{:05}.arrow", self.spill_files.len());
-        if let Some(file) = spill_file(&dir, name, &batches)? {
+        if let Some(file) = spill_file(&dir, name, &pending)? {
             self.spilled_until = Some(
                 self.spilled_until
                     .map_or(file.last_end, |u| u.max(file.last_end)),
@@ -525,6 +544,7 @@ impl Emitted {
             self.spill_files.push(file);
         }
         for chunk in victims {
+            self.durable.remove(&chunk);
             if let Some(rows) = self.chunks.remove(&chunk) {
                 self.memory_rows -= rows.num_rows();
             }
@@ -875,6 +895,25 @@ impl WindowOperator {
             && self.emitted.is_empty()
     }
 
+    /// Every window emitted so far is committed to the lake (call right after a commit that
+    /// holds them all): once they leave memory they are looked up there, not written to a
+    /// spill file, so a long run's state folder does not grow with what it emitted. Needs the
+    /// lake's lookup ([`WindowOperator::remember_history`]).
+    pub fn committed(&mut self) {
+        if !self.emitted.durability_lost {
+            let chunks: Vec<u32> = self.emitted.chunks.keys().copied().collect();
+            self.emitted.durable.extend(chunks);
+        }
+    }
+
+    /// An uncommitted run whose windows this operator emitted was dropped: from now on
+    /// [`WindowOperator::committed`] marks nothing (the operator is to be rebuilt).
+    pub fn uncommitted_dropped(&mut self) {
+        if !self.emitted.chunks.is_empty() {
+            self.emitted.durability_lost = true;
+        }
+    }
+
     /// Windows already in the lake, the latest ending at `until` (`None`: there are none), so
     /// that new trades for them produce a merged next version instead of a second row for the
     /// same key. They stay where they are: `lookup` finds those of a key this run has not
@@ -882,7 +921,7 @@ impl WindowOperator {
     /// closing by `until` just after a start).
     pub fn remember_history(&mut self, until: Option<i64>, lookup: HistoryLookup) {
         self.emitted.history_until = until;
-        self.emitted.history = until.map(|_| lookup);
+        self.emitted.history = Some(lookup);
         self.emitted.absent.clear();
     }
 
@@ -1522,10 +1561,19 @@ mod tests {
     fn lookup_in(
         rows: Vec<RecordBatch>,
     ) -> (HistoryLookup, Arc<std::sync::Mutex<Vec<HistoryQuery>>>) {
+        lookup_over(Arc::new(std::sync::Mutex::new(rows)))
+    }
+
+    /// [`lookup_in`] rows that may grow (a lake being committed to).
+    fn lookup_over(
+        rows: Arc<std::sync::Mutex<Vec<RecordBatch>>>,
+    ) -> (HistoryLookup, Arc<std::sync::Mutex<Vec<HistoryQuery>>>) {
         let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = asked.clone();
         let lookup: HistoryLookup = Arc::new(move |query: HistoryQuery| {
             let answer: Vec<RecordBatch> = rows
+                .lock()
+                .unwrap()
                 .iter()
                 .map(|batch| {
                     let ends = timestamps(batch, "window_end").unwrap();
@@ -1634,9 +1682,19 @@ mod tests {
     #[tokio::test]
     async fn spilling_emitted_windows_changes_no_output() {
         // The same trades, in the same micro-batches, through an operator that keeps every
-        // emitted window in memory and one that spills past 3 rows: the same rows, versions
-        // included. About one trade in eight is late, for a window up to two hours back.
+        // emitted window in memory, one that spills past 3 rows, and one that also commits its
+        // windows to a lake every fifth push (those leave memory for the lake, not a file):
+        // the same rows, versions included. About one trade in eight is late, for a window up
+        // to two hours back.
         let dir = tempfile::tempdir().unwrap();
+        let lake = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (lookup, asked) = lookup_over(lake.clone());
+        let mut committing =
+            WindowOperator::new(WindowSpec::default(), true, Some(dir.path().join("c")))
+                .await
+                .unwrap();
+        committing.emitted.spill_at_rows = 3;
+        committing.remember_history(None, lookup);
         let mut kept = WindowOperator::new(WindowSpec::default(), true, None)
             .await
             .unwrap();
@@ -1652,9 +1710,10 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (seed >> 33) % n
         };
-        let (mut out_kept, mut out_spilled) = (Vec::new(), Vec::new());
-        let mut minute = 0u64;
-        for _ in 0..60 {
+        let (mut out_kept, mut out_spilled, mut out_committing) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut minute, mut uncommitted) = (0u64, Vec::new());
+        for push in 0..60 {
             let mut batch = Vec::new();
             for _ in 0..7 {
                 minute += next(3);
@@ -1674,9 +1733,17 @@ mod tests {
             let trades = trades(&rows);
             out_kept.extend(kept.push(&trades).await.unwrap().windows);
             out_spilled.extend(spilled.push(&trades).await.unwrap().windows);
+            let emitted = committing.push(&trades).await.unwrap().windows;
+            out_committing.extend(emitted.clone());
+            uncommitted.extend(emitted);
+            if push % 5 == 4 {
+                lake.lock().unwrap().append(&mut uncommitted);
+                committing.committed();
+            }
         }
         out_kept.extend(kept.finish().await.unwrap());
         out_spilled.extend(spilled.finish().await.unwrap());
+        out_committing.extend(committing.finish().await.unwrap());
         let schema = kept.output_schema.clone();
         let out_kept = concat_batches(&schema, &out_kept).unwrap();
         let out_spilled = concat_batches(&schema, &out_spilled).unwrap();
@@ -1688,6 +1755,48 @@ mod tests {
         assert!(kept.emitted.index.len() > 100);
         assert!(spilled.emitted.index.len() < 30);
         assert_eq!(out_spilled, out_kept);
+        let out_committing = concat_batches(&schema, &out_committing).unwrap();
+        assert_eq!(out_committing, out_kept);
+        let files = |op: &WindowOperator| op.emitted.spill_files.len();
+        assert!(
+            files(&committing) < files(&spilled),
+            "committed windows left memory for the lake: {} spill files, {} without commits",
+            files(&committing),
+            files(&spilled)
+        );
+        assert!(
+            !asked.lock().unwrap().is_empty(),
+            "corrections asked the lake"
+        );
+    }
+
+    /// After an uncommitted run was dropped, what the operator emitted is not all in the lake:
+    /// a later commit marks none of it as there. An operator that had emitted nothing when a
+    /// run was dropped (a member's first assignment) still marks what it emits later.
+    #[tokio::test]
+    async fn windows_of_a_dropped_run_are_never_marked_committed() {
+        for emitted_before_the_drop in [true, false] {
+            let mut op = WindowOperator::new(WindowSpec::default(), true, None)
+                .await
+                .unwrap();
+            op.remember_history(None, lookup_in(Vec::new()).0);
+            if !emitted_before_the_drop {
+                op.uncommitted_dropped();
+            }
+            for at in ["2024-01-02T10:01:00", "2024-01-02T10:07:00"] {
+                op.push(&trades(&[(at, "LIT", 10.0, 100)])).await.unwrap();
+            }
+            assert_eq!(op.emitted.chunks.len(), 1, "the 10:00 window closed");
+            if emitted_before_the_drop {
+                op.uncommitted_dropped();
+            }
+            op.committed();
+            assert_eq!(
+                op.emitted.durable.is_empty(),
+                emitted_before_the_drop,
+                "emitted before the drop: {emitted_before_the_drop}"
+            );
+        }
     }
 
     #[test]

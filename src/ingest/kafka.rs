@@ -1569,6 +1569,9 @@ impl Aggregator<'_> {
     /// again from the lake's offsets by whoever owns the partitions next.
     async fn drop_interval(&mut self) -> Result<(), IngestError> {
         self.discard_in_flight().await?;
+        if let Some(windows) = self.windows.as_mut() {
+            windows.uncommitted_dropped();
+        }
         self.decoders.clear()?;
         let fresh = Interval::begin(&self.lake, self.options)?;
         let old = std::mem::replace(&mut self.interval, fresh);
@@ -1661,6 +1664,10 @@ impl Aggregator<'_> {
             }
         }
         self.landed(&rows, &decode);
+        // Every window emitted so far is in the lake now (the operator came back above).
+        if let Some(windows) = self.windows.as_mut() {
+            windows.committed();
+        }
         crate::lake::crash_point("before-group-commit");
         self.commit_group(consumer, &ranges);
         Ok(())
