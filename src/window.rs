@@ -554,9 +554,9 @@ impl Emitted {
     }
 
     /// Bring back into memory the latest emitted rows of those `keys` that are not in memory:
-    /// from this run's spill files (newest first: a key's first match is its latest version),
-    /// else from the windows of earlier runs (every version stored: the highest wins), as rows
-    /// of `row_schema`.
+    /// the highest version of this run's spill files (newest first: a key's first match is
+    /// the latest a file holds) and the lake (earlier runs' windows and this run's committed
+    /// ones that left memory; every version stored), as rows of `row_schema`.
     async fn fault_in(&mut self, keys: &[Key], row_schema: &SchemaRef) -> Result<(), WindowError> {
         let before = |end: i64, until: Option<i64>| until.is_some_and(|u| end <= u);
         let mut wanted: HashSet<Key> = keys
@@ -568,6 +568,13 @@ impl Emitted {
         if wanted.is_empty() {
             return Ok(());
         }
+        // The lake is asked even about a key found in a spill file: a newer version of it may
+        // have left memory for the lake since (committed after that file was written).
+        let in_lake: HashSet<Key> = wanted
+            .iter()
+            .filter(|k| before(k.1, self.history_until))
+            .copied()
+            .collect();
         let mut found: HashMap<Key, (i64, RecordBatch)> = HashMap::new();
         for file in self.spill_files.iter().rev() {
             if wanted.is_empty() {
@@ -578,9 +585,8 @@ impl Emitted {
                 found.insert(key, (version, row));
             }
         }
-        wanted.retain(|k| before(k.1, self.history_until));
-        if let (Some(lookup), false) = (self.history.clone(), wanted.is_empty()) {
-            let rows = lookup(self.history_query(&wanted)).await?;
+        if let (Some(lookup), false) = (self.history.clone(), in_lake.is_empty()) {
+            let rows = lookup(self.history_query(&in_lake)).await?;
             let rows = rows.iter().map(|batch| {
                 let versions = batch
                     .column_by_name("version")
@@ -589,13 +595,13 @@ impl Emitted {
                 let versions = versions.as_primitive::<arrow::datatypes::Int64Type>();
                 with_versions(&conform(batch, row_schema)?, versions.values().to_vec())
             });
-            for (key, version, row) in self.matches_in(rows, &wanted)? {
+            for (key, version, row) in self.matches_in(rows, &in_lake)? {
                 if found.get(&key).is_none_or(|(v, _)| *v < version) {
                     found.insert(key, (version, row));
                 }
             }
             self.absent
-                .extend(wanted.into_iter().filter(|k| !found.contains_key(k)));
+                .extend(in_lake.into_iter().filter(|k| !found.contains_key(k)));
         }
         let (found_keys, parts): (Vec<Key>, Vec<RecordBatch>) =
             found.into_iter().map(|(key, (_, row))| (key, row)).unzip();
@@ -1768,6 +1774,49 @@ mod tests {
             !asked.lock().unwrap().is_empty(),
             "corrections asked the lake"
         );
+    }
+
+    /// A window spilled before its run was committed, then corrected, committed and dropped
+    /// from memory: its spill file holds an older version than the lake. The next correction
+    /// continues the lake's (version 3, all three trades), not the spill file's.
+    #[tokio::test]
+    async fn a_correction_continues_the_lakes_version_over_an_older_spilled_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut op = WindowOperator::new(WindowSpec::default(), true, Some(dir.path().into()))
+            .await
+            .unwrap();
+        op.emitted.spill_at_rows = 1;
+        let lake = Arc::new(std::sync::Mutex::new(Vec::new()));
+        op.remember_history(None, lookup_over(lake.clone()).0);
+        let mut out = Vec::new();
+        for at in [
+            "2024-01-02T10:01:00",
+            "2024-01-02T10:07:00", // 10:00 closes: version 1
+            "2024-01-02T10:13:00", // 10:05 closes; 10:00's version 1 goes to a spill file
+            "2024-01-02T10:02:00", // late: 10:00's version 2
+        ] {
+            out.extend(
+                op.push(&trades(&[(at, "LIT", 10.0, 1)]))
+                    .await
+                    .unwrap()
+                    .windows,
+            );
+        }
+        assert!(!op.emitted.spill_files.is_empty(), "version 1 was spilled");
+        // Committed; then 10:10 closes and version 2 leaves memory for the lake.
+        lake.lock().unwrap().append(&mut out);
+        op.committed();
+        op.push(&trades(&[("2024-01-02T10:19:00", "LIT", 10.0, 1)]))
+            .await
+            .unwrap();
+        let late = op
+            .push(&trades(&[("2024-01-02T10:03:00", "LIT", 10.0, 1)]))
+            .await
+            .unwrap()
+            .windows
+            .unwrap();
+        assert_eq!(column_i64(&late, "version"), vec![3]);
+        assert_eq!(column_i64(&late, "num_trades"), vec![3]);
     }
 
     /// After an uncommitted run was dropped, what the operator emitted is not all in the lake:
