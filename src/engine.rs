@@ -482,7 +482,7 @@ impl Engine {
         let (trades, emitted) = match newest {
             Some(end) => {
                 let from = end - self.options.window.size;
-                let at = format!("arrow_cast({from}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+                let at = crate::time::sql_timestamp(from);
                 // The date too, so the partitions before it are not read at all.
                 let day = crate::time::date_of(from);
                 (

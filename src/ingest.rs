@@ -278,7 +278,6 @@ fn history_lookup(
     Arc::new(move |query: HistoryQuery| {
         let (engine, lake) = (engine.clone(), lake.clone());
         Box::pin(async move {
-            let at = |t: i64| format!("arrow_cast({t}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
             // The partition is the date of window_start, which is window_end - size.
             let (first_day, last_day) = (
                 crate::time::date_of(query.first_end - window.size),
@@ -297,8 +296,8 @@ fn history_lookup(
             let sql = format!(
                 "SELECT * FROM window_history WHERE window_end >= {} AND window_end <= {} \
                  AND date >= '{first_day}' AND date <= '{last_day}'{symbols}",
-                at(query.first_end),
-                at(query.last_end)
+                crate::time::sql_timestamp(query.first_end),
+                crate::time::sql_timestamp(query.last_end)
             );
             let error = |e: EngineError| WindowError::History(e.to_string());
             lake_engine(&engine, &lake, window)

@@ -343,6 +343,11 @@ pub fn date_of(micros: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A SQL literal of the event time `micros`, of the lake's time columns' type.
+pub fn sql_timestamp(micros: i64) -> String {
+    format!("arrow_cast({micros}, 'Timestamp(Microsecond, Some(\"UTC\"))')")
+}
+
 /// Parse a calendar date, `YYYY-MM-DD`, `YYYYMMDD` or `MM/DD/YYYY`, into days since 1970-01-01.
 pub fn parse_date(text: &str) -> Result<i64, TimestampError> {
     let t = text.trim();
