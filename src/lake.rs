@@ -140,6 +140,10 @@ pub struct OffsetRange {
     /// again under its name has a new one. Lakes from before it was recorded have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<String>,
+    /// The committing member's watermark (event time, µs) when it committed: every window it
+    /// held open then ends after it. Lakes from before it was recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<i64>,
 }
 
 /// The commit log entry of one run.
@@ -304,6 +308,33 @@ impl Lake {
         let mut ranges = self.logged_ranges(topic)?;
         ranges.extend(self.indexed_ranges(topic)?);
         Ok(ranges.into_iter().filter_map(|r| r.topic_id).collect())
+    }
+
+    /// The oldest watermark recorded with the last range landed of each of `partitions` that
+    /// the lake holds data of; `None` if one of those has none recorded (or none holds data).
+    /// Windows a member of those partitions left open end after it, so their trades are at
+    /// most one window length older.
+    pub fn open_windows_after(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Option<i64>, LakeError> {
+        let mut ranges = self.logged_ranges(topic)?;
+        ranges.extend(self.indexed_ranges(topic)?);
+        let mut last: BTreeMap<i32, OffsetRange> = BTreeMap::new();
+        for range in ranges {
+            if last.get(&range.partition).is_none_or(|l| l.end < range.end) {
+                last.insert(range.partition, range);
+            }
+        }
+        let mut oldest: Option<i64> = None;
+        for range in partitions.iter().filter_map(|p| last.get(p)) {
+            let Some(watermark) = range.watermark else {
+                return Ok(None);
+            };
+            oldest = Some(oldest.map_or(watermark, |o| o.min(watermark)));
+        }
+        Ok(oldest)
     }
 
     /// The `_offsets` index alone: partition -> end of the last published range.
@@ -821,6 +852,46 @@ mod tests {
         assert_eq!(lake.recover().unwrap(), Recovery::default());
     }
 
+    /// The replay bound of a restart: the oldest watermark of the assigned partitions' last
+    /// ranges; none when one of them has data without a watermark (a lake from before).
+    #[test]
+    fn open_windows_end_after_the_oldest_watermark_of_the_last_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let mut n = 0;
+        let mut commit = |partition, start, end, watermark| {
+            n += 1;
+            lake.commit(&CommitRecord {
+                run: format!("run{n}"),
+                files: vec![],
+                sources: vec![],
+                offsets: vec![OffsetRange {
+                    topic: "t".into(),
+                    partition,
+                    start,
+                    end,
+                    topic_id: None,
+                    watermark,
+                }],
+            })
+            .unwrap();
+        };
+        commit(0, 0, 10, Some(500));
+        commit(0, 10, 20, Some(900));
+        commit(1, 0, 5, Some(700));
+        commit(2, 0, 5, None);
+        let after = |partitions: &[i32]| lake.open_windows_after("t", partitions).unwrap();
+        assert_eq!(after(&[0]), Some(900), "the last range's");
+        assert_eq!(after(&[0, 1]), Some(700), "the oldest");
+        assert_eq!(
+            after(&[0, 1, 3]),
+            Some(700),
+            "a partition without data needs none"
+        );
+        assert_eq!(after(&[0, 2]), None, "data without a watermark: no bound");
+        assert_eq!(lake.open_windows_after("other", &[0]).unwrap(), None);
+    }
+
     #[test]
     fn a_logged_unpublished_kafka_run_counts_as_landed_and_fences_a_re_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -831,6 +902,7 @@ mod tests {
             start,
             end,
             topic_id: None,
+            watermark: None,
         };
         let record = |run: &str, start, end| CommitRecord {
             run: run.into(),
@@ -880,6 +952,7 @@ mod tests {
                 start: 0,
                 end: 10,
                 topic_id: topic_id.map(str::to_string),
+                watermark: None,
             }],
         };
         lake.commit(&record("run1", 0, None)).unwrap();

@@ -1378,15 +1378,28 @@ impl Aggregator<'_> {
         if self.parts.is_empty() {
             return Ok(());
         }
-        let partitions: Vec<String> = self.parts.keys().map(|p| p.to_string()).collect();
-        let filter = open_windows_filter(
-            self.options.ingest.window,
-            &format!(
-                "t.source_topic = '{}' AND t.source_partition IN ({})",
-                self.options.topic.replace('\'', "''"),
-                partitions.join(", ")
-            ),
+        let assigned: Vec<i32> = self.parts.keys().copied().collect();
+        let partitions: Vec<String> = assigned.iter().map(|p| p.to_string()).collect();
+        let mut also = format!(
+            "t.source_topic = '{}' AND t.source_partition IN ({})",
+            self.options.topic.replace('\'', "''"),
+            partitions.join(", ")
         );
+        // Only the trades of windows that can still be open: by date folder and row group,
+        // rather than every trade of the lake.
+        let spec = self.options.ingest.window;
+        if let Some(after) = self
+            .lake
+            .open_windows_after(&self.options.topic, &assigned)?
+        {
+            let from = after - spec.size;
+            also.push_str(&format!(
+                " AND t.\"timestamp\" >= {} AND t.date >= '{}'",
+                crate::time::sql_timestamp(from),
+                crate::time::date_of(from)
+            ));
+        }
+        let filter = open_windows_filter(spec, &also);
         let replay = crate::ingest::lake_trades(
             &self.options.ingest.lake,
             self.options.ingest.window,
@@ -1632,6 +1645,8 @@ impl Aggregator<'_> {
         // The writer thread finished the run's files meanwhile (or does so now).
         let mut tx = writer.finish().await?;
         tracing::debug!("commit: files finished after {:?}", started.elapsed());
+        // Every window this member holds open ends after it (recorded for restarts' replay).
+        let watermark = self.windows.as_ref().and_then(WindowOperator::watermark);
         for (partition, (start, end)) in &ranges {
             tx.add_offsets(OffsetRange {
                 topic: self.options.topic.clone(),
@@ -1642,6 +1657,7 @@ impl Aggregator<'_> {
                     Asked::Answered(TopicId::Id(id)) => Some(id.clone()),
                     _ => None,
                 },
+                watermark,
             });
         }
         let rows = tx.rows().clone();
