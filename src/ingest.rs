@@ -313,12 +313,31 @@ fn history_lookup(
 /// The [`lake_trades`] filter for the trades of windows a stop left open, `also` (a condition
 /// on `t`) holding: per key, those from `size - slide` before the end of its last emitted
 /// window (0 for tumbling windows), all of its trades if it has none. The windows emitted
-/// already among theirs are kept out by [`WindowOperator::push_open`].
-pub(crate) fn open_windows_filter(spec: WindowSpec, also: &str) -> String {
+/// already among theirs are kept out by [`WindowOperator::push_open`]. With `from` (no open
+/// window starts before it), only trades from then on are read, and only the windows ending
+/// from then on are aggregated: an earlier last end lets every such trade through anyway. So
+/// both sides are pruned by date folder and row group instead of read whole.
+pub(crate) fn open_windows_filter(spec: WindowSpec, also: &str, from: Option<i64>) -> String {
+    let (trades_from, windows_from) = match from {
+        Some(from) => {
+            let at = crate::time::sql_timestamp(from);
+            (
+                format!(
+                    " AND t.\"timestamp\" >= {at} AND t.date >= '{}'",
+                    crate::time::date_of(from)
+                ),
+                format!(
+                    " WHERE window_end >= {at} AND date >= '{}'",
+                    crate::time::date_of(from - spec.size)
+                ),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
     format!(
-        "LEFT JOIN (SELECT symbol, venue, MAX(window_end) AS done FROM window_history \
+        "LEFT JOIN (SELECT symbol, venue, MAX(window_end) AS done FROM window_history{windows_from} \
          GROUP BY symbol, venue) AS d ON t.symbol = d.symbol AND t.venue = d.venue \
-         WHERE ({also}) AND (d.done IS NULL \
+         WHERE ({also}){trades_from} AND (d.done IS NULL \
          OR CAST(t.\"timestamp\" AS BIGINT) >= CAST(d.done AS BIGINT) - {})",
         (spec.size - spec.slide).max(0)
     )

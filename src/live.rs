@@ -312,7 +312,7 @@ pub async fn run(
     // Windows that were open when an earlier run stopped without closing them (a crash): their
     // trades are in the lake, so they go through the operator again before new trades do (which
     // close them).
-    let filter = crate::ingest::open_windows_filter(options.window, "TRUE");
+    let filter = crate::ingest::open_windows_filter(options.window, "TRUE", None);
     for trades in crate::ingest::lake_trades(&options.lake, options.window, &filter).await? {
         windows.push_open(&trades, &emitted_to).await?;
     }

@@ -1380,26 +1380,20 @@ impl Aggregator<'_> {
         }
         let assigned: Vec<i32> = self.parts.keys().copied().collect();
         let partitions: Vec<String> = assigned.iter().map(|p| p.to_string()).collect();
-        let mut also = format!(
+        let also = format!(
             "t.source_topic = '{}' AND t.source_partition IN ({})",
             self.options.topic.replace('\'', "''"),
             partitions.join(", ")
         );
-        // Only the trades of windows that can still be open: by date folder and row group,
-        // rather than every trade of the lake.
+        // Only the trades of windows that can still be open (they start at most one window
+        // length before the watermark the partitions' last commits recorded), rather than
+        // every trade of the lake.
         let spec = self.options.ingest.window;
-        if let Some(after) = self
+        let from = self
             .lake
             .open_windows_after(&self.options.topic, &assigned)?
-        {
-            let from = after - spec.size;
-            also.push_str(&format!(
-                " AND t.\"timestamp\" >= {} AND t.date >= '{}'",
-                crate::time::sql_timestamp(from),
-                crate::time::date_of(from)
-            ));
-        }
-        let filter = open_windows_filter(spec, &also);
+            .map(|after| after - spec.size);
+        let filter = open_windows_filter(spec, &also, from);
         let replay = crate::ingest::lake_trades(
             &self.options.ingest.lake,
             self.options.ingest.window,
