@@ -18,7 +18,7 @@ use crate::ingest::kafka::{
 };
 use crate::ingest::restart::supervised;
 use crate::ingest::{ingest_files, IngestOptions, IngestSummary};
-use crate::lake::{Table, WriterOptions};
+use crate::lake::{Lake, Table, WriterOptions};
 use crate::live::PipelineState;
 use crate::output::{self, OutputFormat};
 use crate::report::{write_report, ReportError, ReportOptions};
@@ -51,6 +51,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Serve the HTTP API (heatmap data, Kepler.gl files, SQL, metrics) over a lake.
     Serve(ServeArgs),
+    /// Merge the lake's small Parquet files (one per table and day each commit) into large
+    /// ones, safely while other processes write and read it.
+    Compact(CompactArgs),
 }
 
 /// The lake location.
@@ -605,6 +608,41 @@ pub struct ExportArgs {
     pub venues: VenueArgs,
     #[command(flatten)]
     pub window: WindowArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Tables to compact, by folder name: trades, windows, late, rejects, ats_weekly,
+    /// short_volume (repeatable or comma-separated) [default: all].
+    #[arg(long, env = "DARKPOOL_COMPACT_TABLE", value_delimiter = ',', value_parser = parse_table)]
+    pub table: Vec<Table>,
+    /// Rows of a merged file; files under half of it (and under half of --file-bytes) are
+    /// merged.
+    #[arg(long, env = "DARKPOOL_FILE_ROWS", default_value_t = 2_000_000)]
+    pub file_rows: usize,
+    /// Bytes of a merged file, about (e.g. 256M).
+    #[arg(long, env = "DARKPOOL_FILE_BYTES", default_value = "256M", value_parser = parse_bytes)]
+    pub file_bytes: usize,
+    /// Say what would be merged, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A lake table by its folder name.
+fn parse_table(text: &str) -> Result<Table, String> {
+    let name = text.trim();
+    Table::ALL
+        .into_iter()
+        .find(|t| t.dir_name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Table::ALL.iter().map(|t| t.dir_name()).collect();
+            format!(
+                "no table '{name}'; the lake's tables are {}",
+                names.join(", ")
+            )
+        })
 }
 
 #[derive(Debug, Args)]
@@ -1490,6 +1528,81 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+pub fn compact(args: CompactArgs) -> Result<()> {
+    let options = crate::lake::CompactOptions {
+        tables: if args.table.is_empty() {
+            Table::ALL.to_vec()
+        } else {
+            args.table.clone()
+        },
+        target: WriterOptions {
+            file_rows: at_least(args.file_rows, 2, "--file-rows")?,
+            file_bytes: at_least(args.file_bytes, 1 << 20, "--file-bytes (bytes)")?,
+            ..WriterOptions::default()
+        },
+        dry_run: args.dry_run,
+    };
+    let root = &args.lake.lake;
+    if !root.is_dir() {
+        bail!("{}: no lake there (nothing to compact)", root.display());
+    }
+    let started = Instant::now();
+    let lake = Lake::new(root);
+    lake.recover()?;
+    let summary = crate::lake::compact(&lake, &options)?;
+    for (path, why) in &summary.skipped {
+        crate::say!("  left {}: {why}", path.display());
+    }
+    let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+    for (table, done) in &summary.tables {
+        let merged = if done.files_before == 0 {
+            "nothing to merge".to_string()
+        } else if args.dry_run {
+            format!(
+                "would merge {} files into about {} in {} partition(s): {} rows, {}",
+                grouped(done.files_before as u64),
+                grouped(done.files_after as u64),
+                done.partitions,
+                grouped(done.rows),
+                mb(done.bytes_before)
+            )
+        } else {
+            format!(
+                "{} files -> {} in {} partition(s): {} rows, {} -> {}",
+                grouped(done.files_before as u64),
+                grouped(done.files_after as u64),
+                done.partitions,
+                grouped(done.rows),
+                mb(done.bytes_before),
+                mb(done.bytes_after)
+            )
+        };
+        crate::say!(
+            "  {:<13} {merged} ({} file(s) kept as they are)",
+            table.dir_name(),
+            grouped(done.files_kept as u64)
+        );
+    }
+    crate::say!(
+        "{} {}: {} files {} {} in {:.2} s",
+        if args.dry_run {
+            "dry run on"
+        } else {
+            "compacted"
+        },
+        root.display(),
+        grouped(summary.files_before() as u64),
+        if args.dry_run {
+            "would become"
+        } else {
+            "became"
+        },
+        grouped(summary.files_after() as u64),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// A time flag: ISO-8601, or a bare date meaning its midnight UTC.
 fn parse_time_flag(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
     text.map(|t| {
@@ -1917,5 +2030,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export(args).await,
         Command::Report(args) => report(args).await,
         Command::Serve(args) => serve(args).await,
+        Command::Compact(args) => tokio::task::spawn_blocking(move || compact(args)).await?,
     }
 }

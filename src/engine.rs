@@ -30,6 +30,7 @@ use datafusion::execution::memory_pool::{
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{visit_relations, SetExpr, Statement as SqlStatement};
@@ -164,6 +165,55 @@ impl EngineError {
 /// DataFusion's message on one line, without the backtrace-ish context chain noise.
 fn one_line(e: &DataFusionError) -> String {
     e.strip_backtrace().replace('\n', " ")
+}
+
+/// Runs of a query that a compaction's swap overlapped (see [`Lake::swaps`] and
+/// [`file_vanished`]) before it fails.
+const VANISHED_ATTEMPTS: usize = 5;
+
+/// The longest darkpool's own queries wait for a compaction's swap to end.
+const SWAP_WAIT: Duration = Duration::from_secs(60);
+
+/// A stream's end, when a compaction swapped a partition while it was read.
+#[derive(Debug, thiserror::Error)]
+#[error("a compaction swapped lake files while they were read")]
+struct SwappedUnder;
+
+/// A query that compactions overlapped every time it ran (HTTP 503: try again).
+fn compacted_meanwhile() -> EngineError {
+    EngineError::Busy(format!(
+        "a compaction swapped lake files under this query {VANISHED_ATTEMPTS} times in a row; \
+         run it again"
+    ))
+}
+
+/// Did the query fail because a file it had listed was gone when it opened it? A compaction
+/// swaps a partition's small files for merged ones between the two.
+fn file_vanished(e: &DataFusionError) -> bool {
+    use datafusion::object_store::Error as StoreError;
+    e.iter().any(|e| {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = next {
+            if let Some(DataFusionError::ObjectStore(store)) = err.downcast_ref::<DataFusionError>()
+            {
+                if matches!(**store, StoreError::NotFound { .. }) {
+                    return true;
+                }
+            }
+            if err.is::<SwappedUnder>()
+                || err
+                    .downcast_ref::<StoreError>()
+                    .is_some_and(|s| matches!(s, StoreError::NotFound { .. }))
+                || err
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+            {
+                return true;
+            }
+            next = err.source();
+        }
+        false
+    })
 }
 
 /// Did reading a Parquet file fail (rather than the SQL, a limit or a function)?
@@ -525,9 +575,25 @@ impl Engine {
             table: "windows",
             source,
         };
-        let df = self.ctx.table("windows").await.map_err(err)?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(err)?;
+        let mut attempt = 1;
+        let (schema, batches) = loop {
+            let swaps = self
+                .settled_swaps(tokio::time::Instant::now() + SWAP_WAIT)
+                .await;
+            let df = self.ctx.table("windows").await.map_err(err)?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let collected = df.collect().await;
+            if self.lake.swaps() != swaps && attempt < VANISHED_ATTEMPTS {
+                attempt += 1; // see `sql_with_params`
+                continue;
+            }
+            match collected {
+                Ok(_) if self.lake.swaps() != swaps => return Err(compacted_meanwhile()),
+                Ok(batches) => break (schema, batches),
+                Err(e) if file_vanished(&e) && attempt < VANISHED_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(err(e)),
+            }
+        };
         let pinned = MemTable::try_new(schema, vec![batches]).map_err(err)?;
         self.ctx.deregister_table("windows").map_err(err)?;
         self.ctx
@@ -551,14 +617,74 @@ impl Engine {
     ) -> Result<QueryResult, EngineError> {
         guard(sql)?;
         let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let mut attempt = 1;
+        loop {
+            let swaps = self.settled_swaps(deadline).await;
+            let share = Arc::new(QueryShare::of(self.ctx.runtime_env().memory_pool.clone()));
+            let work = self.attempt(sql, params.clone(), share.clone());
+            // A task of its own: one expression can keep a thread busy past the timeout
+            // (nothing to await inside it), and the timeout still answers on time from
+            // another; the task is dropped at its next await.
+            let mut task = tokio::spawn(work);
+            let (schema, batches, held) = match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(done) => {
+                    match done.map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))? {
+                        Ok(done) => done,
+                        // A file it listed was swapped out by a compaction before it was
+                        // read: the lake holds the same rows in other files now.
+                        Err(e) if file_vanished(&e) && attempt < VANISHED_ATTEMPTS => {
+                            attempt += 1;
+                            continue;
+                        }
+                        Err(e) => match share.crowded_out(&e, self.budget.limit()) {
+                            Some(busy) => return Err(busy),
+                            None => return Err(self.failed(e).await),
+                        },
+                    }
+                }
+                Err(_) => {
+                    task.abort();
+                    return Err(EngineError::Timeout(self.options.timeout));
+                }
+            };
+            if self.lake.swaps() != swaps {
+                // A compaction swapped a partition while this query listed or read it.
+                if attempt < VANISHED_ATTEMPTS {
+                    attempt += 1;
+                    continue;
+                }
+                return Err(compacted_meanwhile());
+            }
+            let (batches, truncated) = cut(batches, self.options.max_rows);
+            return Ok(QueryResult {
+                schema,
+                batches,
+                truncated,
+                elapsed: started.elapsed(),
+                _held: Arc::new(held),
+            });
+        }
+    }
+
+    /// One run of [`Engine::sql_with_params`]' query: planned (the lake's files listed) and
+    /// collected within the memory budget, through `share` of the pool.
+    fn attempt(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+        share: Arc<QueryShare>,
+    ) -> impl std::future::Future<
+        Output = Result<(SchemaRef, Vec<RecordBatch>, MemoryReservation), DataFusionError>,
+    > + Send
+           + 'static {
         let (ctx, sql_text, max_rows) = (self.ctx.clone(), sql.to_string(), self.options.max_rows);
         let budget = self.budget.clone();
         // Its operators and its result reserve through a share of the pool that knows what
         // this query held when it was refused.
-        let share = Arc::new(QueryShare::of(ctx.runtime_env().memory_pool.clone()));
         let runtime = Arc::new(share.runtime(&ctx.runtime_env()));
-        let held_through = budget.through(share.clone());
-        let work = async move {
+        let held_through = budget.through(share);
+        async move {
             let mut df = ctx.sql_with_options(&sql_text, read_only()).await?;
             if let Some(params) = params {
                 check_param_names(df.logical_plan(), &params)?;
@@ -579,35 +705,7 @@ impl Engine {
             };
             let (batches, held) = collect_within(df, &held_through, runtime).await?;
             Ok::<_, DataFusionError>((schema, batches, held))
-        };
-        // A task of its own: one expression can keep a thread busy past the timeout (nothing
-        // to await inside it), and the timeout still answers on time from another; the task
-        // is dropped at its next await.
-        let mut task = tokio::spawn(work);
-        let (schema, batches, held) =
-            match tokio::time::timeout(self.options.timeout, &mut task).await {
-                Ok(done) => {
-                    match done.map_err(|e| EngineError::Sql(format!("the query stopped: {e}")))? {
-                        Ok(done) => done,
-                        Err(e) => match share.crowded_out(&e, self.budget.limit()) {
-                            Some(busy) => return Err(busy),
-                            None => return Err(self.failed(e).await),
-                        },
-                    }
-                }
-                Err(_) => {
-                    task.abort();
-                    return Err(EngineError::Timeout(self.options.timeout));
-                }
-            };
-        let (batches, truncated) = cut(batches, self.options.max_rows);
-        Ok(QueryResult {
-            schema,
-            batches,
-            truncated,
-            elapsed: started.elapsed(),
-            _held: Arc::new(held),
-        })
+        }
     }
 
     /// Stream user SQL through the same guard, without the row limit (for exports, which
@@ -617,6 +715,9 @@ impl Engine {
         sql: &str,
     ) -> Result<(SchemaRef, SendableRecordBatchStream), EngineError> {
         guard(sql)?;
+        let swaps = self
+            .settled_swaps(tokio::time::Instant::now() + self.options.timeout)
+            .await;
         let df = self
             .ctx
             .sql_with_options(sql, read_only())
@@ -625,7 +726,18 @@ impl Engine {
         let df = checked_plan(df, &self.budget).map_err(EngineError::sql)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         match df.execute_stream().await {
-            Ok(stream) => Ok((schema, stream)),
+            Ok(stream) => {
+                // Its rows are out by the time a swap could be seen: the stream ends in an
+                // error instead (an export then leaves no file).
+                let lake = self.lake.clone();
+                let check = futures::stream::once(async move {
+                    (lake.swaps() != swaps)
+                        .then(|| DataFusionError::External(Box::new(SwappedUnder)))
+                })
+                .filter_map(|e| async move { e.map(Err) });
+                let checked = RecordBatchStreamAdapter::new(schema.clone(), stream.chain(check));
+                Ok((schema, Box::pin(checked)))
+            }
             Err(e) => Err(self.failed(e).await),
         }
     }
@@ -634,6 +746,13 @@ impl Engine {
     /// cannot be read: DataFusion's error does not name the file ("Corrupt footer").
     /// The footers are read on a blocking thread: a lake of many files takes a while.
     pub(crate) async fn failed(&self, e: DataFusionError) -> EngineError {
+        if file_vanished(&e) {
+            return EngineError::Busy(format!(
+                "{}: a compaction swapped lake files while this query read them (they hold \
+                 the same rows in new files now); run it again",
+                one_line(&e)
+            ));
+        }
         if !reading_parquet_failed(&e) {
             return EngineError::sql(e);
         }
@@ -661,10 +780,35 @@ impl Engine {
 
     /// Run trusted SQL of darkpool itself (no row limit), e.g. loading windows for ingest.
     pub(crate) async fn internal(&self, sql: &str) -> Result<Vec<RecordBatch>, EngineError> {
-        let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
-        match df.collect().await {
-            Ok(batches) => Ok(batches),
-            Err(e) => Err(self.failed(e).await),
+        let mut attempt = 1;
+        loop {
+            let swaps = self
+                .settled_swaps(tokio::time::Instant::now() + SWAP_WAIT)
+                .await;
+            let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
+            match df.collect().await {
+                // See `sql_with_params`.
+                Ok(_) | Err(_) if self.lake.swaps() != swaps && attempt < VANISHED_ATTEMPTS => {
+                    attempt += 1
+                }
+                Ok(_) if self.lake.swaps() != swaps => return Err(compacted_meanwhile()),
+                Ok(batches) => return Ok(batches),
+                Err(e) if file_vanished(&e) && attempt < VANISHED_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(self.failed(e).await),
+            }
+        }
+    }
+
+    /// The lake's count of compaction swaps ([`Lake::swaps`]) once none is under way: a query
+    /// reads it before it lists the lake's files and compares after. Waits while a live
+    /// compaction is in the middle of a swap (milliseconds), up to `deadline`.
+    async fn settled_swaps(&self, deadline: tokio::time::Instant) -> u64 {
+        loop {
+            let swaps = self.lake.swaps();
+            if !self.lake.swapping(swaps) || tokio::time::Instant::now() >= deadline {
+                return swaps;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }

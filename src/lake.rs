@@ -20,6 +20,7 @@
 //! `_offsets` say that partition ends, so two members (or a member and its own restart) can
 //! never both land the same offsets, and a gap is refused too.
 
+pub mod compact;
 pub mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use compact::{compact, CompactOptions, CompactSummary, TableCompaction};
 pub use writer::{BackgroundWriter, Transaction, WriterOptions};
 
 /// A table of the lake.
@@ -91,6 +93,8 @@ pub enum LakeError {
     WriterStopped(String),
     #[error("{path} is being ingested right now by {owner}; try again when that run ends")]
     Claimed { path: String, owner: String },
+    #[error("the lake is being compacted right now by {owner}; try again when that run ends")]
+    Compacting { owner: String },
     #[error("the lake {root} holds {held} windows, and this run would write {asked} ones: one lake keeps one window shape (a SUM over `windows` would count each trade once per shape); give the lake's --window/--slide, or another --lake")]
     WindowShape {
         root: PathBuf,
@@ -468,6 +472,9 @@ impl Lake {
     /// Make a committed run visible: move its files into place, record its sources, drop its
     /// staging. Idempotent, so recovery can repeat it after a crash at any step.
     fn publish(&self, record: &CommitRecord) -> Result<(), LakeError> {
+        // A compaction swapping a partition's folder waits for this, and this for it: a file
+        // moved into the folder being swapped out would vanish from readers.
+        let _publishing = self.lock("publish")?;
         let staging = self.staging_dir(&record.run);
         let mut dirs = std::collections::BTreeSet::new();
         for rel in &record.files {
