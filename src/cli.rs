@@ -214,6 +214,11 @@ pub struct AggregatorArgs {
     /// behind, the watermark) goes to stderr; `off` for none.
     #[arg(long, env = "DARKPOOL_STATUS_EVERY", default_value = "1m")]
     pub status_every: SpanOrOff,
+    /// How often the lake's small files (a commit writes one per table and day) are merged
+    /// into large ones while the pipeline runs, as `darkpool compact` does; `off` for never
+    /// (one process of a group compacts at a time).
+    #[arg(long, env = "DARKPOOL_COMPACT_EVERY", default_value = "10m")]
+    pub compact_every: SpanOrOff,
     /// After a transient failure (the lake's disk full, the brokers gone past
     /// message.timeout.ms) start again from the lake, waiting 1s, 2s, 4s... up to 1m between
     /// tries, for at most this long in a row; `forever`, or 0s to stop at the first
@@ -279,7 +284,7 @@ impl AggregatorArgs {
                 .max(1)
         });
         options.commit_every = self.commit_every()?;
-        options.status_every = self.status_every.every()?;
+        options.status_every = self.status_every.every("--status-every")?;
         for (flag, written) in [
             ("--output-topic", &options.output_topic),
             ("--dlq-topic", &options.dlq_topic),
@@ -370,11 +375,11 @@ impl std::str::FromStr for RetryFor {
 }
 
 impl SpanOrOff {
-    /// `--status-every`: how often, if at all (more than 0).
-    fn every(&self) -> Result<Option<Duration>> {
+    /// `--status-every`, `--compact-every`: how often, if at all (more than 0).
+    fn every(&self, flag: &str) -> Result<Option<Duration>> {
         match &self.0 {
             Some(span) if span.duration.is_zero() => {
-                bail!("--status-every must be more than 0 (or `off`), e.g. 1m")
+                bail!("{flag} must be more than 0 (or `off`), e.g. 1m")
             }
             span => Ok(span.as_ref().map(|span| span.duration)),
         }
@@ -858,7 +863,7 @@ fn produce(
     registry: &Registry,
     rate: f64,
 ) -> Result<()> {
-    let mut status = PublishStatus::new(args.status_every.every()?);
+    let mut status = PublishStatus::new(args.status_every.every("--status-every")?);
     // A file that cannot be read fails before the broker is asked or the topic created.
     if let Some(path) = &args.input {
         std::fs::File::open(path).map_err(|source| crate::source::SourceError::Io {
@@ -1023,6 +1028,10 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
+        if let Some(every) = args.aggregator.compact_every.every("--compact-every")? {
+            let lake = Lake::new(&args.lake.lake);
+            tokio::spawn(compact_every(lake, every, options.ingest.writer));
+        }
         crate::say!(
             "consuming {} at {} as group {} into {} (Ctrl-C stops)",
             options.topic,
@@ -1555,6 +1564,9 @@ pub fn compact(args: CompactArgs) -> Result<()> {
     }
     let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
     for (table, done) in &summary.tables {
+        if done.files_before == 0 && done.files_kept == 0 {
+            continue; // no files at all
+        }
         let merged = if done.files_before == 0 {
             "nothing to merge".to_string()
         } else if args.dry_run {
@@ -1577,11 +1589,14 @@ pub fn compact(args: CompactArgs) -> Result<()> {
                 mb(done.bytes_after)
             )
         };
-        crate::say!(
-            "  {:<13} {merged} ({} file(s) kept as they are)",
-            table.dir_name(),
-            grouped(done.files_kept as u64)
-        );
+        let kept = match done.files_kept {
+            0 => String::new(),
+            n => format!(
+                " ({} file(s) large enough or alone, kept)",
+                grouped(n as u64)
+            ),
+        };
+        crate::say!("  {:<13} {merged}{kept}", table.dir_name());
     }
     crate::say!(
         "{} {}: {} files {} {} in {:.2} s",
@@ -1601,6 +1616,48 @@ pub fn compact(args: CompactArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `--compact-every`: compact the lake every `every` for as long as the process runs (the
+/// small files a long-running writer leaves; see `darkpool compact`). While another process
+/// compacts the lake, that one's turn is left to it.
+async fn compact_every(lake: Lake, every: Duration, target: WriterOptions) {
+    let options = crate::lake::CompactOptions {
+        target,
+        ..crate::lake::CompactOptions::default()
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let (lake, options) = (lake.clone(), options.clone());
+        let started = Instant::now();
+        let done = tokio::task::spawn_blocking(move || crate::lake::compact(&lake, &options)).await;
+        match done {
+            Ok(Ok(summary)) => {
+                for (path, why) in &summary.skipped {
+                    tracing::warn!("compaction left {}: {why}", path.display());
+                }
+                if summary.files_before() > 0 {
+                    crate::say!(
+                        "compacted the lake: {} small files became {} in {:.1}s",
+                        grouped(summary.files_before() as u64),
+                        grouped(summary.files_after() as u64),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Ok(Err(crate::lake::LakeError::Compacting { .. })) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "compacting the lake failed: {e}; tried again in {}",
+                    seconds(every)
+                )
+            }
+            Err(e) => tracing::warn!(
+                "compacting the lake stopped: {e}; tried again in {}",
+                seconds(every)
+            ),
+        }
+    }
 }
 
 /// A time flag: ISO-8601, or a bare date meaning its midnight UTC.
@@ -1720,6 +1777,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         None => None,
     };
     crate::lake::Lake::new(&args.lake.lake).ensure_tables()?;
+    let compacting = match args.no_ingest {
+        true => None,
+        false => args.aggregator.compact_every.every("--compact-every")?,
+    };
     let engine = Arc::new(Engine::open(options).await.map_err(engine_error)?);
     let api_options = crate::api::ApiOptions {
         max_body_bytes,
@@ -1773,6 +1834,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         let kafka_options = aggregator.clone();
         let retry_for = args.aggregator.retry_for();
         let pipeline_stats = stats.clone();
+        if let Some(every) = compacting {
+            let lake = Lake::new(&args.lake.lake);
+            tokio::spawn(compact_every(lake, every, WriterOptions::default()));
+        }
         let task = tokio::spawn(async move {
             // Each run, the first and any started again after a transient failure. (A closure
             // returning a future that owns what it uses: one borrowing the task's state could
@@ -1917,6 +1982,7 @@ pub fn refuse_ignored_flags(matches: &clap::ArgMatches) -> Result<()> {
     // What any pipeline of serve's uses, the simulated one included.
     const PIPELINE: &[(&str, &str)] = &[
         ("commit_every", "--commit-every"),
+        ("compact_every", "--compact-every"),
         ("retry_for", "--retry-for"),
     ];
     const SIMULATED: &[(&str, &str)] = &[("rate", "--rate"), ("seed", "--seed")];

@@ -1841,3 +1841,127 @@ fn a_json_array_of_trades_is_read_like_ndjson() {
     assert_eq!(rejects[0]["reason"], "not_an_object");
     assert_eq!(rejects[0]["source_line"].as_u64(), Some(3_001));
 }
+
+/// The windows view, every column, in one order: what a compaction must leave as it was.
+fn windows_text(dir: &Path) -> String {
+    stdout(&ok(
+        &[
+            "query",
+            "--lake",
+            "lake",
+            "--format",
+            "csv",
+            "SELECT * FROM windows ORDER BY window_start, symbol, venue",
+        ],
+        dir,
+    ))
+}
+
+fn parquet_files(table_dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![table_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// `darkpool compact` merges the small files of many commits: the same trades (read back by
+/// the parquet crate alone, and as the input says), the same windows, far fewer files; a
+/// compaction killed at its swap leaves the lake whole, and the next one completes it.
+#[test]
+fn compact_merges_many_commits_files_and_a_killed_one_leaves_the_lake_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = (0, 0, 0.0);
+    for seed in 1..=6 {
+        let file = format!("part{seed}.ndjson");
+        let path = simulate(dir.path(), 3_000, seed, &file);
+        let totals = independent_totals(&path);
+        expected = (
+            expected.0 + totals.0,
+            expected.1 + totals.1,
+            expected.2 + totals.2,
+        );
+        ok(&["ingest", "--lake", "lake", &file], dir.path());
+    }
+    let trades = dir.path().join("lake/trades");
+    let windows_before = windows_text(dir.path());
+    let files_before = parquet_files(&trades);
+    assert!(files_before >= 6, "{files_before}");
+
+    let dry = ok(&["compact", "--lake", "lake", "--dry-run"], dir.path());
+    assert!(stderr(&dry).contains("would merge"), "{}", stderr(&dry));
+    assert_eq!(
+        parquet_files(&trades),
+        files_before,
+        "a dry run changes nothing"
+    );
+
+    // Killed with the new folder built, before the swap; then just after it.
+    for point in ["compact-before-swap", "compact-swapped"] {
+        let out = darkpool()
+            .args(["compact", "--lake", "lake", "--table", "trades"])
+            .env("DARKPOOL_CRASH_AT", point)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: {}", stderr(&out));
+        let (n, quantity, value) = parquet_totals(&trades);
+        assert_eq!((n, quantity), (expected.0, expected.1), "{point}");
+        assert!(close(value, expected.2), "{point}");
+        assert_eq!(windows_text(dir.path()), windows_before, "{point}");
+    }
+    assert!(
+        parquet_files(&trades) < files_before,
+        "the swap before the kill stands"
+    );
+    commit_one_more_while_small(dir.path());
+    let out = ok(&["compact", "--lake", "lake"], dir.path());
+    let said = stderr(&out);
+    assert!(said.contains("compacted lake"), "{said}");
+    assert!(said.contains("windows"), "{said}");
+    let per_day = parquet_files(&trades);
+    let days = std::fs::read_dir(&trades).unwrap().count();
+    assert_eq!(per_day, days, "one trades file a day: {said}");
+    let (n, quantity, value) = parquet_totals(&trades);
+    assert_eq!((n, quantity), (expected.0 + 1, expected.1 + 7));
+    assert!(close(value, expected.2 + 7.0 * 10.0));
+    assert!(
+        std::fs::read_dir(dir.path().join("lake/_staging"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the killed compaction's staging is gone"
+    );
+    let again = ok(&["compact", "--lake", "lake"], dir.path());
+    assert!(
+        stderr(&again).contains("0 files became 0"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = run(
+        &["compact", "--lake", "lake", "--table", "orders"],
+        dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("no table 'orders'"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+/// One more trade committed into the lake after a compaction began: it must not be lost.
+fn commit_one_more_while_small(dir: &Path) {
+    ingest_stdin(
+        dir,
+        br#"{"timestamp":"2024-01-02T15:00:00","symbol":"ZZZ","price":10.0,"quantity":7,"venue":"LIT"}"#,
+    );
+}

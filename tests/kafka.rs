@@ -879,14 +879,19 @@ async fn hopping_windows_open_at_a_kill_9_are_rebuilt_with_all_their_trades() {
     common::oracle::assert_streaming_equals_batch(&dir.path().join("lake"), spec).await;
 }
 
+/// Two members of a group split the partitions and write one lake, compacting it as they go
+/// (`--compact-every`, one at a time): every trade lands once, and the windows equal a batch
+/// recompute.
 #[tokio::test]
-async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
+async fn two_members_of_one_group_split_the_partitions_into_one_lake_compacting_it() {
     let Some((brokers, dir, topic)) = fresh_topic(4).await else {
         return;
     };
     let group = unique("g");
+    // Both compact the lake as they go (one at a time), while the other commits.
     let start = |log: &str| {
         member(dir.path(), &brokers, &topic, &group, log)
+            .args(["--compact-every", "1s"])
             .spawn()
             .unwrap()
     };
@@ -920,6 +925,11 @@ async fn two_members_of_one_group_split_the_partitions_into_one_lake() {
     closing_run(dir.path(), &brokers, &topic, &unique("g"));
     assert_exactly_once(dir.path(), &topic, 8000);
     assert_windows_equal_batch(dir.path()).await;
+    let swaps = std::fs::read_to_string(dir.path().join("lake/_swaps")).unwrap_or_default();
+    assert!(
+        swaps.trim().parse::<u64>().is_ok_and(|n| n >= 2),
+        "no compaction swapped a partition: {swaps:?}"
+    );
 }
 
 /// Cooperative rebalancing: a member joining takes partitions from one that is reading them,
