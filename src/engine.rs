@@ -171,6 +171,33 @@ fn one_line(e: &DataFusionError) -> String {
 /// [`file_vanished`]) before it fails.
 const VANISHED_ATTEMPTS: usize = 5;
 
+/// Runs of one of darkpool's own queries (a pipeline's) that compactions' swaps overlapped
+/// before it fails: a compaction of many partitions swaps them one after another.
+const INTERNAL_ATTEMPTS: usize = 20;
+
+/// Counts the runs of a query that compactions' swaps overlapped.
+struct SwapRetry {
+    runs: usize,
+    limit: usize,
+}
+
+impl SwapRetry {
+    fn new(limit: usize) -> SwapRetry {
+        SwapRetry { runs: 1, limit }
+    }
+
+    /// Run again? After a pause that grows with each run (10 ms, 20 ms, ...), so that a
+    /// compaction swapping partition after partition gets ahead.
+    async fn again(&mut self) -> bool {
+        if self.runs >= self.limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10 * self.runs as u64)).await;
+        self.runs += 1;
+        true
+    }
+}
+
 /// The longest darkpool's own queries wait for a compaction's swap to end.
 const SWAP_WAIT: Duration = Duration::from_secs(60);
 
@@ -575,25 +602,10 @@ impl Engine {
             table: "windows",
             source,
         };
-        let mut attempt = 1;
-        let (schema, batches) = loop {
-            let swaps = self
-                .settled_swaps(tokio::time::Instant::now() + SWAP_WAIT)
-                .await;
-            let df = self.ctx.table("windows").await.map_err(err)?;
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let collected = df.collect().await;
-            if self.lake.swaps() != swaps && attempt < VANISHED_ATTEMPTS {
-                attempt += 1; // see `sql_with_params`
-                continue;
-            }
-            match collected {
-                Ok(_) if self.lake.swaps() != swaps => return Err(compacted_meanwhile()),
-                Ok(batches) => break (schema, batches),
-                Err(e) if file_vanished(&e) && attempt < VANISHED_ATTEMPTS => attempt += 1,
-                Err(e) => return Err(err(e)),
-            }
-        };
+        let (schema, batches) = self
+            .collect_settled(|| self.ctx.table("windows"))
+            .await
+            .map_err(err)?;
         let pinned = MemTable::try_new(schema, vec![batches]).map_err(err)?;
         self.ctx.deregister_table("windows").map_err(err)?;
         self.ctx
@@ -618,7 +630,7 @@ impl Engine {
         guard(sql)?;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.options.timeout;
-        let mut attempt = 1;
+        let mut retry = SwapRetry::new(VANISHED_ATTEMPTS);
         loop {
             let swaps = self.settled_swaps(deadline).await;
             let share = Arc::new(QueryShare::of(self.ctx.runtime_env().memory_pool.clone()));
@@ -633,10 +645,10 @@ impl Engine {
                         Ok(done) => done,
                         // A file it listed was swapped out by a compaction before it was
                         // read: the lake holds the same rows in other files now.
-                        Err(e) if file_vanished(&e) && attempt < VANISHED_ATTEMPTS => {
-                            attempt += 1;
-                            continue;
-                        }
+                        Err(e) if file_vanished(&e) => match retry.again().await {
+                            true => continue,
+                            false => return Err(self.failed(e).await),
+                        },
                         Err(e) => match share.crowded_out(&e, self.budget.limit()) {
                             Some(busy) => return Err(busy),
                             None => return Err(self.failed(e).await),
@@ -650,11 +662,10 @@ impl Engine {
             };
             if self.lake.swaps() != swaps {
                 // A compaction swapped a partition while this query listed or read it.
-                if attempt < VANISHED_ATTEMPTS {
-                    attempt += 1;
-                    continue;
+                match retry.again().await {
+                    true => continue,
+                    false => return Err(compacted_meanwhile()),
                 }
-                return Err(compacted_meanwhile());
             }
             let (batches, truncated) = cut(batches, self.options.max_rows);
             return Ok(QueryResult {
@@ -780,21 +791,40 @@ impl Engine {
 
     /// Run trusted SQL of darkpool itself (no row limit), e.g. loading windows for ingest.
     pub(crate) async fn internal(&self, sql: &str) -> Result<Vec<RecordBatch>, EngineError> {
-        let mut attempt = 1;
+        match self.collect_settled(|| self.ctx.sql(sql)).await {
+            Ok((_, batches)) => Ok(batches),
+            Err(e) => Err(self.failed(e).await),
+        }
+    }
+
+    /// Collect what `plan` makes, again while compactions' swaps overlap it (see
+    /// [`Lake::swaps`]): for darkpool's own queries, whose failure would stop a pipeline, up to
+    /// [`INTERNAL_ATTEMPTS`] times.
+    async fn collect_settled<F, Fut>(
+        &self,
+        plan: F,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), DataFusionError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<DataFrame, DataFusionError>>,
+    {
+        let mut retry = SwapRetry::new(INTERNAL_ATTEMPTS);
         loop {
             let swaps = self
                 .settled_swaps(tokio::time::Instant::now() + SWAP_WAIT)
                 .await;
-            let df = self.ctx.sql(sql).await.map_err(EngineError::sql)?;
-            match df.collect().await {
-                // See `sql_with_params`.
-                Ok(_) | Err(_) if self.lake.swaps() != swaps && attempt < VANISHED_ATTEMPTS => {
-                    attempt += 1
-                }
-                Ok(_) if self.lake.swaps() != swaps => return Err(compacted_meanwhile()),
-                Ok(batches) => return Ok(batches),
-                Err(e) if file_vanished(&e) && attempt < VANISHED_ATTEMPTS => attempt += 1,
-                Err(e) => return Err(self.failed(e).await),
+            let df = plan().await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let collected = df.collect().await;
+            let overlapped =
+                self.lake.swaps() != swaps || collected.as_ref().is_err_and(file_vanished);
+            if !overlapped {
+                return collected.map(|batches| (schema, batches));
+            }
+            if !retry.again().await {
+                return Err(collected
+                    .err()
+                    .unwrap_or_else(|| DataFusionError::External(Box::new(SwappedUnder))));
             }
         }
     }

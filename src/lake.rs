@@ -472,9 +472,14 @@ impl Lake {
     /// Make a committed run visible: move its files into place, record its sources, drop its
     /// staging. Idempotent, so recovery can repeat it after a crash at any step.
     fn publish(&self, record: &CommitRecord) -> Result<(), LakeError> {
-        // A compaction swapping a partition's folder waits for this, and this for it: a file
-        // moved into the folder being swapped out would vanish from readers.
         let _publishing = self.lock("publish")?;
+        self.publish_locked(record)
+    }
+
+    /// [`Lake::publish`] under the publish lock, held by the caller. A compaction swapping a
+    /// partition's folder waits for it, and it for the compaction: a file moved into the
+    /// folder being swapped out would vanish from readers.
+    fn publish_locked(&self, record: &CommitRecord) -> Result<(), LakeError> {
         let staging = self.staging_dir(&record.run);
         let mut dirs = std::collections::BTreeSet::new();
         for rel in &record.files {
@@ -549,12 +554,15 @@ impl Lake {
     }
 
     fn commit_unfenced(&self, record: &CommitRecord) -> Result<(), LakeError> {
+        // Taken before the log is written: a lock that cannot be taken (a full disk) then
+        // fails the commit cleanly, rather than leave it logged for recovery to publish.
+        let _publishing = self.lock("publish")?;
         let commits = self.commits_dir();
         fs::create_dir_all(&commits).map_err(io_error(&commits))?;
         let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
         write_atomic(&commits.join(format!("{}.json", record.run)), &bytes)?;
         crash_point("commit-logged");
-        self.publish(record)
+        self.publish_locked(record)
     }
 }
 
