@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Compaction benchmark: a lake of many small commits as a long-running writer leaves it
-# (`serve`'s simulated pipeline committing every 100 ms, without --compact-every), the queries
-# over it and a small `ingest` into it, `darkpool compact`, the same after; and DuckDB rewriting
-# the same small files into one file per table (the same work: read N files, write one) as the
-# peer.
+# Compaction benchmark: a lake of many small commits as a long-running Kafka member leaves it
+# (`ingest --brokers --commit-every 100ms` reading a topic `simulate --brokers --rate` fills,
+# without --compact-every), the queries over it and a small `ingest` into it, `darkpool
+# compact`, the same after; and DuckDB rewriting the same small files into one file per table
+# (the same work: read N files, write one) as the peer. Starts its own tansu (.ci/tansu) unless
+# BENCH_BROKERS names a broker.
 #
 #   benches/compact.sh                                  # 120 s at 10,000 trades/s
 #   BENCH_SECONDS=60 BENCH_RATE=20000 benches/compact.sh
@@ -11,27 +12,31 @@
 # Needs: cargo, python3 (a venv with duckdb is created under $BENCH_DIR, as benches/ingest.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/darkpool-target}"
-BENCH_DIR="${BENCH_DIR:-$HOME/.cache/darkpool-bench}"
-mkdir -p "$BENCH_DIR"
-cargo build --release --quiet --bin darkpool
-DP="$CARGO_TARGET_DIR/release/darkpool"
-if [ ! -x "$BENCH_DIR/venv/bin/python" ]; then
-  python3 -m venv "$BENCH_DIR/venv"
-  "$BENCH_DIR/venv/bin/pip" install --quiet duckdb
+. benches/broker.sh
+bench_build compact
+PY_DIR="$(dirname "$BENCH_DIR")"
+if [ ! -x "$PY_DIR/venv/bin/python" ]; then
+  python3 -m venv "$PY_DIR/venv"
+  "$PY_DIR/venv/bin/pip" install --quiet duckdb
 fi
-PY="$BENCH_DIR/venv/bin/python"
+PY="$PY_DIR/venv/bin/python"
+bench_broker 29094
 seconds=${BENCH_SECONDS:-120}
 rate=${BENCH_RATE:-10000}
-work="$BENCH_DIR/compact"
+work="$BENCH_DIR/run"
 rm -rf "$work" && mkdir -p "$work"
-echo "serve's pipeline: ${seconds} s at ${rate} trades/s, committing every 100 ms ..."
-"$DP" serve --lake "$work/lake" --bind 127.0.0.1:0 --rate "$rate" --commit-every 100ms \
-  --compact-every off 2>"$work/serve.txt" &
-serve=$!
-sleep "$seconds"
-kill -INT "$serve"
-wait "$serve"
+topic="compact-$$"
+echo "a Kafka member committing every 100 ms while ${rate} trades/s arrive for ${seconds} s ..."
+"$DP" ingest --brokers "$BENCH_BROKERS" --topic "$topic" --lake "$work/lake" --start earliest \
+  --commit-every 100ms --compact-every off --output-topic "" --status-every off \
+  -X session.timeout.ms=2000 -X heartbeat.interval.ms=500 2>"$work/ingest.txt" &
+member=$!
+"$DP" simulate --brokers "$BENCH_BROKERS" --topic "$topic" --count $((rate * seconds)) \
+  --rate "$rate" 2>&1 | tail -1
+sleep 3
+kill -INT "$member"
+wait "$member"
+grep -E "accepted|windows" "$work/ingest.txt" || true
 "$DP" simulate --count 1000 --seed 7 >"$work/small.ndjson" 2>/dev/null
 files() { find "$1" -name '*.parquet' | wc -l; }
 echo "lake: $(files "$work/lake/trades") trades files, $(files "$work/lake/windows") windows files, $(du -sh "$work/lake" | cut -f1)"
@@ -58,7 +63,13 @@ time_ingest() {
   /usr/bin/time -f %e "$DP" ingest --lake "$work/lake-copy" --no-progress "$work/small.ndjson" 2>&1 | tail -1
 }
 ingest_before=$(time_ingest)
-answer() { "$DP" query --lake "$work/lake" --format csv "$1" 2>/dev/null | md5sum | cut -c1-12; }
+# A query's answer, its decimals to 12 significant digits (sums of doubles differ in the last
+# digits with the order files are read in), hashed.
+answer() {
+  "$DP" query --lake "$work/lake" --format csv "$1" 2>/dev/null |
+    awk -F, -v OFS=, '{for (i = 1; i <= NF; i++) if ($i ~ /^-?[0-9]+\.[0-9]+$/) $i = sprintf("%.12g", $i); print}' |
+    md5sum | cut -c1-12
+}
 answers_before=$(for q in "${queries[@]}"; do answer "$q"; done | tr '\n' ' ')
 
 /usr/bin/time -f "%e %M" -o "$work/compact-time.txt" "$DP" compact --lake "$work/lake" 2>"$work/compact.txt"

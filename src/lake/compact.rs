@@ -3,8 +3,8 @@
 //! Every commit adds a file per table and day, so a long-running member (`--commit-every 1s`)
 //! leaves tens of thousands of small files a day, and every query lists and opens them all.
 //! Compaction reads a partition's small files (those under half the target size) and writes
-//! their rows, unchanged and in commit order, into files of up to the target size in a staging
-//! folder of its own. It then builds the partition's new folder there (the merged files, plus
+//! their rows, unchanged and in commit order (by file time), into files of up to the target
+//! size in a staging folder of its own. It then builds the partition's new folder there (the merged files, plus
 //! hard links to every file it did not merge) and exchanges the two folders in one
 //! `renameat2(RENAME_EXCHANGE)` under the lake's publish lock, which every commit takes to move
 //! its files in (so no commit's file lands in the folder being swapped out).
@@ -295,6 +295,9 @@ fn merge_files(
 ) -> Result<(), LakeError> {
     let mut order: Vec<&DataFile> = group.iter().collect();
     order.sort_by(|a, b| (a.modified, &a.name).cmp(&(b.modified, &b.name)));
+    // The merged files take the time of the newest file merged, so that a later compaction
+    // still orders them before the files committed after those.
+    let newest = order.last().map_or(SystemTime::UNIX_EPOCH, |f| f.modified);
     let props = writer_properties(run, target.row_group_rows);
     // The columns alone: each file's schema also carries its own run's metadata.
     let schema = Arc::new(Schema::new(group[0].schema.fields().clone()));
@@ -328,21 +331,28 @@ fn merge_files(
                 let size = writer.bytes_written() + writer.in_progress_size();
                 if *rows >= target.file_rows || size >= target.file_bytes {
                     if let Some(full) = current.take() {
-                        written.push(finish(full)?);
+                        written.push(finish(full, newest)?);
                     }
                 }
             }
         }
     }
     if let Some(last) = current.take() {
-        written.push(finish(last)?);
+        written.push(finish(last, newest)?);
     }
     Ok(())
 }
 
-/// Close a merged file and make it durable; its size.
-fn finish((path, mut writer, _): (PathBuf, ArrowWriter<File>, usize)) -> Result<u64, LakeError> {
+/// Close a merged file, dated `modified`, and make it durable; its size.
+fn finish(
+    (path, mut writer, _): (PathBuf, ArrowWriter<File>, usize),
+    modified: SystemTime,
+) -> Result<u64, LakeError> {
     writer.finish().map_err(|e| parquet_error(&path, e))?;
+    writer
+        .inner()
+        .set_modified(modified)
+        .map_err(io_error(&path))?;
     writer.inner().sync_all().map_err(io_error(&path))?;
     fs::metadata(&path)
         .map(|m| m.len())
