@@ -176,7 +176,7 @@ fn compact_partition(
     done: &mut TableCompaction,
     summary: &mut CompactSummary,
 ) -> Result<(), LakeError> {
-    let mut files = Vec::new();
+    let (mut files, mut schemas) = (Vec::new(), Vec::<SchemaRef>::new());
     for entry in fs::read_dir(dir).map_err(io_error(dir))? {
         let entry = entry.map_err(io_error(dir))?;
         let path = entry.path();
@@ -191,7 +191,15 @@ fn compact_partition(
             continue;
         }
         match describe(&path) {
-            Ok(file) => files.push(file),
+            Ok(mut file) => {
+                // One schema kept per kind of file, not one per file (a day of commits is
+                // tens of thousands of files).
+                match schemas.iter().find(|s| s.fields() == file.schema.fields()) {
+                    Some(known) => file.schema = known.clone(),
+                    None => schemas.push(file.schema.clone()),
+                }
+                files.push(file)
+            }
             Err(why) => summary.skipped.push((path, why)),
         }
     }
@@ -301,20 +309,44 @@ fn merge_files(
     let props = writer_properties(run, target.row_group_rows);
     // The columns alone: each file's schema also carries its own run's metadata.
     let schema = Arc::new(Schema::new(group[0].schema.fields().clone()));
+    // One thread reads the files (opens, footers, decoding) while this one encodes: the two
+    // take about as long.
+    let (batches, received) = std::sync::mpsc::sync_channel::<Result<RecordBatch, LakeError>>(8);
+    let reading = schema.clone();
+    let read = move || {
+        for file in order {
+            let path = dir.join(&file.name);
+            let reader = File::open(&path)
+                .map_err(io_error(&path))
+                .and_then(|input| {
+                    ParquetRecordBatchReaderBuilder::try_new(input)
+                        .and_then(|b| b.with_batch_size(64 * 1024).build())
+                        .map_err(|e| parquet_error(&path, e))
+                });
+            let reader = match reader {
+                Ok(reader) => reader,
+                Err(e) => return drop(batches.send(Err(e))),
+            };
+            for batch in reader {
+                let batch = batch
+                    .and_then(|b| RecordBatch::try_new(reading.clone(), b.columns().to_vec()))
+                    .map_err(|e| LakeError::Parquet {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    });
+                // An error ends the reading; so does the writer's (it stops receiving).
+                let failed = batch.is_err();
+                if batches.send(batch).is_err() || failed {
+                    return;
+                }
+            }
+        }
+    };
     let mut current: Option<(PathBuf, ArrowWriter<File>, usize)> = None;
-    for file in order {
-        let path = dir.join(&file.name);
-        let input = File::open(&path).map_err(io_error(&path))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(input)
-            .and_then(|b| b.with_batch_size(64 * 1024).build())
-            .map_err(|e| parquet_error(&path, e))?;
-        for batch in reader {
-            let batch = batch
-                .and_then(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-                .map_err(|e| LakeError::Parquet {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+    std::thread::scope(|scope| {
+        scope.spawn(read);
+        for batch in received {
+            let batch = batch?;
             if current.is_none() {
                 let name = format!("part-{run}-c{:05}.parquet", written.len() + 1);
                 let out_path = out.join(name);
@@ -336,7 +368,8 @@ fn merge_files(
                 }
             }
         }
-    }
+        Ok::<(), LakeError>(())
+    })?;
     if let Some(last) = current.take() {
         written.push(finish(last, newest)?);
     }
