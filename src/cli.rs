@@ -1569,25 +1569,24 @@ pub fn compact(args: CompactArgs) -> Result<()> {
         }
         let merged = if done.files_before == 0 {
             "nothing to merge".to_string()
-        } else if args.dry_run {
-            format!(
-                "would merge {} files into about {} in {} partition(s): {} rows, {}",
+        } else {
+            let merge = format!(
+                "{} files {} {} in {} partition(s): {} rows, {}",
                 grouped(done.files_before as u64),
+                if args.dry_run {
+                    "would become about"
+                } else {
+                    "->"
+                },
                 grouped(done.files_after as u64),
                 done.partitions,
                 grouped(done.rows),
                 mb(done.bytes_before)
-            )
-        } else {
-            format!(
-                "{} files -> {} in {} partition(s): {} rows, {} -> {}",
-                grouped(done.files_before as u64),
-                grouped(done.files_after as u64),
-                done.partitions,
-                grouped(done.rows),
-                mb(done.bytes_before),
-                mb(done.bytes_after)
-            )
+            );
+            match args.dry_run {
+                true => merge,
+                false => format!("{merge} -> {}", mb(done.bytes_after)),
+            }
         };
         let kept = match done.files_kept {
             0 => String::new(),

@@ -1296,23 +1296,6 @@ async fn hot_reads_are_gzipped_for_clients_that_accept_it() {
     }
 }
 
-/// Files of a lake table folder, its date partitions included.
-fn data_files(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
 /// A long-running pipeline compacts the lake as it goes (`--compact-every`): it commits every
 /// 100 ms, yet its trades end up in a few files; a reader's counts meanwhile never drop (no
 /// files missed at a swap); and the windows still equal a batch recompute over the trades.
@@ -1349,7 +1332,7 @@ async fn serve_compacts_the_lake_while_its_pipeline_commits() {
         .unwrap_or(0);
     assert!(swaps >= 2 && swaps.is_multiple_of(2), "swaps {swaps}");
     let commits = std::fs::read_dir(lake.join("_commits")).unwrap().count();
-    let files = data_files(&lake.join("trades"));
+    let files = common::parquet_files(&lake.join("trades")).len();
     assert!(
         files * 2 < commits,
         "{files} trades files after {commits} commits"

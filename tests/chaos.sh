@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Chaos rounds for the Kafka aggregator, longer and more random than `cargo test`'s kill -9
 # tests: while `simulate` writes N trades at a rate to a 6-partition topic, members of one
-# group are killed (-9), stopped (SIGTERM), frozen past their session (SIGSTOP, then SIGCONT)
+# group (each also compacting the lake every 2 s, one at a time) are killed (-9), stopped (SIGTERM), frozen past their session (SIGSTOP, then SIGCONT)
 # and started at random (one to three alive; the group's assignor eager `range` or
 # `cooperative-sticky` by round), and the broker is cut off now and then (every connection
 # frozen for 2-5 s, or dropped and refused for 1-2 s). Then they are stopped, one run reads on to the end, and the
@@ -51,7 +51,8 @@ round() {
   cd "$dir"
   "$DP" simulate --brokers "$BENCH_BROKERS" --topic "$topic" --count 0 --partitions 6 >/dev/null 2>&1
   local member=(ingest --brokers "$BENCH_BROKERS" --topic "$topic" --group "$group" --lake lake
-    --commit-every 300ms --idle-timeout 60s --window-memory-rows 16 "${GROUP_SETTINGS[@]}"
+    --commit-every 300ms --compact-every 2s --idle-timeout 60s --window-memory-rows 16
+    "${GROUP_SETTINGS[@]}"
     --output-topic "$out"
     -X "partition.assignment.strategy=$strategy")
   local pids=() started=0

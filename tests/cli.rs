@@ -113,33 +113,25 @@ fn independent_totals(path: &Path) -> (u64, i64, f64) {
 /// Totals of the lake's trades files read with the parquet crate alone (no DataFusion).
 fn parquet_totals(table_dir: &Path) -> (u64, i64, f64) {
     let mut totals = (0u64, 0i64, 0f64);
-    let mut stack = vec![table_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                let file = std::fs::File::open(&path).unwrap();
-                for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-                    .unwrap()
-                    .build()
-                    .unwrap()
-                {
-                    let batch = batch.unwrap();
-                    totals.0 += batch.num_rows() as u64;
-                    let q = batch
-                        .column_by_name("quantity")
-                        .unwrap()
-                        .as_primitive::<Int64Type>();
-                    totals.1 += q.values().iter().sum::<i64>();
-                    let v = batch
-                        .column_by_name("trade_value")
-                        .unwrap()
-                        .as_primitive::<Float64Type>();
-                    totals.2 += v.values().iter().sum::<f64>();
-                }
-            }
+    for path in common::parquet_files(table_dir) {
+        let file = std::fs::File::open(&path).unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            totals.0 += batch.num_rows() as u64;
+            let q = batch
+                .column_by_name("quantity")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            totals.1 += q.values().iter().sum::<i64>();
+            let v = batch
+                .column_by_name("trade_value")
+                .unwrap()
+                .as_primitive::<Float64Type>();
+            totals.2 += v.values().iter().sum::<f64>();
         }
     }
     totals
@@ -1857,22 +1849,6 @@ fn windows_text(dir: &Path) -> String {
     ))
 }
 
-fn parquet_files(table_dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![table_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
 /// `darkpool compact` merges the small files of many commits: the same trades (read back by
 /// the parquet crate alone, and as the input says), the same windows, far fewer files; a
 /// compaction killed at its swap leaves the lake whole, and the next one completes it.
@@ -1893,13 +1869,13 @@ fn compact_merges_many_commits_files_and_a_killed_one_leaves_the_lake_whole() {
     }
     let trades = dir.path().join("lake/trades");
     let windows_before = windows_text(dir.path());
-    let files_before = parquet_files(&trades);
+    let files_before = common::parquet_files(&trades).len();
     assert!(files_before >= 6, "{files_before}");
 
     let dry = ok(&["compact", "--lake", "lake", "--dry-run"], dir.path());
-    assert!(stderr(&dry).contains("would merge"), "{}", stderr(&dry));
+    assert!(stderr(&dry).contains("would become"), "{}", stderr(&dry));
     assert_eq!(
-        parquet_files(&trades),
+        common::parquet_files(&trades).len(),
         files_before,
         "a dry run changes nothing"
     );
@@ -1919,7 +1895,7 @@ fn compact_merges_many_commits_files_and_a_killed_one_leaves_the_lake_whole() {
         assert_eq!(windows_text(dir.path()), windows_before, "{point}");
     }
     assert!(
-        parquet_files(&trades) < files_before,
+        common::parquet_files(&trades).len() < files_before,
         "the swap before the kill stands"
     );
     commit_one_more_while_small(dir.path());
@@ -1927,7 +1903,7 @@ fn compact_merges_many_commits_files_and_a_killed_one_leaves_the_lake_whole() {
     let said = stderr(&out);
     assert!(said.contains("compacted lake"), "{said}");
     assert!(said.contains("windows"), "{said}");
-    let per_day = parquet_files(&trades);
+    let per_day = common::parquet_files(&trades).len();
     let days = std::fs::read_dir(&trades).unwrap().count();
     assert_eq!(per_day, days, "one trades file a day: {said}");
     let (n, quantity, value) = parquet_totals(&trades);

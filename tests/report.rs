@@ -41,22 +41,10 @@ impl Trade {
     }
 }
 
-fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            parquet_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            out.push(path);
-        }
-    }
-}
-
 /// Every trade in the lake, read with the parquet crate (not DataFusion).
 fn lake_trades(lake: &Path) -> Vec<Trade> {
     let registry = Registry::embedded();
-    let mut files = Vec::new();
-    parquet_files(&lake.join("trades"), &mut files);
+    let files = common::parquet_files(&lake.join("trades"));
     let mut trades = Vec::new();
     for file in files {
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())

@@ -152,3 +152,22 @@ pub fn simulate(path: &Path, count: u64, seed: u64, market_rate: f64) {
     )
     .unwrap();
 }
+
+/// The Parquet files under `dir` (a lake table's folder, its date partitions included), in
+/// path order; none if it does not exist.
+pub fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
