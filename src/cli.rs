@@ -631,7 +631,7 @@ pub struct CompactArgs {
     #[arg(long, env = "DARKPOOL_FILE_BYTES", default_value = "256M", value_parser = parse_bytes)]
     pub file_bytes: usize,
     /// Say what would be merged, and change nothing.
-    #[arg(long)]
+    #[arg(long, env = "DARKPOOL_COMPACT_DRY_RUN")]
     pub dry_run: bool,
 }
 
