@@ -21,8 +21,9 @@
 //! folder holds only copies (before) or the old folder (after), and recovery removes it as any
 //! dead run's; the next compaction makes an odd count left behind even.
 //!
-//! Files are merged only with files of the same schema (an older darkpool's files stay apart),
-//! and a file whose footer cannot be read is left where it is and reported.
+//! Files are merged only with files of the same schema (an older darkpool's files stay apart).
+//! A file whose footer cannot be read is left where it is, and one whose data cannot be read
+//! leaves its partition as it was; both are reported, and the other partitions compacted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -248,7 +249,19 @@ fn compact_partition(
     fs::create_dir_all(&new_dir).map_err(io_error(&new_dir))?;
     let mut written = Vec::new();
     for group in &merge {
-        merge_files(dir, group, &new_dir, run, target, &mut written)?;
+        match merge_files(dir, group, &new_dir, run, target, &mut written) {
+            Ok(()) => {}
+            // A file whose footer reads but whose data does not: its partition is left as it
+            // is, and the others are still compacted.
+            Err(e) if in_folder(&e, dir) => {
+                summary
+                    .skipped
+                    .push((dir.to_path_buf(), format!("reading it failed: {e}")));
+                let _ = fs::remove_dir_all(&new_dir);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
     }
     let replaced: BTreeSet<OsString> = merge.iter().flatten().map(|f| f.name.clone()).collect();
     if let Some(why) = lake.swap_partition(dir, &new_dir, &replaced)? {
@@ -265,6 +278,14 @@ fn compact_partition(
     done.bytes_before += bytes;
     done.bytes_after += written.iter().sum::<u64>();
     Ok(())
+}
+
+/// Is `e` about a file of the folder `dir` (reading an input), rather than the output?
+fn in_folder(e: &LakeError, dir: &Path) -> bool {
+    match e {
+        LakeError::Io { path, .. } | LakeError::Parquet { path, .. } => path.starts_with(dir),
+        _ => false,
+    }
 }
 
 /// A data file's footer: its rows and schema. Why not, if it is not readable Parquet.
@@ -660,6 +681,36 @@ mod tests {
         assert_eq!(lake.swaps(), 2, "one swap, begun and ended");
         let again = compact(&lake, &CompactOptions::default()).unwrap();
         assert_eq!(again.files_before(), 0, "nothing left to merge");
+    }
+
+    /// A file whose footer reads but whose data is damaged leaves its partition as it is; the
+    /// other days are still compacted.
+    #[test]
+    fn a_file_damaged_past_its_footer_leaves_its_partition_alone_and_the_rest_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path().join("lake"));
+        for day in ["2024-01-02", "2024-01-03"] {
+            for n in [40, 50] {
+                commit(&lake, &trades(dir.path(), day, n));
+            }
+        }
+        let damaged_day = lake.table_dir(Table::Trades).join("date=2024-01-02");
+        let damaged = files(&damaged_day).remove(0);
+        let mut bytes = fs::read(&damaged).unwrap();
+        bytes[8..200].fill(0xAB); // the data pages; the footer at the end stays whole
+        fs::write(&damaged, &bytes).unwrap();
+        let summary = compact(&lake, &CompactOptions::default()).unwrap();
+        let done = &summary.tables[&Table::Trades];
+        assert_eq!(
+            (done.partitions, done.files_before, done.files_after),
+            (1, 2, 1)
+        );
+        assert_eq!(summary.skipped.len(), 1, "{:?}", summary.skipped);
+        assert_eq!(summary.skipped[0].0, damaged_day);
+        assert!(summary.skipped[0].1.contains("reading it failed"));
+        assert_eq!(files(&damaged_day).len(), 2, "left as it was");
+        let other = lake.table_dir(Table::Trades).join("date=2024-01-03");
+        assert_eq!(totals(&other), (90, 40 * 41 / 2 + 50 * 51 / 2));
     }
 
     #[test]
