@@ -8,6 +8,7 @@
 //! LAKE/_commits/<run>.json                                 commit log: files + sources
 //! LAKE/_sources/<blake3 of content>.json                    inputs the lake already holds
 //! LAKE/_offsets/<topic>/<partition>.json                    Kafka: the next offset to read
+//! LAKE/_swaps                                               compaction's folder swaps (`compact`)
 //! ```
 //!
 //! A run writes its files into `_staging/<run>/` (invisible to readers). Commit writes the
