@@ -1296,9 +1296,10 @@ async fn hot_reads_are_gzipped_for_clients_that_accept_it() {
     }
 }
 
-/// A long-running pipeline compacts the lake as it goes (`--compact-every`): it commits every
-/// 100 ms, yet its trades end up in a few files; a reader's counts meanwhile never drop (no
-/// files missed at a swap); and the windows still equal a batch recompute over the trades.
+/// A long-running pipeline compacts the lake as it goes (`--compact-every`): it commits about
+/// once a second, yet its trades end up in fewer files than commits; a reader's counts
+/// meanwhile never drop (no files missed at a swap); and the windows still equal a batch
+/// recompute over the trades.
 #[tokio::test]
 async fn serve_compacts_the_lake_while_its_pipeline_commits() {
     let dir = tempfile::tempdir().unwrap();
@@ -1319,7 +1320,7 @@ async fn serve_compacts_the_lake_while_its_pipeline_commits() {
         ],
     );
     let (started, mut last, mut reads) = (std::time::Instant::now(), 0, 0);
-    while started.elapsed() < Duration::from_secs(6) {
+    while started.elapsed() < Duration::from_secs(8) {
         let n = count(&lake, "SELECT COUNT(*) FROM trades").await;
         assert!(n >= last, "{n} trades after {last}: a reader missed files");
         (last, reads) = (n, reads + 1);
@@ -1331,10 +1332,12 @@ async fn serve_compacts_the_lake_while_its_pipeline_commits() {
         .parse()
         .unwrap_or(0);
     assert!(swaps >= 2 && swaps.is_multiple_of(2), "swaps {swaps}");
+    // Each commit wrote a trades file (serve's pipeline commits at most once a second); the
+    // ones merged are gone.
     let commits = std::fs::read_dir(lake.join("_commits")).unwrap().count();
     let files = common::parquet_files(&lake.join("trades")).len();
     assert!(
-        files * 2 < commits,
+        files < commits && commits >= 4,
         "{files} trades files after {commits} commits"
     );
     let trades = assert_windows_match_trades(&lake, "1s").await;
