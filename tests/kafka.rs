@@ -3096,9 +3096,16 @@ async fn a_broker_gone_past_message_timeout_restarts_the_member_which_then_loses
     };
     // (tansu takes about a session timeout to assign a new group's partitions.)
     wait_for_log(outage.dir.path(), "ingest.log", "assigned partitions");
-    // 8,000 trades over about 8 s; the broker is gone for about 10 s of it.
+    // 8,000 trades over about 8 s; the broker is gone for about 10 s of it. It goes once the
+    // lake holds some (so the member has windows open): under CI's load the producer can take
+    // seconds to start, and a member that had read nothing had no windows to fail to deliver.
     let producer = outage.produce(8000, 23);
     std::thread::sleep(Duration::from_secs(2));
+    wait_landed(outage.dir.path(), &outage.topic, 500);
+    assert!(
+        landed(outage.dir.path(), &outage.topic) >= 500,
+        "nothing landed"
+    );
     outage.broker.take_down();
     let log = wait_for_log(
         outage.dir.path(),
